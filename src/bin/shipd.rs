@@ -1,0 +1,67 @@
+//! The shipd daemon: reads its configuration, runs the agent until SIGTERM
+//! or SIGINT, then drains and exits 0.
+
+use anyhow::Context;
+use clap::Parser;
+use shipd::config::{AgentConfig, ProcessEnv};
+use tracing_subscriber::EnvFilter;
+
+/// Ships logs and metrics from this node to OpenObserve over OTLP.
+///
+/// Without options it runs the embedded default pipeline, configured by the
+/// environment: SHIPD_LOG_FILES, OPENOBSERVE_URL, OPENOBSERVE_USER,
+/// OPENOBSERVE_PASSWORD[_FILE], OPENOBSERVE_ORG, OPENOBSERVE_STREAM,
+/// OPENOBSERVE_TRANSPORT, SHIPD_DATA_DIR, SHIPD_API_ADDR (see README).
+#[derive(Parser)]
+#[command(name = "shipd", version, about, long_about)]
+struct Args {}
+
+fn main() -> std::process::ExitCode {
+    let _args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("shipd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cfg = AgentConfig::from_env(&ProcessEnv).context("invalid configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        shipd::pipeline::topology::run(cfg, shutdown_signal())
+            .await
+            .context("shipd cannot start")
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; falling back to Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Health of every sink: delivering or idle is healthy; a sink whose last
+//! attempt failed is unhealthy until a request succeeds again.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// The health of one component.
+#[derive(Debug, Default)]
+pub struct ComponentHealth {
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+static COMPONENTS: LazyLock<Mutex<BTreeMap<String, Arc<ComponentHealth>>>> = LazyLock::new(Mutex::default);
+
+impl ComponentHealth {
+    /// Registers (or returns) the health of component `name`.
+    pub fn register(name: &str) -> Arc<Self> {
+        let mut all = COMPONENTS.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(all.entry(name.to_owned()).or_default())
+    }
+
+    pub fn delivered(&self) {
+        self.failing.store(false, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self, reason: &str) {
+        self.failing.store(true, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Failing components with their last error; empty when all are healthy.
+pub fn failing() -> Vec<(String, String)> {
+    let all = COMPONENTS.lock().unwrap_or_else(|p| p.into_inner());
+    all.iter()
+        .filter(|(_, h)| h.failing.load(Ordering::Relaxed))
+        .map(|(name, h)| (name.clone(), h.last_error().unwrap_or_default()))
+        .collect()
+}

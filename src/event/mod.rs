@@ -1,0 +1,177 @@
+//! The event model: what flows from sources through the pipeline to sinks.
+//!
+//! An [`Event`] is either a [`LogRecord`] or a [`MetricPoint`]. Events travel in
+//! [`EventBatch`]es, never one by one. Raw lines stay [`bytes::Bytes`] (as
+//! [`Value::Bytes`]) until something parses them. Events from replayable
+//! sources carry an [`AckToken`] and a [`Position`]; this module never does I/O.
+
+mod value;
+
+pub use value::Value;
+
+use crate::pipeline::acks::AckToken;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Ordered key/value pairs (attributes, labels). Small, so lookups are linear.
+pub type Attributes = Vec<(String, Value)>;
+
+/// What produced an event, shared by every event of that origin
+/// (OTLP resource attributes such as `host.name`, `service.name`, `shipd.source`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resource {
+    pub attributes: Attributes,
+}
+
+/// Where an event sits in its replayable source: an origin (a hash of the
+/// source name and the file or journal identity) and a byte offset. Stable
+/// across restarts, so a re-sent record gets the same `log.record.uid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub origin: u64,
+    pub offset: u64,
+}
+
+impl Position {
+    /// The deterministic record id exported as `log.record.uid`.
+    pub fn uid(&self) -> String {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&self.origin.to_le_bytes());
+        key[8..].copy_from_slice(&self.offset.to_le_bytes());
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&key))
+    }
+}
+
+/// One log record, shaped after the OTLP data model.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Event time in ns since the epoch; 0 when unknown.
+    pub time_unix_nano: u64,
+    /// When shipd read the event, in ns since the epoch.
+    pub observed_unix_nano: u64,
+    /// OTLP severity number (0 unspecified, 1..=24).
+    pub severity_number: u8,
+    pub severity_text: Option<String>,
+    pub body: Value,
+    pub attributes: Attributes,
+    pub resource: Arc<Resource>,
+    pub position: Option<Position>,
+    pub ack: Option<AckToken>,
+}
+
+impl LogRecord {
+    /// A record with `body`, observed now, belonging to `resource`.
+    pub fn new(body: Value, resource: Arc<Resource>) -> Self {
+        let now = unix_nanos(SystemTime::now());
+        LogRecord {
+            time_unix_nano: now,
+            observed_unix_nano: now,
+            severity_number: 0,
+            severity_text: None,
+            body,
+            attributes: Vec::new(),
+            resource,
+            position: None,
+            ack: None,
+        }
+    }
+
+    /// Rough in-memory size, used to bound channels and batches by bytes.
+    pub fn size_hint(&self) -> usize {
+        64 + self.body.size_hint()
+            + self
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.size_hint())
+                .sum::<usize>()
+    }
+}
+
+/// How a metric point aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    /// A cumulative sum; `monotonic` for counters.
+    Sum { monotonic: bool },
+}
+
+/// One metric data point.
+#[derive(Debug, Clone)]
+pub struct MetricPoint {
+    pub name: String,
+    pub unit: String,
+    pub kind: MetricKind,
+    pub labels: Attributes,
+    pub value: f64,
+    pub time_unix_nano: u64,
+    pub resource: Arc<Resource>,
+}
+
+/// A log record or a metric point.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Log(LogRecord),
+    Metric(MetricPoint),
+}
+
+impl Event {
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Event::Log(log) => log.size_hint(),
+            Event::Metric(m) => 64 + m.name.len() + m.labels.len() * 32,
+        }
+    }
+
+    pub fn ack_token(&self) -> Option<&AckToken> {
+        match self {
+            Event::Log(log) => log.ack.as_ref(),
+            Event::Metric(_) => None,
+        }
+    }
+}
+
+/// The unit that moves through channels: events plus their approximate byte size.
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    pub events: Vec<Event>,
+    pub bytes: usize,
+}
+
+impl EventBatch {
+    pub fn with_capacity(n: usize) -> Self {
+        EventBatch {
+            events: Vec::with_capacity(n),
+            bytes: 0,
+        }
+    }
+
+    pub fn push(&mut self, event: Event) {
+        self.bytes += event.size_hint();
+        self.events.push(event);
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 for times before it).
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 text (UTC, nanoseconds) of a time in ns since the epoch.
+pub fn format_rfc3339(ns: i64) -> String {
+    let t = if ns >= 0 {
+        UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - std::time::Duration::from_nanos(ns.unsigned_abs())
+    };
+    humantime::format_rfc3339_nanos(t).to_string()
+}

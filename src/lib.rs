@@ -1,0 +1,26 @@
+//! shipd: a small log and metrics shipper for Raspberry Pi clusters.
+//!
+//! Data flows one way and acknowledgements flow back:
+//!
+//! ```text
+//! sources ──► pipeline stage ──► router ──► sink (per-stream batcher ──► OTLP encoder ──► HTTP / gRPC)
+//!  files        (transforms)     by stream
+//!    ▲                                                                         │
+//!    └──── checkpoints advance only past acknowledged events ◄── acks ◄────────┘
+//! ```
+//!
+//! - [`event`]: log records, metric points, values, resources.
+//! - [`sources`]: where events come from ([`sources::file`]).
+//! - [`pipeline`]: byte-bounded channels, acknowledgements, checkpoints,
+//!   routing and the wiring ([`pipeline::topology`]).
+//! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.
+//! - [`control`]: health and the HTTP API; [`telemetry`]: internal counters.
+//! - [`config`]: the typed agent configuration and the default pipeline.
+
+pub mod config;
+pub mod control;
+pub mod event;
+pub mod pipeline;
+pub mod sinks;
+pub mod sources;
+pub mod telemetry;

@@ -1,0 +1,79 @@
+//! End-to-end acknowledgements.
+//!
+//! A replayable source hands out one [`BatchAck`] per batch it reads (a file
+//! chunk, a run of journal entries). Every event of that batch holds an
+//! [`AckToken`] to it. A sink acknowledges events once the receiver accepted
+//! them; when the last event of a batch is acknowledged the batch's completion
+//! goes to the [`Checkpointer`](super::checkpoint::Checkpointer), which advances
+//! the source only past contiguous completions. Dropping a token never
+//! acknowledges: an event lost in a crash is simply read again.
+
+use super::checkpoint::{Checkpointer, SourceKey};
+use crate::event::Event;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// One source batch awaiting delivery of all its events.
+#[derive(Debug)]
+pub struct BatchAck {
+    remaining: AtomicUsize,
+    key: SourceKey,
+    seq: u64,
+    end: u64,
+    checkpointer: Arc<Checkpointer>,
+}
+
+/// A shared handle to the [`BatchAck`] of the batch an event came from.
+pub type AckToken = Arc<BatchAck>;
+
+impl BatchAck {
+    /// A batch of `events` events of source `key`, the `seq`-th batch handed
+    /// out for that key, whose delivery moves the checkpoint to `end`.
+    /// A batch without events is complete at once.
+    pub fn new(
+        checkpointer: &Arc<Checkpointer>,
+        key: SourceKey,
+        seq: u64,
+        end: u64,
+        events: usize,
+    ) -> Option<AckToken> {
+        if events == 0 {
+            checkpointer.complete(&key, seq, end);
+            return None;
+        }
+        Some(Arc::new(BatchAck {
+            remaining: AtomicUsize::new(events),
+            key,
+            seq,
+            end,
+            checkpointer: Arc::clone(checkpointer),
+        }))
+    }
+
+    /// Acknowledges `n` events of this batch.
+    pub fn ack(&self, n: usize) {
+        let before = self.remaining.fetch_sub(n, Ordering::AcqRel);
+        if before == n {
+            self.checkpointer.complete(&self.key, self.seq, self.end);
+        }
+    }
+}
+
+/// Acknowledges every event in `events` that carries a token, grouping runs
+/// of events from the same source batch into one atomic update.
+pub fn ack_events<'a>(events: impl IntoIterator<Item = &'a Event>) {
+    let mut run: Option<(&AckToken, usize)> = None;
+    for token in events.into_iter().filter_map(Event::ack_token) {
+        match run {
+            Some((current, n)) if Arc::ptr_eq(current, token) => run = Some((current, n + 1)),
+            Some((current, n)) => {
+                current.ack(n);
+                run = Some((token, 1));
+            }
+            None => run = Some((token, 1)),
+        }
+    }
+    if let Some((current, n)) = run {
+        current.ack(n);
+    }
+}

@@ -1,0 +1,21 @@
+//! Sinks: where events go. Each sink is one task reading routed batches from
+//! its byte-bounded channel, batching per stream, and acknowledging events
+//! only once the receiver accepted them.
+
+pub mod batcher;
+pub mod compression;
+pub mod console;
+pub mod log_limit;
+pub mod openobserve;
+pub mod otlp_encode;
+pub mod retry;
+
+use crate::event::EventBatch;
+use std::sync::Arc;
+
+/// A batch bound for one stream of one sink.
+#[derive(Debug)]
+pub struct RoutedBatch {
+    pub stream: Arc<str>,
+    pub batch: EventBatch,
+}

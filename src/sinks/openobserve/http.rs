@@ -1,0 +1,155 @@
+//! OTLP/HTTP protobuf transport: `POST {url}/api/{org}/v1/logs` with
+//! `Content-Type: application/x-protobuf` exactly, a compressed body,
+//! `stream-name` and Basic auth. Parses partial success from the answer.
+
+use super::transport::{Accepted, SendError};
+use crate::sinks::compression::Compression;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use prost::Message;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use std::time::Duration;
+
+/// Sends encoded log requests over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    logs_url: String,
+    auth: Option<HeaderValue>,
+    compression: Compression,
+}
+
+impl HttpTransport {
+    pub fn new(
+        base_url: &str,
+        org: &str,
+        auth: Option<HeaderValue>,
+        compression: Compression,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(HttpTransport {
+            client,
+            logs_url: format!("{}/api/{}/v1/logs", base_url.trim_end_matches('/'), org),
+            auth,
+            compression,
+        })
+    }
+
+    /// Encodes and compresses once; the body is reused across retries.
+    pub fn prepare(&self, request: &ExportLogsServiceRequest) -> std::io::Result<Bytes> {
+        let raw = request.encode_to_vec();
+        self.compression.compress(&raw).map(Bytes::from)
+    }
+
+    pub async fn send(&self, body: Bytes, stream: &str) -> Result<Accepted, SendError> {
+        let mut req = self
+            .client
+            .post(&self.logs_url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))
+            .header("stream-name", stream)
+            .body(body);
+        if let Some(enc) = self.compression.content_encoding() {
+            req = req.header(CONTENT_ENCODING, enc);
+        }
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable(format!("request to {} failed: {}", self.logs_url, error_chain(&e))))?;
+        let status = resp.status();
+        let is_json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("json"));
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| SendError::Retryable(format!("reading the answer failed: {}", error_chain(&e))))?;
+        if status.is_success() {
+            return Ok(parse_accepted(&body, is_json));
+        }
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        let reason = format!("HTTP {status}: {}", text.trim());
+        Err(match status.as_u16() {
+            401 | 403 | 404 => SendError::Auth(reason),
+            408 | 429 => SendError::Retryable(reason),
+            s if s >= 500 => SendError::Retryable(reason),
+            _ => SendError::Rejected(reason),
+        })
+    }
+}
+
+/// Reads `partial_success` from a protobuf or JSON answer; an empty or
+/// unreadable answer to a 2xx counts as full success.
+fn parse_accepted(body: &[u8], is_json: bool) -> Accepted {
+    if body.is_empty() {
+        return Accepted::default();
+    }
+    if is_json {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Accepted::default();
+        };
+        let partial = v.get("partialSuccess").or_else(|| v.get("partial_success"));
+        let rejected = partial
+            .and_then(|p| p.get("rejectedLogRecords").or_else(|| p.get("rejected_log_records")))
+            .and_then(|r| r.as_i64().or_else(|| r.as_str().and_then(|s| s.parse().ok())))
+            .unwrap_or(0);
+        let message = partial
+            .and_then(|p| p.get("errorMessage").or_else(|| p.get("error_message")))
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        return Accepted { rejected, message };
+    }
+    match ExportLogsServiceResponse::decode(body) {
+        Ok(resp) => resp
+            .partial_success
+            .map(|p| Accepted {
+                rejected: p.rejected_log_records,
+                message: p.error_message,
+            })
+            .unwrap_or_default(),
+        Err(_) => Accepted::default(),
+    }
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+
+    #[test]
+    fn partial_success_is_read_from_protobuf_and_json() {
+        let resp = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 3,
+                error_message: "too old".into(),
+            }),
+        };
+        let got = parse_accepted(&resp.encode_to_vec(), false);
+        assert_eq!(got, Accepted { rejected: 3, message: "too old".into() });
+        let json = br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"x"}}"#;
+        assert_eq!(parse_accepted(json, true), Accepted { rejected: 2, message: "x".into() });
+        assert_eq!(parse_accepted(b"", false), Accepted::default());
+    }
+}

@@ -1,0 +1,380 @@
+//! The OpenObserve sink: batches routed events per stream, encodes them as
+//! OTLP, sends them over HTTP (default) or gRPC with bounded concurrency and
+//! retries, and acknowledges events once OpenObserve accepted (or for good
+//! refused) them. It never drops a batch on a retryable failure.
+
+mod grpc;
+mod http;
+mod transport;
+
+pub use grpc::GrpcTransport;
+pub use http::{error_chain, HttpTransport};
+pub use transport::{Accepted, SendError};
+
+use super::batcher::{BatchLimits, StreamBatch, StreamBatcher};
+use super::compression::Compression;
+use super::log_limit::LogLimit;
+use super::otlp_encode::encode_logs;
+use super::retry::{Backoff, RetryPolicy};
+use super::RoutedBatch;
+use crate::control::health::ComponentHealth;
+use crate::pipeline::acks::ack_events;
+use crate::pipeline::channel::BatchReceiver;
+use crate::telemetry::{self, Metric};
+use base64::Engine;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// OTLP transport to OpenObserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    Http,
+    Grpc,
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http" => Ok(TransportKind::Http),
+            "grpc" => Ok(TransportKind::Grpc),
+            other => Err(format!("unknown transport `{other}` (expected http or grpc)")),
+        }
+    }
+}
+
+/// Configuration of one OpenObserve sink.
+#[derive(Clone)]
+pub struct OpenObserveConfig {
+    pub name: String,
+    /// HTTP base URL, e.g. `http://pi-obs:5080`.
+    pub url: String,
+    /// gRPC URL, e.g. `http://pi-obs:5081`.
+    pub grpc_url: String,
+    pub org: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub transport: TransportKind,
+    pub compression: Compression,
+    pub batch: BatchLimits,
+    pub in_flight: usize,
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for OpenObserveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenObserveConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("grpc_url", &self.grpc_url)
+            .field("org", &self.org)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("transport", &self.transport)
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenObserveConfig {
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        let url = url.into();
+        OpenObserveConfig {
+            name: name.into(),
+            grpc_url: default_grpc_url(&url),
+            url,
+            org: "default".into(),
+            user: None,
+            password: None,
+            transport: TransportKind::Http,
+            compression: Compression::Gzip,
+            batch: BatchLimits::default(),
+            in_flight: 4,
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// `Basic base64(user:password)`, when a user is set.
+    fn authorization(&self) -> Option<String> {
+        let user = self.user.as_ref()?;
+        let password = self.password.as_deref().unwrap_or_default();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Some(format!("Basic {token}"))
+    }
+}
+
+/// Same scheme and host as the HTTP URL, port 5081.
+pub fn default_grpc_url(http_url: &str) -> String {
+    let (scheme, rest) = http_url.split_once("://").unwrap_or(("http", http_url));
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host = match host_port.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => host_port,
+    };
+    format!("{scheme}://{host}:5081")
+}
+
+/// The sink is misconfigured and cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenObserveError {
+    #[error("sink {sink}: cannot build the HTTP client: {source}")]
+    Http { sink: String, source: reqwest::Error },
+    #[error("sink {sink}: {source}")]
+    Grpc { sink: String, source: grpc::GrpcConfigError },
+    #[error("sink {sink}: credentials are not a valid header value")]
+    Credentials { sink: String },
+}
+
+#[derive(Clone)]
+enum Transport {
+    Http(HttpTransport),
+    Grpc(GrpcTransport),
+}
+
+struct Counters {
+    events_out: Metric,
+    bytes_out: Metric,
+    rejected: Metric,
+    partial_rejected: Metric,
+    retries: Metric,
+    requests: Metric,
+}
+
+/// Everything a request task needs, shared.
+struct Shared {
+    name: String,
+    transport: Transport,
+    retry: RetryPolicy,
+    counters: Counters,
+    health: Arc<ComponentHealth>,
+}
+
+/// A ready-to-run sink.
+pub struct OpenObserveSink {
+    cfg: OpenObserveConfig,
+    shared: Arc<Shared>,
+}
+
+static REJECT_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
+static PARTIAL_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
+static RETRY_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+impl OpenObserveSink {
+    pub fn new(cfg: OpenObserveConfig) -> Result<Self, OpenObserveError> {
+        let auth = cfg.authorization();
+        let transport = match cfg.transport {
+            TransportKind::Http => {
+                let header = auth
+                    .as_deref()
+                    .map(|a| {
+                        let mut v = reqwest::header::HeaderValue::from_str(a)
+                            .map_err(|_| OpenObserveError::Credentials { sink: cfg.name.clone() })?;
+                        v.set_sensitive(true);
+                        Ok(v)
+                    })
+                    .transpose()?;
+                Transport::Http(
+                    HttpTransport::new(&cfg.url, &cfg.org, header, cfg.compression, cfg.request_timeout).map_err(
+                        |source| OpenObserveError::Http {
+                            sink: cfg.name.clone(),
+                            source,
+                        },
+                    )?,
+                )
+            }
+            TransportKind::Grpc => Transport::Grpc(
+                GrpcTransport::new(&cfg.grpc_url, &cfg.org, auth.as_deref(), cfg.compression, cfg.request_timeout)
+                    .map_err(|source| OpenObserveError::Grpc {
+                        sink: cfg.name.clone(),
+                        source,
+                    })?,
+            ),
+        };
+        let c = |metric| telemetry::counter(metric, &[("component", &cfg.name)]);
+        let counters = Counters {
+            events_out: c("shipd_events_out_total"),
+            bytes_out: c("shipd_bytes_out_total"),
+            rejected: telemetry::counter(
+                "shipd_events_dropped_total",
+                &[("component", &cfg.name), ("reason", "rejected")],
+            ),
+            partial_rejected: telemetry::counter(
+                "shipd_events_dropped_total",
+                &[("component", &cfg.name), ("reason", "partial_success")],
+            ),
+            retries: c("shipd_retries_total"),
+            requests: c("shipd_requests_total"),
+        };
+        let shared = Arc::new(Shared {
+            name: cfg.name.clone(),
+            transport,
+            retry: cfg.retry,
+            counters,
+            health: ComponentHealth::register(&cfg.name),
+        });
+        Ok(OpenObserveSink { cfg, shared })
+    }
+
+    /// Runs until `input` closes, then flushes open batches and waits for
+    /// in-flight requests (the caller bounds that wait).
+    pub async fn run(self, mut input: BatchReceiver<RoutedBatch>) {
+        let mut batcher = StreamBatcher::new(self.cfg.batch);
+        let slots = Arc::new(Semaphore::new(self.cfg.in_flight.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut ready = Vec::new();
+        loop {
+            let deadline = batcher.next_deadline();
+            tokio::select! {
+                msg = input.recv() => match msg {
+                    Some(routed) => {
+                        let RoutedBatch { stream, batch } = routed.item;
+                        batcher.push(&stream, batch.events, &mut ready);
+                    }
+                    None => break,
+                },
+                _ = sleep_until_opt(deadline) => batcher.expired(tokio::time::Instant::now(), &mut ready),
+            }
+            for batch in ready.drain(..) {
+                self.dispatch(batch, &slots, &mut tasks).await;
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        batcher.drain(&mut ready);
+        for batch in ready.drain(..) {
+            self.dispatch(batch, &slots, &mut tasks).await;
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn dispatch(&self, batch: StreamBatch, slots: &Arc<Semaphore>, tasks: &mut JoinSet<()>) {
+        let Ok(permit) = Arc::clone(slots).acquire_owned().await else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        tasks.spawn(async move {
+            deliver(&shared, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A request encoded once for its transport, re-sent as is on retries.
+enum Prepared<'a> {
+    Http(&'a HttpTransport, bytes::Bytes),
+    Grpc(&'a GrpcTransport, opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest),
+}
+
+/// Sends one batch until it is accepted or refused for good, then acknowledges it.
+async fn deliver(shared: &Shared, batch: StreamBatch) {
+    let request = encode_logs(&batch.events);
+    let n = batch.events.len() as u64;
+    let prepared = match &shared.transport {
+        Transport::Http(http) => match http.prepare(&request) {
+            Ok(body) => Prepared::Http(http, body),
+            Err(e) => {
+                // Compression into memory cannot fail short of allocation
+                // failure; count the batch as dropped rather than loop.
+                tracing::error!(sink = %shared.name, error = %e, "cannot compress batch; dropped");
+                shared.counters.rejected.add(n);
+                ack_events(&batch.events);
+                return;
+            }
+        },
+        Transport::Grpc(grpc) => Prepared::Grpc(grpc, request),
+    };
+    let wire_bytes = match &prepared {
+        Prepared::Http(_, body) => body.len() as u64,
+        Prepared::Grpc(..) => batch.bytes as u64,
+    };
+    let mut backoff = Backoff::new(shared.retry);
+    loop {
+        shared.counters.requests.inc();
+        let result = match &prepared {
+            Prepared::Http(t, body) => t.send(body.clone(), &batch.stream).await,
+            Prepared::Grpc(t, req) => t.send(req.clone(), &batch.stream).await,
+        };
+        match result {
+            Ok(accepted) => {
+                shared.health.delivered();
+                shared.counters.events_out.add(n);
+                shared.counters.bytes_out.add(wire_bytes);
+                if accepted.rejected > 0 {
+                    shared.counters.partial_rejected.add(accepted.rejected as u64);
+                    if let Some(suppressed) = PARTIAL_LOG.allow() {
+                        tracing::warn!(
+                            sink = %shared.name, stream = %batch.stream, rejected = accepted.rejected,
+                            reason = %accepted.message, suppressed,
+                            "OpenObserve rejected records of an accepted batch (partial success)"
+                        );
+                    }
+                }
+                break;
+            }
+            Err(SendError::Rejected(reason)) => {
+                shared.counters.rejected.add(n);
+                shared.health.failed(&reason);
+                if let Some(suppressed) = REJECT_LOG.allow() {
+                    tracing::error!(
+                        sink = %shared.name, stream = %batch.stream, events = n, %reason, suppressed,
+                        "batch rejected by OpenObserve; not retried"
+                    );
+                }
+                break;
+            }
+            Err(SendError::Auth(reason)) => {
+                shared.counters.retries.inc();
+                shared.health.failed(&reason);
+                let wait = backoff.auth_delay();
+                tracing::error!(
+                    sink = %shared.name, %reason, retry_in = ?wait,
+                    "OpenObserve refused the credentials or organisation; check user, password and org"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(SendError::Retryable(reason)) => {
+                shared.counters.retries.inc();
+                shared.health.failed(&reason);
+                let wait = backoff.next_delay();
+                if let Some(suppressed) = RETRY_LOG.allow() {
+                    tracing::warn!(
+                        sink = %shared.name, %reason, attempt = backoff.attempts(), retry_in = ?wait, suppressed,
+                        "delivery failed; retrying"
+                    );
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    ack_events(&batch.events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_url_defaults_to_port_5081_of_the_http_host() {
+        assert_eq!(default_grpc_url("http://pi-obs:5080"), "http://pi-obs:5081");
+        assert_eq!(default_grpc_url("https://o2.example/"), "https://o2.example:5081");
+    }
+
+    #[test]
+    fn basic_auth_uses_capital_basic_and_base64() {
+        let mut cfg = OpenObserveConfig::new("o2", "http://x:5080");
+        cfg.user = Some("root@example.com".into());
+        cfg.password = Some("pw".into());
+        assert_eq!(cfg.authorization().unwrap(), "Basic cm9vdEBleGFtcGxlLmNvbTpwdw==");
+        assert!(!format!("{cfg:?}").contains("pw\""), "password never printed");
+    }
+}

@@ -1,0 +1,5 @@
+//! Sources: where events come from. Each source runs as its own task (or
+//! thread, for blocking file I/O) and sends [`EventBatch`](crate::event::EventBatch)es
+//! into the pipeline channel, waiting when it is full.
+
+pub mod file;
