@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use std::io::IsTerminal;
 use shipd::config::{AgentConfig, ProcessEnv};
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +22,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
