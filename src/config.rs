@@ -18,7 +18,7 @@ pub enum SourceConfig {
 /// The sink of the running agent.
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
-    OpenObserve(OpenObserveConfig),
+    OpenObserve(Box<OpenObserveConfig>),
     Console { name: String },
 }
 
@@ -64,7 +64,9 @@ impl Env for ProcessEnv {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn get(&self, name: &str) -> Option<String> {
-        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
     }
 }
 
@@ -80,14 +82,22 @@ where
     T::Err: std::fmt::Display,
 {
     match env.get(var) {
-        Some(v) => v.trim().parse().map_err(|e| err(var, format!("`{v}`: {e}"))),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| err(var, format!("`{v}`: {e}"))),
         None => Ok(default),
     }
 }
 
 fn duration(env: &dyn Env, var: &str, default: Duration) -> Result<Duration, ConfigError> {
     match env.get(var) {
-        Some(v) => humantime::parse_duration(v.trim()).map_err(|e| err(var, format!("`{v}` is not a duration like 5s or 500ms: {e}"))),
+        Some(v) => humantime::parse_duration(v.trim()).map_err(|e| {
+            err(
+                var,
+                format!("`{v}` is not a duration like 5s or 500ms: {e}"),
+            )
+        }),
         None => Ok(default),
     }
 }
@@ -97,7 +107,9 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: usize = digits.parse().map_err(|_| format!("`{text}` is not a size like 512KiB"))?;
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 512KiB"))?;
     let mult = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" | "k" => 1024,
@@ -108,7 +120,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "GB" => 1_000_000_000,
         other => return Err(format!("unknown size unit `{other}` in `{text}`")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn size(env: &dyn Env, var: &str, default: usize) -> Result<usize, ConfigError> {
@@ -139,13 +152,19 @@ impl AgentConfig {
                 .filter(|g| !g.is_empty())
                 .collect();
             for pattern in &include {
-                glob::Pattern::new(pattern).map_err(|e| err("SHIPD_LOG_FILES", format!("bad glob `{pattern}`: {e}")))?;
+                glob::Pattern::new(pattern)
+                    .map_err(|e| err("SHIPD_LOG_FILES", format!("bad glob `{pattern}`: {e}")))?;
             }
             let mut file = FileSourceConfig::new("files", include);
             file.read_from = match env.get("SHIPD_READ_FROM").as_deref() {
                 None | Some("end") => ReadFrom::End,
                 Some("beginning") => ReadFrom::Beginning,
-                Some(other) => return Err(err("SHIPD_READ_FROM", format!("`{other}`: expected beginning or end"))),
+                Some(other) => {
+                    return Err(err(
+                        "SHIPD_READ_FROM",
+                        format!("`{other}`: expected beginning or end"),
+                    ))
+                }
             };
             file.max_line_bytes = size(env, "SHIPD_MAX_LINE_BYTES", file.max_line_bytes)?;
             file.poll_interval = duration(env, "SHIPD_POLL_INTERVAL", file.poll_interval)?;
@@ -156,17 +175,32 @@ impl AgentConfig {
         let sink = match env.get("OPENOBSERVE_URL") {
             Some(url) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(err("OPENOBSERVE_URL", format!("`{url}` must start with http:// or https://")));
+                    return Err(err(
+                        "OPENOBSERVE_URL",
+                        format!("`{url}` must start with http:// or https://"),
+                    ));
                 }
                 let mut o2 = OpenObserveConfig::new("openobserve", url.trim_end_matches('/'));
-                o2.grpc_url = env.get("OPENOBSERVE_GRPC_URL").unwrap_or_else(|| default_grpc_url(&o2.url));
-                o2.org = env.get("OPENOBSERVE_ORG").unwrap_or_else(|| "default".into());
+                o2.grpc_url = env
+                    .get("OPENOBSERVE_GRPC_URL")
+                    .unwrap_or_else(|| default_grpc_url(&o2.url));
+                o2.org = env
+                    .get("OPENOBSERVE_ORG")
+                    .unwrap_or_else(|| "default".into());
                 o2.user = env.get("OPENOBSERVE_USER");
-                o2.password = match (env.get("OPENOBSERVE_PASSWORD"), env.get("OPENOBSERVE_PASSWORD_FILE")) {
+                o2.password = match (
+                    env.get("OPENOBSERVE_PASSWORD"),
+                    env.get("OPENOBSERVE_PASSWORD_FILE"),
+                ) {
                     (Some(p), _) => Some(p),
                     (None, Some(path)) => Some(
                         std::fs::read_to_string(&path)
-                            .map_err(|e| err("OPENOBSERVE_PASSWORD_FILE", format!("cannot read {path}: {e}")))?
+                            .map_err(|e| {
+                                err(
+                                    "OPENOBSERVE_PASSWORD_FILE",
+                                    format!("cannot read {path}: {e}"),
+                                )
+                            })?
                             .trim_end_matches(['\n', '\r'])
                             .to_owned(),
                     ),
@@ -183,7 +217,7 @@ impl AgentConfig {
                 o2.request_timeout = duration(env, "SHIPD_REQUEST_TIMEOUT", o2.request_timeout)?;
                 o2.retry.max = duration(env, "SHIPD_RETRY_MAX", o2.retry.max)?;
                 o2.retry.auth = duration(env, "SHIPD_RETRY_AUTH", o2.retry.auth)?;
-                SinkConfig::OpenObserve(o2)
+                SinkConfig::OpenObserve(Box::new(o2))
             }
             None => SinkConfig::Console {
                 name: "console".into(),
@@ -192,20 +226,32 @@ impl AgentConfig {
 
         let api_addr = match env.get("SHIPD_API_ADDR").as_deref() {
             Some("off") => None,
-            Some(addr) => Some(addr.parse().map_err(|e| err("SHIPD_API_ADDR", format!("`{addr}`: {e}")))?),
+            Some(addr) => Some(
+                addr.parse()
+                    .map_err(|e| err("SHIPD_API_ADDR", format!("`{addr}`: {e}")))?,
+            ),
             None => Some(SocketAddr::from(([127, 0, 0, 1], 9717))),
         };
 
         Ok(AgentConfig {
-            data_dir: env.get("SHIPD_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| "/var/lib/shipd".into()),
+            data_dir: env
+                .get("SHIPD_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/var/lib/shipd".into()),
             api_addr,
-            checkpoint_interval: duration(env, "SHIPD_CHECKPOINT_INTERVAL", Duration::from_secs(5))?,
+            checkpoint_interval: duration(
+                env,
+                "SHIPD_CHECKPOINT_INTERVAL",
+                Duration::from_secs(5),
+            )?,
             drain_timeout: duration(env, "SHIPD_DRAIN_TIMEOUT", Duration::from_secs(10))?,
             channel_bytes: size(env, "SHIPD_CHANNEL_BYTES", 4 * 1024 * 1024)?,
             host_name: host_name(env),
             sources,
             sink,
-            stream: env.get("OPENOBSERVE_STREAM").unwrap_or_else(|| "default".into()),
+            stream: env
+                .get("OPENOBSERVE_STREAM")
+                .unwrap_or_else(|| "default".into()),
         })
     }
 }
@@ -217,7 +263,8 @@ mod tests {
 
     #[test]
     fn without_openobserve_url_events_go_to_the_console() {
-        let cfg = AgentConfig::from_env(&[("SHIPD_LOG_FILES", "/var/log/*.log, /tmp/a.log")]).unwrap();
+        let cfg =
+            AgentConfig::from_env(&[("SHIPD_LOG_FILES", "/var/log/*.log, /tmp/a.log")]).unwrap();
         assert!(matches!(cfg.sink, SinkConfig::Console { .. }));
         let SourceConfig::File(file) = &cfg.sources[0];
         assert_eq!(file.include, vec!["/var/log/*.log", "/tmp/a.log"]);
@@ -236,7 +283,9 @@ mod tests {
             ("SHIPD_BATCH_TIMEOUT", "200ms"),
         ])
         .unwrap();
-        let SinkConfig::OpenObserve(o2) = cfg.sink else { panic!("expected OpenObserve sink") };
+        let SinkConfig::OpenObserve(o2) = cfg.sink else {
+            panic!("expected OpenObserve sink")
+        };
         assert_eq!(o2.url, "http://pi-obs:5080");
         assert_eq!(o2.grpc_url, "http://pi-obs:5081");
         assert_eq!(o2.org, "pis");
@@ -250,14 +299,24 @@ mod tests {
         let path = dir.path().join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         let path = path.to_string_lossy().into_owned();
-        let cfg = AgentConfig::from_env(&[("OPENOBSERVE_URL", "http://x:5080"), ("OPENOBSERVE_PASSWORD_FILE", path.as_str())]).unwrap();
-        let SinkConfig::OpenObserve(o2) = cfg.sink else { panic!("expected OpenObserve sink") };
+        let cfg = AgentConfig::from_env(&[
+            ("OPENOBSERVE_URL", "http://x:5080"),
+            ("OPENOBSERVE_PASSWORD_FILE", path.as_str()),
+        ])
+        .unwrap();
+        let SinkConfig::OpenObserve(o2) = cfg.sink else {
+            panic!("expected OpenObserve sink")
+        };
         assert_eq!(o2.password.as_deref(), Some("s3cret"));
     }
 
     #[test]
     fn bad_values_name_the_variable() {
-        let e = AgentConfig::from_env(&[("OPENOBSERVE_URL", "http://x"), ("OPENOBSERVE_TRANSPORT", "udp")]).unwrap_err();
+        let e = AgentConfig::from_env(&[
+            ("OPENOBSERVE_URL", "http://x"),
+            ("OPENOBSERVE_TRANSPORT", "udp"),
+        ])
+        .unwrap_err();
         assert_eq!(e.var, "OPENOBSERVE_TRANSPORT");
         let e = AgentConfig::from_env(&[("SHIPD_CHECKPOINT_INTERVAL", "soon")]).unwrap_err();
         assert_eq!(e.var, "SHIPD_CHECKPOINT_INTERVAL");

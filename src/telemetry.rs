@@ -50,7 +50,10 @@ fn register(kind: Kind, name: &'static str, labels: &[(&str, &str)]) -> Metric {
     let mut rendered = String::new();
     for (i, (k, v)) in labels.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let v = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         let _ = write!(rendered, "{sep}{k}=\"{v}\"");
     }
     let id = Id {
@@ -128,6 +131,9 @@ mod tests {
         counter("shipd_test_events_total", &[("component", "a\"b")]).inc();
         let text = render();
         assert!(text.contains("# TYPE shipd_test_events_total counter"));
-        assert!(text.contains("shipd_test_events_total{component=\"a\\\"b\"} 4"), "{text}");
+        assert!(
+            text.contains("shipd_test_events_total{component=\"a\\\"b\"} 4"),
+            "{text}"
+        );
     }
 }

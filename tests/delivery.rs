@@ -10,17 +10,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 /// Starts shipd on an existing empty file and waits until it tails it.
-fn start_on_empty_file(receiver: &Receiver, transport: &str, dir: &std::path::Path) -> (Shipd, std::path::PathBuf) {
+fn start_on_empty_file(
+    receiver: &Receiver,
+    transport: &str,
+    dir: &std::path::Path,
+) -> (Shipd, std::path::PathBuf) {
     let file = dir.join("app.log");
     std::fs::write(&file, b"").unwrap();
     let data = dir.join("data");
     let env = ship_env(receiver, transport, &file.display().to_string(), &data);
     let shipd = Shipd::start(&env, &dir.join("shipd.log"));
-    assert!(shipd.wait_log("tailing file", WAIT), "shipd never tailed the file:\n{}", shipd.log());
+    assert!(
+        shipd.wait_log("tailing file", WAIT),
+        "shipd never tailed the file:\n{}",
+        shipd.log()
+    );
     (shipd, file)
 }
 
@@ -49,10 +60,16 @@ fn appended_lines_arrive_exactly_once(transport: &str) {
     let records = receiver.records();
     assert_exactly_once(&receiver.bodies(), &lines);
     for r in &records {
-        assert!(r.time_unix_nano >= before && r.time_unix_nano <= after, "timestamp outside the test window");
+        assert!(
+            r.time_unix_nano >= before && r.time_unix_nano <= after,
+            "timestamp outside the test window"
+        );
         assert_eq!(r.attr_str("log.record.uid").map(|u| u.len()), Some(32));
     }
-    let uids: HashSet<String> = records.iter().filter_map(|r| r.attr_str("log.record.uid")).collect();
+    let uids: HashSet<String> = records
+        .iter()
+        .filter_map(|r| r.attr_str("log.record.uid"))
+        .collect();
     assert_eq!(uids.len(), records.len(), "uids are unique per position");
     let resource = &records[0].resource;
     for key in ["host.name", "service.name", "shipd.source"] {
@@ -69,7 +86,10 @@ fn appended_lines_arrive_exactly_once(transport: &str) {
             assert_eq!(h.get("organization").map(String::as_str), Some("pis"));
             assert_eq!(h.get("grpc-encoding").map(String::as_str), Some("gzip"));
         } else {
-            assert_eq!(h.get("content-type").map(String::as_str), Some("application/x-protobuf"));
+            assert_eq!(
+                h.get("content-type").map(String::as_str),
+                Some("application/x-protobuf")
+            );
             assert_eq!(h.get("content-encoding").map(String::as_str), Some("gzip"));
             assert_eq!(&captured.wire[..2], &[0x1f, 0x8b], "body is gzip");
         }
@@ -104,11 +124,19 @@ fn outage_then_recovery_loses_nothing(transport: &str, fail_code: u16) {
     let (shipd, file) = start_on_empty_file(&receiver, transport, dir.path());
     let lines = nginx_lines("outage", 3_000);
     append_lines(&file, &lines, 300, Duration::from_millis(100));
-    assert_eq!(receiver.wait_for(lines.len(), WAIT), lines.len(), "log:\n{}", shipd.log());
+    assert_eq!(
+        receiver.wait_for(lines.len(), WAIT),
+        lines.len(),
+        "log:\n{}",
+        shipd.log()
+    );
     std::thread::sleep(Duration::from_millis(500));
     let bodies = receiver.bodies();
     assert_exactly_once(&bodies, &lines);
-    assert!(shipd.metric("shipd_retries_total{component=\"openobserve\"}") > 0, "retries counted");
+    assert!(
+        shipd.metric("shipd_retries_total{component=\"openobserve\"}") > 0,
+        "retries counted"
+    );
     assert_eq!(shipd.terminate(), Some(0));
 }
 
@@ -130,13 +158,27 @@ fn http_429_storm_then_recovery_delivers_every_line() {
 #[test]
 fn http_400_batch_is_counted_as_rejected_and_later_batches_are_delivered() {
     let rt = runtime();
-    let receiver = http_receiver(&rt, std::sync::Arc::new(|n, _| if n == 0 { Reply::Fail(400) } else { Reply::Accept }));
+    let receiver = http_receiver(
+        &rt,
+        std::sync::Arc::new(|n, _| {
+            if n == 0 {
+                Reply::Fail(400)
+            } else {
+                Reply::Accept
+            }
+        }),
+    );
     let dir = tempfile::tempdir().unwrap();
     let (shipd, file) = start_on_empty_file(&receiver, "http", dir.path());
     let first = nginx_lines("rejected", 100);
     append_lines(&file, &first, 100, Duration::ZERO);
     let deadline = std::time::Instant::now() + WAIT;
-    while receiver.log.attempts.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+    while receiver
+        .log
+        .attempts
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
         assert!(std::time::Instant::now() < deadline, "no request made");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -145,9 +187,14 @@ fn http_400_batch_is_counted_as_rejected_and_later_batches_are_delivered() {
     assert_eq!(receiver.wait_for(later.len(), WAIT), later.len());
     std::thread::sleep(Duration::from_millis(500));
     assert_exactly_once(&receiver.bodies(), &later);
-    let rejected = shipd.metric("shipd_events_dropped_total{component=\"openobserve\",reason=\"rejected\"}");
+    let rejected =
+        shipd.metric("shipd_events_dropped_total{component=\"openobserve\",reason=\"rejected\"}");
     assert_eq!(rejected, 100, "the refused batch is counted");
-    assert!(shipd.log().contains("batch rejected by OpenObserve"), "reason logged:\n{}", shipd.log());
+    assert!(
+        shipd.log().contains("batch rejected by OpenObserve"),
+        "reason logged:\n{}",
+        shipd.log()
+    );
     assert!(shipd.log().contains("HTTP 400"), "status logged");
     assert_eq!(shipd.terminate(), Some(0));
 }
@@ -169,11 +216,20 @@ fn partial_success_rejected_count_is_logged_and_counted() {
     let (shipd, file) = start_on_empty_file(&receiver, "http", dir.path());
     append_lines(&file, &nginx_lines("partial", 50), 50, Duration::ZERO);
     assert_eq!(receiver.wait_for(50, WAIT), 50);
-    assert!(shipd.wait_log("partial success", Duration::from_secs(10)), "{}", shipd.log());
+    assert!(
+        shipd.wait_log("partial success", Duration::from_secs(10)),
+        "{}",
+        shipd.log()
+    );
     let log = shipd.log();
-    assert!(log.contains("rejected=7") && log.contains("older than 5 hours"), "{log}");
+    assert!(
+        log.contains("rejected=7") && log.contains("older than 5 hours"),
+        "{log}"
+    );
     assert_eq!(
-        shipd.metric("shipd_events_dropped_total{component=\"openobserve\",reason=\"partial_success\"}"),
+        shipd.metric(
+            "shipd_events_dropped_total{component=\"openobserve\",reason=\"partial_success\"}"
+        ),
         7
     );
     assert_eq!(shipd.terminate(), Some(0));
@@ -193,16 +249,25 @@ fn healthy_sink_leaves_only_the_checkpoint_file_in_the_data_directory() {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
         })
         .collect();
-    println!("data directory after shipping {} lines: {listing:?}", lines.len());
+    println!(
+        "data directory after shipping {} lines: {listing:?}",
+        lines.len()
+    );
     assert_eq!(listing.len(), 1, "only the checkpoint file: {listing:?}");
     assert_eq!(listing[0].0, "checkpoints.json");
     assert!(listing[0].1 < 4096, "checkpoint file stays small");
     let state = std::fs::read_to_string(dir.path().join("data/checkpoints.json")).unwrap();
     let size = std::fs::metadata(&file).unwrap().len();
-    assert!(state.contains(&format!("\"offset\": {size}")), "final checkpoint at end of file: {state}");
+    assert!(
+        state.contains(&format!("\"offset\": {size}")),
+        "final checkpoint at end of file: {state}"
+    );
 }
 
 #[test]
@@ -218,7 +283,11 @@ fn health_endpoint_reports_a_failing_sink_and_recovers() {
     let receiver = http_receiver(&rt, script);
     let dir = tempfile::tempdir().unwrap();
     let (shipd, file) = start_on_empty_file(&receiver, "http", dir.path());
-    assert_eq!(http_get(shipd.api, "/health").0, 200, "idle sink is healthy");
+    assert_eq!(
+        http_get(shipd.api, "/health").0,
+        200,
+        "idle sink is healthy"
+    );
     append_lines(&file, &nginx_lines("health", 10), 10, Duration::ZERO);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut saw_failing = false;
@@ -229,6 +298,10 @@ fn health_endpoint_reports_a_failing_sink_and_recovers() {
     }
     assert!(saw_failing, "503 with the reason while the sink fails");
     assert_eq!(receiver.wait_for(10, WAIT), 10);
-    assert_eq!(http_get(shipd.api, "/health").0, 200, "healthy again after delivery");
+    assert_eq!(
+        http_get(shipd.api, "/health").0,
+        200,
+        "healthy again after delivery"
+    );
     assert_eq!(shipd.terminate(), Some(0));
 }

@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use std::io::IsTerminal;
 use shipd::config::{AgentConfig, ProcessEnv};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Ships logs and metrics from this node to OpenObserve over OTLP.
@@ -20,7 +20,9 @@ struct Args {}
 fn main() -> std::process::ExitCode {
     let _args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -21,7 +21,11 @@ async fn health_handler() -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string())
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 async fn metrics_handler() -> impl IntoResponse {
@@ -32,7 +36,10 @@ async fn metrics_handler() -> impl IntoResponse {
 }
 
 /// Binds `addr` and serves until `cancel`.
-pub async fn serve(addr: SocketAddr, cancel: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "API listening (/health, /metrics)");
     let app = Router::new()

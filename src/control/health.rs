@@ -12,7 +12,8 @@ pub struct ComponentHealth {
     last_error: Mutex<Option<String>>,
 }
 
-static COMPONENTS: LazyLock<Mutex<BTreeMap<String, Arc<ComponentHealth>>>> = LazyLock::new(Mutex::default);
+static COMPONENTS: LazyLock<Mutex<BTreeMap<String, Arc<ComponentHealth>>>> =
+    LazyLock::new(Mutex::default);
 
 impl ComponentHealth {
     /// Registers (or returns) the health of component `name`.
@@ -31,7 +32,10 @@ impl ComponentHealth {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -92,7 +92,9 @@ impl LogRecord {
 pub enum MetricKind {
     Gauge,
     /// A cumulative sum; `monotonic` for counters.
-    Sum { monotonic: bool },
+    Sum {
+        monotonic: bool,
+    },
 }
 
 /// One metric data point.

@@ -23,11 +23,20 @@ impl Value {
     /// Rough in-memory size in bytes.
     pub fn size_hint(&self) -> usize {
         match self {
-            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Timestamp(_) => 8,
+            Value::Null
+            | Value::Bool(_)
+            | Value::Int(_)
+            | Value::Float(_)
+            | Value::Timestamp(_) => 8,
             Value::String(s) => s.len(),
             Value::Bytes(b) => b.len(),
             Value::Array(items) => items.iter().map(Value::size_hint).sum::<usize>() + 8,
-            Value::Map(map) => map.iter().map(|(k, v)| k.len() + v.size_hint()).sum::<usize>() + 8,
+            Value::Map(map) => {
+                map.iter()
+                    .map(|(k, v)| k.len() + v.size_hint())
+                    .sum::<usize>()
+                    + 8
+            }
         }
     }
 

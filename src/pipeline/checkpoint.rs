@@ -143,7 +143,13 @@ impl Checkpointer {
     }
 
     /// Like [`complete`](Self::complete), with a source-specific resume cursor.
-    pub fn complete_with_cursor(&self, key: &SourceKey, seq: u64, end: u64, cursor: Option<String>) {
+    pub fn complete_with_cursor(
+        &self,
+        key: &SourceKey,
+        seq: u64,
+        end: u64,
+        cursor: Option<String>,
+    ) {
         let mut guard = self.lock();
         let state = &mut *guard;
         let Some(progress) = state.progress.get_mut(key) else {
@@ -288,11 +294,17 @@ mod tests {
         let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
         let k = key("files|1:2");
         cp.start(&k, entry(7)).unwrap();
-        let before = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().modified().unwrap();
+        let before = std::fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .modified()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         cp.flush().unwrap();
         cp.start(&k, entry(7)).unwrap();
-        let after = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().modified().unwrap();
+        let after = std::fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .modified()
+            .unwrap();
         assert_eq!(before, after);
     }
 

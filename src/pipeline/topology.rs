@@ -55,7 +55,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     let (sink_tx, sink_rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
     let sink_task = match &cfg.sink {
         SinkConfig::OpenObserve(o2) => {
-            let sink = OpenObserveSink::new(o2.clone())?;
+            let sink = OpenObserveSink::new((**o2).clone())?;
             tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
             tokio::spawn(sink.run(sink_rx))
         }
@@ -109,7 +109,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         let _ = api.await;
     }
     tracing::info!(
-        disk_bytes_written = telemetry::value("shipd_disk_bytes_written_total", "kind=\"checkpoint\"").unwrap_or(0),
+        disk_bytes_written =
+            telemetry::value("shipd_disk_bytes_written_total", "kind=\"checkpoint\"").unwrap_or(0),
         "shipd stopped"
     );
     Ok(())
@@ -124,7 +125,13 @@ async fn process(mut input: BatchReceiver, router: Router, sinks: Vec<BatchSende
                 continue;
             };
             if sink
-                .send(RoutedBatch { stream: route.stream, batch }, bytes)
+                .send(
+                    RoutedBatch {
+                        stream: route.stream,
+                        batch,
+                    },
+                    bytes,
+                )
                 .await
                 .is_err()
             {

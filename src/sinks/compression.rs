@@ -26,7 +26,10 @@ impl Compression {
         match self {
             Compression::None => Ok(body.to_vec()),
             Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(body.len() / 4),
+                    flate2::Compression::fast(),
+                );
                 enc.write_all(body)?;
                 enc.finish()
             }
@@ -42,7 +45,9 @@ impl std::str::FromStr for Compression {
             "none" => Ok(Compression::None),
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
-            other => Err(format!("unknown compression `{other}` (expected gzip, zstd or none)")),
+            other => Err(format!(
+                "unknown compression `{other}` (expected gzip, zstd or none)"
+            )),
         }
     }
 }
@@ -57,7 +62,9 @@ mod tests {
         let body = b"hello hello hello hello".repeat(100);
         let gz = Compression::Gzip.compress(&body).unwrap();
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, body);
         let zs = Compression::Zstd.compress(&body).unwrap();
         assert_eq!(zstd::decode_all(&zs[..]).unwrap(), body);

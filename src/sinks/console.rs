@@ -42,10 +42,16 @@ fn render(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Timestamp(ns) => format_rfc3339(*ns),
-        Value::Array(items) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(render).collect::<Vec<_>>().join(",")
+        ),
         Value::Map(map) => format!(
             "{{{}}}",
-            map.iter().map(|(k, v)| format!("{k}:{}", render(v))).collect::<Vec<_>>().join(",")
+            map.iter()
+                .map(|(k, v)| format!("{k}:{}", render(v)))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     }
 }
@@ -62,7 +68,9 @@ pub async fn run(name: String, mut input: BatchReceiver<RoutedBatch>) {
         }
         let written = tokio::task::spawn_blocking(move || {
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush())
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
         })
         .await;
         match written {

@@ -6,7 +6,9 @@
 
 use crate::event::{Event, LogRecord, Resource, Value};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
 use opentelemetry_proto::tonic::logs::v1 as otlp_logs;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
 use std::sync::Arc;
@@ -55,7 +57,10 @@ pub fn encode_logs<'a>(events: impl IntoIterator<Item = &'a Event>) -> ExportLog
 fn encode_record(log: &LogRecord) -> otlp_logs::LogRecord {
     let mut attributes = encode_attributes(&log.attributes);
     if let Some(position) = &log.position {
-        attributes.push(key_value(UID_ATTRIBUTE, any(any_value::Value::StringValue(position.uid()))));
+        attributes.push(key_value(
+            UID_ATTRIBUTE,
+            any(any_value::Value::StringValue(position.uid())),
+        ));
     }
     otlp_logs::LogRecord {
         time_unix_nano: log.time_unix_nano,
@@ -82,7 +87,10 @@ fn any(value: any_value::Value) -> AnyValue {
 
 /// Encodes attributes, keeping their order.
 pub fn encode_attributes(attributes: &[(String, Value)]) -> Vec<KeyValue> {
-    attributes.iter().map(|(k, v)| key_value(k, encode_value(v))).collect()
+    attributes
+        .iter()
+        .map(|(k, v)| key_value(k, encode_value(v)))
+        .collect()
 }
 
 /// Maps a [`Value`] to an OTLP `AnyValue`. Bytes that are UTF-8 become
@@ -104,7 +112,10 @@ pub fn encode_value(value: &Value) -> AnyValue {
             values: items.iter().map(encode_value).collect(),
         })),
         Value::Map(map) => any(V::KvlistValue(KeyValueList {
-            values: map.iter().map(|(k, v)| key_value(k, encode_value(v))).collect(),
+            values: map
+                .iter()
+                .map(|(k, v)| key_value(k, encode_value(v)))
+                .collect(),
         })),
     }
 }
@@ -145,25 +156,52 @@ mod tests {
             ("ok".into(), Value::Bool(true)),
             ("nested".into(), Value::Map(nested)),
         ];
-        log.position = Some(Position { origin: 9, offset: 100 });
+        log.position = Some(Position {
+            origin: 9,
+            offset: 100,
+        });
         let req = encode_logs(&[Event::Log(log.clone())]);
         let rec = &req.resource_logs[0].scope_logs[0].log_records[0];
         use any_value::Value as V;
-        assert_eq!(rec.body.as_ref().unwrap().value, Some(V::StringValue("hello".into())));
-        assert_eq!(rec.attributes[0].value.as_ref().unwrap().value, Some(V::IntValue(3)));
-        assert_eq!(rec.attributes[1].value.as_ref().unwrap().value, Some(V::BoolValue(true)));
-        assert!(matches!(rec.attributes[2].value.as_ref().unwrap().value, Some(V::KvlistValue(_))));
+        assert_eq!(
+            rec.body.as_ref().unwrap().value,
+            Some(V::StringValue("hello".into()))
+        );
+        assert_eq!(
+            rec.attributes[0].value.as_ref().unwrap().value,
+            Some(V::IntValue(3))
+        );
+        assert_eq!(
+            rec.attributes[1].value.as_ref().unwrap().value,
+            Some(V::BoolValue(true))
+        );
+        assert!(matches!(
+            rec.attributes[2].value.as_ref().unwrap().value,
+            Some(V::KvlistValue(_))
+        ));
         let uid = &rec.attributes[3];
         assert_eq!(uid.key, UID_ATTRIBUTE);
         let again = encode_logs(&[Event::Log(log)]);
-        assert_eq!(again.resource_logs[0].scope_logs[0].log_records[0].attributes[3], *uid);
+        assert_eq!(
+            again.resource_logs[0].scope_logs[0].log_records[0].attributes[3],
+            *uid
+        );
     }
 
     #[test]
     fn non_utf8_bytes_become_bytes_values() {
-        let log = LogRecord::new(Value::Bytes(Bytes::from_static(&[0xff, 0xfe])), resource("a"));
+        let log = LogRecord::new(
+            Value::Bytes(Bytes::from_static(&[0xff, 0xfe])),
+            resource("a"),
+        );
         let req = encode_logs(&[Event::Log(log)]);
-        let body = req.resource_logs[0].scope_logs[0].log_records[0].body.clone().unwrap();
-        assert_eq!(body.value, Some(any_value::Value::BytesValue(vec![0xff, 0xfe])));
+        let body = req.resource_logs[0].scope_logs[0].log_records[0]
+            .body
+            .clone()
+            .unwrap();
+        assert_eq!(
+            body.value,
+            Some(any_value::Value::BytesValue(vec![0xff, 0xfe]))
+        );
     }
 }

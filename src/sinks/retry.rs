@@ -79,6 +79,9 @@ mod tests {
             let d = b.next_delay();
             assert!(d <= Duration::from_secs(2));
         }
-        assert!(b.next_delay() >= Duration::from_secs(1), "ceiling reached the cap");
+        assert!(
+            b.next_delay() >= Duration::from_secs(1),
+            "ceiling reached the cap"
+        );
     }
 }

@@ -7,7 +7,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -78,14 +80,24 @@ impl Receiver {
 
     pub fn records(&self) -> Vec<Record> {
         let accepted = self.log.accepted.lock().unwrap();
-        accepted.iter().flat_map(|c| records_of(&c.request)).collect()
+        accepted
+            .iter()
+            .flat_map(|c| records_of(&c.request))
+            .collect()
     }
 
     pub fn count(&self) -> usize {
         let accepted = self.log.accepted.lock().unwrap();
         accepted
             .iter()
-            .map(|c| c.request.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum::<usize>())
+            .map(|c| {
+                c.request
+                    .resource_logs
+                    .iter()
+                    .flat_map(|r| &r.scope_logs)
+                    .map(|s| s.log_records.len())
+                    .sum::<usize>()
+            })
             .sum()
     }
 
@@ -137,12 +149,18 @@ pub fn records_of(req: &ExportLogsServiceRequest) -> Vec<Record> {
     };
     let mut out = Vec::new();
     for rl in &req.resource_logs {
-        let resource = rl.resource.as_ref().map(|r| kv(&r.attributes)).unwrap_or_default();
+        let resource = rl
+            .resource
+            .as_ref()
+            .map(|r| kv(&r.attributes))
+            .unwrap_or_default();
         for sl in &rl.scope_logs {
             for lr in &sl.log_records {
                 let body = match lr.body.as_ref().and_then(|b| b.value.clone()) {
                     Some(any_value::Value::StringValue(s)) => s,
-                    Some(any_value::Value::BytesValue(b)) => String::from_utf8_lossy(&b).into_owned(),
+                    Some(any_value::Value::BytesValue(b)) => {
+                        String::from_utf8_lossy(&b).into_owned()
+                    }
                     other => format!("{other:?}"),
                 };
                 out.push(Record {
@@ -161,7 +179,9 @@ fn decompress(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
     match encoding {
         Some("gzip") => {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(body).read_to_end(&mut out).expect("valid gzip body");
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .expect("valid gzip body");
             out
         }
         Some("zstd") => zstd::decode_all(body).expect("valid zstd body"),
@@ -174,20 +194,37 @@ struct HttpState {
     script: Script,
 }
 
-async fn http_logs(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn http_logs(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let (n, since) = state.log.next();
     let reply = (state.script)(n, since);
     let headers: HashMap<String, String> = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<binary>").to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or("<binary>").to_owned(),
+            )
+        })
         .collect();
     let raw = decompress(headers.get("content-encoding").map(String::as_str), &body);
     let request = match ExportLogsServiceRequest::decode(&raw[..]) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad protobuf: {e}").into_bytes()),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("bad protobuf: {e}").into_bytes(),
+            )
+        }
     };
     match reply {
-        Reply::Fail(code) => (StatusCode::from_u16(code).unwrap(), b"scripted failure".to_vec()),
+        Reply::Fail(code) => (
+            StatusCode::from_u16(code).unwrap(),
+            b"scripted failure".to_vec(),
+        ),
         Reply::Accept | Reply::Partial(..) => {
             let partial = match reply {
                 Reply::Partial(rejected, message) => Some(ExportLogsPartialSuccess {
@@ -201,7 +238,9 @@ async fn http_logs(State(state): State<Arc<HttpState>>, headers: HeaderMap, body
                 wire: body.to_vec(),
                 request,
             });
-            let resp = ExportLogsServiceResponse { partial_success: partial };
+            let resp = ExportLogsServiceResponse {
+                partial_success: partial,
+            };
             (StatusCode::OK, resp.encode_to_vec())
         }
     }
@@ -217,7 +256,9 @@ pub fn http_receiver(rt: &tokio::runtime::Runtime, script: Script) -> Receiver {
     let app = axum::Router::new()
         .route("/api/{org}/v1/logs", axum::routing::post(http_logs))
         .with_state(state);
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     Receiver { addr, log }
@@ -240,7 +281,12 @@ impl LogsService for GrpcLogs {
             .clone()
             .into_headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<binary>").to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or("<binary>").to_owned(),
+                )
+            })
             .collect();
         match (self.script)(n, since) {
             Reply::Fail(code) => Err(match code {
@@ -263,7 +309,9 @@ impl LogsService for GrpcLogs {
                     }),
                     _ => None,
                 };
-                Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success }))
+                Ok(tonic::Response::new(ExportLogsServiceResponse {
+                    partial_success,
+                }))
             }
         }
     }
@@ -279,7 +327,9 @@ pub fn grpc_receiver(rt: &tokio::runtime::Runtime, script: Script) -> Receiver {
     .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
     .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
     .max_decoding_message_size(16 * 1024 * 1024);
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {
         tonic::transport::Server::builder()
@@ -301,7 +351,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The real shipd binary, its stderr captured to a file.
@@ -316,7 +370,11 @@ impl Shipd {
     /// on a free port; stderr goes to `log_path`.
     pub fn start(env: &[(&str, String)], log_path: &Path) -> Shipd {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipd"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -362,19 +420,29 @@ impl Shipd {
     pub fn metric(&self, series: &str) -> u64 {
         self.metrics()
             .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
             .unwrap_or(0)
     }
 
     /// Sends SIGTERM and waits for exit; returns the exit code.
     pub fn terminate(mut self) -> Option<i32> {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "shipd did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "shipd did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -401,15 +469,26 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
 /// Appends `lines` to `path`, in chunks with short pauses (a live writer).
 pub fn append_lines(path: &Path, lines: &[String], chunk: usize, pause: Duration) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     for part in lines.chunks(chunk) {
         let mut text = String::new();
         for l in part {
@@ -437,7 +516,12 @@ pub fn nginx_lines(tag: &str, n: usize) -> Vec<String> {
 }
 
 /// Environment for shipd shipping one file to `receiver` over `transport`.
-pub fn ship_env(receiver: &Receiver, transport: &str, files: &str, data_dir: &Path) -> Vec<(&'static str, String)> {
+pub fn ship_env(
+    receiver: &Receiver,
+    transport: &str,
+    files: &str,
+    data_dir: &Path,
+) -> Vec<(&'static str, String)> {
     let url = receiver.url();
     let mut env = vec![
         ("SHIPD_LOG_FILES", files.to_owned()),

@@ -62,15 +62,19 @@ impl GrpcTransport {
         })
     }
 
-    pub async fn send(&self, request: ExportLogsServiceRequest, stream: &str) -> Result<Accepted, SendError> {
+    pub async fn send(
+        &self,
+        request: ExportLogsServiceRequest,
+        stream: &str,
+    ) -> Result<Accepted, SendError> {
         let mut req = tonic::Request::new(request);
         let md = req.metadata_mut();
         md.insert("organization", self.org.clone());
         md.insert(
             "stream-name",
-            stream
-                .parse()
-                .map_err(|_| SendError::Rejected(format!("stream name {stream:?} is not valid metadata")))?,
+            stream.parse().map_err(|_| {
+                SendError::Rejected(format!("stream name {stream:?} is not valid metadata"))
+            })?,
         );
         if let Some(auth) = &self.auth {
             md.insert("authorization", auth.clone());
@@ -88,10 +92,13 @@ impl GrpcTransport {
             Err(status) => {
                 let reason = format!("gRPC {:?}: {}", status.code(), status.message());
                 Err(match status.code() {
-                    Code::Unauthenticated | Code::PermissionDenied | Code::NotFound => SendError::Auth(reason),
-                    Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange | Code::Unimplemented => {
-                        SendError::Rejected(reason)
+                    Code::Unauthenticated | Code::PermissionDenied | Code::NotFound => {
+                        SendError::Auth(reason)
                     }
+                    Code::InvalidArgument
+                    | Code::FailedPrecondition
+                    | Code::OutOfRange
+                    | Code::Unimplemented => SendError::Rejected(reason),
                     _ => SendError::Retryable(reason),
                 })
             }

@@ -5,7 +5,9 @@
 use super::transport::{Accepted, SendError};
 use crate::sinks::compression::Compression;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use prost::Message;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use std::time::Duration;
@@ -50,7 +52,10 @@ impl HttpTransport {
         let mut req = self
             .client
             .post(&self.logs_url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )
             .header("stream-name", stream)
             .body(body);
         if let Some(enc) = self.compression.content_encoding() {
@@ -59,20 +64,22 @@ impl HttpTransport {
         if let Some(auth) = &self.auth {
             req = req.header(AUTHORIZATION, auth.clone());
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| SendError::Retryable(format!("request to {} failed: {}", self.logs_url, error_chain(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            SendError::Retryable(format!(
+                "request to {} failed: {}",
+                self.logs_url,
+                error_chain(&e)
+            ))
+        })?;
         let status = resp.status();
         let is_json = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("json"));
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SendError::Retryable(format!("reading the answer failed: {}", error_chain(&e))))?;
+        let body = resp.bytes().await.map_err(|e| {
+            SendError::Retryable(format!("reading the answer failed: {}", error_chain(&e)))
+        })?;
         if status.is_success() {
             return Ok(parse_accepted(&body, is_json));
         }
@@ -99,8 +106,14 @@ fn parse_accepted(body: &[u8], is_json: bool) -> Accepted {
         };
         let partial = v.get("partialSuccess").or_else(|| v.get("partial_success"));
         let rejected = partial
-            .and_then(|p| p.get("rejectedLogRecords").or_else(|| p.get("rejected_log_records")))
-            .and_then(|r| r.as_i64().or_else(|| r.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|p| {
+                p.get("rejectedLogRecords")
+                    .or_else(|| p.get("rejected_log_records"))
+            })
+            .and_then(|r| {
+                r.as_i64()
+                    .or_else(|| r.as_str().and_then(|s| s.parse().ok()))
+            })
             .unwrap_or(0);
         let message = partial
             .and_then(|p| p.get("errorMessage").or_else(|| p.get("error_message")))
@@ -147,9 +160,21 @@ mod tests {
             }),
         };
         let got = parse_accepted(&resp.encode_to_vec(), false);
-        assert_eq!(got, Accepted { rejected: 3, message: "too old".into() });
+        assert_eq!(
+            got,
+            Accepted {
+                rejected: 3,
+                message: "too old".into()
+            }
+        );
         let json = br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"x"}}"#;
-        assert_eq!(parse_accepted(json, true), Accepted { rejected: 2, message: "x".into() });
+        assert_eq!(
+            parse_accepted(json, true),
+            Accepted {
+                rejected: 2,
+                message: "x".into()
+            }
+        );
         assert_eq!(parse_accepted(b"", false), Accepted::default());
     }
 }

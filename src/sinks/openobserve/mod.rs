@@ -40,7 +40,9 @@ impl std::str::FromStr for TransportKind {
         match s {
             "http" => Ok(TransportKind::Http),
             "grpc" => Ok(TransportKind::Grpc),
-            other => Err(format!("unknown transport `{other}` (expected http or grpc)")),
+            other => Err(format!(
+                "unknown transport `{other}` (expected http or grpc)"
+            )),
         }
     }
 }
@@ -122,9 +124,15 @@ pub fn default_grpc_url(http_url: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenObserveError {
     #[error("sink {sink}: cannot build the HTTP client: {source}")]
-    Http { sink: String, source: reqwest::Error },
+    Http {
+        sink: String,
+        source: reqwest::Error,
+    },
     #[error("sink {sink}: {source}")]
-    Grpc { sink: String, source: grpc::GrpcConfigError },
+    Grpc {
+        sink: String,
+        source: grpc::GrpcConfigError,
+    },
     #[error("sink {sink}: credentials are not a valid header value")]
     Credentials { sink: String },
 }
@@ -171,27 +179,41 @@ impl OpenObserveSink {
                 let header = auth
                     .as_deref()
                     .map(|a| {
-                        let mut v = reqwest::header::HeaderValue::from_str(a)
-                            .map_err(|_| OpenObserveError::Credentials { sink: cfg.name.clone() })?;
+                        let mut v = reqwest::header::HeaderValue::from_str(a).map_err(|_| {
+                            OpenObserveError::Credentials {
+                                sink: cfg.name.clone(),
+                            }
+                        })?;
                         v.set_sensitive(true);
                         Ok(v)
                     })
                     .transpose()?;
                 Transport::Http(
-                    HttpTransport::new(&cfg.url, &cfg.org, header, cfg.compression, cfg.request_timeout).map_err(
-                        |source| OpenObserveError::Http {
-                            sink: cfg.name.clone(),
-                            source,
-                        },
-                    )?,
-                )
-            }
-            TransportKind::Grpc => Transport::Grpc(
-                GrpcTransport::new(&cfg.grpc_url, &cfg.org, auth.as_deref(), cfg.compression, cfg.request_timeout)
-                    .map_err(|source| OpenObserveError::Grpc {
+                    HttpTransport::new(
+                        &cfg.url,
+                        &cfg.org,
+                        header,
+                        cfg.compression,
+                        cfg.request_timeout,
+                    )
+                    .map_err(|source| OpenObserveError::Http {
                         sink: cfg.name.clone(),
                         source,
                     })?,
+                )
+            }
+            TransportKind::Grpc => Transport::Grpc(
+                GrpcTransport::new(
+                    &cfg.grpc_url,
+                    &cfg.org,
+                    auth.as_deref(),
+                    cfg.compression,
+                    cfg.request_timeout,
+                )
+                .map_err(|source| OpenObserveError::Grpc {
+                    sink: cfg.name.clone(),
+                    source,
+                })?,
             ),
         };
         let c = |metric| telemetry::counter(metric, &[("component", &cfg.name)]);
@@ -272,7 +294,10 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 /// A request encoded once for its transport, re-sent as is on retries.
 enum Prepared<'a> {
     Http(&'a HttpTransport, bytes::Bytes),
-    Grpc(&'a GrpcTransport, opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest),
+    Grpc(
+        &'a GrpcTransport,
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+    ),
 }
 
 /// Sends one batch until it is accepted or refused for good, then acknowledges it.
@@ -310,7 +335,10 @@ async fn deliver(shared: &Shared, batch: StreamBatch) {
                 shared.counters.events_out.add(n);
                 shared.counters.bytes_out.add(wire_bytes);
                 if accepted.rejected > 0 {
-                    shared.counters.partial_rejected.add(accepted.rejected as u64);
+                    shared
+                        .counters
+                        .partial_rejected
+                        .add(accepted.rejected as u64);
                     if let Some(suppressed) = PARTIAL_LOG.allow() {
                         tracing::warn!(
                             sink = %shared.name, stream = %batch.stream, rejected = accepted.rejected,
@@ -366,7 +394,10 @@ mod tests {
     #[test]
     fn grpc_url_defaults_to_port_5081_of_the_http_host() {
         assert_eq!(default_grpc_url("http://pi-obs:5080"), "http://pi-obs:5081");
-        assert_eq!(default_grpc_url("https://o2.example/"), "https://o2.example:5081");
+        assert_eq!(
+            default_grpc_url("https://o2.example/"),
+            "https://o2.example:5081"
+        );
     }
 
     #[test]
@@ -374,7 +405,13 @@ mod tests {
         let mut cfg = OpenObserveConfig::new("o2", "http://x:5080");
         cfg.user = Some("root@example.com".into());
         cfg.password = Some("pw".into());
-        assert_eq!(cfg.authorization().unwrap(), "Basic cm9vdEBleGFtcGxlLmNvbTpwdw==");
-        assert!(!format!("{cfg:?}").contains("pw\""), "password never printed");
+        assert_eq!(
+            cfg.authorization().unwrap(),
+            "Basic cm9vdEBleGFtcGxlLmNvbTpwdw=="
+        );
+        assert!(
+            !format!("{cfg:?}").contains("pw\""),
+            "password never printed"
+        );
     }
 }

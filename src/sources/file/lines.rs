@@ -93,7 +93,8 @@ impl LineSplitter {
         if bytes.len() > room {
             self.overflowed = true;
         }
-        self.carry.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.carry
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 

@@ -227,7 +227,13 @@ impl FileSource {
         }
     }
 
-    fn open(&self, path: &Path, dev_ino: (u64, u64), size: u64, initial: bool) -> std::io::Result<TailedFile> {
+    fn open(
+        &self,
+        path: &Path,
+        dev_ino: (u64, u64),
+        size: u64,
+        initial: bool,
+    ) -> std::io::Result<TailedFile> {
         let key: SourceKey = Arc::from(format!("{}|{}:{}", self.cfg.name, dev_ino.0, dev_ino.1));
         let mut offset = match self.ctx.checkpointer.entry(&key) {
             Some(entry) if entry.offset <= size => entry.offset,
@@ -255,10 +261,18 @@ impl FileSource {
         tracing::info!(source = %self.cfg.name, path = %path_text, offset, "tailing file");
         let resource = Arc::new(Resource {
             attributes: vec![
-                ("host.name".into(), Value::String(self.ctx.host_name.clone())),
+                (
+                    "host.name".into(),
+                    Value::String(self.ctx.host_name.clone()),
+                ),
                 (
                     "service.name".into(),
-                    Value::String(self.cfg.service_name.clone().unwrap_or_else(|| self.cfg.name.clone())),
+                    Value::String(
+                        self.cfg
+                            .service_name
+                            .clone()
+                            .unwrap_or_else(|| self.cfg.name.clone()),
+                    ),
                 ),
                 ("shipd.source".into(), Value::String(self.cfg.name.clone())),
                 ("log.file.path".into(), Value::String(path_text)),
@@ -306,19 +320,29 @@ impl FileSource {
         }
         let seq = f.seq;
         f.seq += 1;
-        let ack = BatchAck::new(&self.ctx.checkpointer, Arc::clone(&f.key), seq, f.splitter.committed(), events.len());
+        let ack = BatchAck::new(
+            &self.ctx.checkpointer,
+            Arc::clone(&f.key),
+            seq,
+            f.splitter.committed(),
+            events.len(),
+        );
         for line in events {
             let body = match std::str::from_utf8(&line.bytes) {
                 Ok(_) => Value::Bytes(line.bytes),
                 Err(_) => {
                     self.counters.invalid_utf8.inc();
-                    Value::Bytes(Bytes::from(String::from_utf8_lossy(&line.bytes).into_owned()))
+                    Value::Bytes(Bytes::from(
+                        String::from_utf8_lossy(&line.bytes).into_owned(),
+                    ))
                 }
             };
             let mut record = LogRecord::new(body, Arc::clone(&f.resource));
             if line.truncated {
                 self.counters.truncated.inc();
-                record.attributes.push(("shipd.truncated".into(), Value::Bool(true)));
+                record
+                    .attributes
+                    .push(("shipd.truncated".into(), Value::Bool(true)));
             }
             record.position = Some(Position {
                 origin: f.origin,
