@@ -2,6 +2,8 @@
 //! pipeline built from the environment (design §5). The pipeline language
 //! will produce the same [`AgentConfig`].
 
+use crate::pipeline::processor::Processor;
+use crate::pipeline::router::Router;
 use crate::sinks::batcher::BatchLimits;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig};
 use crate::sources::file::{FileSourceConfig, ReadFrom};
@@ -23,7 +25,7 @@ pub enum SinkConfig {
 }
 
 /// Everything needed to run the agent.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// `None` disables the HTTP API.
@@ -35,9 +37,10 @@ pub struct AgentConfig {
     pub channel_bytes: usize,
     pub host_name: String,
     pub sources: Vec<SourceConfig>,
-    pub sink: SinkConfig,
-    /// Stream of every log event (until routes arrive with the language).
-    pub stream: String,
+    /// Sinks by index; routes name them by index.
+    pub sinks: Vec<SinkConfig>,
+    /// Compiled steps and routes.
+    pub processor: Processor,
 }
 
 /// An environment variable has a value shipd cannot use.
@@ -248,10 +251,11 @@ impl AgentConfig {
             channel_bytes: size(env, "SHIPD_CHANNEL_BYTES", 4 * 1024 * 1024)?,
             host_name: host_name(env),
             sources,
-            sink,
-            stream: env
-                .get("OPENOBSERVE_STREAM")
-                .unwrap_or_else(|| "default".into()),
+            sinks: vec![sink],
+            processor: Processor::new(
+                Vec::new(),
+                Router::single(0, &env.get("OPENOBSERVE_STREAM").unwrap_or_else(|| "default".into())),
+            ),
         })
     }
 }
@@ -265,7 +269,7 @@ mod tests {
     fn without_openobserve_url_events_go_to_the_console() {
         let cfg =
             AgentConfig::from_env(&[("SHIPD_LOG_FILES", "/var/log/*.log, /tmp/a.log")]).unwrap();
-        assert!(matches!(cfg.sink, SinkConfig::Console { .. }));
+        assert!(matches!(cfg.sinks[0], SinkConfig::Console { .. }));
         let SourceConfig::File(file) = &cfg.sources[0];
         assert_eq!(file.include, vec!["/var/log/*.log", "/tmp/a.log"]);
         assert_eq!(file.read_from, ReadFrom::End);
@@ -283,7 +287,7 @@ mod tests {
             ("SHIPD_BATCH_TIMEOUT", "200ms"),
         ])
         .unwrap();
-        let SinkConfig::OpenObserve(o2) = cfg.sink else {
+        let Some(SinkConfig::OpenObserve(o2)) = cfg.sinks.into_iter().next() else {
             panic!("expected OpenObserve sink")
         };
         assert_eq!(o2.url, "http://pi-obs:5080");
@@ -304,7 +308,7 @@ mod tests {
             ("OPENOBSERVE_PASSWORD_FILE", path.as_str()),
         ])
         .unwrap();
-        let SinkConfig::OpenObserve(o2) = cfg.sink else {
+        let Some(SinkConfig::OpenObserve(o2)) = cfg.sinks.into_iter().next() else {
             panic!("expected OpenObserve sink")
         };
         assert_eq!(o2.password.as_deref(), Some("s3cret"));

@@ -15,11 +15,13 @@
 //!   routing and the wiring ([`pipeline::topology`]).
 //! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.
 //! - [`control`]: health and the HTTP API; [`telemetry`]: internal counters.
+//! - [`lang`]: the pipeline language (`.ship` files): lex, parse, compile, eval.
 //! - [`config`]: the typed agent configuration and the default pipeline.
 
 pub mod config;
 pub mod control;
 pub mod event;
+pub mod lang;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;

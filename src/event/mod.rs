@@ -132,11 +132,14 @@ impl Event {
     }
 }
 
-/// The unit that moves through channels: events plus their approximate byte size.
+/// The unit that moves through channels: events of one source plus their
+/// approximate byte size.
 #[derive(Debug, Default)]
 pub struct EventBatch {
     pub events: Vec<Event>,
     pub bytes: usize,
+    /// Name of the source every event of the batch came from.
+    pub source: Arc<str>,
 }
 
 impl EventBatch {
@@ -144,6 +147,16 @@ impl EventBatch {
         EventBatch {
             events: Vec::with_capacity(n),
             bytes: 0,
+            source: Arc::from(""),
+        }
+    }
+
+    /// An empty batch of events from `source`.
+    pub fn from_source(source: &Arc<str>, n: usize) -> Self {
+        EventBatch {
+            events: Vec::with_capacity(n),
+            bytes: 0,
+            source: Arc::clone(source),
         }
     }
 

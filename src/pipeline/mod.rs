@@ -4,5 +4,6 @@
 pub mod acks;
 pub mod channel;
 pub mod checkpoint;
+pub mod processor;
 pub mod router;
 pub mod topology;

@@ -1,8 +1,13 @@
-//! Routing: the last stage. Every event goes to exactly one (sink, stream);
-//! the fallback route is mandatory so nothing disappears unrouted. Stream
-//! names are normalised the way OpenObserve stores them.
+//! Routing: the last stage. Rules are tried in order and the first match
+//! decides the sink and stream; the `else` rule is mandatory, so nothing
+//! disappears unrouted. Computed stream names are normalised the way
+//! OpenObserve stores them and capped (`max_streams`, then an overflow
+//! stream), so a bad field cannot create thousands of streams.
 
-use crate::event::EventBatch;
+use crate::event::{Event, Value};
+use crate::lang::eval::{truthy, CExpr, Ctx};
+use crate::telemetry::{self, Metric};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// A destination: a sink (by index in the topology) and a stream.
@@ -12,29 +17,125 @@ pub struct Route {
     pub stream: Arc<str>,
 }
 
+/// How a rule names its stream.
+#[derive(Debug)]
+pub enum StreamSpec {
+    Fixed(Arc<str>),
+    Computed(CExpr),
+}
+
+/// One routing rule; no condition means `else`.
+#[derive(Debug)]
+pub struct Rule {
+    pub condition: Option<CExpr>,
+    pub sink: usize,
+    pub stream: StreamSpec,
+}
+
+/// Turns stream specs into capped, normalised names.
+#[derive(Debug)]
+struct StreamNamer {
+    max_streams: usize,
+    overflow: Arc<str>,
+    computed: HashSet<Arc<str>>,
+    overflowed: Metric,
+}
+
 /// Decides the destination of every event.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Router {
-    fallback: Route,
+    rules: Vec<Rule>,
+    dead_letter: Option<Rule>,
+    namer: StreamNamer,
+    unrouted: Metric,
 }
 
 impl Router {
-    /// A router sending everything to `fallback` (its stream normalised).
-    pub fn new(fallback_sink: usize, fallback_stream: &str) -> Self {
+    pub fn new(rules: Vec<Rule>, dead_letter: Option<Rule>, max_streams: usize, overflow: &str) -> Self {
         Router {
-            fallback: Route {
-                sink: fallback_sink,
-                stream: Arc::from(normalize_stream_name(fallback_stream)),
+            rules,
+            dead_letter,
+            namer: StreamNamer {
+                max_streams,
+                overflow: Arc::from(normalize_stream_name(overflow)),
+                computed: HashSet::new(),
+                overflowed: telemetry::counter("shipd_stream_overflow_total", &[("component", "router")]),
             },
+            unrouted: telemetry::counter("shipd_events_dropped_total", &[("component", "router"), ("reason", "step_failed")]),
         }
     }
 
-    /// Splits a batch by destination.
-    pub fn route(&self, batch: EventBatch) -> Vec<(Route, EventBatch)> {
-        if batch.is_empty() {
-            return Vec::new();
+    /// A router sending everything to one sink and stream.
+    pub fn single(sink: usize, stream: &str) -> Self {
+        let rule = Rule {
+            condition: None,
+            sink,
+            stream: StreamSpec::Fixed(Arc::from(normalize_stream_name(stream))),
+        };
+        Router::new(vec![rule], None, 100, "overflow")
+    }
+}
+
+impl StreamNamer {
+    fn name(&mut self, spec: &StreamSpec, ctx: &mut Ctx) -> Arc<str> {
+        let value = match spec {
+            StreamSpec::Fixed(s) => return Arc::clone(s),
+            StreamSpec::Computed(e) => e.eval(ctx),
+        };
+        let name = match value {
+            Ok(v) => match crate::lang::functions::text_of(&v) {
+                Some(t) => normalize_stream_name(&t),
+                None if v == Value::Null => return Arc::clone(&self.overflow),
+                None => normalize_stream_name(&crate::lang::functions::stringify(&v)),
+            },
+            Err(_) => return Arc::clone(&self.overflow),
+        };
+        if let Some(known) = self.computed.get(name.as_str()) {
+            return Arc::clone(known);
         }
-        vec![(self.fallback.clone(), batch)]
+        if self.computed.len() >= self.max_streams {
+            self.overflowed.inc();
+            return Arc::clone(&self.overflow);
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.computed.insert(Arc::clone(&name));
+        name
+    }
+}
+
+impl Router {
+    /// The destination of an event.
+    pub fn route(&mut self, event: &mut Event, source: &str) -> Option<Route> {
+        let mut ctx = Ctx::new(event, source);
+        let mut chosen = None;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let hit = match &rule.condition {
+                None => true,
+                Some(c) => c.eval(&mut ctx).map(|v| truthy(&v)).unwrap_or(false),
+            };
+            if hit {
+                chosen = Some(i);
+                break;
+            }
+        }
+        let rule = &self.rules[chosen?];
+        let stream = self.namer.name(&rule.stream, &mut ctx);
+        Some(Route { sink: rule.sink, stream })
+    }
+
+    /// The destination of an event whose step failed: the `dead_letter`
+    /// rule when there is one (with `shipd.error` set), else none (counted).
+    pub fn dead_letter(&mut self, event: &mut Event, source: &str, error: &str) -> Option<Route> {
+        let Some(rule) = &self.dead_letter else {
+            self.unrouted.inc();
+            return None;
+        };
+        if let Event::Log(log) = event {
+            log.attributes.push(("shipd.error".into(), Value::String(error.to_owned())));
+        }
+        let mut ctx = Ctx::new(event, source);
+        let stream = self.namer.name(&rule.stream, &mut ctx);
+        Some(Route { sink: rule.sink, stream })
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::channel::{batch_channel, BatchReceiver, BatchSender};
 use super::checkpoint::{CheckpointError, Checkpointer};
-use super::router::Router;
+use super::processor::Processor;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
 use crate::sinks::{console, RoutedBatch};
@@ -40,6 +40,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         source,
     })?;
     let checkpointer = Checkpointer::open(&cfg.data_dir, cfg.checkpoint_interval)?;
+    let cfg = cfg;
     let stop_sources = CancellationToken::new();
     let stop_background = CancellationToken::new();
 
@@ -52,19 +53,23 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         None => None,
     };
 
-    let (sink_tx, sink_rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
-    let sink_task = match &cfg.sink {
-        SinkConfig::OpenObserve(o2) => {
-            let sink = OpenObserveSink::new((**o2).clone())?;
-            tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
-            tokio::spawn(sink.run(sink_rx))
-        }
-        SinkConfig::Console { name } => tokio::spawn(console::run(name.clone(), sink_rx)),
-    };
+    let mut sink_txs = Vec::new();
+    let mut sink_tasks = Vec::new();
+    for sink in &cfg.sinks {
+        let (tx, rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
+        sink_txs.push(tx);
+        sink_tasks.push(match sink {
+            SinkConfig::OpenObserve(o2) => {
+                let sink = OpenObserveSink::new((**o2).clone())?;
+                tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
+                tokio::spawn(sink.run(rx))
+            }
+            SinkConfig::Console { name } => tokio::spawn(console::run(name.clone(), rx)),
+        });
+    }
 
     let (events_tx, events_rx) = batch_channel(cfg.channel_bytes);
-    let router = Router::new(0, &cfg.stream);
-    let stage = tokio::spawn(process(events_rx, router, vec![sink_tx]));
+    let stage = tokio::spawn(process(events_rx, cfg.processor, sink_txs));
 
     let mut sources = Vec::new();
     for source in &cfg.sources {
@@ -95,7 +100,9 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     }
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         let _ = stage.await;
-        let _ = sink_task.await;
+        for task in sink_tasks {
+            let _ = task.await;
+        }
     })
     .await;
     if drained.is_err() {
@@ -116,10 +123,10 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
-/// The processing stage: transforms (the pipeline language, later) then routing.
-async fn process(mut input: BatchReceiver, router: Router, sinks: Vec<BatchSender<RoutedBatch>>) {
+/// The processing stage: the pipeline's steps, then routing.
+async fn process(mut input: BatchReceiver, mut processor: Processor, sinks: Vec<BatchSender<RoutedBatch>>) {
     while let Some(batch) = input.recv().await {
-        for (route, batch) in router.route(batch.item) {
+        for (route, batch) in processor.process(batch.item) {
             let bytes = batch.bytes;
             let Some(sink) = sinks.get(route.sink) else {
                 continue;

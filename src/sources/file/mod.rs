@@ -121,17 +121,20 @@ pub struct FileSource {
     files: Vec<TailedFile>,
     counters: Counters,
     buf: BytesMut,
+    source_name: Arc<str>,
 }
 
 impl FileSource {
     pub fn new(cfg: FileSourceConfig, ctx: SourceContext) -> Self {
         let counters = Counters::new(&cfg.name);
+        let source_name: Arc<str> = Arc::from(cfg.name.as_str());
         FileSource {
             cfg,
             ctx,
             files: Vec::new(),
             counters,
             buf: BytesMut::new(),
+            source_name,
         }
     }
 
@@ -309,7 +312,7 @@ impl FileSource {
         self.counters.bytes.add(n as u64);
         let mut lines = Vec::new();
         f.splitter.push(chunk, &mut lines);
-        let mut batch = EventBatch::with_capacity(lines.len());
+        let mut batch = EventBatch::from_source(&self.source_name, lines.len());
         let mut events = Vec::with_capacity(lines.len());
         for line in lines {
             if line.bytes.is_empty() && !line.truncated {

@@ -1,0 +1,166 @@
+//! The syntax tree of a `.ship` file, as parsed (names not yet resolved).
+
+use super::diagnostics::Span;
+pub use super::lex::Segment;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Source(Component),
+    Sink(Component),
+    Settings(Vec<Opt>, Span),
+    Step(Step),
+    Route(Vec<Rule>, Span),
+    Test(Test),
+}
+
+/// `source NAME = KIND { options }` or `sink NAME = KIND { options }`.
+#[derive(Debug, Clone)]
+pub struct Component {
+    pub name: Ident,
+    pub kind: Ident,
+    pub options: Vec<Opt>,
+    pub span: Span,
+}
+
+/// `key = value`; dotted keys (`multiline.start`) are joined with `.`.
+#[derive(Debug, Clone)]
+pub struct Opt {
+    pub key: Ident,
+    pub value: Expr,
+}
+
+/// What a failed step does with its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Count it and send it to the `dead_letter` route (or drop it when there is none).
+    Abort,
+    /// Undo the step's writes and go on.
+    Keep,
+    /// Count and drop the event.
+    Drop,
+    /// Undo the step's writes, set `shipd.error`, go on.
+    Tag,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: Ident,
+    pub sources: Vec<Ident>,
+    pub condition: Option<Expr>,
+    pub on_error: Option<(OnError, Span)>,
+    pub body: Vec<Stmt>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum Stmt {
+    Assign { target: Vec<Segment>, value: Expr, span: Span },
+    Drop { condition: Option<Expr>, span: Span },
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    When(Expr),
+    Else,
+    DeadLetter,
+}
+
+/// `condition => sink [or sink...] [stream EXPR]`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub kind: RuleKind,
+    pub sinks: Vec<Ident>,
+    pub stream: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Test {
+    pub name: String,
+    pub inputs: Vec<(Ident, Vec<Opt>)>,
+    pub expects: Vec<Expect>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum Expect {
+    Conditions(Vec<Expr>),
+    Route { sink: Ident, stream: Option<Expr>, span: Span },
+    Dropped(Span),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Regex(String),
+    Duration(Duration),
+    Size(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    Coalesce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnOp {
+    Not,
+    Neg,
+}
+
+#[derive(Debug, Clone)]
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Expr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    Lit(Lit),
+    Path(Vec<Segment>),
+    /// A bare name: a source name, or `source` (the event's source).
+    Name(String),
+    Array(Vec<Expr>),
+    Map(Vec<(String, Expr)>),
+    Index(Box<Expr>, Box<Expr>),
+    Unary(UnOp, Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    Call { name: Ident, abort: bool, args: Vec<Arg> },
+    If { cond: Box<Expr>, then: Vec<Stmt>, otherwise: Option<Vec<Stmt>> },
+}

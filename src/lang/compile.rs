@@ -1,0 +1,424 @@
+//! Checking and compiling, in one pass over the syntax tree: resolves names
+//! (sources, sinks, functions), types every expression, refuses unhandled
+//! fallible calls and ill-typed arguments, prepares regexes once, and lowers
+//! expressions to [`CExpr`] trees. Every problem becomes a diagnostic; the
+//! pass goes on after each so all are reported at once.
+
+use super::ast::*;
+use super::diagnostics::{did_you_mean, Diagnostic, Span};
+use super::eval::{CExpr, CStmt, Place, Root};
+use super::functions::{self, Prepared};
+use super::types::Ty;
+use crate::event::Value;
+
+/// What an expression may refer to.
+#[derive(Debug, Clone)]
+pub struct Scope<'a> {
+    /// Declared source names (bare names in expressions resolve to these).
+    pub sources: &'a [String],
+    /// The enclosing step declared `on_error`: fallible calls need no `!`.
+    pub step_handles_errors: bool,
+    /// Field paths are allowed (not in component options).
+    pub paths: bool,
+}
+
+/// A compiled expression with what the checker learned about it.
+pub struct Typed {
+    pub expr: CExpr,
+    pub ty: Ty,
+    /// Evaluation may fail at run time.
+    pub may_fail: bool,
+}
+
+/// Collects diagnostics while lowering.
+#[derive(Default)]
+pub struct Compiler {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn typed(expr: CExpr, ty: Ty, may_fail: bool) -> Typed {
+    Typed { expr, ty, may_fail }
+}
+
+impl Compiler {
+    fn error(&mut self, span: Span, msg: impl Into<String>, hint: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::new(span, msg).hint(hint));
+    }
+
+    /// Compiles statements; the type is that of the last expression statement.
+    pub fn block(&mut self, stmts: &[Stmt], scope: &Scope, handled: bool) -> (Vec<CStmt>, Ty, bool) {
+        let mut out = Vec::with_capacity(stmts.len());
+        let mut ty = Ty::NULL;
+        let mut may_fail = false;
+        for s in stmts {
+            match s {
+                Stmt::Assign { target, value, span } => {
+                    if !scope.paths {
+                        self.error(*span, "assignments are not allowed here", "assign fields inside a step");
+                    }
+                    let v = self.expr(value, scope, handled);
+                    let place = Place::resolve(target);
+                    if matches!(place.root, Root::Timestamp) && place.rest.is_empty() && !v.ty.meets(Ty::TIMESTAMP.or(Ty::INT).or(Ty::TEXT)) {
+                        self.error(value.span, format!("`.timestamp` cannot be set to {}", v.ty.describe()), "use parse_timestamp(...) or now()");
+                    }
+                    may_fail |= v.may_fail || matches!(place.root, Root::Timestamp) || !place.rest.is_empty();
+                    out.push(CStmt::Assign(place, v.expr));
+                    ty = Ty::NULL;
+                }
+                Stmt::Drop { condition, .. } => {
+                    let c = condition.as_ref().map(|c| self.condition(c, scope, handled));
+                    if let Some(c) = &c {
+                        may_fail |= c.may_fail;
+                    }
+                    out.push(CStmt::Drop(c.map(|c| c.expr)));
+                    ty = Ty::NULL;
+                }
+                Stmt::Expr(e) => {
+                    let v = self.expr(e, scope, handled);
+                    may_fail |= v.may_fail;
+                    ty = v.ty;
+                    out.push(CStmt::Expr(v.expr));
+                }
+            }
+        }
+        (out, ty, may_fail)
+    }
+
+    /// An expression that must be a boolean.
+    pub fn condition(&mut self, e: &Expr, scope: &Scope, handled: bool) -> Typed {
+        let t = self.expr(e, scope, handled);
+        if !t.ty.meets(Ty::BOOL) {
+            self.error(e.span, format!("a condition must be a boolean, this is {}", t.ty.describe()), "compare it, e.g. `.level == \"error\"`");
+        }
+        t
+    }
+
+    pub fn expr(&mut self, e: &Expr, scope: &Scope, handled: bool) -> Typed {
+        match &e.kind {
+            ExprKind::Lit(l) => self.literal(l, e.span),
+            ExprKind::Path(segs) => {
+                if !scope.paths {
+                    self.error(e.span, "field paths are not available here", "options are evaluated when the pipeline loads; use literals or env(\"NAME\")");
+                }
+                let place = Place::resolve(segs);
+                let ty = match (&place.root, place.rest.is_empty()) {
+                    (Root::Timestamp, true) => Ty::TIMESTAMP.or(Ty::NULL),
+                    (Root::Severity, true) => Ty::STRING.or(Ty::NULL),
+                    (Root::Resource | Root::Attributes, true) => Ty::MAP,
+                    _ => Ty::ANY,
+                };
+                typed(CExpr::Read(place), ty, false)
+            }
+            ExprKind::Name(name) => self.name(name, e.span, scope),
+            ExprKind::Array(items) => {
+                let mut out = Vec::new();
+                let mut may_fail = false;
+                for i in items {
+                    let t = self.expr(i, scope, handled);
+                    self.no_regex(&t, i.span);
+                    may_fail |= t.may_fail;
+                    out.push(t.expr);
+                }
+                typed(CExpr::Array(out), Ty::ARRAY, may_fail)
+            }
+            ExprKind::Map(entries) => {
+                let mut out = Vec::new();
+                let mut may_fail = false;
+                for (k, v) in entries {
+                    let t = self.expr(v, scope, handled);
+                    self.no_regex(&t, v.span);
+                    may_fail |= t.may_fail;
+                    out.push((k.clone(), t.expr));
+                }
+                typed(CExpr::Map(out), Ty::MAP, may_fail)
+            }
+            ExprKind::Index(base, index) => {
+                let b = self.expr(base, scope, handled);
+                let i = self.expr(index, scope, handled);
+                if !b.ty.meets(Ty::ARRAY.or(Ty::MAP)) {
+                    self.error(base.span, format!("only arrays and maps can be indexed, this is {}", b.ty.describe()), "index a field holding an array or map");
+                }
+                if !i.ty.meets(Ty::INT.or(Ty::TEXT)) {
+                    self.error(index.span, format!("an index must be an integer or a string, this is {}", i.ty.describe()), "write [0] or [\"key\"]");
+                }
+                typed(CExpr::Index(Box::new(b.expr), Box::new(i.expr)), Ty::ANY, b.may_fail || i.may_fail)
+            }
+            ExprKind::Unary(op, inner) => {
+                let t = self.expr(inner, scope, handled);
+                match op {
+                    UnOp::Not => {
+                        if !t.ty.meets(Ty::BOOL.or(Ty::NULL)) {
+                            self.error(inner.span, format!("`not` needs a boolean, this is {}", t.ty.describe()), "compare first, e.g. `not exists(.x)`");
+                        }
+                        typed(CExpr::Not(Box::new(t.expr)), Ty::BOOL, t.may_fail || t.ty != Ty::BOOL)
+                    }
+                    UnOp::Neg => {
+                        if !t.ty.meets(Ty::NUMBER) {
+                            self.error(inner.span, format!("only numbers can be negated, this is {}", t.ty.describe()), "convert with to_int(...) or to_float(...)");
+                        }
+                        typed(CExpr::Neg(Box::new(t.expr)), Ty::NUMBER, true)
+                    }
+                }
+            }
+            ExprKind::Binary(op, l, r) => self.binary(*op, l, r, e.span, scope, handled),
+            ExprKind::Call { name, abort, args } => self.call(name, *abort, args, e.span, scope, handled),
+            ExprKind::If { cond, then, otherwise } => {
+                let c = self.condition(cond, scope, handled);
+                let (t, tt, tf) = self.block(then, scope, handled);
+                let (o, ot, of) = match otherwise {
+                    Some(b) => self.block(b, scope, handled),
+                    None => (Vec::new(), Ty::NULL, false),
+                };
+                typed(CExpr::If(Box::new(c.expr), t, o), tt.or(ot), c.may_fail || tf || of)
+            }
+        }
+    }
+
+    fn no_regex(&mut self, t: &Typed, span: Span) {
+        if t.ty == Ty::REGEX {
+            self.error(span, "a regex literal can only be a function argument", "pass it to parse_regex, replace, split or redact");
+        }
+    }
+
+    fn literal(&mut self, l: &Lit, _span: Span) -> Typed {
+        let (v, ty) = match l {
+            Lit::Null => (Value::Null, Ty::NULL),
+            Lit::Bool(b) => (Value::Bool(*b), Ty::BOOL),
+            Lit::Int(i) => (Value::Int(*i), Ty::INT),
+            Lit::Float(f) => (Value::Float(*f), Ty::FLOAT),
+            Lit::Str(s) => (Value::String(s.clone()), Ty::STRING),
+            Lit::Regex(r) => (Value::String(r.clone()), Ty::REGEX),
+            Lit::Duration(d) => (Value::Int(d.as_nanos().min(i64::MAX as u128) as i64), Ty::INT),
+            Lit::Size(s) => (Value::Int((*s).min(i64::MAX as u64) as i64), Ty::INT),
+        };
+        typed(CExpr::Const(v), ty, false)
+    }
+
+    fn name(&mut self, name: &str, span: Span, scope: &Scope) -> Typed {
+        if name == "source" {
+            return typed(CExpr::Source, Ty::STRING, false);
+        }
+        if scope.sources.iter().any(|s| s == name) {
+            return typed(CExpr::Const(Value::String(name.to_owned())), Ty::STRING, false);
+        }
+        let hint = match did_you_mean(name, scope.sources.iter().map(String::as_str).chain(["source"])) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("field paths start with a dot: `.{name}`; bare names refer to sources"),
+        };
+        self.error(span, format!("unknown name `{name}`"), hint);
+        typed(CExpr::Const(Value::Null), Ty::ANY, false)
+    }
+
+    fn binary(&mut self, op: BinOp, l: &Expr, r: &Expr, span: Span, scope: &Scope, handled: bool) -> Typed {
+        let lt = self.expr(l, scope, handled || op == BinOp::Coalesce);
+        let rt = self.expr(r, scope, handled);
+        self.no_regex(&lt, l.span);
+        self.no_regex(&rt, r.span);
+        let may_fail = lt.may_fail && op != BinOp::Coalesce || rt.may_fail;
+        let (ty, may_fail) = match op {
+            BinOp::Coalesce => (Ty(lt.ty.0 & !Ty::NULL.0).or(rt.ty), may_fail),
+            BinOp::And | BinOp::Or => {
+                for (t, e) in [(&lt, l), (&rt, r)] {
+                    if !t.ty.meets(Ty::BOOL) {
+                        self.error(e.span, format!("`and`/`or` need booleans, this is {}", t.ty.describe()), "compare it first, e.g. `.x == 1`");
+                    }
+                }
+                (Ty::BOOL, may_fail)
+            }
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => (Ty::BOOL, may_fail),
+            BinOp::Add => {
+                let ok = |t: Ty| t.meets(Ty::NUMBER.or(Ty::TEXT).or(Ty::TIMESTAMP));
+                if !ok(lt.ty) || !ok(rt.ty) {
+                    self.error(span, format!("cannot add {} and {}", lt.ty.describe(), rt.ty.describe()), "`+` adds numbers or joins strings");
+                }
+                let ty = if lt.ty == Ty::STRING || rt.ty == Ty::STRING {
+                    Ty::STRING
+                } else if lt.ty == Ty::INT && rt.ty == Ty::INT {
+                    Ty::INT
+                } else {
+                    Ty::NUMBER.or(Ty::STRING).or(Ty::TIMESTAMP)
+                };
+                (ty, true)
+            }
+            BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
+                for (t, e) in [(&lt, l), (&rt, r)] {
+                    if !t.ty.meets(Ty::NUMBER.or(Ty::TIMESTAMP)) {
+                        self.error(e.span, format!("arithmetic needs numbers, this is {}", t.ty.describe()), "convert with to_int(...) or to_float(...)");
+                    }
+                }
+                let ty = if lt.ty == Ty::INT && rt.ty == Ty::INT { Ty::INT } else { Ty::NUMBER };
+                (ty, true)
+            }
+        };
+        typed(CExpr::Bin(op, Box::new(lt.expr), Box::new(rt.expr)), ty, may_fail)
+    }
+
+    fn call(&mut self, name: &Ident, abort: bool, args: &[Arg], span: Span, scope: &Scope, handled: bool) -> Typed {
+        let handled_here = handled || abort || scope.step_handles_errors;
+        let unhandled = |c: &mut Compiler| {
+            c.error(
+                span,
+                format!("unhandled error: `{}` can fail", name.name),
+                format!("write `{}!(...)` to fail the step when it does, add a fallback with `?? value`, or declare `on_error` on the step", name.name),
+            );
+        };
+        if let Some(special) = self.special(name, abort, args, span, scope) {
+            if special.may_fail && !handled_here {
+                unhandled(self);
+            }
+            return special;
+        }
+        let Some(f) = functions::lookup(&name.name) else {
+            let hint = match did_you_mean(&name.name, functions::names()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "see docs/pipeline-language.md for the function list".into(),
+            };
+            self.error(name.span, format!("unknown function `{}`", name.name), hint);
+            for a in args {
+                self.expr(&a.value, scope, true);
+            }
+            return typed(CExpr::Const(Value::Null), Ty::ANY, false);
+        };
+        let mut slots: Vec<Option<&Expr>> = vec![None; f.params.len()];
+        let mut positional = 0;
+        for a in args {
+            let idx = match &a.name {
+                Some(n) => match f.params.iter().position(|p| p.name == n.name) {
+                    Some(i) => i,
+                    None => {
+                        let names: Vec<&str> = f.params.iter().map(|p| p.name).collect();
+                        self.error(n.span, format!("`{}` has no parameter `{}`", f.name, n.name), format!("its parameters are: {}", names.join(", ")));
+                        continue;
+                    }
+                },
+                None => {
+                    positional += 1;
+                    positional - 1
+                }
+            };
+            if idx >= f.params.len() {
+                self.error(a.value.span, format!("`{}` takes at most {} argument(s)", f.name, f.params.len()), signature(f));
+                continue;
+            }
+            slots[idx] = Some(&a.value);
+        }
+        let mut compiled = Vec::with_capacity(f.params.len());
+        let mut may_fail = f.fallible;
+        let null = Expr {
+            kind: ExprKind::Lit(Lit::Null),
+            span,
+        };
+        let mut written: Vec<&Expr> = Vec::with_capacity(f.params.len());
+        for (p, slot) in f.params.iter().zip(&slots) {
+            match slot {
+                Some(e) => {
+                    let t = self.expr(e, scope, handled);
+                    if !t.ty.meets(p.ty) {
+                        self.error(
+                            e.span,
+                            format!("argument `{}` of `{}` must be {}, this is {}", p.name, f.name, p.ty.describe(), t.ty.describe()),
+                            signature(f),
+                        );
+                    }
+                    may_fail |= t.may_fail || t.ty != (Ty(t.ty.0 & p.ty.0));
+                    compiled.push(t.expr);
+                    written.push(e);
+                }
+                None if p.required => {
+                    self.error(span, format!("`{}` needs its `{}` argument", f.name, p.name), signature(f));
+                    compiled.push(CExpr::Const(Value::Null));
+                    written.push(&null);
+                }
+                None => {
+                    compiled.push(CExpr::Const(Value::Null));
+                    written.push(&null);
+                }
+            }
+        }
+        let prepared = match f.prepare {
+            Some(prepare) => match prepare(&written) {
+                Ok(p) => p,
+                Err(msg) => {
+                    let at = written.get(1).map(|e| e.span).unwrap_or(span);
+                    self.error(at, format!("`{}`: {msg}", f.name), "regexes use Rust `regex` syntax: named groups are (?<name>...)");
+                    Prepared::None
+                }
+            },
+            None => Prepared::None,
+        };
+        if f.fallible && !handled_here {
+            unhandled(self);
+        }
+        if abort && !f.fallible {
+            self.error(span, format!("`{}` cannot fail; remove the `!`", f.name), "only fallible functions take `!`");
+        }
+        typed(CExpr::Call(f, compiled, prepared), f.returns, may_fail)
+    }
+
+    /// `del(path)`, `exists(path)`, `env("NAME")`, `file("PATH")`.
+    fn special(&mut self, name: &Ident, abort: bool, args: &[Arg], span: Span, scope: &Scope) -> Option<Typed> {
+        let one = |c: &mut Compiler| -> Option<&Expr> {
+            if args.len() != 1 {
+                c.error(span, format!("`{}` takes exactly one argument", name.name), "");
+                return None;
+            }
+            Some(&args[0].value)
+        };
+        match name.name.as_str() {
+            "del" | "exists" => {
+                let arg = one(self)?;
+                let ExprKind::Path(segs) = &arg.kind else {
+                    self.error(arg.span, format!("`{}` takes a field path", name.name), format!("write `{}(.field)`", name.name));
+                    return Some(typed(CExpr::Const(Value::Null), Ty::ANY, false));
+                };
+                if !scope.paths {
+                    self.error(arg.span, "field paths are not available here", "");
+                }
+                let place = Place::resolve(segs);
+                if abort {
+                    self.error(span, format!("`{}` cannot fail; remove the `!`", name.name), "");
+                }
+                Some(if name.name == "del" {
+                    typed(CExpr::Del(place), Ty::ANY, false)
+                } else {
+                    typed(CExpr::Exists(place), Ty::BOOL, false)
+                })
+            }
+            "env" | "file" => {
+                let arg = one(self)?;
+                let ExprKind::Lit(Lit::Str(key)) = &arg.kind else {
+                    self.error(arg.span, format!("`{}` takes a string literal", name.name), format!("write `{}(\"NAME\")`", name.name));
+                    return Some(typed(CExpr::Const(Value::Null), Ty::STRING, false));
+                };
+                let value = if name.name == "env" {
+                    std::env::var(key).map_err(|_| format!("environment variable {key} is not set"))
+                } else {
+                    std::fs::read_to_string(key)
+                        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                        .map_err(|e| format!("cannot read {key}: {e}"))
+                };
+                Some(match value {
+                    Ok(v) => typed(CExpr::Const(Value::String(v)), Ty::STRING, true),
+                    Err(msg) => typed(CExpr::Fail(msg), Ty::STRING, true),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `name(param: type, [optional: type]) -> type`, for hints.
+pub fn signature(f: &functions::Function) -> String {
+    let params: Vec<String> = f
+        .params
+        .iter()
+        .map(|p| {
+            if p.required {
+                format!("{}: {}", p.name, p.ty.describe())
+            } else {
+                format!("[{}: {}]", p.name, p.ty.describe())
+            }
+        })
+        .collect();
+    format!("{}({}) -> {}{}", f.name, params.join(", "), f.returns.describe(), if f.fallible { ", can fail" } else { "" })
+}

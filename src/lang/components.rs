@@ -1,0 +1,350 @@
+//! Component blocks: the option schema of every source and sink kind (and of
+//! `settings`), evaluation of option values when the pipeline loads, and the
+//! mapping onto the typed configuration the agent runs. Option values are
+//! never echoed in diagnostics: they may hold secrets.
+
+use super::ast::{Component, Expr, ExprKind, Lit, Opt};
+use super::compile::{Compiler, Scope};
+use super::diagnostics::{did_you_mean, Diagnostic, Span};
+use super::eval::Ctx;
+use crate::event::{Event, LogRecord, Resource, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The type an option accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum OptTy {
+    Str,
+    Strings,
+    Int,
+    Bool,
+    Duration,
+    Size,
+    Regex,
+    Choice(&'static [&'static str]),
+    Map,
+}
+
+impl OptTy {
+    fn describe(self) -> String {
+        match self {
+            OptTy::Str => "a string".into(),
+            OptTy::Strings => "a list of strings".into(),
+            OptTy::Int => "an integer".into(),
+            OptTy::Bool => "true or false".into(),
+            OptTy::Duration => "a duration like 15s".into(),
+            OptTy::Size => "a size like 1MiB".into(),
+            OptTy::Regex => "a regex literal like /^\\S/".into(),
+            OptTy::Choice(c) => format!("one of {}", c.join(", ")),
+            OptTy::Map => "a map".into(),
+        }
+    }
+}
+
+/// One option of a component kind.
+#[derive(Debug)]
+pub struct OptSpec {
+    pub name: &'static str,
+    pub ty: OptTy,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+const fn o(name: &'static str, ty: OptTy, doc: &'static str) -> OptSpec {
+    OptSpec { name, ty, required: false, doc }
+}
+
+const fn r(name: &'static str, ty: OptTy, doc: &'static str) -> OptSpec {
+    OptSpec { name, ty, required: true, doc }
+}
+
+/// Whether a kind is a source or a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Sink,
+    Settings,
+}
+
+/// A component kind and its options.
+#[derive(Debug)]
+pub struct KindSpec {
+    pub name: &'static str,
+    pub role: Role,
+    pub options: &'static [OptSpec],
+    pub doc: &'static str,
+}
+
+pub static KINDS: &[KindSpec] = &[
+    KindSpec {
+        name: "files",
+        role: Role::Source,
+        doc: "Tails files matching globs.",
+        options: &[
+            r("include", OptTy::Strings, "globs of files to tail"),
+            o("read_from", OptTy::Choice(&["beginning", "end"]), "start of files without a checkpoint found at start-up (default end)"),
+            o("max_line_bytes", OptTy::Size, "longer lines are truncated and marked (default 256KiB)"),
+            o("poll_interval", OptTy::Duration, "re-check idle files (default 250ms)"),
+            o("glob_interval", OptTy::Duration, "re-scan the globs (default 1s)"),
+            o("service", OptTy::Str, "service.name of the records (default: the source name)"),
+        ],
+    },
+    KindSpec {
+        name: "openobserve",
+        role: Role::Sink,
+        doc: "Ships OTLP to OpenObserve over HTTP (default) or gRPC.",
+        options: &[
+            r("url", OptTy::Str, "HTTP base URL, e.g. http://pi-obs:5080"),
+            o("grpc_url", OptTy::Str, "gRPC URL (default: same host, port 5081)"),
+            o("org", OptTy::Str, "organisation (default `default`)"),
+            o("user", OptTy::Str, "user for Basic auth"),
+            o("password", OptTy::Str, "password for Basic auth (use env(...) or file(...))"),
+            o("transport", OptTy::Choice(&["http", "grpc"]), "default http"),
+            o("compression", OptTy::Choice(&["gzip", "zstd", "none"]), "default gzip"),
+            o("stream", OptTy::Str, "stream for routes that name none (default `default`)"),
+            o("batch.max_events", OptTy::Int, "events per request (default 5000)"),
+            o("batch.max_bytes", OptTy::Size, "uncompressed bytes per request (default 1MiB)"),
+            o("batch.timeout", OptTy::Duration, "longest wait of an event in a batch (default 1s)"),
+            o("in_flight", OptTy::Int, "concurrent requests (default 4)"),
+            o("request_timeout", OptTy::Duration, "per request (default 30s)"),
+            o("retry_max", OptTy::Duration, "longest backoff between retries (default 30s)"),
+            o("enabled", OptTy::Bool, "false leaves the sink out (routes fall through to the next sink of `a or b`)"),
+        ],
+    },
+    KindSpec {
+        name: "console",
+        role: Role::Sink,
+        doc: "Prints one line per event on standard output.",
+        options: &[o("enabled", OptTy::Bool, "false leaves the sink out")],
+    },
+    KindSpec {
+        name: "settings",
+        role: Role::Settings,
+        doc: "Agent-wide settings.",
+        options: &[
+            o("data_dir", OptTy::Str, "checkpoints and buffers (default $SHIPD_DATA_DIR or /var/lib/shipd)"),
+            o("api_addr", OptTy::Str, "address of /health and /metrics, or \"off\" (default $SHIPD_API_ADDR or 127.0.0.1:9717)"),
+            o("checkpoint_interval", OptTy::Duration, "at most one checkpoint write per interval (default 5s)"),
+            o("drain_timeout", OptTy::Duration, "how long shutdown waits for in-flight batches (default 10s)"),
+            o("hostname", OptTy::Str, "host.name of every record (default: the kernel's)"),
+            o("max_streams", OptTy::Int, "distinct computed stream names before overflow (default 100)"),
+            o("overflow_stream", OptTy::Str, "where events go past max_streams (default `overflow`)"),
+            o("channel_bytes", OptTy::Size, "byte budget between stages (default 4MiB)"),
+        ],
+    },
+];
+
+/// Looks up a component kind.
+pub fn kind(name: &str, role: Role) -> Option<&'static KindSpec> {
+    KINDS.iter().find(|k| k.name == name && k.role == role)
+}
+
+/// An evaluated option value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptVal {
+    Str(String),
+    Strings(Vec<String>),
+    Int(i64),
+    Bool(bool),
+    Duration(Duration),
+    Size(u64),
+    Regex(String),
+    Map(BTreeMap<String, Value>),
+}
+
+/// Evaluated options of one component, by name.
+#[derive(Debug, Default)]
+pub struct Options {
+    pub values: BTreeMap<String, (OptVal, Span)>,
+}
+
+impl Options {
+    pub fn str(&self, k: &str) -> Option<String> {
+        match self.values.get(k) {
+            Some((OptVal::Str(s), _)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    pub fn strings(&self, k: &str) -> Option<Vec<String>> {
+        match self.values.get(k) {
+            Some((OptVal::Strings(s), _)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    pub fn int(&self, k: &str) -> Option<i64> {
+        match self.values.get(k) {
+            Some((OptVal::Int(i), _)) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn bool(&self, k: &str) -> Option<bool> {
+        match self.values.get(k) {
+            Some((OptVal::Bool(b), _)) => Some(*b),
+            _ => None,
+        }
+    }
+    pub fn duration(&self, k: &str) -> Option<Duration> {
+        match self.values.get(k) {
+            Some((OptVal::Duration(d), _)) => Some(*d),
+            _ => None,
+        }
+    }
+    pub fn size(&self, k: &str) -> Option<u64> {
+        match self.values.get(k) {
+            Some((OptVal::Size(s), _)) => Some(*s),
+            _ => None,
+        }
+    }
+    pub fn regex(&self, k: &str) -> Option<String> {
+        match self.values.get(k) {
+            Some((OptVal::Regex(s), _)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    pub fn span(&self, k: &str) -> Option<Span> {
+        self.values.get(k).map(|(_, s)| s.to_owned())
+    }
+}
+
+/// Expands `batch = { timeout = 1s }` into `batch.timeout`.
+fn flatten(options: &[Opt]) -> Vec<(String, Span, &Expr)> {
+    let mut out = Vec::new();
+    for opt in options {
+        match &opt.value.kind {
+            ExprKind::Map(entries) if !entries.is_empty() => {
+                for (k, v) in entries {
+                    out.push((format!("{}.{k}", opt.key.name), opt.key.span.to(v.span), v));
+                }
+            }
+            _ => out.push((opt.key.name.clone(), opt.key.span, &opt.value)),
+        }
+    }
+    out
+}
+
+/// Evaluates an expression that may only use literals, `env`, `file` and operators.
+pub fn const_value(c: &mut Compiler, e: &Expr) -> Result<Value, String> {
+    let scope = Scope {
+        sources: &[],
+        step_handles_errors: false,
+        paths: false,
+    };
+    let before = c.diagnostics.len();
+    let t = c.expr(e, &scope, false);
+    if c.diagnostics.len() > before {
+        return Err(String::new());
+    }
+    let mut event = Event::Log(LogRecord::new(Value::Null, Arc::new(Resource::default())));
+    let mut ctx = Ctx::new(&mut event, "");
+    t.expr.eval(&mut ctx).map_err(|e| e.0)
+}
+
+fn convert(ty: OptTy, e: &Expr, v: Value) -> Option<OptVal> {
+    let text = |v: &Value| super::functions::text_of(v).map(|t| t.into_owned());
+    match ty {
+        OptTy::Str => text(&v).map(OptVal::Str),
+        OptTy::Strings => match v {
+            Value::Array(items) => items.iter().map(text).collect::<Option<Vec<_>>>().map(OptVal::Strings),
+            other => text(&other).map(|s| OptVal::Strings(vec![s])),
+        },
+        OptTy::Int => match v {
+            Value::Int(i) => Some(OptVal::Int(i)),
+            _ => None,
+        },
+        OptTy::Bool => match v {
+            Value::Bool(b) => Some(OptVal::Bool(b)),
+            _ => None,
+        },
+        OptTy::Duration => match (&e.kind, v) {
+            (ExprKind::Lit(Lit::Duration(d)), _) => Some(OptVal::Duration(*d)),
+            (_, Value::Int(ns)) if ns >= 0 => Some(OptVal::Duration(Duration::from_nanos(ns as u64))),
+            (_, other) => text(&other).and_then(|t| humantime::parse_duration(&t).ok()).map(OptVal::Duration),
+        },
+        OptTy::Size => match (&e.kind, v) {
+            (ExprKind::Lit(Lit::Size(s)), _) => Some(OptVal::Size(*s)),
+            (_, Value::Int(n)) if n >= 0 => Some(OptVal::Size(n as u64)),
+            (_, other) => text(&other).and_then(|t| crate::config::parse_size(&t).ok()).map(|s| OptVal::Size(s as u64)),
+        },
+        OptTy::Regex => match &e.kind {
+            ExprKind::Lit(Lit::Regex(r)) => Some(OptVal::Regex(r.clone())),
+            _ => None,
+        },
+        OptTy::Choice(choices) => text(&v).filter(|t| choices.contains(&t.as_str())).map(OptVal::Str),
+        OptTy::Map => match v {
+            Value::Map(m) => Some(OptVal::Map(m)),
+            _ => None,
+        },
+    }
+}
+
+/// Checks and evaluates the options of `kind`.
+pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) -> Options {
+    let mut out = Options::default();
+    for (name, span, expr) in flatten(options) {
+        let Some(opt) = spec.options.iter().find(|o| o.name == name) else {
+            let hint = match did_you_mean(&name, spec.options.iter().map(|o| o.name)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => {
+                    let names: Vec<&str> = spec.options.iter().map(|o| o.name).collect();
+                    format!("`{}` takes: {}", spec.name, names.join(", "))
+                }
+            };
+            c.diagnostics.push(Diagnostic::new(span, format!("unknown option `{name}` for `{}`", spec.name)).hint(hint));
+            continue;
+        };
+        if out.values.contains_key(&name) {
+            c.diagnostics.push(Diagnostic::new(span, format!("option `{name}` is set twice")).hint("keep one"));
+            continue;
+        }
+        let value = match const_value(c, expr) {
+            Ok(v) => v,
+            Err(msg) if msg.is_empty() => continue,
+            Err(msg) => {
+                c.diagnostics.push(
+                    Diagnostic::new(expr.span, format!("option `{name}`: {msg}")).hint("give a fallback with `?? value`, e.g. env(\"X\") ?? \"default\""),
+                );
+                continue;
+            }
+        };
+        if let (OptTy::Regex, ExprKind::Lit(Lit::Regex(p))) = (opt.ty, &expr.kind) {
+            if let Err(e) = super::functions::compile_regex(p) {
+                c.diagnostics.push(Diagnostic::new(expr.span, format!("option `{name}`: {e}")).hint("regexes use Rust `regex` syntax"));
+                continue;
+            }
+        }
+        match convert(opt.ty, expr, value) {
+            Some(v) => {
+                out.values.insert(name, (v, span));
+            }
+            None => c
+                .diagnostics
+                .push(Diagnostic::new(expr.span, format!("option `{name}` must be {}", opt.ty.describe())).hint(opt.doc)),
+        }
+    }
+    for opt in spec.options.iter().filter(|o| o.required) {
+        if !out.values.contains_key(opt.name) {
+            c.diagnostics.push(
+                Diagnostic::new(at, format!("`{}` needs the option `{}`", spec.name, opt.name)).hint(format!("{}: {}", opt.name, opt.doc)),
+            );
+        }
+    }
+    out
+}
+
+/// Checks a component's kind; `None` after reporting an unknown kind.
+pub fn kind_of(c: &mut Compiler, comp: &Component, role: Role) -> Option<&'static KindSpec> {
+    match kind(&comp.kind.name, role) {
+        Some(k) => Some(k),
+        None => {
+            let names: Vec<&str> = KINDS.iter().filter(|k| k.role == role).map(|k| k.name).collect();
+            let hint = match did_you_mean(&comp.kind.name, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("known kinds: {}", names.join(", ")),
+            };
+            let what = if role == Role::Source { "source" } else { "sink" };
+            c.diagnostics.push(Diagnostic::new(comp.kind.span, format!("unknown {what} kind `{}`", comp.kind.name)).hint(hint));
+            None
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! Evaluation of compiled expressions and statements over one event, in
+//! place. Field places are resolved when the pipeline loads; regexes and other
+//! literal-derived state are prepared once. Work per event is bounded: no
+//! loops, no recursion beyond the expression's own depth.
+
+use super::ast::{BinOp, Segment};
+use super::functions::{convert, Function, Prepared};
+use crate::event::{Event, LogRecord, MetricPoint, Value};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why an evaluation failed (a fallible function, a type error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalError(pub String);
+
+pub type EvalResult = Result<Value, EvalError>;
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, EvalError> {
+    Err(EvalError(msg.into()))
+}
+
+/// The first segment of a field path, resolved at load.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Root {
+    /// `.message`: the log body.
+    Message,
+    /// `.timestamp`: event time.
+    Timestamp,
+    /// `.severity`: severity text (setting it also sets the number).
+    Severity,
+    /// `.resource`: resource attributes.
+    Resource,
+    /// `.attributes` (logs) or `.labels` (metrics): the whole attribute map.
+    Attributes,
+    /// `.name`, `.value`, `.unit` of a metric (attributes of a log).
+    MetricField(&'static str),
+    /// Any other name: one attribute (log) or label (metric).
+    Attr(String),
+}
+
+/// A resolved field path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    pub root: Root,
+    pub rest: Vec<Segment>,
+}
+
+impl Place {
+    /// Resolves `.a.b[0]` segments.
+    pub fn resolve(segments: &[Segment]) -> Place {
+        let Some(Segment::Field(first)) = segments.first() else {
+            return Place {
+                root: Root::Attributes,
+                rest: segments.to_vec(),
+            };
+        };
+        let root = match first.as_str() {
+            "message" => Root::Message,
+            "timestamp" => Root::Timestamp,
+            "severity" => Root::Severity,
+            "resource" => Root::Resource,
+            "attributes" | "labels" => Root::Attributes,
+            "name" => Root::MetricField("name"),
+            "value" => Root::MetricField("value"),
+            "unit" => Root::MetricField("unit"),
+            other => Root::Attr(other.to_owned()),
+        };
+        Place {
+            root,
+            rest: segments[1..].to_vec(),
+        }
+    }
+}
+
+/// A compiled expression.
+#[derive(Debug)]
+pub enum CExpr {
+    Const(Value),
+    /// Known at load to fail (e.g. an unset environment variable).
+    Fail(String),
+    Read(Place),
+    /// The name of the event's source.
+    Source,
+    Array(Vec<CExpr>),
+    Map(Vec<(String, CExpr)>),
+    Index(Box<CExpr>, Box<CExpr>),
+    Not(Box<CExpr>),
+    Neg(Box<CExpr>),
+    Bin(BinOp, Box<CExpr>, Box<CExpr>),
+    Call(&'static Function, Vec<CExpr>, Prepared),
+    Del(Place),
+    Exists(Place),
+    If(Box<CExpr>, Vec<CStmt>, Vec<CStmt>),
+}
+
+/// A compiled statement.
+#[derive(Debug)]
+pub enum CStmt {
+    Assign(Place, CExpr),
+    /// `drop` or `drop where COND`.
+    Drop(Option<CExpr>),
+    Expr(CExpr),
+}
+
+/// The event under evaluation and what the expression may ask about it.
+pub struct Ctx<'a> {
+    pub event: &'a mut Event,
+    pub source: &'a str,
+    /// Set by a `drop` statement.
+    pub dropped: bool,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(event: &'a mut Event, source: &'a str) -> Self {
+        Ctx {
+            event,
+            source,
+            dropped: false,
+        }
+    }
+}
+
+/// Runs statements; the value of the last expression statement is returned.
+pub fn run_block(stmts: &[CStmt], ctx: &mut Ctx) -> EvalResult {
+    let mut last = Value::Null;
+    for s in stmts {
+        if ctx.dropped {
+            break;
+        }
+        last = match s {
+            CStmt::Assign(place, e) => {
+                let v = e.eval(ctx)?;
+                write(ctx.event, place, v)?;
+                Value::Null
+            }
+            CStmt::Drop(cond) => {
+                let hit = match cond {
+                    Some(c) => truthy(&c.eval(ctx)?),
+                    None => true,
+                };
+                ctx.dropped |= hit;
+                Value::Null
+            }
+            CStmt::Expr(e) => e.eval(ctx)?,
+        };
+    }
+    Ok(last)
+}
+
+/// `true` and nothing else is true; conditions never coerce.
+pub fn truthy(v: &Value) -> bool {
+    matches!(v, Value::Bool(true))
+}
+
+impl CExpr {
+    pub fn eval(&self, ctx: &mut Ctx) -> EvalResult {
+        match self {
+            CExpr::Const(v) => Ok(v.clone()),
+            CExpr::Fail(msg) => fail(msg.clone()),
+            CExpr::Read(place) => Ok(read(ctx.event, place)),
+            CExpr::Source => Ok(Value::String(ctx.source.to_owned())),
+            CExpr::Array(items) => items.iter().map(|e| e.eval(ctx)).collect::<Result<_, _>>().map(Value::Array),
+            CExpr::Map(entries) => {
+                let mut m = BTreeMap::new();
+                for (k, e) in entries {
+                    m.insert(k.clone(), e.eval(ctx)?);
+                }
+                Ok(Value::Map(m))
+            }
+            CExpr::Index(base, index) => {
+                let base = base.eval(ctx)?;
+                let seg = match index.eval(ctx)? {
+                    Value::Int(i) => Segment::Index(i),
+                    v => match super::functions::text_of(&v) {
+                        Some(t) => Segment::Field(t.into_owned()),
+                        None => return fail("an index must be an integer or a string"),
+                    },
+                };
+                Ok(get_in(&base, std::slice::from_ref(&seg)).cloned().unwrap_or(Value::Null))
+            }
+            CExpr::Not(e) => match e.eval(ctx)? {
+                Value::Bool(b) => Ok(Value::Bool(!b)),
+                Value::Null => Ok(Value::Bool(true)),
+                v => fail(format!("`not` needs a boolean, got {}", super::types::Ty::of(&v).describe())),
+            },
+            CExpr::Neg(e) => match e.eval(ctx)? {
+                Value::Int(i) => Ok(Value::Int(i.wrapping_neg())),
+                Value::Float(f) => Ok(Value::Float(-f)),
+                v => fail(format!("cannot negate {}", super::types::Ty::of(&v).describe())),
+            },
+            CExpr::Bin(op, l, r) => binary(*op, l, r, ctx),
+            CExpr::Call(f, args, prepared) => {
+                let mut values = Vec::with_capacity(args.len().max(f.params.len()));
+                for a in args {
+                    values.push(a.eval(ctx)?);
+                }
+                while values.len() < f.params.len() {
+                    values.push(Value::Null);
+                }
+                (f.call)(&values, prepared).map_err(|e| EvalError(format!("{}: {e}", f.name)))
+            }
+            CExpr::Del(place) => Ok(delete(ctx.event, place)),
+            CExpr::Exists(place) => Ok(Value::Bool(!matches!(read(ctx.event, place), Value::Null))),
+            CExpr::If(cond, then, otherwise) => {
+                if truthy(&cond.eval(ctx)?) {
+                    run_block(then, ctx)
+                } else {
+                    run_block(otherwise, ctx)
+                }
+            }
+        }
+    }
+}
+
+fn binary(op: BinOp, l: &CExpr, r: &CExpr, ctx: &mut Ctx) -> EvalResult {
+    match op {
+        BinOp::And => {
+            if !truthy(&l.eval(ctx)?) {
+                return Ok(Value::Bool(false));
+            }
+            Ok(Value::Bool(truthy(&r.eval(ctx)?)))
+        }
+        BinOp::Or => {
+            if truthy(&l.eval(ctx)?) {
+                return Ok(Value::Bool(true));
+            }
+            Ok(Value::Bool(truthy(&r.eval(ctx)?)))
+        }
+        BinOp::Coalesce => match l.eval(ctx) {
+            Ok(Value::Null) | Err(_) => r.eval(ctx),
+            Ok(v) => Ok(v),
+        },
+        _ => {
+            let a = l.eval(ctx)?;
+            let b = r.eval(ctx)?;
+            apply(op, a, b)
+        }
+    }
+}
+
+/// Applies an arithmetic or comparison operator.
+pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
+    use Value::*;
+    match op {
+        BinOp::Eq => Ok(Bool(equal(&a, &b))),
+        BinOp::Ne => Ok(Bool(!equal(&a, &b))),
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            let Some(ord) = compare(&a, &b) else {
+                return Ok(Bool(false));
+            };
+            Ok(Bool(match op {
+                BinOp::Lt => ord == Ordering::Less,
+                BinOp::Le => ord != Ordering::Greater,
+                BinOp::Gt => ord == Ordering::Greater,
+                _ => ord != Ordering::Less,
+            }))
+        }
+        BinOp::Add => match (&a, &b) {
+            (Int(x), Int(y)) => x.checked_add(*y).map(Int).ok_or_else(|| EvalError("integer overflow".into())),
+            (Int(_) | Float(_), Int(_) | Float(_)) => Ok(Float(num(&a) + num(&b))),
+            (Timestamp(t), Int(n)) => Ok(Timestamp(t.saturating_add(*n))),
+            _ => match (super::functions::text_of(&a), super::functions::text_of(&b)) {
+                (Some(x), Some(y)) => Ok(String(format!("{x}{y}"))),
+                (Some(x), None) if !matches!(b, Null) => Ok(String(format!("{x}{}", convert::stringify(&b)))),
+                (None, Some(y)) if !matches!(a, Null) => Ok(String(format!("{}{y}", convert::stringify(&a)))),
+                _ => fail(format!(
+                    "cannot add {} and {}",
+                    super::types::Ty::of(&a).describe(),
+                    super::types::Ty::of(&b).describe()
+                )),
+            },
+        },
+        BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => match (&a, &b) {
+            (Int(x), Int(y)) => {
+                let r = match op {
+                    BinOp::Sub => x.checked_sub(*y),
+                    BinOp::Mul => x.checked_mul(*y),
+                    BinOp::Div => x.checked_div(*y),
+                    _ => x.checked_rem(*y),
+                };
+                r.map(Int).ok_or_else(|| EvalError("integer overflow or division by zero".into()))
+            }
+            (Int(_) | Float(_), Int(_) | Float(_)) => {
+                let (x, y) = (num(&a), num(&b));
+                Ok(Float(match op {
+                    BinOp::Sub => x - y,
+                    BinOp::Mul => x * y,
+                    BinOp::Div => x / y,
+                    _ => x % y,
+                }))
+            }
+            (Timestamp(x), Timestamp(y)) if op == BinOp::Sub => Ok(Int(x.saturating_sub(*y))),
+            _ => fail(format!(
+                "arithmetic needs numbers, got {} and {}",
+                super::types::Ty::of(&a).describe(),
+                super::types::Ty::of(&b).describe()
+            )),
+        },
+        BinOp::And | BinOp::Or | BinOp::Coalesce => fail("internal: short-circuit operator applied eagerly"),
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        _ => f64::NAN,
+    }
+}
+
+/// Equality across representations: bytes equal strings with the same text,
+/// integers equal floats with the same value.
+pub fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => num(a) == num(b),
+        (Value::String(_) | Value::Bytes(_), Value::String(_) | Value::Bytes(_)) => {
+            super::functions::text_of(a) == super::functions::text_of(b)
+        }
+        _ => a == b,
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => num(a).partial_cmp(&num(b)),
+        (Value::Timestamp(x), Value::Timestamp(y)) => Some(x.cmp(y)),
+        _ => match (super::functions::text_of(a), super::functions::text_of(b)) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => None,
+        },
+    }
+}
+
+/// Follows `segments` inside a value.
+pub fn get_in<'v>(mut v: &'v Value, segments: &[Segment]) -> Option<&'v Value> {
+    for s in segments {
+        v = match (v, s) {
+            (Value::Map(m), Segment::Field(k)) => m.get(k)?,
+            (Value::Array(a), Segment::Index(i)) => {
+                let idx = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize)? } else { *i as usize };
+                a.get(idx)?
+            }
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn attrs_map(attrs: &[(String, Value)]) -> Value {
+    Value::Map(attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+fn lookup(attrs: &[(String, Value)], key: &str, rest: &[Segment]) -> Value {
+    attrs
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| get_in(v, rest))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Reads a place of an event (null when absent).
+pub fn read(event: &Event, place: &Place) -> Value {
+    match event {
+        Event::Log(log) => read_log(log, place),
+        Event::Metric(m) => read_metric(m, place),
+    }
+}
+
+fn split_first(rest: &[Segment]) -> Option<(&str, &[Segment])> {
+    match rest.split_first() {
+        Some((Segment::Field(k), tail)) => Some((k.as_str(), tail)),
+        _ => None,
+    }
+}
+
+fn read_log(log: &LogRecord, place: &Place) -> Value {
+    let whole = |v: Value| get_in(&v, &place.rest).cloned().unwrap_or(Value::Null);
+    match &place.root {
+        Root::Message => {
+            if place.rest.is_empty() {
+                log.body.clone()
+            } else {
+                get_in(&log.body, &place.rest).cloned().unwrap_or(Value::Null)
+            }
+        }
+        Root::Timestamp => whole(Value::Timestamp(log.time_unix_nano as i64)),
+        Root::Severity => whole(log.severity_text.clone().map(Value::String).unwrap_or(Value::Null)),
+        Root::Resource => match split_first(&place.rest) {
+            Some((k, tail)) => lookup(&log.resource.attributes, k, tail),
+            None => attrs_map(&log.resource.attributes),
+        },
+        Root::Attributes => match split_first(&place.rest) {
+            Some((k, tail)) => lookup(&log.attributes, k, tail),
+            None => attrs_map(&log.attributes),
+        },
+        Root::MetricField(k) => lookup(&log.attributes, k, &place.rest),
+        Root::Attr(k) => lookup(&log.attributes, k, &place.rest),
+    }
+}
+
+fn read_metric(m: &MetricPoint, place: &Place) -> Value {
+    match &place.root {
+        Root::MetricField("name") => Value::String(m.name.clone()),
+        Root::MetricField("unit") => Value::String(m.unit.clone()),
+        Root::MetricField(_) => Value::Float(m.value),
+        Root::Timestamp => Value::Timestamp(m.time_unix_nano as i64),
+        Root::Resource => match split_first(&place.rest) {
+            Some((k, tail)) => lookup(&m.resource.attributes, k, tail),
+            None => attrs_map(&m.resource.attributes),
+        },
+        Root::Attributes => match split_first(&place.rest) {
+            Some((k, tail)) => lookup(&m.labels, k, tail),
+            None => attrs_map(&m.labels),
+        },
+        Root::Attr(k) => lookup(&m.labels, k, &place.rest),
+        Root::Message | Root::Severity => Value::Null,
+    }
+}
+
+/// Sets `segments` inside `target`, creating maps on the way.
+fn set_in(target: &mut Value, segments: &[Segment], v: Value) -> Result<(), EvalError> {
+    let Some((first, tail)) = segments.split_first() else {
+        *target = v;
+        return Ok(());
+    };
+    match first {
+        Segment::Field(k) => {
+            if !matches!(target, Value::Map(_)) {
+                *target = Value::Map(BTreeMap::new());
+            }
+            let Value::Map(m) = target else {
+                return fail("internal: not a map");
+            };
+            set_in(m.entry(k.clone()).or_insert(Value::Null), tail, v)
+        }
+        Segment::Index(i) => match target {
+            Value::Array(a) => {
+                let idx = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize) } else { Some(*i as usize) };
+                match idx.and_then(|i| a.get_mut(i)) {
+                    Some(slot) => set_in(slot, tail, v),
+                    None => fail(format!("index {i} is out of bounds")),
+                }
+            }
+            _ => fail(format!("cannot index [{i}] into a non-array")),
+        },
+    }
+}
+
+fn set_attr(attrs: &mut Vec<(String, Value)>, key: &str, rest: &[Segment], v: Value) -> Result<(), EvalError> {
+    match attrs.iter_mut().find(|(k, _)| k == key) {
+        Some((_, slot)) => set_in(slot, rest, v),
+        None => {
+            let mut slot = Value::Null;
+            set_in(&mut slot, rest, v)?;
+            attrs.push((key.to_owned(), slot));
+            Ok(())
+        }
+    }
+}
+
+fn replace_all(attrs: &mut Vec<(String, Value)>, v: Value) -> Result<(), EvalError> {
+    match v {
+        Value::Map(m) => {
+            *attrs = m.into_iter().collect();
+            Ok(())
+        }
+        other => fail(format!("attributes must be a map, got {}", super::types::Ty::of(&other).describe())),
+    }
+}
+
+/// Writes a place of an event.
+pub fn write(event: &mut Event, place: &Place, v: Value) -> Result<(), EvalError> {
+    match event {
+        Event::Log(log) => write_log(log, place, v),
+        Event::Metric(m) => write_metric(m, place, v),
+    }
+}
+
+fn write_log(log: &mut LogRecord, place: &Place, v: Value) -> Result<(), EvalError> {
+    match &place.root {
+        Root::Message => set_in(&mut log.body, &place.rest, v),
+        Root::Timestamp => {
+            log.time_unix_nano = match v {
+                Value::Timestamp(ns) | Value::Int(ns) => ns.max(0) as u64,
+                other => match super::functions::text_of(&other) {
+                    Some(t) => convert::parse_time(&t, None).map_err(EvalError)?.max(0) as u64,
+                    None => return fail("`.timestamp` must be a timestamp"),
+                },
+            };
+            Ok(())
+        }
+        Root::Severity => {
+            let (text, number) = match &v {
+                Value::Null => (None, 0),
+                other => match convert::severity_of(other) {
+                    Some((t, n)) => (Some(t.to_owned()), n),
+                    None => (super::functions::text_of(other).map(|t| t.into_owned()), 0),
+                },
+            };
+            log.severity_text = text;
+            log.severity_number = number;
+            Ok(())
+        }
+        Root::Resource => match split_first(&place.rest) {
+            Some((k, tail)) => set_attr(&mut Arc::make_mut(&mut log.resource).attributes, k, tail, v),
+            None => replace_all(&mut Arc::make_mut(&mut log.resource).attributes, v),
+        },
+        Root::Attributes => match split_first(&place.rest) {
+            Some((k, tail)) => set_attr(&mut log.attributes, k, tail, v),
+            None => replace_all(&mut log.attributes, v),
+        },
+        Root::MetricField(k) => set_attr(&mut log.attributes, k, &place.rest, v),
+        Root::Attr(k) => set_attr(&mut log.attributes, k, &place.rest, v),
+    }
+}
+
+fn write_metric(m: &mut MetricPoint, place: &Place, v: Value) -> Result<(), EvalError> {
+    match &place.root {
+        Root::MetricField("name") | Root::MetricField("unit") => {
+            let text = super::functions::text_of(&v)
+                .ok_or_else(|| EvalError("a metric name or unit must be a string".into()))?
+                .into_owned();
+            if matches!(place.root, Root::MetricField("name")) {
+                m.name = text;
+            } else {
+                m.unit = text;
+            }
+            Ok(())
+        }
+        Root::MetricField(_) => match v {
+            Value::Int(i) => {
+                m.value = i as f64;
+                Ok(())
+            }
+            Value::Float(f) => {
+                m.value = f;
+                Ok(())
+            }
+            _ => fail("a metric value must be a number"),
+        },
+        Root::Resource => match split_first(&place.rest) {
+            Some((k, tail)) => set_attr(&mut Arc::make_mut(&mut m.resource).attributes, k, tail, v),
+            None => replace_all(&mut Arc::make_mut(&mut m.resource).attributes, v),
+        },
+        Root::Attributes => match split_first(&place.rest) {
+            Some((k, tail)) => set_attr(&mut m.labels, k, tail, v),
+            None => replace_all(&mut m.labels, v),
+        },
+        Root::Attr(k) => set_attr(&mut m.labels, k, &place.rest, v),
+        Root::Timestamp | Root::Message | Root::Severity => fail("metrics have no message, severity or settable timestamp"),
+    }
+}
+
+fn remove_in(target: &mut Value, segments: &[Segment]) -> Option<Value> {
+    let (last, parents) = segments.split_last()?;
+    let mut cur = target;
+    for s in parents {
+        cur = match (cur, s) {
+            (Value::Map(m), Segment::Field(k)) => m.get_mut(k)?,
+            (Value::Array(a), Segment::Index(i)) if *i >= 0 => a.get_mut(*i as usize)?,
+            _ => return None,
+        };
+    }
+    match (cur, last) {
+        (Value::Map(m), Segment::Field(k)) => m.remove(k),
+        (Value::Array(a), Segment::Index(i)) if *i >= 0 && (*i as usize) < a.len() => Some(a.remove(*i as usize)),
+        _ => None,
+    }
+}
+
+fn remove_attr(attrs: &mut Vec<(String, Value)>, key: &str, rest: &[Segment]) -> Value {
+    let Some(pos) = attrs.iter().position(|(k, _)| k == key) else {
+        return Value::Null;
+    };
+    if rest.is_empty() {
+        return attrs.remove(pos).1;
+    }
+    remove_in(&mut attrs[pos].1, rest).unwrap_or(Value::Null)
+}
+
+/// Removes a place; returns what was there.
+pub fn delete(event: &mut Event, place: &Place) -> Value {
+    let attrs = match event {
+        Event::Log(log) => match &place.root {
+            Root::Message => return std::mem::replace(&mut log.body, Value::Null),
+            Root::Severity => {
+                log.severity_number = 0;
+                return log.severity_text.take().map(Value::String).unwrap_or(Value::Null);
+            }
+            Root::Timestamp => return Value::Null,
+            Root::Resource => &mut Arc::make_mut(&mut log.resource).attributes,
+            _ => &mut log.attributes,
+        },
+        Event::Metric(m) => match &place.root {
+            Root::Resource => &mut Arc::make_mut(&mut m.resource).attributes,
+            Root::Attr(_) | Root::Attributes => &mut m.labels,
+            _ => return Value::Null,
+        },
+    };
+    match &place.root {
+        Root::Attr(k) => remove_attr(attrs, k, &place.rest),
+        Root::MetricField(k) => remove_attr(attrs, k, &place.rest),
+        _ => match split_first(&place.rest) {
+            Some((k, tail)) => remove_attr(attrs, k, tail),
+            None => {
+                let all = attrs_map(attrs);
+                attrs.clear();
+                all
+            }
+        },
+    }
+}

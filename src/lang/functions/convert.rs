@@ -1,0 +1,170 @@
+//! Conversions: to_int/to_float/to_string/to_bool, timestamps, severities.
+
+use super::{arg_text, text_of, Prepared};
+use crate::event::Value;
+
+pub fn to_int(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    match &args[0] {
+        Value::Int(i) => Ok(Value::Int(*i)),
+        Value::Float(f) if f.is_finite() && f.abs() < 9.2e18 => Ok(Value::Int(*f as i64)),
+        Value::Bool(b) => Ok(Value::Int(i64::from(*b))),
+        Value::Timestamp(ns) => Ok(Value::Int(*ns)),
+        v => match text_of(v) {
+            Some(t) => t.trim().parse().map(Value::Int).map_err(|_| format!("`{t}` is not an integer")),
+            None => Err(format!("cannot convert {} to an integer", super::Ty::of(v).describe())),
+        },
+    }
+}
+
+pub fn to_float(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    match &args[0] {
+        Value::Int(i) => Ok(Value::Float(*i as f64)),
+        Value::Float(f) => Ok(Value::Float(*f)),
+        Value::Bool(b) => Ok(Value::Float(f64::from(u8::from(*b)))),
+        v => match text_of(v) {
+            Some(t) => t.trim().parse().map(Value::Float).map_err(|_| format!("`{t}` is not a number")),
+            None => Err(format!("cannot convert {} to a float", super::Ty::of(v).describe())),
+        },
+    }
+}
+
+/// The text form of any value (JSON for arrays and maps).
+pub fn stringify(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Timestamp(ns) => crate::event::format_rfc3339(*ns),
+        Value::Array(_) | Value::Map(_) => super::parse_structured::to_json(v).to_string(),
+    }
+}
+
+pub fn to_string(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    Ok(Value::String(stringify(&args[0])))
+}
+
+pub fn to_bool(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    match &args[0] {
+        Value::Bool(b) => Ok(Value::Bool(*b)),
+        Value::Int(i) => Ok(Value::Bool(*i != 0)),
+        v => match text_of(v).as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+            Some("true" | "yes" | "on" | "1" | "y") => Ok(Value::Bool(true)),
+            Some("false" | "no" | "off" | "0" | "n" | "") => Ok(Value::Bool(false)),
+            _ => Err(format!("cannot convert {} to a boolean", stringify(v))),
+        },
+    }
+}
+
+/// Parses `text` as RFC 3339 (no format) or with a strftime format; ns since the epoch.
+pub fn parse_time(text: &str, format: Option<&str>) -> Result<i64, String> {
+    let parsed = match format {
+        None | Some("rfc3339") => chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.timestamp_nanos_opt()),
+        Some(fmt) => match chrono::DateTime::parse_from_str(text.trim(), fmt) {
+            Ok(t) => Ok(t.timestamp_nanos_opt()),
+            Err(_) => chrono::NaiveDateTime::parse_from_str(text.trim(), fmt).map(|t| t.and_utc().timestamp_nanos_opt()),
+        },
+    };
+    match parsed {
+        Ok(Some(ns)) => Ok(ns),
+        Ok(None) => Err(format!("timestamp `{text}` is out of range")),
+        Err(e) => Err(format!("cannot parse timestamp `{text}`: {e}")),
+    }
+}
+
+pub fn parse_timestamp(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    if let Value::Timestamp(t) = args[0] {
+        return Ok(Value::Timestamp(t));
+    }
+    let text = arg_text(args, 0)?;
+    let format = match args.get(1) {
+        Some(Value::Null) | None => None,
+        Some(_) => Some(arg_text(args, 1)?),
+    };
+    parse_time(&text, format.as_deref()).map(Value::Timestamp)
+}
+
+pub fn now(_: &[Value], _: &Prepared) -> Result<Value, String> {
+    Ok(Value::Timestamp(crate::event::unix_nanos(std::time::SystemTime::now()) as i64))
+}
+
+/// OpenTelemetry severity text and number for a syslog priority or level word.
+pub fn severity_of(v: &Value) -> Option<(&'static str, u8)> {
+    let level = match v {
+        Value::Int(p) => match p {
+            0..=2 => "FATAL",
+            3 => "ERROR",
+            4 => "WARN",
+            5 | 6 => "INFO",
+            7 => "DEBUG",
+            _ => return None,
+        },
+        other => {
+            let t = text_of(other)?.trim().to_ascii_lowercase();
+            match t.as_str() {
+                "trace" | "trc" => "TRACE",
+                "debug" | "dbg" | "d" | "7" => "DEBUG",
+                "info" | "information" | "informational" | "notice" | "i" | "5" | "6" => "INFO",
+                "warn" | "warning" | "wrn" | "w" | "4" => "WARN",
+                "error" | "err" | "e" | "3" => "ERROR",
+                "fatal" | "crit" | "critical" | "alert" | "emerg" | "emergency" | "panic" | "f" | "0" | "1" | "2" => "FATAL",
+                _ => return None,
+            }
+        }
+    };
+    let number = match level {
+        "TRACE" => 1,
+        "DEBUG" => 5,
+        "INFO" => 9,
+        "WARN" => 13,
+        "ERROR" => 17,
+        _ => 21,
+    };
+    Some((level, number))
+}
+
+pub fn normalize_severity(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    severity_of(&args[0])
+        .map(|(text, _)| Value::from(text))
+        .ok_or_else(|| format!("`{}` is not a known severity", stringify(&args[0])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(f: super::super::CallFn, v: Value) -> Result<Value, String> {
+        f(&[v], &Prepared::None)
+    }
+
+    #[test]
+    fn conversions_succeed_and_fail_clearly() {
+        assert_eq!(one(to_int, Value::from(" 42 ")), Ok(Value::Int(42)));
+        assert!(one(to_int, Value::from("4x")).unwrap_err().contains("not an integer"));
+        assert!(one(to_int, Value::Array(vec![])).is_err());
+        assert_eq!(one(to_float, Value::from("2.5")), Ok(Value::Float(2.5)));
+        assert!(one(to_float, Value::from("x")).is_err());
+        assert_eq!(one(to_bool, Value::from("Yes")), Ok(Value::Bool(true)));
+        assert!(one(to_bool, Value::from("maybe")).is_err());
+        assert_eq!(one(to_string, Value::Int(7)), Ok(Value::from("7")));
+    }
+
+    #[test]
+    fn timestamps_rfc3339_and_strftime() {
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z", None), Ok(1_500_000_000));
+        assert_eq!(parse_time("2000-01-01 00:00:00", Some("%Y-%m-%d %H:%M:%S")), Ok(946_684_800_000_000_000));
+        assert!(parse_time("yesterday", None).is_err());
+        let v = parse_timestamp(&[Value::from("01/Jan/2026:00:00:00 +0000"), Value::from("%d/%b/%Y:%H:%M:%S %z")], &Prepared::None);
+        assert_eq!(v, Ok(Value::Timestamp(1_767_225_600_000_000_000)));
+    }
+
+    #[test]
+    fn severities_from_priorities_and_words() {
+        assert_eq!(severity_of(&Value::Int(3)), Some(("ERROR", 17)));
+        assert_eq!(severity_of(&Value::from("warning")), Some(("WARN", 13)));
+        assert_eq!(severity_of(&Value::from("notice")), Some(("INFO", 9)));
+        assert!(one(normalize_severity, Value::from("loud")).is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! Structured-text parsers: JSON, logfmt, and regex named captures (with
+//! grok-like named patterns expanded at load into one linear-time regex).
+
+use super::{arg_text, Prepared};
+use crate::event::Value;
+use crate::lang::ast::Lit;
+use std::collections::BTreeMap;
+
+/// Converts parsed JSON into a value.
+pub fn from_json(j: serde_json::Value) -> Value {
+    match j {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::Int)
+            .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
+        serde_json::Value::Object(o) => Value::Map(o.into_iter().map(|(k, v)| (k, from_json(v))).collect()),
+    }
+}
+
+/// Converts a value to JSON.
+pub fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        Value::String(s) => s.clone().into(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned().into(),
+        Value::Timestamp(ns) => crate::event::format_rfc3339(*ns).into(),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
+        Value::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+    }
+}
+
+pub fn parse_json(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    let text = arg_text(args, 0)?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map(from_json)
+        .map_err(|e| format!("invalid JSON: {e}"))
+}
+
+pub fn parse_logfmt(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    let text = arg_text(args, 0)?;
+    let mut out = BTreeMap::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace()).unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        if key.is_empty() {
+            return Err(format!("logfmt: expected a key at `{}`", rest.chars().take(20).collect::<String>()));
+        }
+        rest = &rest[key_end..];
+        let value = if let Some(after) = rest.strip_prefix('=') {
+            if let Some(quoted) = after.strip_prefix('"') {
+                let mut val = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some((_, n)) = chars.next() {
+                                val.push(match n {
+                                    'n' => '\n',
+                                    't' => '\t',
+                                    other => other,
+                                });
+                            }
+                        }
+                        '"' => {
+                            end = Some(i);
+                            break;
+                        }
+                        c => val.push(c),
+                    }
+                }
+                let end = end.ok_or_else(|| format!("logfmt: unterminated quote for key `{key}`"))?;
+                rest = &quoted[end + 1..];
+                val
+            } else {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                let val = after[..end].to_owned();
+                rest = &after[end..];
+                val
+            }
+        } else {
+            "true".to_owned()
+        };
+        out.insert(key.to_owned(), Value::String(value));
+        rest = rest.trim_start();
+    }
+    Ok(Value::Map(out))
+}
+
+/// Named patterns usable as `%{NAME:field}` or `%{NAME:field:int}` in regexes.
+const NAMED_PATTERNS: &[(&str, &str)] = &[
+    ("INT", r"[+-]?\d+"),
+    ("NUMBER", r"[+-]?\d+(?:\.\d+)?"),
+    ("WORD", r"\w+"),
+    ("NOTSPACE", r"\S+"),
+    ("DATA", r".*?"),
+    ("GREEDYDATA", r".*"),
+    ("IP", r"(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+"),
+    ("IPV4", r"(?:\d{1,3}\.){3}\d{1,3}"),
+    ("HOSTNAME", r"[A-Za-z0-9][A-Za-z0-9.-]*"),
+    ("QS", r#""(?:[^"\\]|\\.)*""#),
+    ("HTTPDATE", r"\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}"),
+    ("TIMESTAMP_ISO8601", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
+    ("LOGLEVEL", r"(?i:trace|debug|info|notice|warn(?:ing)?|error|err|crit(?:ical)?|fatal|alert|emerg(?:ency)?)"),
+    ("UUID", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+];
+
+/// Expands `%{NAME}`, `%{NAME:field}` and `%{NAME:field:int|float}`; returns
+/// the regex text and the fields to convert.
+pub fn expand_patterns(pattern: &str) -> Result<(String, Vec<(String, &'static str)>), String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut conversions = Vec::new();
+    let mut rest = pattern;
+    while let Some(i) = rest.find("%{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find('}').ok_or("unclosed `%{` in pattern")?;
+        let mut parts = after[..end].split(':');
+        let name = parts.next().unwrap_or_default();
+        let body = NAMED_PATTERNS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| *b)
+            .ok_or_else(|| {
+                let known: Vec<&str> = NAMED_PATTERNS.iter().map(|(n, _)| *n).collect();
+                format!("unknown named pattern `{name}` (known: {})", known.join(", "))
+            })?;
+        match (parts.next(), parts.next()) {
+            (Some(field), conv) => {
+                if let Some(conv) = conv {
+                    let conv = match conv {
+                        "int" => "int",
+                        "float" => "float",
+                        other => return Err(format!("unknown conversion `{other}` (use int or float)")),
+                    };
+                    conversions.push((field.to_owned(), conv));
+                }
+                out.push_str(&format!("(?<{field}>{body})"));
+            }
+            (None, _) => out.push_str(&format!("(?:{body})")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok((out, conversions))
+}
+
+/// Compiles a regex with a size limit (linear-time engine, bounded memory).
+pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("invalid regex: {e}"))
+}
+
+pub fn prepare_regex(args: &super::ConstArgs) -> Result<Prepared, String> {
+    match super::literal(args, 1) {
+        Some(Lit::Regex(p)) | Some(Lit::Str(p)) => {
+            let (expanded, conversions) = expand_patterns(p)?;
+            let re = compile_regex(&expanded)?;
+            if re.capture_names().flatten().next().is_none() {
+                return Err("the pattern has no named capture; write `(?<name>...)` or `%{INT:name}`".into());
+            }
+            Ok(Prepared::Grok(re, conversions))
+        }
+        _ => Err("the pattern must be a regex literal like /(?<status>\\d+)/".into()),
+    }
+}
+
+pub fn parse_regex(args: &[Value], prepared: &Prepared) -> Result<Value, String> {
+    let Prepared::Grok(re, conversions) = prepared else {
+        return Err("regex not prepared".into());
+    };
+    let text = arg_text(args, 0)?;
+    let caps = re.captures(&text).ok_or("no match")?;
+    let mut out = BTreeMap::new();
+    for name in re.capture_names().flatten() {
+        let Some(m) = caps.name(name) else {
+            out.insert(name.to_owned(), Value::Null);
+            continue;
+        };
+        let text = m.as_str();
+        let v = match conversions.iter().find(|(f, _)| f == name).map(|(_, c)| *c) {
+            Some("int") => text.parse().map(Value::Int).map_err(|_| format!("`{name}`: `{text}` is not an integer"))?,
+            Some(_) => text.parse().map(Value::Float).map_err(|_| format!("`{name}`: `{text}` is not a number"))?,
+            None => Value::String(text.to_owned()),
+        };
+        out.insert(name.to_owned(), v);
+    }
+    Ok(Value::Map(out))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn e(l: Lit) -> crate::lang::ast::Expr {
+        crate::lang::ast::Expr {
+            kind: crate::lang::ast::ExprKind::Lit(l),
+            span: Default::default(),
+        }
+    }
+
+    fn s(x: &str) -> Vec<Value> {
+        vec![Value::from(x)]
+    }
+
+    #[test]
+    fn json_success_and_failure() {
+        let v = parse_json(&s(r#"{"a":1,"b":[true,null],"c":{"d":"x"}}"#), &Prepared::None).unwrap();
+        let Value::Map(m) = v else { panic!() };
+        assert_eq!(m["a"], Value::Int(1));
+        assert!(parse_json(&s(r#"{"a":"#), &Prepared::None).unwrap_err().contains("invalid JSON"));
+        assert!(parse_json(&[Value::Int(1)], &Prepared::None).is_err());
+    }
+
+    #[test]
+    fn logfmt_success_and_failure() {
+        let v = parse_logfmt(&s(r#"level=info msg="hello \"w\"" flag dur=5ms"#), &Prepared::None).unwrap();
+        let Value::Map(m) = v else { panic!() };
+        assert_eq!(m["msg"], Value::from("hello \"w\""));
+        assert_eq!(m["flag"], Value::from("true"));
+        assert_eq!(m["dur"], Value::from("5ms"));
+        assert!(parse_logfmt(&s(r#"a="open"#), &Prepared::None).is_err());
+        assert!(parse_logfmt(&s("=x"), &Prepared::None).is_err());
+    }
+
+    #[test]
+    fn regex_named_captures_and_grok_patterns() {
+        let p = prepare_regex(&[&e(Lit::Null), &e(Lit::Regex(r#"^%{IP:client} .* "%{WORD:method} (?<path>\S+)[^"]*" %{INT:status}"#.into()))]).unwrap();
+        let line = r#"10.0.0.1 - - [01/Jan/2026:00:00:00 +0000] "GET /x HTTP/1.1" 502 12 "-" "Mozilla/5.0 (X11; Linux)""#;
+        let Value::Map(m) = parse_regex(&s(line), &p).unwrap() else { panic!() };
+        assert_eq!(m["client"], Value::from("10.0.0.1"));
+        assert_eq!(m["method"], Value::from("GET"));
+        assert_eq!(m["status"], Value::from("502"));
+        let typed = prepare_regex(&[&e(Lit::Null), &e(Lit::Regex("%{INT:status:int}".into()))]).unwrap();
+        let Value::Map(m) = parse_regex(&s("code 404"), &typed).unwrap() else { panic!() };
+        assert_eq!(m["status"], Value::Int(404));
+        assert_eq!(parse_regex(&s("nope"), &p).unwrap_err(), "no match");
+        assert!(prepare_regex(&[&e(Lit::Null), &e(Lit::Regex("(".into()))]).is_err());
+        assert!(prepare_regex(&[&e(Lit::Null), &e(Lit::Regex("%{NOPE:x}".into()))]).is_err());
+        assert!(prepare_regex(&[&e(Lit::Null), &e(Lit::Str("(?<a>x)".into()))]).is_ok());
+        assert!(prepare_regex(&[&e(Lit::Null)]).is_err());
+    }
+}

@@ -1,0 +1,472 @@
+//! Loading a `.ship` file: parse, check and compile every item into a
+//! runnable [`Program`] — the agent configuration (sources, sinks, settings),
+//! the compiled steps and routes, and the file's tests — or every diagnostic.
+
+use super::ast::{self, Expr, ExprKind, Item, Lit, OnError, RuleKind};
+use super::compile::{Compiler, Scope};
+use super::components::{self, Options, Role};
+use super::diagnostics::{did_you_mean, Diagnostic, Span};
+use super::eval::{CExpr, Place};
+use crate::config::{AgentConfig, SinkConfig, SourceConfig};
+use crate::event::{Event, LogRecord, Resource, Value};
+use crate::pipeline::processor::{Processor, Step};
+use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
+use crate::sinks::batcher::BatchLimits;
+use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig, TransportKind};
+use crate::sources::file::{FileSourceConfig, ReadFrom};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A loaded pipeline.
+#[derive(Debug)]
+pub struct Program {
+    pub agent: AgentConfig,
+    pub tests: Vec<TestCase>,
+    /// Names of the enabled sinks, by index in `agent.sinks`.
+    pub sink_names: Vec<String>,
+    /// Source names and kinds, in declaration order.
+    pub sources: Vec<(String, String)>,
+    /// Step names and the sources they apply to.
+    pub steps: Vec<(String, Vec<String>)>,
+    /// Route rules as written, for `shipctl explain`.
+    pub routes: Vec<String>,
+}
+
+/// One `test` block, compiled.
+#[derive(Debug)]
+pub struct TestCase {
+    pub name: String,
+    pub inputs: Vec<(String, Event)>,
+    pub expects: Vec<Expectation>,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub enum Expectation {
+    Condition(CExpr, String),
+    Route { sink: String, stream: Option<String> },
+    Dropped,
+}
+
+struct Names {
+    seen: HashMap<String, (&'static str, Span)>,
+}
+
+impl Names {
+    fn declare(&mut self, c: &mut Compiler, what: &'static str, name: &ast::Ident, src: &str) {
+        if let Some((kind, first)) = self.seen.get(&name.name) {
+            let (line, _) = super::diagnostics::line_col(src, first.start);
+            c.diagnostics.push(
+                Diagnostic::new(name.span, format!("duplicate name `{}`", name.name))
+                    .hint(format!("a {kind} of that name is declared on line {line}; names of sources, steps and sinks must be unique")),
+            );
+            return;
+        }
+        self.seen.insert(name.name.clone(), (what, name.span));
+    }
+}
+
+fn env_or(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+/// Loads pipeline text; `Err` holds every diagnostic.
+pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
+    let (file, parse_errors) = super::parse::parse(src);
+    let mut c = Compiler {
+        diagnostics: parse_errors,
+    };
+    let mut names = Names { seen: HashMap::new() };
+    let items = &file.items;
+
+    let source_decls: Vec<&ast::Component> = items.iter().filter_map(|i| if let Item::Source(s) = i { Some(s) } else { None }).collect();
+    let sink_decls: Vec<&ast::Component> = items.iter().filter_map(|i| if let Item::Sink(s) = i { Some(s) } else { None }).collect();
+    let step_decls: Vec<&ast::Step> = items.iter().filter_map(|i| if let Item::Step(s) = i { Some(s) } else { None }).collect();
+    for s in &source_decls {
+        names.declare(&mut c, "source", &s.name, src);
+    }
+    for s in &step_decls {
+        names.declare(&mut c, "step", &s.name, src);
+    }
+    for s in &sink_decls {
+        names.declare(&mut c, "sink", &s.name, src);
+    }
+    let source_names: Vec<String> = source_decls.iter().map(|s| s.name.name.clone()).collect();
+
+    // settings
+    let settings_spec = components::kind("settings", Role::Settings).map(|k| k);
+    let mut settings = Options::default();
+    let mut settings_seen = false;
+    for item in items {
+        if let Item::Settings(opts, span) = item {
+            if settings_seen {
+                c.diagnostics.push(Diagnostic::new(*span, "only one `settings` block is allowed").hint("merge the blocks"));
+                continue;
+            }
+            settings_seen = true;
+            if let Some(spec) = settings_spec {
+                settings = components::evaluate(&mut c, spec, opts, *span);
+            }
+        }
+    }
+    let host_name = settings
+        .str("hostname")
+        .or_else(|| env_or("SHIPD_HOSTNAME"))
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+
+    // sources
+    let mut sources = Vec::new();
+    for decl in &source_decls {
+        let Some(spec) = components::kind_of(&mut c, decl, Role::Source) else { continue };
+        let opts = components::evaluate(&mut c, spec, &decl.options, decl.span);
+        if let Some(s) = build_source(spec.name, &decl.name.name, &opts) {
+            sources.push(s);
+        }
+    }
+
+    // sinks: only enabled ones run; `a or b` routes fall through to enabled ones
+    let mut sinks = Vec::new();
+    let mut sink_names = Vec::new();
+    let mut sink_streams: HashMap<String, String> = HashMap::new();
+    let mut disabled = Vec::new();
+    for decl in &sink_decls {
+        let Some(spec) = components::kind_of(&mut c, decl, Role::Sink) else { continue };
+        let opts = components::evaluate(&mut c, spec, &decl.options, decl.span);
+        if opts.bool("enabled") == Some(false) {
+            disabled.push(decl.name.name.clone());
+            continue;
+        }
+        let name = decl.name.name.clone();
+        let (sink, stream) = match spec.name {
+            "openobserve" => {
+                let Some(url) = opts.str("url") else { continue };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    c.diagnostics.push(
+                        Diagnostic::new(opts.span("url").unwrap_or(decl.span), "option `url` must start with http:// or https://")
+                            .hint("e.g. url = \"http://pi-obs:5080\""),
+                    );
+                    continue;
+                }
+                let mut o2 = OpenObserveConfig::new(name.clone(), url.trim_end_matches('/'));
+                o2.grpc_url = opts.str("grpc_url").unwrap_or_else(|| default_grpc_url(&o2.url));
+                o2.org = opts.str("org").unwrap_or_else(|| "default".into());
+                o2.user = opts.str("user");
+                o2.password = opts.str("password");
+                if let Some(t) = opts.str("transport") {
+                    o2.transport = if t == "grpc" { TransportKind::Grpc } else { TransportKind::Http };
+                }
+                if let Some(comp) = opts.str("compression") {
+                    o2.compression = comp.parse().unwrap_or(o2.compression);
+                }
+                o2.batch = BatchLimits {
+                    max_events: opts.int("batch.max_events").map(|n| n.max(1) as usize).unwrap_or(o2.batch.max_events),
+                    max_bytes: opts.size("batch.max_bytes").map(|n| n.max(1) as usize).unwrap_or(o2.batch.max_bytes),
+                    timeout: opts.duration("batch.timeout").unwrap_or(o2.batch.timeout),
+                };
+                o2.in_flight = opts.int("in_flight").map(|n| n.max(1) as usize).unwrap_or(o2.in_flight);
+                o2.request_timeout = opts.duration("request_timeout").unwrap_or(o2.request_timeout);
+                o2.retry.max = opts.duration("retry_max").unwrap_or(o2.retry.max);
+                (SinkConfig::OpenObserve(Box::new(o2)), opts.str("stream").unwrap_or_else(|| "default".into()))
+            }
+            _ => (SinkConfig::Console { name: name.clone() }, "console".to_owned()),
+        };
+        sink_streams.insert(name.clone(), stream);
+        sinks.push(sink);
+        sink_names.push(name);
+    }
+    let declared_sinks: Vec<String> = sink_decls.iter().map(|s| s.name.name.clone()).collect();
+
+    // steps
+    let mut steps = Vec::new();
+    for decl in &step_decls {
+        for s in &decl.sources {
+            if !source_names.contains(&s.name) {
+                let hint = match did_you_mean(&s.name, source_names.iter().map(String::as_str)) {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => "declare it with `source NAME = KIND { ... }`".into(),
+                };
+                c.diagnostics.push(Diagnostic::new(s.span, format!("unknown source `{}`", s.name)).hint(hint));
+            }
+        }
+        let scope = Scope {
+            sources: &source_names,
+            step_handles_errors: decl.on_error.is_some(),
+            paths: true,
+        };
+        let condition = decl.condition.as_ref().map(|e| c.condition(e, &scope, false));
+        let (body, _, body_fails) = c.block(&decl.body, &scope, false);
+        let cond_fails = condition.as_ref().is_some_and(|t| t.may_fail);
+        steps.push(Step {
+            name: decl.name.name.clone(),
+            sources: decl.sources.iter().map(|s| s.name.clone()).collect(),
+            condition: condition.map(|t| t.expr),
+            on_error: decl.on_error.map(|(p, _)| p).unwrap_or(OnError::Abort),
+            body,
+            snapshot: body_fails || cond_fails,
+        });
+    }
+
+    // routes
+    let route_blocks: Vec<(&Vec<ast::Rule>, Span)> = items.iter().filter_map(|i| if let Item::Route(r, s) = i { Some((r, *s)) } else { None }).collect();
+    let mut rules = Vec::new();
+    let mut dead_letter = None;
+    let mut route_texts = Vec::new();
+    match route_blocks.as_slice() {
+        [] => c.diagnostics.push(
+            Diagnostic::new(Span::new(src.len(), src.len()), "the pipeline has no `route` block")
+                .hint("add `route { else => SINK }` so every event has a destination"),
+        ),
+        [(block, span), rest @ ..] => {
+            for (_, extra) in rest {
+                c.diagnostics.push(Diagnostic::new(*extra, "only one `route` block is allowed").hint("merge the rules into the first block, in order"));
+            }
+            let scope = Scope {
+                sources: &source_names,
+                step_handles_errors: false,
+                paths: true,
+            };
+            let mut closed_at: Option<Span> = None;
+            let mut has_else = false;
+            for rule in block.iter() {
+                if let Some(at) = closed_at {
+                    if !matches!(rule.kind, RuleKind::DeadLetter) {
+                        let (line, _) = super::diagnostics::line_col(src, at.start);
+                        c.diagnostics.push(
+                            Diagnostic::new(rule.span, "unreachable route")
+                                .hint(format!("the rule on line {line} matches every event; move this one above it")),
+                        );
+                        continue;
+                    }
+                }
+                let mut target = None;
+                for s in &rule.sinks {
+                    if !declared_sinks.contains(&s.name) {
+                        let hint = match did_you_mean(&s.name, declared_sinks.iter().map(String::as_str)) {
+                            Some(n) => format!("did you mean `{n}`?"),
+                            None => "declare it with `sink NAME = KIND { ... }`".into(),
+                        };
+                        c.diagnostics.push(Diagnostic::new(s.span, format!("route to undeclared sink `{}`", s.name)).hint(hint));
+                    } else if target.is_none() && !disabled.contains(&s.name) {
+                        target = sink_names.iter().position(|n| *n == s.name).map(|i| (i, s.name.clone()));
+                    }
+                }
+                let stream = match &rule.stream {
+                    Some(Expr { kind: ExprKind::Lit(Lit::Str(s)), .. }) => Some(StreamSpec::Fixed(Arc::from(normalize_stream_name(s)))),
+                    Some(e) => {
+                        let t = c.expr(e, &scope, true);
+                        Some(StreamSpec::Computed(t.expr))
+                    }
+                    None => None,
+                };
+                let condition = match &rule.kind {
+                    RuleKind::When(e) => {
+                        let t = c.condition(e, &scope, false);
+                        if matches!(e.kind, ExprKind::Lit(Lit::Bool(true))) {
+                            closed_at = Some(rule.span);
+                        }
+                        Some(t.expr)
+                    }
+                    RuleKind::Else => {
+                        closed_at = Some(rule.span);
+                        has_else = true;
+                        None
+                    }
+                    RuleKind::DeadLetter => None,
+                };
+                let Some((sink, sink_name)) = target else {
+                    if matches!(rule.kind, RuleKind::Else) && rule.sinks.iter().all(|s| declared_sinks.contains(&s.name)) {
+                        c.diagnostics.push(
+                            Diagnostic::new(rule.span, "every sink of the `else` route is disabled")
+                                .hint("add an always-enabled fallback, e.g. `else => o2 or console`"),
+                        );
+                    }
+                    continue;
+                };
+                let stream = stream.unwrap_or_else(|| {
+                    StreamSpec::Fixed(Arc::from(normalize_stream_name(sink_streams.get(&sink_name).map(String::as_str).unwrap_or("default"))))
+                });
+                route_texts.push(format!(
+                    "{} => {sink_name}{}",
+                    match &rule.kind {
+                        RuleKind::When(_) => src.get(rule.span.start..rule.span.end).unwrap_or("").split("=>").next().unwrap_or("").trim().to_owned(),
+                        RuleKind::Else => "else".into(),
+                        RuleKind::DeadLetter => "dead_letter".into(),
+                    },
+                    match &stream {
+                        StreamSpec::Fixed(s) => format!(" stream \"{s}\""),
+                        StreamSpec::Computed(_) => " stream (computed)".into(),
+                    }
+                ));
+                let compiled = Rule { condition, sink, stream };
+                if matches!(rule.kind, RuleKind::DeadLetter) {
+                    dead_letter = Some(compiled);
+                } else {
+                    rules.push(compiled);
+                }
+            }
+            if !has_else {
+                c.diagnostics.push(
+                    Diagnostic::new(*span, "the route block has no `else` rule")
+                        .hint("add `else => SINK` as the last rule so no event disappears unrouted"),
+                );
+            }
+        }
+    }
+
+    // tests
+    let mut tests = Vec::new();
+    for item in items {
+        let Item::Test(t) = item else { continue };
+        tests.push(compile_test(&mut c, t, &source_names, &declared_sinks, src));
+    }
+
+    if !c.diagnostics.is_empty() {
+        let mut d = c.diagnostics;
+        d.sort_by_key(|d| d.span.start);
+        return Err(d);
+    }
+
+    let api_addr = match settings.str("api_addr").or_else(|| env_or("SHIPD_API_ADDR")) {
+        Some(a) if a == "off" => None,
+        Some(a) => match a.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                return Err(vec![Diagnostic::new(settings.span("api_addr").unwrap_or_default(), "`api_addr` is not an address like 127.0.0.1:9717")
+                    .hint("or \"off\" to disable the API")])
+            }
+        },
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9717))),
+    };
+    let max_streams = settings.int("max_streams").unwrap_or(100).max(1) as usize;
+    let overflow = settings.str("overflow_stream").unwrap_or_else(|| "overflow".into());
+    let processor = Processor::new(steps, Router::new(rules, dead_letter, max_streams, &overflow));
+    let agent = AgentConfig {
+        data_dir: settings
+            .str("data_dir")
+            .or_else(|| env_or("SHIPD_DATA_DIR"))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/var/lib/shipd".into()),
+        api_addr,
+        checkpoint_interval: settings.duration("checkpoint_interval").unwrap_or(std::time::Duration::from_secs(5)),
+        drain_timeout: settings.duration("drain_timeout").unwrap_or(std::time::Duration::from_secs(10)),
+        channel_bytes: settings.size("channel_bytes").map(|s| s as usize).unwrap_or(4 * 1024 * 1024),
+        host_name,
+        sources,
+        sinks,
+        processor,
+    };
+    Ok(Program {
+        agent,
+        tests,
+        sink_names,
+        sources: source_decls.iter().map(|s| (s.name.name.clone(), s.kind.name.clone())).collect(),
+        steps: step_decls
+            .iter()
+            .map(|s| (s.name.name.clone(), s.sources.iter().map(|i| i.name.clone()).collect()))
+            .collect(),
+        routes: route_texts,
+    })
+}
+
+/// Maps evaluated options of a source kind onto its configuration.
+fn build_source(kind: &str, name: &str, opts: &Options) -> Option<SourceConfig> {
+    match kind {
+        "files" => {
+            let mut f = FileSourceConfig::new(name, opts.strings("include")?);
+            if let Some(r) = opts.str("read_from") {
+                f.read_from = if r == "beginning" { ReadFrom::Beginning } else { ReadFrom::End };
+            }
+            if let Some(n) = opts.size("max_line_bytes") {
+                f.max_line_bytes = n.max(1) as usize;
+            }
+            if let Some(d) = opts.duration("poll_interval") {
+                f.poll_interval = d;
+            }
+            if let Some(d) = opts.duration("glob_interval") {
+                f.glob_interval = d;
+            }
+            f.service_name = opts.str("service");
+            Some(SourceConfig::File(f))
+        }
+        _ => None,
+    }
+}
+
+fn compile_test(c: &mut Compiler, t: &ast::Test, sources: &[String], sinks: &[String], src: &str) -> TestCase {
+    let mut inputs = Vec::new();
+    for (source, fields) in &t.inputs {
+        if !sources.contains(&source.name) {
+            let hint = match did_you_mean(&source.name, sources.iter().map(String::as_str)) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None => "inputs name a declared source".into(),
+            };
+            c.diagnostics.push(Diagnostic::new(source.span, format!("unknown source `{}`", source.name)).hint(hint));
+        }
+        let mut event = Event::Log(LogRecord::new(Value::Null, Arc::new(Resource::default())));
+        for opt in fields {
+            match components::const_value(c, &opt.value) {
+                Ok(v) => {
+                    let place = Place::resolve(&[ast::Segment::Field(opt.key.name.clone())]);
+                    let place = if opt.key.name.contains('.') {
+                        Place::resolve(&opt.key.name.split('.').map(|s| ast::Segment::Field(s.to_owned())).collect::<Vec<_>>())
+                    } else {
+                        place
+                    };
+                    if let Err(e) = super::eval::write(&mut event, &place, v) {
+                        c.diagnostics.push(Diagnostic::new(opt.value.span, format!("input field `{}`: {}", opt.key.name, e.0)));
+                    }
+                }
+                Err(msg) if msg.is_empty() => {}
+                Err(msg) => c.diagnostics.push(Diagnostic::new(opt.value.span, format!("input field `{}`: {msg}", opt.key.name))),
+            }
+        }
+        inputs.push((source.name.clone(), event));
+    }
+    if inputs.is_empty() {
+        c.diagnostics.push(Diagnostic::new(t.span, format!("test \"{}\" has no input", t.name)).hint("add `input SOURCE { message = \"...\" }`"));
+    }
+    let scope = Scope {
+        sources,
+        step_handles_errors: true,
+        paths: true,
+    };
+    let mut expects = Vec::new();
+    for e in &t.expects {
+        match e {
+            ast::Expect::Conditions(conds) => {
+                for cond in conds {
+                    let compiled = c.condition(cond, &scope, true);
+                    let text = src.get(cond.span.start..cond.span.end).unwrap_or("").to_owned();
+                    expects.push(Expectation::Condition(compiled.expr, text));
+                }
+            }
+            ast::Expect::Route { sink, stream, span } => {
+                if !sinks.contains(&sink.name) {
+                    c.diagnostics.push(Diagnostic::new(sink.span, format!("undeclared sink `{}`", sink.name)).hint("expect a route to a declared sink"));
+                }
+                let stream = match stream.as_ref().map(|e| &e.kind) {
+                    Some(ExprKind::Lit(Lit::Str(s))) => Some(normalize_stream_name(s)),
+                    Some(_) => {
+                        c.diagnostics.push(Diagnostic::new(*span, "the expected stream must be a string literal"));
+                        None
+                    }
+                    None => None,
+                };
+                expects.push(Expectation::Route {
+                    sink: sink.name.clone(),
+                    stream,
+                });
+            }
+            ast::Expect::Dropped(_) => expects.push(Expectation::Dropped),
+        }
+    }
+    TestCase {
+        name: t.name.clone(),
+        inputs,
+        expects,
+        span: t.span,
+    }
+}
