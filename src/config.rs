@@ -254,7 +254,11 @@ impl AgentConfig {
             sinks: vec![sink],
             processor: Processor::new(
                 Vec::new(),
-                Router::single(0, &env.get("OPENOBSERVE_STREAM").unwrap_or_else(|| "default".into())),
+                Router::single(
+                    0,
+                    &env.get("OPENOBSERVE_STREAM")
+                        .unwrap_or_else(|| "default".into()),
+                ),
             ),
         })
     }

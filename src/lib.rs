@@ -18,6 +18,7 @@
 //! - [`lang`]: the pipeline language (`.ship` files): lex, parse, compile, eval.
 //! - [`config`]: the typed agent configuration and the default pipeline.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod event;

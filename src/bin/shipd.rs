@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use shipd::config::{AgentConfig, ProcessEnv};
+use shipd::config::AgentConfig;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -15,10 +15,17 @@ use tracing_subscriber::EnvFilter;
 /// OPENOBSERVE_TRANSPORT, SHIPD_DATA_DIR, SHIPD_API_ADDR (see README).
 #[derive(Parser)]
 #[command(name = "shipd", version, about, long_about)]
-struct Args {}
+struct Args {
+    /// Run this pipeline file instead of the embedded default.
+    #[arg(long, short = 'c', value_name = "FILE.ship")]
+    config: Option<std::path::PathBuf>,
+}
+
+/// The embedded default pipeline.
+const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.ship");
 
 fn main() -> std::process::ExitCode {
-    let _args = Args::parse();
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -26,7 +33,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run() {
+    let cfg = match load(args.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(text) => {
+            eprint!("{text}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(cfg) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -36,8 +50,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<()> {
-    let cfg = AgentConfig::from_env(&ProcessEnv).context("invalid configuration")?;
+/// Compiles the pipeline; `Err` is the rendered diagnostics.
+fn load(path: Option<&std::path::Path>) -> Result<AgentConfig, String> {
+    let (name, src) = match path {
+        Some(p) => {
+            let src = std::fs::read_to_string(p)
+                .map_err(|e| format!("shipd: cannot read {}: {e}\n", p.display()))?;
+            (p.display().to_string(), src)
+        }
+        None => (
+            "<embedded default.ship>".to_owned(),
+            DEFAULT_PIPELINE.to_owned(),
+        ),
+    };
+    shipd::lang::load(&src).map(|p| p.agent).map_err(|d| {
+        format!(
+            "{}shipd: {name}: {} error(s); not starting\n",
+            shipd::lang::render(&name, &src, &d),
+            d.len()
+        )
+    })
+}
+
+fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)

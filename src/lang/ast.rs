@@ -66,8 +66,15 @@ pub struct Step {
 
 #[derive(Debug, Clone)]
 pub enum Stmt {
-    Assign { target: Vec<Segment>, value: Expr, span: Span },
-    Drop { condition: Option<Expr>, span: Span },
+    Assign {
+        target: Vec<Segment>,
+        value: Expr,
+        span: Span,
+    },
+    Drop {
+        condition: Option<Expr>,
+        span: Span,
+    },
     Expr(Expr),
 }
 
@@ -98,7 +105,11 @@ pub struct Test {
 #[derive(Debug, Clone)]
 pub enum Expect {
     Conditions(Vec<Expr>),
-    Route { sink: Ident, stream: Option<Expr>, span: Span },
+    Route {
+        sink: Ident,
+        stream: Option<Expr>,
+        span: Span,
+    },
     Dropped(Span),
 }
 
@@ -161,6 +172,14 @@ pub enum ExprKind {
     Index(Box<Expr>, Box<Expr>),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
-    Call { name: Ident, abort: bool, args: Vec<Arg> },
-    If { cond: Box<Expr>, then: Vec<Stmt>, otherwise: Option<Vec<Stmt>> },
+    Call {
+        name: Ident,
+        abort: bool,
+        args: Vec<Arg>,
+    },
+    If {
+        cond: Box<Expr>,
+        then: Vec<Stmt>,
+        otherwise: Option<Vec<Stmt>>,
+    },
 }

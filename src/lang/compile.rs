@@ -46,27 +46,51 @@ impl Compiler {
     }
 
     /// Compiles statements; the type is that of the last expression statement.
-    pub fn block(&mut self, stmts: &[Stmt], scope: &Scope, handled: bool) -> (Vec<CStmt>, Ty, bool) {
+    pub fn block(
+        &mut self,
+        stmts: &[Stmt],
+        scope: &Scope,
+        handled: bool,
+    ) -> (Vec<CStmt>, Ty, bool) {
         let mut out = Vec::with_capacity(stmts.len());
         let mut ty = Ty::NULL;
         let mut may_fail = false;
         for s in stmts {
             match s {
-                Stmt::Assign { target, value, span } => {
+                Stmt::Assign {
+                    target,
+                    value,
+                    span,
+                } => {
                     if !scope.paths {
-                        self.error(*span, "assignments are not allowed here", "assign fields inside a step");
+                        self.error(
+                            *span,
+                            "assignments are not allowed here",
+                            "assign fields inside a step",
+                        );
                     }
                     let v = self.expr(value, scope, handled);
                     let place = Place::resolve(target);
-                    if matches!(place.root, Root::Timestamp) && place.rest.is_empty() && !v.ty.meets(Ty::TIMESTAMP.or(Ty::INT).or(Ty::TEXT)) {
-                        self.error(value.span, format!("`.timestamp` cannot be set to {}", v.ty.describe()), "use parse_timestamp(...) or now()");
+                    if matches!(place.root, Root::Timestamp)
+                        && place.rest.is_empty()
+                        && !v.ty.meets(Ty::TIMESTAMP.or(Ty::INT).or(Ty::TEXT))
+                    {
+                        self.error(
+                            value.span,
+                            format!("`.timestamp` cannot be set to {}", v.ty.describe()),
+                            "use parse_timestamp(...) or now()",
+                        );
                     }
-                    may_fail |= v.may_fail || matches!(place.root, Root::Timestamp) || !place.rest.is_empty();
+                    may_fail |= v.may_fail
+                        || matches!(place.root, Root::Timestamp)
+                        || !place.rest.is_empty();
                     out.push(CStmt::Assign(place, v.expr));
                     ty = Ty::NULL;
                 }
                 Stmt::Drop { condition, .. } => {
-                    let c = condition.as_ref().map(|c| self.condition(c, scope, handled));
+                    let c = condition
+                        .as_ref()
+                        .map(|c| self.condition(c, scope, handled));
                     if let Some(c) = &c {
                         may_fail |= c.may_fail;
                     }
@@ -88,7 +112,11 @@ impl Compiler {
     pub fn condition(&mut self, e: &Expr, scope: &Scope, handled: bool) -> Typed {
         let t = self.expr(e, scope, handled);
         if !t.ty.meets(Ty::BOOL) {
-            self.error(e.span, format!("a condition must be a boolean, this is {}", t.ty.describe()), "compare it, e.g. `.level == \"error\"`");
+            self.error(
+                e.span,
+                format!("a condition must be a boolean, this is {}", t.ty.describe()),
+                "compare it, e.g. `.level == \"error\"`",
+            );
         }
         t
     }
@@ -136,47 +164,91 @@ impl Compiler {
                 let b = self.expr(base, scope, handled);
                 let i = self.expr(index, scope, handled);
                 if !b.ty.meets(Ty::ARRAY.or(Ty::MAP)) {
-                    self.error(base.span, format!("only arrays and maps can be indexed, this is {}", b.ty.describe()), "index a field holding an array or map");
+                    self.error(
+                        base.span,
+                        format!(
+                            "only arrays and maps can be indexed, this is {}",
+                            b.ty.describe()
+                        ),
+                        "index a field holding an array or map",
+                    );
                 }
                 if !i.ty.meets(Ty::INT.or(Ty::TEXT)) {
-                    self.error(index.span, format!("an index must be an integer or a string, this is {}", i.ty.describe()), "write [0] or [\"key\"]");
+                    self.error(
+                        index.span,
+                        format!(
+                            "an index must be an integer or a string, this is {}",
+                            i.ty.describe()
+                        ),
+                        "write [0] or [\"key\"]",
+                    );
                 }
-                typed(CExpr::Index(Box::new(b.expr), Box::new(i.expr)), Ty::ANY, b.may_fail || i.may_fail)
+                typed(
+                    CExpr::Index(Box::new(b.expr), Box::new(i.expr)),
+                    Ty::ANY,
+                    b.may_fail || i.may_fail,
+                )
             }
             ExprKind::Unary(op, inner) => {
                 let t = self.expr(inner, scope, handled);
                 match op {
                     UnOp::Not => {
                         if !t.ty.meets(Ty::BOOL.or(Ty::NULL)) {
-                            self.error(inner.span, format!("`not` needs a boolean, this is {}", t.ty.describe()), "compare first, e.g. `not exists(.x)`");
+                            self.error(
+                                inner.span,
+                                format!("`not` needs a boolean, this is {}", t.ty.describe()),
+                                "compare first, e.g. `not exists(.x)`",
+                            );
                         }
-                        typed(CExpr::Not(Box::new(t.expr)), Ty::BOOL, t.may_fail || t.ty != Ty::BOOL)
+                        typed(
+                            CExpr::Not(Box::new(t.expr)),
+                            Ty::BOOL,
+                            t.may_fail || t.ty != Ty::BOOL,
+                        )
                     }
                     UnOp::Neg => {
                         if !t.ty.meets(Ty::NUMBER) {
-                            self.error(inner.span, format!("only numbers can be negated, this is {}", t.ty.describe()), "convert with to_int(...) or to_float(...)");
+                            self.error(
+                                inner.span,
+                                format!("only numbers can be negated, this is {}", t.ty.describe()),
+                                "convert with to_int(...) or to_float(...)",
+                            );
                         }
                         typed(CExpr::Neg(Box::new(t.expr)), Ty::NUMBER, true)
                     }
                 }
             }
             ExprKind::Binary(op, l, r) => self.binary(*op, l, r, e.span, scope, handled),
-            ExprKind::Call { name, abort, args } => self.call(name, *abort, args, e.span, scope, handled),
-            ExprKind::If { cond, then, otherwise } => {
+            ExprKind::Call { name, abort, args } => {
+                self.call(name, *abort, args, e.span, scope, handled)
+            }
+            ExprKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
                 let c = self.condition(cond, scope, handled);
                 let (t, tt, tf) = self.block(then, scope, handled);
                 let (o, ot, of) = match otherwise {
                     Some(b) => self.block(b, scope, handled),
                     None => (Vec::new(), Ty::NULL, false),
                 };
-                typed(CExpr::If(Box::new(c.expr), t, o), tt.or(ot), c.may_fail || tf || of)
+                typed(
+                    CExpr::If(Box::new(c.expr), t, o),
+                    tt.or(ot),
+                    c.may_fail || tf || of,
+                )
             }
         }
     }
 
     fn no_regex(&mut self, t: &Typed, span: Span) {
         if t.ty == Ty::REGEX {
-            self.error(span, "a regex literal can only be a function argument", "pass it to parse_regex, replace, split or redact");
+            self.error(
+                span,
+                "a regex literal can only be a function argument",
+                "pass it to parse_regex, replace, split or redact",
+            );
         }
     }
 
@@ -188,7 +260,10 @@ impl Compiler {
             Lit::Float(f) => (Value::Float(*f), Ty::FLOAT),
             Lit::Str(s) => (Value::String(s.clone()), Ty::STRING),
             Lit::Regex(r) => (Value::String(r.clone()), Ty::REGEX),
-            Lit::Duration(d) => (Value::Int(d.as_nanos().min(i64::MAX as u128) as i64), Ty::INT),
+            Lit::Duration(d) => (
+                Value::Int(d.as_nanos().min(i64::MAX as u128) as i64),
+                Ty::INT,
+            ),
             Lit::Size(s) => (Value::Int((*s).min(i64::MAX as u64) as i64), Ty::INT),
         };
         typed(CExpr::Const(v), ty, false)
@@ -199,9 +274,16 @@ impl Compiler {
             return typed(CExpr::Source, Ty::STRING, false);
         }
         if scope.sources.iter().any(|s| s == name) {
-            return typed(CExpr::Const(Value::String(name.to_owned())), Ty::STRING, false);
+            return typed(
+                CExpr::Const(Value::String(name.to_owned())),
+                Ty::STRING,
+                false,
+            );
         }
-        let hint = match did_you_mean(name, scope.sources.iter().map(String::as_str).chain(["source"])) {
+        let hint = match did_you_mean(
+            name,
+            scope.sources.iter().map(String::as_str).chain(["source"]),
+        ) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("field paths start with a dot: `.{name}`; bare names refer to sources"),
         };
@@ -209,7 +291,15 @@ impl Compiler {
         typed(CExpr::Const(Value::Null), Ty::ANY, false)
     }
 
-    fn binary(&mut self, op: BinOp, l: &Expr, r: &Expr, span: Span, scope: &Scope, handled: bool) -> Typed {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        l: &Expr,
+        r: &Expr,
+        span: Span,
+        scope: &Scope,
+        handled: bool,
+    ) -> Typed {
         let lt = self.expr(l, scope, handled || op == BinOp::Coalesce);
         let rt = self.expr(r, scope, handled);
         self.no_regex(&lt, l.span);
@@ -220,16 +310,26 @@ impl Compiler {
             BinOp::And | BinOp::Or => {
                 for (t, e) in [(&lt, l), (&rt, r)] {
                     if !t.ty.meets(Ty::BOOL) {
-                        self.error(e.span, format!("`and`/`or` need booleans, this is {}", t.ty.describe()), "compare it first, e.g. `.x == 1`");
+                        self.error(
+                            e.span,
+                            format!("`and`/`or` need booleans, this is {}", t.ty.describe()),
+                            "compare it first, e.g. `.x == 1`",
+                        );
                     }
                 }
                 (Ty::BOOL, may_fail)
             }
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => (Ty::BOOL, may_fail),
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                (Ty::BOOL, may_fail)
+            }
             BinOp::Add => {
                 let ok = |t: Ty| t.meets(Ty::NUMBER.or(Ty::TEXT).or(Ty::TIMESTAMP));
                 if !ok(lt.ty) || !ok(rt.ty) {
-                    self.error(span, format!("cannot add {} and {}", lt.ty.describe(), rt.ty.describe()), "`+` adds numbers or joins strings");
+                    self.error(
+                        span,
+                        format!("cannot add {} and {}", lt.ty.describe(), rt.ty.describe()),
+                        "`+` adds numbers or joins strings",
+                    );
                 }
                 let ty = if lt.ty == Ty::STRING || rt.ty == Ty::STRING {
                     Ty::STRING
@@ -243,17 +343,37 @@ impl Compiler {
             BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
                 for (t, e) in [(&lt, l), (&rt, r)] {
                     if !t.ty.meets(Ty::NUMBER.or(Ty::TIMESTAMP)) {
-                        self.error(e.span, format!("arithmetic needs numbers, this is {}", t.ty.describe()), "convert with to_int(...) or to_float(...)");
+                        self.error(
+                            e.span,
+                            format!("arithmetic needs numbers, this is {}", t.ty.describe()),
+                            "convert with to_int(...) or to_float(...)",
+                        );
                     }
                 }
-                let ty = if lt.ty == Ty::INT && rt.ty == Ty::INT { Ty::INT } else { Ty::NUMBER };
+                let ty = if lt.ty == Ty::INT && rt.ty == Ty::INT {
+                    Ty::INT
+                } else {
+                    Ty::NUMBER
+                };
                 (ty, true)
             }
         };
-        typed(CExpr::Bin(op, Box::new(lt.expr), Box::new(rt.expr)), ty, may_fail)
+        typed(
+            CExpr::Bin(op, Box::new(lt.expr), Box::new(rt.expr)),
+            ty,
+            may_fail,
+        )
     }
 
-    fn call(&mut self, name: &Ident, abort: bool, args: &[Arg], span: Span, scope: &Scope, handled: bool) -> Typed {
+    fn call(
+        &mut self,
+        name: &Ident,
+        abort: bool,
+        args: &[Arg],
+        span: Span,
+        scope: &Scope,
+        handled: bool,
+    ) -> Typed {
         let handled_here = handled || abort || scope.step_handles_errors;
         let unhandled = |c: &mut Compiler| {
             c.error(
@@ -287,7 +407,11 @@ impl Compiler {
                     Some(i) => i,
                     None => {
                         let names: Vec<&str> = f.params.iter().map(|p| p.name).collect();
-                        self.error(n.span, format!("`{}` has no parameter `{}`", f.name, n.name), format!("its parameters are: {}", names.join(", ")));
+                        self.error(
+                            n.span,
+                            format!("`{}` has no parameter `{}`", f.name, n.name),
+                            format!("its parameters are: {}", names.join(", ")),
+                        );
                         continue;
                     }
                 },
@@ -297,7 +421,11 @@ impl Compiler {
                 }
             };
             if idx >= f.params.len() {
-                self.error(a.value.span, format!("`{}` takes at most {} argument(s)", f.name, f.params.len()), signature(f));
+                self.error(
+                    a.value.span,
+                    format!("`{}` takes at most {} argument(s)", f.name, f.params.len()),
+                    signature(f),
+                );
                 continue;
             }
             slots[idx] = Some(&a.value);
@@ -316,7 +444,13 @@ impl Compiler {
                     if !t.ty.meets(p.ty) {
                         self.error(
                             e.span,
-                            format!("argument `{}` of `{}` must be {}, this is {}", p.name, f.name, p.ty.describe(), t.ty.describe()),
+                            format!(
+                                "argument `{}` of `{}` must be {}, this is {}",
+                                p.name,
+                                f.name,
+                                p.ty.describe(),
+                                t.ty.describe()
+                            ),
                             signature(f),
                         );
                     }
@@ -325,7 +459,11 @@ impl Compiler {
                     written.push(e);
                 }
                 None if p.required => {
-                    self.error(span, format!("`{}` needs its `{}` argument", f.name, p.name), signature(f));
+                    self.error(
+                        span,
+                        format!("`{}` needs its `{}` argument", f.name, p.name),
+                        signature(f),
+                    );
                     compiled.push(CExpr::Const(Value::Null));
                     written.push(&null);
                 }
@@ -340,7 +478,11 @@ impl Compiler {
                 Ok(p) => p,
                 Err(msg) => {
                     let at = written.get(1).map(|e| e.span).unwrap_or(span);
-                    self.error(at, format!("`{}`: {msg}", f.name), "regexes use Rust `regex` syntax: named groups are (?<name>...)");
+                    self.error(
+                        at,
+                        format!("`{}`: {msg}", f.name),
+                        "regexes use Rust `regex` syntax: named groups are (?<name>...)",
+                    );
                     Prepared::None
                 }
             },
@@ -350,16 +492,31 @@ impl Compiler {
             unhandled(self);
         }
         if abort && !f.fallible {
-            self.error(span, format!("`{}` cannot fail; remove the `!`", f.name), "only fallible functions take `!`");
+            self.error(
+                span,
+                format!("`{}` cannot fail; remove the `!`", f.name),
+                "only fallible functions take `!`",
+            );
         }
         typed(CExpr::Call(f, compiled, prepared), f.returns, may_fail)
     }
 
     /// `del(path)`, `exists(path)`, `env("NAME")`, `file("PATH")`.
-    fn special(&mut self, name: &Ident, abort: bool, args: &[Arg], span: Span, scope: &Scope) -> Option<Typed> {
+    fn special(
+        &mut self,
+        name: &Ident,
+        abort: bool,
+        args: &[Arg],
+        span: Span,
+        scope: &Scope,
+    ) -> Option<Typed> {
         let one = |c: &mut Compiler| -> Option<&Expr> {
             if args.len() != 1 {
-                c.error(span, format!("`{}` takes exactly one argument", name.name), "");
+                c.error(
+                    span,
+                    format!("`{}` takes exactly one argument", name.name),
+                    "",
+                );
                 return None;
             }
             Some(&args[0].value)
@@ -368,7 +525,11 @@ impl Compiler {
             "del" | "exists" => {
                 let arg = one(self)?;
                 let ExprKind::Path(segs) = &arg.kind else {
-                    self.error(arg.span, format!("`{}` takes a field path", name.name), format!("write `{}(.field)`", name.name));
+                    self.error(
+                        arg.span,
+                        format!("`{}` takes a field path", name.name),
+                        format!("write `{}(.field)`", name.name),
+                    );
                     return Some(typed(CExpr::Const(Value::Null), Ty::ANY, false));
                 };
                 if !scope.paths {
@@ -376,7 +537,11 @@ impl Compiler {
                 }
                 let place = Place::resolve(segs);
                 if abort {
-                    self.error(span, format!("`{}` cannot fail; remove the `!`", name.name), "");
+                    self.error(
+                        span,
+                        format!("`{}` cannot fail; remove the `!`", name.name),
+                        "",
+                    );
                 }
                 Some(if name.name == "del" {
                     typed(CExpr::Del(place), Ty::ANY, false)
@@ -386,17 +551,45 @@ impl Compiler {
             }
             "env" | "file" => {
                 let arg = one(self)?;
-                let ExprKind::Lit(Lit::Str(key)) = &arg.kind else {
-                    self.error(arg.span, format!("`{}` takes a string literal", name.name), format!("write `{}(\"NAME\")`", name.name));
-                    return Some(typed(CExpr::Const(Value::Null), Ty::STRING, false));
+                let key = match &arg.kind {
+                    ExprKind::Lit(Lit::Str(key)) => Ok(key.clone()),
+                    _ => {
+                        // Any expression known at load: env("A") ?? "b", "/etc/" + x, ...
+                        let constant = Scope {
+                            sources: &[],
+                            step_handles_errors: false,
+                            paths: false,
+                        };
+                        let before = self.diagnostics.len();
+                        let t = self.expr(arg, &constant, true);
+                        if self.diagnostics.len() > before {
+                            return Some(typed(CExpr::Const(Value::Null), Ty::STRING, false));
+                        }
+                        let mut event = crate::event::Event::Log(crate::event::LogRecord::new(
+                            Value::Null,
+                            std::sync::Arc::new(crate::event::Resource::default()),
+                        ));
+                        let mut ctx = super::eval::Ctx::new(&mut event, "");
+                        match t.expr.eval(&mut ctx) {
+                            Ok(v) => functions::text_of(&v)
+                                .map(|t| t.into_owned())
+                                .ok_or_else(|| format!("`{}` needs a string", name.name)),
+                            Err(e) => Err(e.0),
+                        }
+                    }
                 };
-                let value = if name.name == "env" {
-                    std::env::var(key).map_err(|_| format!("environment variable {key} is not set"))
-                } else {
-                    std::fs::read_to_string(key)
-                        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
-                        .map_err(|e| format!("cannot read {key}: {e}"))
-                };
+                let value = key.and_then(|key| {
+                    if name.name == "env" {
+                        std::env::var(&key)
+                            .ok()
+                            .filter(|v| !v.is_empty())
+                            .ok_or_else(|| format!("environment variable {key} is not set"))
+                    } else {
+                        std::fs::read_to_string(&key)
+                            .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                            .map_err(|e| format!("cannot read {key}: {e}"))
+                    }
+                });
                 Some(match value {
                     Ok(v) => typed(CExpr::Const(Value::String(v)), Ty::STRING, true),
                     Err(msg) => typed(CExpr::Fail(msg), Ty::STRING, true),
@@ -420,5 +613,11 @@ pub fn signature(f: &functions::Function) -> String {
             }
         })
         .collect();
-    format!("{}({}) -> {}{}", f.name, params.join(", "), f.returns.describe(), if f.fallible { ", can fail" } else { "" })
+    format!(
+        "{}({}) -> {}{}",
+        f.name,
+        params.join(", "),
+        f.returns.describe(),
+        if f.fallible { ", can fail" } else { "" }
+    )
 }

@@ -52,11 +52,21 @@ pub struct OptSpec {
 }
 
 const fn o(name: &'static str, ty: OptTy, doc: &'static str) -> OptSpec {
-    OptSpec { name, ty, required: false, doc }
+    OptSpec {
+        name,
+        ty,
+        required: false,
+        doc,
+    }
 }
 
 const fn r(name: &'static str, ty: OptTy, doc: &'static str) -> OptSpec {
-    OptSpec { name, ty, required: true, doc }
+    OptSpec {
+        name,
+        ty,
+        required: true,
+        doc,
+    }
 }
 
 /// Whether a kind is a source or a sink.
@@ -83,6 +93,7 @@ pub static KINDS: &[KindSpec] = &[
         doc: "Tails files matching globs.",
         options: &[
             r("include", OptTy::Strings, "globs of files to tail"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
             o("read_from", OptTy::Choice(&["beginning", "end"]), "start of files without a checkpoint found at start-up (default end)"),
             o("max_line_bytes", OptTy::Size, "longer lines are truncated and marked (default 256KiB)"),
             o("poll_interval", OptTy::Duration, "re-check idle files (default 250ms)"),
@@ -245,32 +256,53 @@ fn convert(ty: OptTy, e: &Expr, v: Value) -> Option<OptVal> {
     match ty {
         OptTy::Str => text(&v).map(OptVal::Str),
         OptTy::Strings => match v {
-            Value::Array(items) => items.iter().map(text).collect::<Option<Vec<_>>>().map(OptVal::Strings),
+            Value::Array(items) => items.iter().map(text).collect::<Option<Vec<_>>>().map(|v| {
+                OptVal::Strings(
+                    v.into_iter()
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                )
+            }),
             other => text(&other).map(|s| OptVal::Strings(vec![s])),
         },
         OptTy::Int => match v {
             Value::Int(i) => Some(OptVal::Int(i)),
-            _ => None,
+            other => text(&other)
+                .and_then(|t| t.trim().parse().ok())
+                .map(OptVal::Int),
         },
         OptTy::Bool => match v {
             Value::Bool(b) => Some(OptVal::Bool(b)),
-            _ => None,
+            other => match text(&other).as_deref().map(str::trim) {
+                Some("true") => Some(OptVal::Bool(true)),
+                Some("false") => Some(OptVal::Bool(false)),
+                _ => None,
+            },
         },
         OptTy::Duration => match (&e.kind, v) {
             (ExprKind::Lit(Lit::Duration(d)), _) => Some(OptVal::Duration(*d)),
-            (_, Value::Int(ns)) if ns >= 0 => Some(OptVal::Duration(Duration::from_nanos(ns as u64))),
-            (_, other) => text(&other).and_then(|t| humantime::parse_duration(&t).ok()).map(OptVal::Duration),
+            (_, Value::Int(ns)) if ns >= 0 => {
+                Some(OptVal::Duration(Duration::from_nanos(ns as u64)))
+            }
+            (_, other) => text(&other)
+                .and_then(|t| humantime::parse_duration(&t).ok())
+                .map(OptVal::Duration),
         },
         OptTy::Size => match (&e.kind, v) {
             (ExprKind::Lit(Lit::Size(s)), _) => Some(OptVal::Size(*s)),
             (_, Value::Int(n)) if n >= 0 => Some(OptVal::Size(n as u64)),
-            (_, other) => text(&other).and_then(|t| crate::config::parse_size(&t).ok()).map(|s| OptVal::Size(s as u64)),
+            (_, other) => text(&other)
+                .and_then(|t| crate::config::parse_size(&t).ok())
+                .map(|s| OptVal::Size(s as u64)),
         },
         OptTy::Regex => match &e.kind {
             ExprKind::Lit(Lit::Regex(r)) => Some(OptVal::Regex(r.clone())),
             _ => None,
         },
-        OptTy::Choice(choices) => text(&v).filter(|t| choices.contains(&t.as_str())).map(OptVal::Str),
+        OptTy::Choice(choices) => text(&v)
+            .filter(|t| choices.contains(&t.as_str()))
+            .map(OptVal::Str),
         OptTy::Map => match v {
             Value::Map(m) => Some(OptVal::Map(m)),
             _ => None,
@@ -290,26 +322,37 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
                     format!("`{}` takes: {}", spec.name, names.join(", "))
                 }
             };
-            c.diagnostics.push(Diagnostic::new(span, format!("unknown option `{name}` for `{}`", spec.name)).hint(hint));
+            c.diagnostics.push(
+                Diagnostic::new(span, format!("unknown option `{name}` for `{}`", spec.name))
+                    .hint(hint),
+            );
             continue;
         };
         if out.values.contains_key(&name) {
-            c.diagnostics.push(Diagnostic::new(span, format!("option `{name}` is set twice")).hint("keep one"));
+            c.diagnostics.push(
+                Diagnostic::new(span, format!("option `{name}` is set twice")).hint("keep one"),
+            );
             continue;
         }
         let value = match const_value(c, expr) {
+            // `null` leaves the option unset (its default applies).
+            Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(msg) if msg.is_empty() => continue,
             Err(msg) => {
                 c.diagnostics.push(
-                    Diagnostic::new(expr.span, format!("option `{name}`: {msg}")).hint("give a fallback with `?? value`, e.g. env(\"X\") ?? \"default\""),
+                    Diagnostic::new(expr.span, format!("option `{name}`: {msg}"))
+                        .hint("give a fallback with `?? value`, e.g. env(\"X\") ?? \"default\""),
                 );
                 continue;
             }
         };
         if let (OptTy::Regex, ExprKind::Lit(Lit::Regex(p))) = (opt.ty, &expr.kind) {
             if let Err(e) = super::functions::compile_regex(p) {
-                c.diagnostics.push(Diagnostic::new(expr.span, format!("option `{name}`: {e}")).hint("regexes use Rust `regex` syntax"));
+                c.diagnostics.push(
+                    Diagnostic::new(expr.span, format!("option `{name}`: {e}"))
+                        .hint("regexes use Rust `regex` syntax"),
+                );
                 continue;
             }
         }
@@ -317,15 +360,23 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
             Some(v) => {
                 out.values.insert(name, (v, span));
             }
-            None => c
-                .diagnostics
-                .push(Diagnostic::new(expr.span, format!("option `{name}` must be {}", opt.ty.describe())).hint(opt.doc)),
+            None => c.diagnostics.push(
+                Diagnostic::new(
+                    expr.span,
+                    format!("option `{name}` must be {}", opt.ty.describe()),
+                )
+                .hint(opt.doc),
+            ),
         }
     }
     for opt in spec.options.iter().filter(|o| o.required) {
         if !out.values.contains_key(opt.name) {
             c.diagnostics.push(
-                Diagnostic::new(at, format!("`{}` needs the option `{}`", spec.name, opt.name)).hint(format!("{}: {}", opt.name, opt.doc)),
+                Diagnostic::new(
+                    at,
+                    format!("`{}` needs the option `{}`", spec.name, opt.name),
+                )
+                .hint(format!("{}: {}", opt.name, opt.doc)),
             );
         }
     }
@@ -337,13 +388,27 @@ pub fn kind_of(c: &mut Compiler, comp: &Component, role: Role) -> Option<&'stati
     match kind(&comp.kind.name, role) {
         Some(k) => Some(k),
         None => {
-            let names: Vec<&str> = KINDS.iter().filter(|k| k.role == role).map(|k| k.name).collect();
+            let names: Vec<&str> = KINDS
+                .iter()
+                .filter(|k| k.role == role)
+                .map(|k| k.name)
+                .collect();
             let hint = match did_you_mean(&comp.kind.name, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("known kinds: {}", names.join(", ")),
             };
-            let what = if role == Role::Source { "source" } else { "sink" };
-            c.diagnostics.push(Diagnostic::new(comp.kind.span, format!("unknown {what} kind `{}`", comp.kind.name)).hint(hint));
+            let what = if role == Role::Source {
+                "source"
+            } else {
+                "sink"
+            };
+            c.diagnostics.push(
+                Diagnostic::new(
+                    comp.kind.span,
+                    format!("unknown {what} kind `{}`", comp.kind.name),
+                )
+                .hint(hint),
+            );
             None
         }
     }

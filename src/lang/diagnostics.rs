@@ -84,7 +84,13 @@ pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
         let gutter = line.to_string().len();
         let _ = writeln!(out, "{:gutter$} |", "");
         let _ = writeln!(out, "{line} | {text}");
-        let _ = writeln!(out, "{:gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width));
+        let _ = writeln!(
+            out,
+            "{:gutter$} | {}{}",
+            "",
+            " ".repeat(col - 1),
+            "^".repeat(width)
+        );
         if let Some(hint) = &d.hint {
             let _ = writeln!(out, "{:gutter$} = hint: {hint}", "");
         }
@@ -93,7 +99,10 @@ pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
 }
 
 /// The closest candidate to `name` (edit distance ≤ 2, or ≤ a third of its length).
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(2);
     candidates
         .into_iter()
@@ -124,7 +133,8 @@ mod tests {
     #[test]
     fn renders_file_line_column_caret_and_hint() {
         let src = "a = 1\nb = frobnicate(2)\n";
-        let d = Diagnostic::new(Span::new(10, 20), "unknown function `frobnicate`").hint("did you mean `floor`?");
+        let d = Diagnostic::new(Span::new(10, 20), "unknown function `frobnicate`")
+            .hint("did you mean `floor`?");
         let text = render("x.ship", src, &[d]);
         assert_eq!(
             text,
@@ -134,7 +144,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("parse_jsn", ["parse_json", "parse_regex"]), Some("parse_json"));
+        assert_eq!(
+            did_you_mean("parse_jsn", ["parse_json", "parse_regex"]),
+            Some("parse_json")
+        );
         assert_eq!(did_you_mean("zzz", ["parse_json"]), None);
     }
 }

@@ -160,7 +160,11 @@ impl CExpr {
             CExpr::Fail(msg) => fail(msg.clone()),
             CExpr::Read(place) => Ok(read(ctx.event, place)),
             CExpr::Source => Ok(Value::String(ctx.source.to_owned())),
-            CExpr::Array(items) => items.iter().map(|e| e.eval(ctx)).collect::<Result<_, _>>().map(Value::Array),
+            CExpr::Array(items) => items
+                .iter()
+                .map(|e| e.eval(ctx))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
             CExpr::Map(entries) => {
                 let mut m = BTreeMap::new();
                 for (k, e) in entries {
@@ -177,17 +181,25 @@ impl CExpr {
                         None => return fail("an index must be an integer or a string"),
                     },
                 };
-                Ok(get_in(&base, std::slice::from_ref(&seg)).cloned().unwrap_or(Value::Null))
+                Ok(get_in(&base, std::slice::from_ref(&seg))
+                    .cloned()
+                    .unwrap_or(Value::Null))
             }
             CExpr::Not(e) => match e.eval(ctx)? {
                 Value::Bool(b) => Ok(Value::Bool(!b)),
                 Value::Null => Ok(Value::Bool(true)),
-                v => fail(format!("`not` needs a boolean, got {}", super::types::Ty::of(&v).describe())),
+                v => fail(format!(
+                    "`not` needs a boolean, got {}",
+                    super::types::Ty::of(&v).describe()
+                )),
             },
             CExpr::Neg(e) => match e.eval(ctx)? {
                 Value::Int(i) => Ok(Value::Int(i.wrapping_neg())),
                 Value::Float(f) => Ok(Value::Float(-f)),
-                v => fail(format!("cannot negate {}", super::types::Ty::of(&v).describe())),
+                v => fail(format!(
+                    "cannot negate {}",
+                    super::types::Ty::of(&v).describe()
+                )),
             },
             CExpr::Bin(op, l, r) => binary(*op, l, r, ctx),
             CExpr::Call(f, args, prepared) => {
@@ -257,13 +269,20 @@ pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
             }))
         }
         BinOp::Add => match (&a, &b) {
-            (Int(x), Int(y)) => x.checked_add(*y).map(Int).ok_or_else(|| EvalError("integer overflow".into())),
+            (Int(x), Int(y)) => x
+                .checked_add(*y)
+                .map(Int)
+                .ok_or_else(|| EvalError("integer overflow".into())),
             (Int(_) | Float(_), Int(_) | Float(_)) => Ok(Float(num(&a) + num(&b))),
             (Timestamp(t), Int(n)) => Ok(Timestamp(t.saturating_add(*n))),
             _ => match (super::functions::text_of(&a), super::functions::text_of(&b)) {
                 (Some(x), Some(y)) => Ok(String(format!("{x}{y}"))),
-                (Some(x), None) if !matches!(b, Null) => Ok(String(format!("{x}{}", convert::stringify(&b)))),
-                (None, Some(y)) if !matches!(a, Null) => Ok(String(format!("{}{y}", convert::stringify(&a)))),
+                (Some(x), None) if !matches!(b, Null) => {
+                    Ok(String(format!("{x}{}", convert::stringify(&b))))
+                }
+                (None, Some(y)) if !matches!(a, Null) => {
+                    Ok(String(format!("{}{y}", convert::stringify(&a))))
+                }
                 _ => fail(format!(
                     "cannot add {} and {}",
                     super::types::Ty::of(&a).describe(),
@@ -279,7 +298,8 @@ pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
                     BinOp::Div => x.checked_div(*y),
                     _ => x.checked_rem(*y),
                 };
-                r.map(Int).ok_or_else(|| EvalError("integer overflow or division by zero".into()))
+                r.map(Int)
+                    .ok_or_else(|| EvalError("integer overflow or division by zero".into()))
             }
             (Int(_) | Float(_), Int(_) | Float(_)) => {
                 let (x, y) = (num(&a), num(&b));
@@ -297,7 +317,9 @@ pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
                 super::types::Ty::of(&b).describe()
             )),
         },
-        BinOp::And | BinOp::Or | BinOp::Coalesce => fail("internal: short-circuit operator applied eagerly"),
+        BinOp::And | BinOp::Or | BinOp::Coalesce => {
+            fail("internal: short-circuit operator applied eagerly")
+        }
     }
 }
 
@@ -324,7 +346,9 @@ pub fn equal(a: &Value, b: &Value) -> bool {
 fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
-        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => num(a).partial_cmp(&num(b)),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
+            num(a).partial_cmp(&num(b))
+        }
         (Value::Timestamp(x), Value::Timestamp(y)) => Some(x.cmp(y)),
         _ => match (super::functions::text_of(a), super::functions::text_of(b)) {
             (Some(x), Some(y)) => Some(x.cmp(&y)),
@@ -339,7 +363,11 @@ pub fn get_in<'v>(mut v: &'v Value, segments: &[Segment]) -> Option<&'v Value> {
         v = match (v, s) {
             (Value::Map(m), Segment::Field(k)) => m.get(k)?,
             (Value::Array(a), Segment::Index(i)) => {
-                let idx = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize)? } else { *i as usize };
+                let idx = if *i < 0 {
+                    a.len().checked_sub(i.unsigned_abs() as usize)?
+                } else {
+                    *i as usize
+                };
                 a.get(idx)?
             }
             _ => return None,
@@ -383,11 +411,18 @@ fn read_log(log: &LogRecord, place: &Place) -> Value {
             if place.rest.is_empty() {
                 log.body.clone()
             } else {
-                get_in(&log.body, &place.rest).cloned().unwrap_or(Value::Null)
+                get_in(&log.body, &place.rest)
+                    .cloned()
+                    .unwrap_or(Value::Null)
             }
         }
         Root::Timestamp => whole(Value::Timestamp(log.time_unix_nano as i64)),
-        Root::Severity => whole(log.severity_text.clone().map(Value::String).unwrap_or(Value::Null)),
+        Root::Severity => whole(
+            log.severity_text
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
+        ),
         Root::Resource => match split_first(&place.rest) {
             Some((k, tail)) => lookup(&log.resource.attributes, k, tail),
             None => attrs_map(&log.resource.attributes),
@@ -438,7 +473,11 @@ fn set_in(target: &mut Value, segments: &[Segment], v: Value) -> Result<(), Eval
         }
         Segment::Index(i) => match target {
             Value::Array(a) => {
-                let idx = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize) } else { Some(*i as usize) };
+                let idx = if *i < 0 {
+                    a.len().checked_sub(i.unsigned_abs() as usize)
+                } else {
+                    Some(*i as usize)
+                };
                 match idx.and_then(|i| a.get_mut(i)) {
                     Some(slot) => set_in(slot, tail, v),
                     None => fail(format!("index {i} is out of bounds")),
@@ -449,7 +488,12 @@ fn set_in(target: &mut Value, segments: &[Segment], v: Value) -> Result<(), Eval
     }
 }
 
-fn set_attr(attrs: &mut Vec<(String, Value)>, key: &str, rest: &[Segment], v: Value) -> Result<(), EvalError> {
+fn set_attr(
+    attrs: &mut Vec<(String, Value)>,
+    key: &str,
+    rest: &[Segment],
+    v: Value,
+) -> Result<(), EvalError> {
     match attrs.iter_mut().find(|(k, _)| k == key) {
         Some((_, slot)) => set_in(slot, rest, v),
         None => {
@@ -467,7 +511,10 @@ fn replace_all(attrs: &mut Vec<(String, Value)>, v: Value) -> Result<(), EvalErr
             *attrs = m.into_iter().collect();
             Ok(())
         }
-        other => fail(format!("attributes must be a map, got {}", super::types::Ty::of(&other).describe())),
+        other => fail(format!(
+            "attributes must be a map, got {}",
+            super::types::Ty::of(&other).describe()
+        )),
     }
 }
 
@@ -505,7 +552,9 @@ fn write_log(log: &mut LogRecord, place: &Place, v: Value) -> Result<(), EvalErr
             Ok(())
         }
         Root::Resource => match split_first(&place.rest) {
-            Some((k, tail)) => set_attr(&mut Arc::make_mut(&mut log.resource).attributes, k, tail, v),
+            Some((k, tail)) => {
+                set_attr(&mut Arc::make_mut(&mut log.resource).attributes, k, tail, v)
+            }
             None => replace_all(&mut Arc::make_mut(&mut log.resource).attributes, v),
         },
         Root::Attributes => match split_first(&place.rest) {
@@ -550,7 +599,9 @@ fn write_metric(m: &mut MetricPoint, place: &Place, v: Value) -> Result<(), Eval
             None => replace_all(&mut m.labels, v),
         },
         Root::Attr(k) => set_attr(&mut m.labels, k, &place.rest, v),
-        Root::Timestamp | Root::Message | Root::Severity => fail("metrics have no message, severity or settable timestamp"),
+        Root::Timestamp | Root::Message | Root::Severity => {
+            fail("metrics have no message, severity or settable timestamp")
+        }
     }
 }
 
@@ -566,7 +617,9 @@ fn remove_in(target: &mut Value, segments: &[Segment]) -> Option<Value> {
     }
     match (cur, last) {
         (Value::Map(m), Segment::Field(k)) => m.remove(k),
-        (Value::Array(a), Segment::Index(i)) if *i >= 0 && (*i as usize) < a.len() => Some(a.remove(*i as usize)),
+        (Value::Array(a), Segment::Index(i)) if *i >= 0 && (*i as usize) < a.len() => {
+            Some(a.remove(*i as usize))
+        }
         _ => None,
     }
 }
@@ -588,7 +641,11 @@ pub fn delete(event: &mut Event, place: &Place) -> Value {
             Root::Message => return std::mem::replace(&mut log.body, Value::Null),
             Root::Severity => {
                 log.severity_number = 0;
-                return log.severity_text.take().map(Value::String).unwrap_or(Value::Null);
+                return log
+                    .severity_text
+                    .take()
+                    .map(Value::String)
+                    .unwrap_or(Value::Null);
             }
             Root::Timestamp => return Value::Null,
             Root::Resource => &mut Arc::make_mut(&mut log.resource).attributes,

@@ -163,7 +163,8 @@ impl Lexer<'_> {
     }
 
     fn error(&mut self, start: usize, msg: impl Into<String>, hint: &str) {
-        self.errors.push(Diagnostic::new(Span::new(start, self.pos.max(start + 1)), msg).hint(hint));
+        self.errors
+            .push(Diagnostic::new(Span::new(start, self.pos.max(start + 1)), msg).hint(hint));
     }
 
     fn operand_expected(&self) -> bool {
@@ -181,7 +182,10 @@ impl Lexer<'_> {
             match c {
                 b' ' | b'\t' | b'\r' | b'\n' => self.pos += 1,
                 b'#' => {
-                    let end = self.src[start..].find('\n').map(|i| start + i).unwrap_or(self.src.len());
+                    let end = self.src[start..]
+                        .find('\n')
+                        .map(|i| start + i)
+                        .unwrap_or(self.src.len());
                     self.pos = end;
                     let text = self.src[start + 1..end].trim_end().to_owned();
                     self.push(Tok::Comment(text), start);
@@ -237,7 +241,11 @@ impl Lexer<'_> {
             _ => {
                 let ch = self.src[start..].chars().next().unwrap_or('?');
                 self.pos += ch.len_utf8();
-                self.error(start, format!("unexpected character `{ch}`"), "remove it, or quote it inside a string");
+                self.error(
+                    start,
+                    format!("unexpected character `{ch}`"),
+                    "remove it, or quote it inside a string",
+                );
                 return;
             }
         };
@@ -259,7 +267,11 @@ impl Lexer<'_> {
             match c {
                 '"' => return Some(out),
                 '\n' => {
-                    self.error(start, "unterminated string", "strings end on the line they start; use \\n for a newline");
+                    self.error(
+                        start,
+                        "unterminated string",
+                        "strings end on the line they start; use \\n for a newline",
+                    );
                     return None;
                 }
                 '\\' => {
@@ -275,7 +287,11 @@ impl Lexer<'_> {
                         '"' => out.push('"'),
                         '\\' => out.push('\\'),
                         other => {
-                            self.error(self.pos - 2, format!("unknown escape `\\{other}`"), "valid escapes: \\n \\t \\r \\0 \\\" \\\\");
+                            self.error(
+                                self.pos - 2,
+                                format!("unknown escape `\\{other}`"),
+                                "valid escapes: \\n \\t \\r \\0 \\\" \\\\",
+                            );
                         }
                     }
                 }
@@ -297,7 +313,11 @@ impl Lexer<'_> {
             match c {
                 '/' => break,
                 '\n' => {
-                    self.error(start, "unterminated regex", "close it with `/` on the same line");
+                    self.error(
+                        start,
+                        "unterminated regex",
+                        "close it with `/` on the same line",
+                    );
                     return;
                 }
                 '\\' if self.peek(0) == Some(b'/') => {
@@ -337,7 +357,11 @@ impl Lexer<'_> {
                 },
                 _ if segments.is_empty() => break,
                 _ => {
-                    self.error(seg_start, "a path segment must follow `.`", "write `.name` or `.\"odd name\"`");
+                    self.error(
+                        seg_start,
+                        "a path segment must follow `.`",
+                        "write `.name` or `.\"odd name\"`",
+                    );
                     break;
                 }
             }
@@ -347,7 +371,10 @@ impl Lexer<'_> {
 
     fn number(&mut self) {
         let start = self.pos;
-        while self.peek(0).is_some_and(|c| c.is_ascii_digit() || c == b'_') {
+        while self
+            .peek(0)
+            .is_some_and(|c| c.is_ascii_digit() || c == b'_')
+        {
             self.pos += 1;
         }
         let mut is_float = false;
@@ -358,7 +385,10 @@ impl Lexer<'_> {
                 self.pos += 1;
             }
         }
-        let digits: String = self.src[start..self.pos].chars().filter(|c| *c != '_').collect();
+        let digits: String = self.src[start..self.pos]
+            .chars()
+            .filter(|c| *c != '_')
+            .collect();
         let unit_start = self.pos;
         while self.peek(0).is_some_and(|c| c.is_ascii_alphabetic()) {
             self.pos += 1;
@@ -396,7 +426,11 @@ impl Lexer<'_> {
                     .map(|v| Tok::Size(v as u64))
             }
             _ => {
-                self.error(start, format!("unknown unit `{unit}`"), "durations: ms s m h d; sizes: B KiB MiB GiB KB MB GB");
+                self.error(
+                    start,
+                    format!("unknown unit `{unit}`"),
+                    "durations: ms s m h d; sizes: B KiB MiB GiB KB MB GB",
+                );
                 return;
             }
         };
@@ -422,18 +456,35 @@ mod tests {
         assert_eq!(
             toks(r#".a."b c" = /^\S+\/x/ # hi"#),
             vec![
-                Tok::Path(vec![Segment::Field("a".into()), Segment::Field("b c".into())]),
+                Tok::Path(vec![
+                    Segment::Field("a".into()),
+                    Segment::Field("b c".into())
+                ]),
                 Tok::Assign,
                 Tok::Regex(r"^\S+/x".into()),
                 Tok::Comment(" hi".into()),
             ]
         );
-        assert_eq!(toks("15s 1MiB 2.5"), vec![Tok::Duration(Duration::from_secs(15)), Tok::Size(1 << 20), Tok::Float(2.5)]);
+        assert_eq!(
+            toks("15s 1MiB 2.5"),
+            vec![
+                Tok::Duration(Duration::from_secs(15)),
+                Tok::Size(1 << 20),
+                Tok::Float(2.5)
+            ]
+        );
     }
 
     #[test]
     fn slash_after_operand_divides() {
-        assert_eq!(toks(".a / 2"), vec![Tok::Path(vec![Segment::Field("a".into())]), Tok::Slash, Tok::Int(2)]);
+        assert_eq!(
+            toks(".a / 2"),
+            vec![
+                Tok::Path(vec![Segment::Field("a".into())]),
+                Tok::Slash,
+                Tok::Int(2)
+            ]
+        );
     }
 
     #[test]

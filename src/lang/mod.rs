@@ -10,10 +10,12 @@ pub mod compile;
 pub mod components;
 pub mod diagnostics;
 pub mod eval;
+pub mod fmt;
 pub mod functions;
 pub mod lex;
 pub mod parse;
 pub mod program;
+pub mod testing;
 pub mod types;
 
 pub use diagnostics::{render, Diagnostic};

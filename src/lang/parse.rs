@@ -21,7 +21,10 @@ type PResult<T> = Result<T, Diagnostic>;
 /// Parses a whole file; returns the tree of every item that parsed, and all errors.
 pub fn parse(src: &str) -> (File, Vec<Diagnostic>) {
     let (tokens, mut errors) = lex(src);
-    let toks: Vec<Token> = tokens.into_iter().filter(|t| !matches!(t.tok, Tok::Comment(_))).collect();
+    let toks: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.tok, Tok::Comment(_)))
+        .collect();
     let mut p = Parser {
         toks,
         pos: 0,
@@ -47,7 +50,10 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let toks: Vec<Token> = tokens.into_iter().filter(|t| !matches!(t.tok, Tok::Comment(_))).collect();
+    let toks: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.tok, Tok::Comment(_)))
+        .collect();
     let mut p = Parser {
         toks,
         pos: 0,
@@ -56,7 +62,10 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
     };
     let e = p.expr().map_err(|e| vec![e])?;
     if let Some(t) = p.toks.get(p.pos) {
-        return Err(vec![Diagnostic::new(t.span, format!("unexpected {} after the expression", t.tok.describe()))]);
+        return Err(vec![Diagnostic::new(
+            t.span,
+            format!("unexpected {} after the expression", t.tok.describe()),
+        )]);
     }
     Ok(e)
 }
@@ -114,7 +123,9 @@ impl Parser {
     }
 
     fn found(&self) -> String {
-        self.peek().map(Tok::describe).unwrap_or_else(|| "the end of the file".into())
+        self.peek()
+            .map(Tok::describe)
+            .unwrap_or_else(|| "the end of the file".into())
     }
 
     fn expect(&mut self, tok: Tok, hint: &str) -> PResult<Span> {
@@ -123,7 +134,11 @@ impl Parser {
         }
         Err(Diagnostic::new(
             self.span(),
-            format!("expected `{}`, found {}", super::lex::punct_text(&tok), self.found()),
+            format!(
+                "expected `{}`, found {}",
+                super::lex::punct_text(&tok),
+                self.found()
+            ),
         )
         .hint(hint))
     }
@@ -135,8 +150,11 @@ impl Parser {
                 self.pos += 1;
                 Ok(Ident { name, span })
             }
-            _ => Err(Diagnostic::new(self.span(), format!("expected {what}, found {}", self.found()))
-                .hint(format!("{what}s are written like_this"))),
+            _ => Err(Diagnostic::new(
+                self.span(),
+                format!("expected {what}, found {}", self.found()),
+            )
+            .hint(format!("{what}s are written like_this"))),
         }
     }
 
@@ -173,7 +191,11 @@ impl Parser {
                     options,
                     span: start.to(self.prev_span()),
                 };
-                Ok(if word == "source" { Item::Source(c) } else { Item::Sink(c) })
+                Ok(if word == "source" {
+                    Item::Source(c)
+                } else {
+                    Item::Sink(c)
+                })
             }
             "settings" => {
                 let options = self.options()?;
@@ -182,11 +204,15 @@ impl Parser {
             "step" => self.step(start),
             "route" => self.route(start),
             "test" => self.test(start),
-            other => Err(Diagnostic::new(start, format!("unknown item `{other}`")).hint(
-                super::diagnostics::did_you_mean(other, ITEM_KEYWORDS)
-                    .map(|s| format!("did you mean `{s}`?"))
-                    .unwrap_or_else(|| "items are source, step, sink, route, test, settings".into()),
-            )),
+            other => Err(
+                Diagnostic::new(start, format!("unknown item `{other}`")).hint(
+                    super::diagnostics::did_you_mean(other, ITEM_KEYWORDS)
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| {
+                            "items are source, step, sink, route, test, settings".into()
+                        }),
+                ),
+            ),
         }
     }
 
@@ -215,8 +241,11 @@ impl Parser {
                 self.pos += 1;
             }
             if !self.eat(&Tok::Assign) && !self.eat(&Tok::Colon) {
-                return Err(Diagnostic::new(self.span(), format!("expected `=` after `{}`, found {}", key.name, self.found()))
-                    .hint("options are written `name = value`"));
+                return Err(Diagnostic::new(
+                    self.span(),
+                    format!("expected `=` after `{}`, found {}", key.name, self.found()),
+                )
+                .hint("options are written `name = value`"));
             }
             let value = self.expr()?;
             out.push(Opt { key, value });
@@ -234,7 +263,11 @@ impl Parser {
                 }
             }
         }
-        let condition = if self.eat_word("where") { Some(self.expr()?) } else { None };
+        let condition = if self.eat_word("where") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let on_error = if self.eat_word("on_error") {
             let policy = self.ident("a failure policy")?;
             let p = match policy.name.as_str() {
@@ -243,8 +276,11 @@ impl Parser {
                 "drop" => OnError::Drop,
                 "tag" => OnError::Tag,
                 other => {
-                    return Err(Diagnostic::new(policy.span, format!("unknown failure policy `{other}`"))
-                        .hint("use keep, drop, tag or dead_letter"))
+                    return Err(Diagnostic::new(
+                        policy.span,
+                        format!("unknown failure policy `{other}`"),
+                    )
+                    .hint("use keep, drop, tag or dead_letter"))
                 }
             };
             Some((p, policy.span))
@@ -285,7 +321,11 @@ impl Parser {
             while self.eat_word("or") {
                 sinks.push(self.ident("a sink name")?);
             }
-            let stream = if self.eat_word("stream") { Some(self.expr()?) } else { None };
+            let stream = if self.eat_word("stream") {
+                Some(self.expr()?)
+            } else {
+                None
+            };
             rules.push(Rule {
                 kind,
                 sinks,
@@ -298,8 +338,16 @@ impl Parser {
 
     fn test(&mut self, start: Span) -> PResult<Item> {
         let name = match self.bump() {
-            Some(Token { tok: Tok::Str(s), .. }) => s,
-            _ => return Err(Diagnostic::new(self.prev_span(), "expected the test's name as a string").hint("write `test \"what it proves\" { ... }`")),
+            Some(Token {
+                tok: Tok::Str(s), ..
+            }) => s,
+            _ => {
+                return Err(Diagnostic::new(
+                    self.prev_span(),
+                    "expected the test's name as a string",
+                )
+                .hint("write `test \"what it proves\" { ... }`"))
+            }
         };
         self.expect(Tok::LBrace, "a test's body goes in braces")?;
         let mut inputs = Vec::new();
@@ -317,7 +365,11 @@ impl Parser {
                 let es = self.span();
                 if self.eat_word("route") {
                     let sink = self.ident("a sink name")?;
-                    let stream = if self.eat_word("stream") { Some(self.expr()?) } else { None };
+                    let stream = if self.eat_word("stream") {
+                        Some(self.expr()?)
+                    } else {
+                        None
+                    };
                     expects.push(Expect::Route {
                         sink,
                         stream,
@@ -369,7 +421,11 @@ impl Parser {
     fn stmt(&mut self) -> PResult<Stmt> {
         let start = self.span();
         if self.eat_word("drop") {
-            let condition = if self.eat_word("where") { Some(self.expr()?) } else { None };
+            let condition = if self.eat_word("where") {
+                Some(self.expr()?)
+            } else {
+                None
+            };
             return Ok(Stmt::Drop {
                 condition,
                 span: start.to(self.prev_span()),
@@ -380,8 +436,10 @@ impl Parser {
             let target = match e.kind {
                 ExprKind::Path(segs) if !segs.is_empty() => segs,
                 _ => {
-                    return Err(Diagnostic::new(e.span, "only a field path can be assigned to")
-                        .hint("write `.field = value`"))
+                    return Err(
+                        Diagnostic::new(e.span, "only a field path can be assigned to")
+                            .hint("write `.field = value`"),
+                    )
                 }
             };
             let value = self.expr()?;
@@ -398,7 +456,8 @@ impl Parser {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             self.depth -= 1;
-            return Err(Diagnostic::new(self.span(), "expression nested too deeply").hint("split it into several assignments"));
+            return Err(Diagnostic::new(self.span(), "expression nested too deeply")
+                .hint("split it into several assignments"));
         }
         let r = self.binary(0);
         self.depth -= 1;
@@ -441,7 +500,10 @@ impl Parser {
             };
             // comparisons do not chain
             if prec == 4 && matches!(self.binop(), Some((_, 4))) {
-                return Err(Diagnostic::new(self.span(), "comparisons cannot be chained").hint("combine them with `and`"));
+                return Err(
+                    Diagnostic::new(self.span(), "comparisons cannot be chained")
+                        .hint("combine them with `and`"),
+                );
             }
         }
         Ok(lhs)
@@ -484,11 +546,17 @@ impl Parser {
             e = match (e.kind, &index.kind) {
                 (ExprKind::Path(mut segs), ExprKind::Lit(Lit::Str(s))) => {
                     segs.push(Segment::Field(s.clone()));
-                    Expr { kind: ExprKind::Path(segs), span }
+                    Expr {
+                        kind: ExprKind::Path(segs),
+                        span,
+                    }
                 }
                 (ExprKind::Path(mut segs), ExprKind::Lit(Lit::Int(i))) => {
                     segs.push(Segment::Index(*i));
-                    Expr { kind: ExprKind::Path(segs), span }
+                    Expr {
+                        kind: ExprKind::Path(segs),
+                        span,
+                    }
                 }
                 (kind, _) => Expr {
                     kind: ExprKind::Index(Box::new(Expr { kind, span: e.span }), Box::new(index)),
@@ -502,9 +570,17 @@ impl Parser {
     fn primary(&mut self) -> PResult<Expr> {
         let start = self.span();
         let Some(tok) = self.peek().cloned() else {
-            return Err(Diagnostic::new(start, "expected an expression, found the end of the file"));
+            return Err(Diagnostic::new(
+                start,
+                "expected an expression, found the end of the file",
+            ));
         };
-        let lit = |l| Ok(Expr { kind: ExprKind::Lit(l), span: start });
+        let lit = |l| {
+            Ok(Expr {
+                kind: ExprKind::Lit(l),
+                span: start,
+            })
+        };
         match tok {
             Tok::Str(s) => {
                 self.pos += 1;
@@ -532,13 +608,19 @@ impl Parser {
             }
             Tok::Path(segs) => {
                 self.pos += 1;
-                Ok(Expr { kind: ExprKind::Path(segs), span: start })
+                Ok(Expr {
+                    kind: ExprKind::Path(segs),
+                    span: start,
+                })
             }
             Tok::LParen => {
                 self.pos += 1;
                 let e = self.expr()?;
                 let close = self.expect(Tok::RParen, "close the parenthesis")?;
-                Ok(Expr { kind: e.kind, span: start.to(close) })
+                Ok(Expr {
+                    kind: e.kind,
+                    span: start.to(close),
+                })
             }
             Tok::LBracket => {
                 self.pos += 1;
@@ -550,10 +632,16 @@ impl Parser {
                     }
                     items.push(self.expr()?);
                     if !self.eat(&Tok::Comma) && self.peek() != Some(&Tok::RBracket) {
-                        return Err(Diagnostic::new(self.span(), format!("expected `,` or `]`, found {}", self.found())));
+                        return Err(Diagnostic::new(
+                            self.span(),
+                            format!("expected `,` or `]`, found {}", self.found()),
+                        ));
                     }
                 }
-                Ok(Expr { kind: ExprKind::Array(items), span: start.to(self.prev_span()) })
+                Ok(Expr {
+                    kind: ExprKind::Array(items),
+                    span: start.to(self.prev_span()),
+                })
             }
             Tok::LBrace => {
                 self.pos += 1;
@@ -564,26 +652,46 @@ impl Parser {
                         break;
                     }
                     let key = match self.bump() {
-                        Some(Token { tok: Tok::Str(s), .. }) | Some(Token { tok: Tok::Ident(s), .. }) => s,
+                        Some(Token {
+                            tok: Tok::Str(s), ..
+                        })
+                        | Some(Token {
+                            tok: Tok::Ident(s), ..
+                        }) => s,
                         _ => {
-                            return Err(Diagnostic::new(self.prev_span(), "expected a map key").hint("write `{ \"key\": value }`"))
+                            return Err(Diagnostic::new(self.prev_span(), "expected a map key")
+                                .hint("write `{ \"key\": value }`"))
                         }
                     };
                     if !self.eat(&Tok::Colon) && !self.eat(&Tok::Assign) {
-                        return Err(Diagnostic::new(self.span(), format!("expected `:` after the key, found {}", self.found())));
+                        return Err(Diagnostic::new(
+                            self.span(),
+                            format!("expected `:` after the key, found {}", self.found()),
+                        ));
                     }
                     entries.push((key, self.expr()?));
                 }
-                Ok(Expr { kind: ExprKind::Map(entries), span: start.to(self.prev_span()) })
+                Ok(Expr {
+                    kind: ExprKind::Map(entries),
+                    span: start.to(self.prev_span()),
+                })
             }
             Tok::Ident(word) => self.word(word, start),
-            other => Err(Diagnostic::new(start, format!("expected an expression, found {}", other.describe()))),
+            other => Err(Diagnostic::new(
+                start,
+                format!("expected an expression, found {}", other.describe()),
+            )),
         }
     }
 
     fn word(&mut self, word: String, start: Span) -> PResult<Expr> {
         self.pos += 1;
-        let lit = |l| Ok(Expr { kind: ExprKind::Lit(l), span: start });
+        let lit = |l| {
+            Ok(Expr {
+                kind: ExprKind::Lit(l),
+                span: start,
+            })
+        };
         match word.as_str() {
             "true" => return lit(Lit::Bool(true)),
             "false" => return lit(Lit::Bool(false)),
@@ -614,11 +722,14 @@ impl Parser {
             }
             _ => {}
         }
-        let abort = self.peek() == Some(&Tok::Bang) && self.peek_at(1) == Some(&Tok::LParen) && self.span().start == start.end;
+        let abort = self.peek() == Some(&Tok::Bang)
+            && self.peek_at(1) == Some(&Tok::LParen)
+            && self.span().start == start.end;
         if abort {
             self.pos += 1;
         }
-        if self.peek() == Some(&Tok::LParen) && self.span().start == start.end + usize::from(abort) {
+        if self.peek() == Some(&Tok::LParen) && self.span().start == start.end + usize::from(abort)
+        {
             self.pos += 1;
             let mut args = Vec::new();
             loop {
@@ -637,20 +748,29 @@ impl Parser {
                 let value = self.expr()?;
                 args.push(Arg { name, value });
                 if !self.eat(&Tok::Comma) && self.peek() != Some(&Tok::RParen) {
-                    return Err(Diagnostic::new(self.span(), format!("expected `,` or `)`, found {}", self.found()))
-                        .hint("separate arguments with commas"));
+                    return Err(Diagnostic::new(
+                        self.span(),
+                        format!("expected `,` or `)`, found {}", self.found()),
+                    )
+                    .hint("separate arguments with commas"));
                 }
             }
             return Ok(Expr {
                 kind: ExprKind::Call {
-                    name: Ident { name: word, span: start },
+                    name: Ident {
+                        name: word,
+                        span: start,
+                    },
                     abort,
                     args,
                 },
                 span: start.to(self.prev_span()),
             });
         }
-        Ok(Expr { kind: ExprKind::Name(word), span: start })
+        Ok(Expr {
+            kind: ExprKind::Name(word),
+            span: start,
+        })
     }
 }
 
@@ -677,7 +797,9 @@ test "t" { input app { message = "500" } expect { .level == "error" } expect rou
         let (file, errors) = parse(src);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(file.items.len(), 5);
-        let Item::Source(c) = &file.items[0] else { panic!() };
+        let Item::Source(c) = &file.items[0] else {
+            panic!()
+        };
         assert_eq!(c.options[1].key.name, "multiline.start");
     }
 
@@ -691,7 +813,11 @@ test "t" { input app { message = "500" } expect { .level == "error" } expect rou
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let src = format!("step s {{ .x = {}1{} }}", "(".repeat(10_000), ")".repeat(10_000));
+        let src = format!(
+            "step s {{ .x = {}1{} }}",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
         let (_, errors) = parse(&src);
         assert!(!errors.is_empty());
         let src = format!("step s {{ .x = {}1 }}", "not ".repeat(10_000));

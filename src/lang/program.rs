@@ -46,7 +46,10 @@ pub struct TestCase {
 #[derive(Debug)]
 pub enum Expectation {
     Condition(CExpr, String),
-    Route { sink: String, stream: Option<String> },
+    Route {
+        sink: String,
+        stream: Option<String>,
+    },
     Dropped,
 }
 
@@ -78,12 +81,29 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     let mut c = Compiler {
         diagnostics: parse_errors,
     };
-    let mut names = Names { seen: HashMap::new() };
+    let mut names = Names {
+        seen: HashMap::new(),
+    };
     let items = &file.items;
 
-    let source_decls: Vec<&ast::Component> = items.iter().filter_map(|i| if let Item::Source(s) = i { Some(s) } else { None }).collect();
-    let sink_decls: Vec<&ast::Component> = items.iter().filter_map(|i| if let Item::Sink(s) = i { Some(s) } else { None }).collect();
-    let step_decls: Vec<&ast::Step> = items.iter().filter_map(|i| if let Item::Step(s) = i { Some(s) } else { None }).collect();
+    let source_decls: Vec<&ast::Component> = items
+        .iter()
+        .filter_map(|i| {
+            if let Item::Source(s) = i {
+                Some(s)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let sink_decls: Vec<&ast::Component> = items
+        .iter()
+        .filter_map(|i| if let Item::Sink(s) = i { Some(s) } else { None })
+        .collect();
+    let step_decls: Vec<&ast::Step> = items
+        .iter()
+        .filter_map(|i| if let Item::Step(s) = i { Some(s) } else { None })
+        .collect();
     for s in &source_decls {
         names.declare(&mut c, "source", &s.name, src);
     }
@@ -102,7 +122,10 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     for item in items {
         if let Item::Settings(opts, span) = item {
             if settings_seen {
-                c.diagnostics.push(Diagnostic::new(*span, "only one `settings` block is allowed").hint("merge the blocks"));
+                c.diagnostics.push(
+                    Diagnostic::new(*span, "only one `settings` block is allowed")
+                        .hint("merge the blocks"),
+                );
                 continue;
             }
             settings_seen = true;
@@ -114,14 +137,23 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     let host_name = settings
         .str("hostname")
         .or_else(|| env_or("SHIPD_HOSTNAME"))
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
 
     // sources
     let mut sources = Vec::new();
     for decl in &source_decls {
-        let Some(spec) = components::kind_of(&mut c, decl, Role::Source) else { continue };
+        let Some(spec) = components::kind_of(&mut c, decl, Role::Source) else {
+            continue;
+        };
         let opts = components::evaluate(&mut c, spec, &decl.options, decl.span);
+        if opts.bool("enabled") == Some(false) {
+            continue;
+        }
         if let Some(s) = build_source(spec.name, &decl.name.name, &opts) {
             sources.push(s);
         }
@@ -133,7 +165,9 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     let mut sink_streams: HashMap<String, String> = HashMap::new();
     let mut disabled = Vec::new();
     for decl in &sink_decls {
-        let Some(spec) = components::kind_of(&mut c, decl, Role::Sink) else { continue };
+        let Some(spec) = components::kind_of(&mut c, decl, Role::Sink) else {
+            continue;
+        };
         let opts = components::evaluate(&mut c, spec, &decl.options, decl.span);
         if opts.bool("enabled") == Some(false) {
             disabled.push(decl.name.name.clone());
@@ -145,33 +179,59 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                 let Some(url) = opts.str("url") else { continue };
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     c.diagnostics.push(
-                        Diagnostic::new(opts.span("url").unwrap_or(decl.span), "option `url` must start with http:// or https://")
-                            .hint("e.g. url = \"http://pi-obs:5080\""),
+                        Diagnostic::new(
+                            opts.span("url").unwrap_or(decl.span),
+                            "option `url` must start with http:// or https://",
+                        )
+                        .hint("e.g. url = \"http://pi-obs:5080\""),
                     );
                     continue;
                 }
                 let mut o2 = OpenObserveConfig::new(name.clone(), url.trim_end_matches('/'));
-                o2.grpc_url = opts.str("grpc_url").unwrap_or_else(|| default_grpc_url(&o2.url));
+                o2.grpc_url = opts
+                    .str("grpc_url")
+                    .unwrap_or_else(|| default_grpc_url(&o2.url));
                 o2.org = opts.str("org").unwrap_or_else(|| "default".into());
                 o2.user = opts.str("user");
                 o2.password = opts.str("password");
                 if let Some(t) = opts.str("transport") {
-                    o2.transport = if t == "grpc" { TransportKind::Grpc } else { TransportKind::Http };
+                    o2.transport = if t == "grpc" {
+                        TransportKind::Grpc
+                    } else {
+                        TransportKind::Http
+                    };
                 }
                 if let Some(comp) = opts.str("compression") {
                     o2.compression = comp.parse().unwrap_or(o2.compression);
                 }
                 o2.batch = BatchLimits {
-                    max_events: opts.int("batch.max_events").map(|n| n.max(1) as usize).unwrap_or(o2.batch.max_events),
-                    max_bytes: opts.size("batch.max_bytes").map(|n| n.max(1) as usize).unwrap_or(o2.batch.max_bytes),
+                    max_events: opts
+                        .int("batch.max_events")
+                        .map(|n| n.max(1) as usize)
+                        .unwrap_or(o2.batch.max_events),
+                    max_bytes: opts
+                        .size("batch.max_bytes")
+                        .map(|n| n.max(1) as usize)
+                        .unwrap_or(o2.batch.max_bytes),
                     timeout: opts.duration("batch.timeout").unwrap_or(o2.batch.timeout),
                 };
-                o2.in_flight = opts.int("in_flight").map(|n| n.max(1) as usize).unwrap_or(o2.in_flight);
-                o2.request_timeout = opts.duration("request_timeout").unwrap_or(o2.request_timeout);
+                o2.in_flight = opts
+                    .int("in_flight")
+                    .map(|n| n.max(1) as usize)
+                    .unwrap_or(o2.in_flight);
+                o2.request_timeout = opts
+                    .duration("request_timeout")
+                    .unwrap_or(o2.request_timeout);
                 o2.retry.max = opts.duration("retry_max").unwrap_or(o2.retry.max);
-                (SinkConfig::OpenObserve(Box::new(o2)), opts.str("stream").unwrap_or_else(|| "default".into()))
+                (
+                    SinkConfig::OpenObserve(Box::new(o2)),
+                    opts.str("stream").unwrap_or_else(|| "default".into()),
+                )
             }
-            _ => (SinkConfig::Console { name: name.clone() }, "console".to_owned()),
+            _ => (
+                SinkConfig::Console { name: name.clone() },
+                "console".to_owned(),
+            ),
         };
         sink_streams.insert(name.clone(), stream);
         sinks.push(sink);
@@ -188,7 +248,9 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     Some(n) => format!("did you mean `{n}`?"),
                     None => "declare it with `source NAME = KIND { ... }`".into(),
                 };
-                c.diagnostics.push(Diagnostic::new(s.span, format!("unknown source `{}`", s.name)).hint(hint));
+                c.diagnostics.push(
+                    Diagnostic::new(s.span, format!("unknown source `{}`", s.name)).hint(hint),
+                );
             }
         }
         let scope = Scope {
@@ -196,7 +258,10 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             step_handles_errors: decl.on_error.is_some(),
             paths: true,
         };
-        let condition = decl.condition.as_ref().map(|e| c.condition(e, &scope, false));
+        let condition = decl
+            .condition
+            .as_ref()
+            .map(|e| c.condition(e, &scope, false));
         let (body, _, body_fails) = c.block(&decl.body, &scope, false);
         let cond_fails = condition.as_ref().is_some_and(|t| t.may_fail);
         steps.push(Step {
@@ -210,18 +275,33 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     }
 
     // routes
-    let route_blocks: Vec<(&Vec<ast::Rule>, Span)> = items.iter().filter_map(|i| if let Item::Route(r, s) = i { Some((r, *s)) } else { None }).collect();
+    let route_blocks: Vec<(&Vec<ast::Rule>, Span)> = items
+        .iter()
+        .filter_map(|i| {
+            if let Item::Route(r, s) = i {
+                Some((r, *s))
+            } else {
+                None
+            }
+        })
+        .collect();
     let mut rules = Vec::new();
     let mut dead_letter = None;
     let mut route_texts = Vec::new();
     match route_blocks.as_slice() {
         [] => c.diagnostics.push(
-            Diagnostic::new(Span::new(src.len(), src.len()), "the pipeline has no `route` block")
-                .hint("add `route { else => SINK }` so every event has a destination"),
+            Diagnostic::new(
+                Span::new(src.len(), src.len()),
+                "the pipeline has no `route` block",
+            )
+            .hint("add `route { else => SINK }` so every event has a destination"),
         ),
         [(block, span), rest @ ..] => {
             for (_, extra) in rest {
-                c.diagnostics.push(Diagnostic::new(*extra, "only one `route` block is allowed").hint("merge the rules into the first block, in order"));
+                c.diagnostics.push(
+                    Diagnostic::new(*extra, "only one `route` block is allowed")
+                        .hint("merge the rules into the first block, in order"),
+                );
             }
             let scope = Scope {
                 sources: &source_names,
@@ -244,17 +324,32 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                 let mut target = None;
                 for s in &rule.sinks {
                     if !declared_sinks.contains(&s.name) {
-                        let hint = match did_you_mean(&s.name, declared_sinks.iter().map(String::as_str)) {
+                        let hint = match did_you_mean(
+                            &s.name,
+                            declared_sinks.iter().map(String::as_str),
+                        ) {
                             Some(n) => format!("did you mean `{n}`?"),
                             None => "declare it with `sink NAME = KIND { ... }`".into(),
                         };
-                        c.diagnostics.push(Diagnostic::new(s.span, format!("route to undeclared sink `{}`", s.name)).hint(hint));
+                        c.diagnostics.push(
+                            Diagnostic::new(
+                                s.span,
+                                format!("route to undeclared sink `{}`", s.name),
+                            )
+                            .hint(hint),
+                        );
                     } else if target.is_none() && !disabled.contains(&s.name) {
-                        target = sink_names.iter().position(|n| *n == s.name).map(|i| (i, s.name.clone()));
+                        target = sink_names
+                            .iter()
+                            .position(|n| *n == s.name)
+                            .map(|i| (i, s.name.clone()));
                     }
                 }
                 let stream = match &rule.stream {
-                    Some(Expr { kind: ExprKind::Lit(Lit::Str(s)), .. }) => Some(StreamSpec::Fixed(Arc::from(normalize_stream_name(s)))),
+                    Some(Expr {
+                        kind: ExprKind::Lit(Lit::Str(s)),
+                        ..
+                    }) => Some(StreamSpec::Fixed(Arc::from(normalize_stream_name(s)))),
                     Some(e) => {
                         let t = c.expr(e, &scope, true);
                         Some(StreamSpec::Computed(t.expr))
@@ -277,21 +372,38 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     RuleKind::DeadLetter => None,
                 };
                 let Some((sink, sink_name)) = target else {
-                    if matches!(rule.kind, RuleKind::Else) && rule.sinks.iter().all(|s| declared_sinks.contains(&s.name)) {
+                    if matches!(rule.kind, RuleKind::Else)
+                        && rule.sinks.iter().all(|s| declared_sinks.contains(&s.name))
+                    {
                         c.diagnostics.push(
-                            Diagnostic::new(rule.span, "every sink of the `else` route is disabled")
-                                .hint("add an always-enabled fallback, e.g. `else => o2 or console`"),
+                            Diagnostic::new(
+                                rule.span,
+                                "every sink of the `else` route is disabled",
+                            )
+                            .hint("add an always-enabled fallback, e.g. `else => o2 or console`"),
                         );
                     }
                     continue;
                 };
                 let stream = stream.unwrap_or_else(|| {
-                    StreamSpec::Fixed(Arc::from(normalize_stream_name(sink_streams.get(&sink_name).map(String::as_str).unwrap_or("default"))))
+                    StreamSpec::Fixed(Arc::from(normalize_stream_name(
+                        sink_streams
+                            .get(&sink_name)
+                            .map(String::as_str)
+                            .unwrap_or("default"),
+                    )))
                 });
                 route_texts.push(format!(
                     "{} => {sink_name}{}",
                     match &rule.kind {
-                        RuleKind::When(_) => src.get(rule.span.start..rule.span.end).unwrap_or("").split("=>").next().unwrap_or("").trim().to_owned(),
+                        RuleKind::When(_) => src
+                            .get(rule.span.start..rule.span.end)
+                            .unwrap_or("")
+                            .split("=>")
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_owned(),
                         RuleKind::Else => "else".into(),
                         RuleKind::DeadLetter => "dead_letter".into(),
                     },
@@ -300,7 +412,11 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                         StreamSpec::Computed(_) => " stream (computed)".into(),
                     }
                 ));
-                let compiled = Rule { condition, sink, stream };
+                let compiled = Rule {
+                    condition,
+                    sink,
+                    stream,
+                };
                 if matches!(rule.kind, RuleKind::DeadLetter) {
                     dead_letter = Some(compiled);
                 } else {
@@ -309,8 +425,9 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             }
             if !has_else {
                 c.diagnostics.push(
-                    Diagnostic::new(*span, "the route block has no `else` rule")
-                        .hint("add `else => SINK` as the last rule so no event disappears unrouted"),
+                    Diagnostic::new(*span, "the route block has no `else` rule").hint(
+                        "add `else => SINK` as the last rule so no event disappears unrouted",
+                    ),
                 );
             }
         }
@@ -329,20 +446,31 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         return Err(d);
     }
 
-    let api_addr = match settings.str("api_addr").or_else(|| env_or("SHIPD_API_ADDR")) {
+    let api_addr = match settings
+        .str("api_addr")
+        .or_else(|| env_or("SHIPD_API_ADDR"))
+    {
         Some(a) if a == "off" => None,
         Some(a) => match a.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                return Err(vec![Diagnostic::new(settings.span("api_addr").unwrap_or_default(), "`api_addr` is not an address like 127.0.0.1:9717")
-                    .hint("or \"off\" to disable the API")])
+                return Err(vec![Diagnostic::new(
+                    settings.span("api_addr").unwrap_or_default(),
+                    "`api_addr` is not an address like 127.0.0.1:9717",
+                )
+                .hint("or \"off\" to disable the API")])
             }
         },
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9717))),
     };
     let max_streams = settings.int("max_streams").unwrap_or(100).max(1) as usize;
-    let overflow = settings.str("overflow_stream").unwrap_or_else(|| "overflow".into());
-    let processor = Processor::new(steps, Router::new(rules, dead_letter, max_streams, &overflow));
+    let overflow = settings
+        .str("overflow_stream")
+        .unwrap_or_else(|| "overflow".into());
+    let processor = Processor::new(
+        steps,
+        Router::new(rules, dead_letter, max_streams, &overflow),
+    );
     let agent = AgentConfig {
         data_dir: settings
             .str("data_dir")
@@ -350,9 +478,16 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             .map(PathBuf::from)
             .unwrap_or_else(|| "/var/lib/shipd".into()),
         api_addr,
-        checkpoint_interval: settings.duration("checkpoint_interval").unwrap_or(std::time::Duration::from_secs(5)),
-        drain_timeout: settings.duration("drain_timeout").unwrap_or(std::time::Duration::from_secs(10)),
-        channel_bytes: settings.size("channel_bytes").map(|s| s as usize).unwrap_or(4 * 1024 * 1024),
+        checkpoint_interval: settings
+            .duration("checkpoint_interval")
+            .unwrap_or(std::time::Duration::from_secs(5)),
+        drain_timeout: settings
+            .duration("drain_timeout")
+            .unwrap_or(std::time::Duration::from_secs(10)),
+        channel_bytes: settings
+            .size("channel_bytes")
+            .map(|s| s as usize)
+            .unwrap_or(4 * 1024 * 1024),
         host_name,
         sources,
         sinks,
@@ -362,10 +497,18 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         agent,
         tests,
         sink_names,
-        sources: source_decls.iter().map(|s| (s.name.name.clone(), s.kind.name.clone())).collect(),
+        sources: source_decls
+            .iter()
+            .map(|s| (s.name.name.clone(), s.kind.name.clone()))
+            .collect(),
         steps: step_decls
             .iter()
-            .map(|s| (s.name.name.clone(), s.sources.iter().map(|i| i.name.clone()).collect()))
+            .map(|s| {
+                (
+                    s.name.name.clone(),
+                    s.sources.iter().map(|i| i.name.clone()).collect(),
+                )
+            })
             .collect(),
         routes: route_texts,
     })
@@ -377,7 +520,11 @@ fn build_source(kind: &str, name: &str, opts: &Options) -> Option<SourceConfig> 
         "files" => {
             let mut f = FileSourceConfig::new(name, opts.strings("include")?);
             if let Some(r) = opts.str("read_from") {
-                f.read_from = if r == "beginning" { ReadFrom::Beginning } else { ReadFrom::End };
+                f.read_from = if r == "beginning" {
+                    ReadFrom::Beginning
+                } else {
+                    ReadFrom::End
+                };
             }
             if let Some(n) = opts.size("max_line_bytes") {
                 f.max_line_bytes = n.max(1) as usize;
@@ -395,7 +542,13 @@ fn build_source(kind: &str, name: &str, opts: &Options) -> Option<SourceConfig> 
     }
 }
 
-fn compile_test(c: &mut Compiler, t: &ast::Test, sources: &[String], sinks: &[String], src: &str) -> TestCase {
+fn compile_test(
+    c: &mut Compiler,
+    t: &ast::Test,
+    sources: &[String],
+    sinks: &[String],
+    src: &str,
+) -> TestCase {
     let mut inputs = Vec::new();
     for (source, fields) in &t.inputs {
         if !sources.contains(&source.name) {
@@ -403,7 +556,10 @@ fn compile_test(c: &mut Compiler, t: &ast::Test, sources: &[String], sinks: &[St
                 Some(n) => format!("did you mean `{n}`?"),
                 None => "inputs name a declared source".into(),
             };
-            c.diagnostics.push(Diagnostic::new(source.span, format!("unknown source `{}`", source.name)).hint(hint));
+            c.diagnostics.push(
+                Diagnostic::new(source.span, format!("unknown source `{}`", source.name))
+                    .hint(hint),
+            );
         }
         let mut event = Event::Log(LogRecord::new(Value::Null, Arc::new(Resource::default())));
         for opt in fields {
@@ -411,22 +567,37 @@ fn compile_test(c: &mut Compiler, t: &ast::Test, sources: &[String], sinks: &[St
                 Ok(v) => {
                     let place = Place::resolve(&[ast::Segment::Field(opt.key.name.clone())]);
                     let place = if opt.key.name.contains('.') {
-                        Place::resolve(&opt.key.name.split('.').map(|s| ast::Segment::Field(s.to_owned())).collect::<Vec<_>>())
+                        Place::resolve(
+                            &opt.key
+                                .name
+                                .split('.')
+                                .map(|s| ast::Segment::Field(s.to_owned()))
+                                .collect::<Vec<_>>(),
+                        )
                     } else {
                         place
                     };
                     if let Err(e) = super::eval::write(&mut event, &place, v) {
-                        c.diagnostics.push(Diagnostic::new(opt.value.span, format!("input field `{}`: {}", opt.key.name, e.0)));
+                        c.diagnostics.push(Diagnostic::new(
+                            opt.value.span,
+                            format!("input field `{}`: {}", opt.key.name, e.0),
+                        ));
                     }
                 }
                 Err(msg) if msg.is_empty() => {}
-                Err(msg) => c.diagnostics.push(Diagnostic::new(opt.value.span, format!("input field `{}`: {msg}", opt.key.name))),
+                Err(msg) => c.diagnostics.push(Diagnostic::new(
+                    opt.value.span,
+                    format!("input field `{}`: {msg}", opt.key.name),
+                )),
             }
         }
         inputs.push((source.name.clone(), event));
     }
     if inputs.is_empty() {
-        c.diagnostics.push(Diagnostic::new(t.span, format!("test \"{}\" has no input", t.name)).hint("add `input SOURCE { message = \"...\" }`"));
+        c.diagnostics.push(
+            Diagnostic::new(t.span, format!("test \"{}\" has no input", t.name))
+                .hint("add `input SOURCE { message = \"...\" }`"),
+        );
     }
     let scope = Scope {
         sources,
@@ -439,18 +610,27 @@ fn compile_test(c: &mut Compiler, t: &ast::Test, sources: &[String], sinks: &[St
             ast::Expect::Conditions(conds) => {
                 for cond in conds {
                     let compiled = c.condition(cond, &scope, true);
-                    let text = src.get(cond.span.start..cond.span.end).unwrap_or("").to_owned();
+                    let text = src
+                        .get(cond.span.start..cond.span.end)
+                        .unwrap_or("")
+                        .to_owned();
                     expects.push(Expectation::Condition(compiled.expr, text));
                 }
             }
             ast::Expect::Route { sink, stream, span } => {
                 if !sinks.contains(&sink.name) {
-                    c.diagnostics.push(Diagnostic::new(sink.span, format!("undeclared sink `{}`", sink.name)).hint("expect a route to a declared sink"));
+                    c.diagnostics.push(
+                        Diagnostic::new(sink.span, format!("undeclared sink `{}`", sink.name))
+                            .hint("expect a route to a declared sink"),
+                    );
                 }
                 let stream = match stream.as_ref().map(|e| &e.kind) {
                     Some(ExprKind::Lit(Lit::Str(s))) => Some(normalize_stream_name(s)),
                     Some(_) => {
-                        c.diagnostics.push(Diagnostic::new(*span, "the expected stream must be a string literal"));
+                        c.diagnostics.push(Diagnostic::new(
+                            *span,
+                            "the expected stream must be a string literal",
+                        ));
                         None
                     }
                     None => None,

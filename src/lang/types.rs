@@ -49,7 +49,11 @@ impl Ty {
             (Ty::REGEX, "regex"),
             (Ty::BYTES, "bytes"),
         ];
-        let parts: Vec<&str> = names.iter().filter(|(t, _)| self.meets(*t)).map(|(_, n)| *n).collect();
+        let parts: Vec<&str> = names
+            .iter()
+            .filter(|(t, _)| self.meets(*t))
+            .map(|(_, n)| *n)
+            .collect();
         parts.join(" or ")
     }
 

@@ -61,7 +61,8 @@ impl Step {
             OnError::Keep => Outcome::Continue,
             OnError::Tag => {
                 if let Event::Log(log) = event {
-                    log.attributes.push(("shipd.error".into(), Value::String(err)));
+                    log.attributes
+                        .push(("shipd.error".into(), Value::String(err)));
                 }
                 Outcome::Continue
             }
@@ -85,7 +86,10 @@ impl Processor {
         Processor {
             steps,
             router,
-            dropped: telemetry::counter("shipd_events_dropped_total", &[("component", "pipeline"), ("reason", "drop")]),
+            dropped: telemetry::counter(
+                "shipd_events_dropped_total",
+                &[("component", "pipeline"), ("reason", "drop")],
+            ),
             failed: telemetry::counter("shipd_step_errors_total", &[("component", "pipeline")]),
         }
     }

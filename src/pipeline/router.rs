@@ -51,7 +51,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(rules: Vec<Rule>, dead_letter: Option<Rule>, max_streams: usize, overflow: &str) -> Self {
+    pub fn new(
+        rules: Vec<Rule>,
+        dead_letter: Option<Rule>,
+        max_streams: usize,
+        overflow: &str,
+    ) -> Self {
         Router {
             rules,
             dead_letter,
@@ -59,9 +64,15 @@ impl Router {
                 max_streams,
                 overflow: Arc::from(normalize_stream_name(overflow)),
                 computed: HashSet::new(),
-                overflowed: telemetry::counter("shipd_stream_overflow_total", &[("component", "router")]),
+                overflowed: telemetry::counter(
+                    "shipd_stream_overflow_total",
+                    &[("component", "router")],
+                ),
             },
-            unrouted: telemetry::counter("shipd_events_dropped_total", &[("component", "router"), ("reason", "step_failed")]),
+            unrouted: telemetry::counter(
+                "shipd_events_dropped_total",
+                &[("component", "router"), ("reason", "step_failed")],
+            ),
         }
     }
 
@@ -120,7 +131,10 @@ impl Router {
         }
         let rule = &self.rules[chosen?];
         let stream = self.namer.name(&rule.stream, &mut ctx);
-        Some(Route { sink: rule.sink, stream })
+        Some(Route {
+            sink: rule.sink,
+            stream,
+        })
     }
 
     /// The destination of an event whose step failed: the `dead_letter`
@@ -131,11 +145,15 @@ impl Router {
             return None;
         };
         if let Event::Log(log) = event {
-            log.attributes.push(("shipd.error".into(), Value::String(error.to_owned())));
+            log.attributes
+                .push(("shipd.error".into(), Value::String(error.to_owned())));
         }
         let mut ctx = Ctx::new(event, source);
         let stream = self.namer.name(&rule.stream, &mut ctx);
-        Some(Route { sink: rule.sink, stream })
+        Some(Route {
+            sink: rule.sink,
+            stream,
+        })
     }
 }
 

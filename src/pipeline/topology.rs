@@ -124,7 +124,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
 }
 
 /// The processing stage: the pipeline's steps, then routing.
-async fn process(mut input: BatchReceiver, mut processor: Processor, sinks: Vec<BatchSender<RoutedBatch>>) {
+async fn process(
+    mut input: BatchReceiver,
+    mut processor: Processor,
+    sinks: Vec<BatchSender<RoutedBatch>>,
+) {
     while let Some(batch) = input.recv().await {
         for (route, batch) in processor.process(batch.item) {
             let bytes = batch.bytes;

@@ -10,8 +10,15 @@ pub fn to_int(args: &[Value], _: &Prepared) -> Result<Value, String> {
         Value::Bool(b) => Ok(Value::Int(i64::from(*b))),
         Value::Timestamp(ns) => Ok(Value::Int(*ns)),
         v => match text_of(v) {
-            Some(t) => t.trim().parse().map(Value::Int).map_err(|_| format!("`{t}` is not an integer")),
-            None => Err(format!("cannot convert {} to an integer", super::Ty::of(v).describe())),
+            Some(t) => t
+                .trim()
+                .parse()
+                .map(Value::Int)
+                .map_err(|_| format!("`{t}` is not an integer")),
+            None => Err(format!(
+                "cannot convert {} to an integer",
+                super::Ty::of(v).describe()
+            )),
         },
     }
 }
@@ -22,8 +29,15 @@ pub fn to_float(args: &[Value], _: &Prepared) -> Result<Value, String> {
         Value::Float(f) => Ok(Value::Float(*f)),
         Value::Bool(b) => Ok(Value::Float(f64::from(u8::from(*b)))),
         v => match text_of(v) {
-            Some(t) => t.trim().parse().map(Value::Float).map_err(|_| format!("`{t}` is not a number")),
-            None => Err(format!("cannot convert {} to a float", super::Ty::of(v).describe())),
+            Some(t) => t
+                .trim()
+                .parse()
+                .map(Value::Float)
+                .map_err(|_| format!("`{t}` is not a number")),
+            None => Err(format!(
+                "cannot convert {} to a float",
+                super::Ty::of(v).describe()
+            )),
         },
     }
 }
@@ -50,7 +64,12 @@ pub fn to_bool(args: &[Value], _: &Prepared) -> Result<Value, String> {
     match &args[0] {
         Value::Bool(b) => Ok(Value::Bool(*b)),
         Value::Int(i) => Ok(Value::Bool(*i != 0)),
-        v => match text_of(v).as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+        v => match text_of(v)
+            .as_deref()
+            .map(str::trim)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("true" | "yes" | "on" | "1" | "y") => Ok(Value::Bool(true)),
             Some("false" | "no" | "off" | "0" | "n" | "") => Ok(Value::Bool(false)),
             _ => Err(format!("cannot convert {} to a boolean", stringify(v))),
@@ -61,10 +80,13 @@ pub fn to_bool(args: &[Value], _: &Prepared) -> Result<Value, String> {
 /// Parses `text` as RFC 3339 (no format) or with a strftime format; ns since the epoch.
 pub fn parse_time(text: &str, format: Option<&str>) -> Result<i64, String> {
     let parsed = match format {
-        None | Some("rfc3339") => chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.timestamp_nanos_opt()),
+        None | Some("rfc3339") => {
+            chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.timestamp_nanos_opt())
+        }
         Some(fmt) => match chrono::DateTime::parse_from_str(text.trim(), fmt) {
             Ok(t) => Ok(t.timestamp_nanos_opt()),
-            Err(_) => chrono::NaiveDateTime::parse_from_str(text.trim(), fmt).map(|t| t.and_utc().timestamp_nanos_opt()),
+            Err(_) => chrono::NaiveDateTime::parse_from_str(text.trim(), fmt)
+                .map(|t| t.and_utc().timestamp_nanos_opt()),
         },
     };
     match parsed {
@@ -87,7 +109,9 @@ pub fn parse_timestamp(args: &[Value], _: &Prepared) -> Result<Value, String> {
 }
 
 pub fn now(_: &[Value], _: &Prepared) -> Result<Value, String> {
-    Ok(Value::Timestamp(crate::event::unix_nanos(std::time::SystemTime::now()) as i64))
+    Ok(Value::Timestamp(
+        crate::event::unix_nanos(std::time::SystemTime::now()) as i64,
+    ))
 }
 
 /// OpenTelemetry severity text and number for a syslog priority or level word.
@@ -109,7 +133,8 @@ pub fn severity_of(v: &Value) -> Option<(&'static str, u8)> {
                 "info" | "information" | "informational" | "notice" | "i" | "5" | "6" => "INFO",
                 "warn" | "warning" | "wrn" | "w" | "4" => "WARN",
                 "error" | "err" | "e" | "3" => "ERROR",
-                "fatal" | "crit" | "critical" | "alert" | "emerg" | "emergency" | "panic" | "f" | "0" | "1" | "2" => "FATAL",
+                "fatal" | "crit" | "critical" | "alert" | "emerg" | "emergency" | "panic" | "f"
+                | "0" | "1" | "2" => "FATAL",
                 _ => return None,
             }
         }
@@ -142,7 +167,9 @@ mod tests {
     #[test]
     fn conversions_succeed_and_fail_clearly() {
         assert_eq!(one(to_int, Value::from(" 42 ")), Ok(Value::Int(42)));
-        assert!(one(to_int, Value::from("4x")).unwrap_err().contains("not an integer"));
+        assert!(one(to_int, Value::from("4x"))
+            .unwrap_err()
+            .contains("not an integer"));
         assert!(one(to_int, Value::Array(vec![])).is_err());
         assert_eq!(one(to_float, Value::from("2.5")), Ok(Value::Float(2.5)));
         assert!(one(to_float, Value::from("x")).is_err());
@@ -153,10 +180,22 @@ mod tests {
 
     #[test]
     fn timestamps_rfc3339_and_strftime() {
-        assert_eq!(parse_time("1970-01-01T00:00:01.5Z", None), Ok(1_500_000_000));
-        assert_eq!(parse_time("2000-01-01 00:00:00", Some("%Y-%m-%d %H:%M:%S")), Ok(946_684_800_000_000_000));
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01.5Z", None),
+            Ok(1_500_000_000)
+        );
+        assert_eq!(
+            parse_time("2000-01-01 00:00:00", Some("%Y-%m-%d %H:%M:%S")),
+            Ok(946_684_800_000_000_000)
+        );
         assert!(parse_time("yesterday", None).is_err());
-        let v = parse_timestamp(&[Value::from("01/Jan/2026:00:00:00 +0000"), Value::from("%d/%b/%Y:%H:%M:%S %z")], &Prepared::None);
+        let v = parse_timestamp(
+            &[
+                Value::from("01/Jan/2026:00:00:00 +0000"),
+                Value::from("%d/%b/%Y:%H:%M:%S %z"),
+            ],
+            &Prepared::None,
+        );
         assert_eq!(v, Ok(Value::Timestamp(1_767_225_600_000_000_000)));
     }
 

@@ -48,11 +48,19 @@ pub struct Param {
 }
 
 const fn req(name: &'static str, ty: Ty) -> Param {
-    Param { name, ty, required: true }
+    Param {
+        name,
+        ty,
+        required: true,
+    }
 }
 
 const fn opt(name: &'static str, ty: Ty) -> Param {
-    Param { name, ty, required: false }
+    Param {
+        name,
+        ty,
+        required: false,
+    }
 }
 
 /// One standard function.
@@ -134,7 +142,9 @@ pub fn text_of(v: &Value) -> Option<Cow<'_, str>> {
 /// The text of argument `i`, or an error naming the expected type.
 pub fn arg_text<'a>(args: &'a [Value], i: usize) -> Result<Cow<'a, str>, String> {
     match args.get(i) {
-        Some(v) => text_of(v).ok_or_else(|| format!("expected a string, got {}", Ty::of(v).describe())),
+        Some(v) => {
+            text_of(v).ok_or_else(|| format!("expected a string, got {}", Ty::of(v).describe()))
+        }
         None => Err("missing argument".into()),
     }
 }

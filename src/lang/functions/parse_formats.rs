@@ -20,31 +20,64 @@ fn s(v: &str) -> Value {
 }
 
 static SYSLOG_5424: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^<(?<pri>\d{1,3})>(?<version>\d{1,2}) (?<ts>\S+) (?<host>\S+) (?<app>\S+) (?<procid>\S+) (?<msgid>\S+) (?<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (?<msg>.*))?$")
+    re(
+        r"^<(?<pri>\d{1,3})>(?<version>\d{1,2}) (?<ts>\S+) (?<host>\S+) (?<app>\S+) (?<procid>\S+) (?<msgid>\S+) (?<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (?<msg>.*))?$",
+    )
 });
 static SYSLOG_3164: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?:<(?<pri>\d{1,3})>)?(?<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?<host>\S+) (?<tag>[^:\[\s]+)(?:\[(?<pid>\d+)\])?: ?(?<msg>.*)$")
+    re(
+        r"^(?:<(?<pri>\d{1,3})>)?(?<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?<host>\S+) (?<tag>[^:\[\s]+)(?:\[(?<pid>\d+)\])?: ?(?<msg>.*)$",
+    )
 });
-static SD_ELEMENT: LazyLock<Regex> = LazyLock::new(|| re(r#"\[(?<id>[^\s\]]+)(?<params>(?:\s+[^=\s]+="(?:[^"\\]|\\.)*")*)\]"#));
+static SD_ELEMENT: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"\[(?<id>[^\s\]]+)(?<params>(?:\s+[^=\s]+="(?:[^"\\]|\\.)*")*)\]"#));
 static SD_PARAM: LazyLock<Regex> = LazyLock::new(|| re(r#"(?<k>[^=\s]+)="(?<v>(?:[^"\\]|\\.)*)""#));
 
-const SEVERITIES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+const SEVERITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
 const FACILITIES: [&str; 24] = [
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp", "security",
-    "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
 ];
 
 fn put_pri(out: &mut BTreeMap<String, Value>, pri: &str) -> Result<(), String> {
     let pri: usize = pri.parse().map_err(|_| "bad priority")?;
     let (fac, sev) = (pri / 8, pri % 8);
-    let facility = FACILITIES.get(fac).ok_or_else(|| format!("priority {pri} out of range"))?;
+    let facility = FACILITIES
+        .get(fac)
+        .ok_or_else(|| format!("priority {pri} out of range"))?;
     out.insert("facility".into(), s(facility));
     out.insert("severity".into(), s(SEVERITIES[sev]));
     Ok(())
 }
 
 fn unescape_sd(v: &str) -> String {
-    v.replace("\\\"", "\"").replace("\\]", "]").replace("\\\\", "\\")
+    v.replace("\\\"", "\"")
+        .replace("\\]", "]")
+        .replace("\\\\", "\\")
 }
 
 pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
@@ -54,9 +87,15 @@ pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let nil = |v: &str| if v == "-" { Value::Null } else { s(v) };
     if let Some(c) = SYSLOG_5424.captures(line) {
         put_pri(&mut out, &c["pri"])?;
-        out.insert("version".into(), Value::Int(c["version"].parse().unwrap_or(1)));
+        out.insert(
+            "version".into(),
+            Value::Int(c["version"].parse().unwrap_or(1)),
+        );
         if &c["ts"] != "-" {
-            out.insert("timestamp".into(), Value::Timestamp(parse_time(&c["ts"], None)?));
+            out.insert(
+                "timestamp".into(),
+                Value::Timestamp(parse_time(&c["ts"], None)?),
+            );
         }
         out.insert("hostname".into(), nil(&c["host"]));
         out.insert("appname".into(), nil(&c["app"]));
@@ -73,7 +112,10 @@ pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
         if !sd.is_empty() {
             out.insert("structured_data".into(), Value::Map(sd));
         }
-        let msg = c.name("msg").map(|m| m.as_str().trim_start_matches('\u{feff}')).unwrap_or("");
+        let msg = c
+            .name("msg")
+            .map(|m| m.as_str().trim_start_matches('\u{feff}'))
+            .unwrap_or("");
         out.insert("message".into(), s(msg));
         return Ok(Value::Map(out));
     }
@@ -85,7 +127,10 @@ pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
         let stamp = format!("{year} {}", c["ts"].replace("  ", " "));
         let naive = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y %b %d %H:%M:%S")
             .map_err(|e| format!("bad syslog timestamp `{}`: {e}", &c["ts"]))?;
-        out.insert("timestamp".into(), Value::Timestamp(naive.and_utc().timestamp_nanos_opt().unwrap_or(0)));
+        out.insert(
+            "timestamp".into(),
+            Value::Timestamp(naive.and_utc().timestamp_nanos_opt().unwrap_or(0)),
+        );
         out.insert("hostname".into(), s(&c["host"]));
         out.insert("appname".into(), s(&c["tag"]));
         if let Some(pid) = c.name("pid") {
@@ -98,21 +143,35 @@ pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
 }
 
 static NGINX_COMBINED: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"^(?<client>\S+) - (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#)
+    re(
+        r#"^(?<client>\S+) - (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#,
+    )
 });
 static APACHE_COMMON: LazyLock<Regex> = LazyLock::new(|| {
-    re(r#"^(?<client>\S+) (?<ident>\S+) (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#)
+    re(
+        r#"^(?<client>\S+) (?<ident>\S+) (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#,
+    )
 });
 static NGINX_ERROR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"^(?<ts>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?<level>\w+)\] (?<pid>\d+)#(?<tid>\d+): (?:\*(?<cid>\d+) )?(?<msg>.*)$")
+    re(
+        r"^(?<ts>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?<level>\w+)\] (?<pid>\d+)#(?<tid>\d+): (?:\*(?<cid>\d+) )?(?<msg>.*)$",
+    )
 });
-static NGINX_ERROR_KV: LazyLock<Regex> = LazyLock::new(|| re(r#", (?<k>client|server|request|upstream|host|referrer): (?<v>"[^"]*"|[^,]*)"#));
+static NGINX_ERROR_KV: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#", (?<k>client|server|request|upstream|host|referrer): (?<v>"[^"]*"|[^,]*)"#)
+});
 
 fn access_fields(c: &regex::Captures, out: &mut BTreeMap<String, Value>) -> Result<(), String> {
     out.insert("client".into(), s(&c["client"]));
     let user = &c["user"];
-    out.insert("user".into(), if user == "-" { Value::Null } else { s(user) });
-    out.insert("timestamp".into(), Value::Timestamp(parse_time(&c["ts"], Some("%d/%b/%Y:%H:%M:%S %z"))?));
+    out.insert(
+        "user".into(),
+        if user == "-" { Value::Null } else { s(user) },
+    );
+    out.insert(
+        "timestamp".into(),
+        Value::Timestamp(parse_time(&c["ts"], Some("%d/%b/%Y:%H:%M:%S %z"))?),
+    );
     let request = &c["request"];
     out.insert("request".into(), s(request));
     let mut parts = request.splitn(3, ' ');
@@ -123,14 +182,38 @@ fn access_fields(c: &regex::Captures, out: &mut BTreeMap<String, Value>) -> Resu
             out.insert("protocol".into(), s(proto));
         }
     }
-    out.insert("status".into(), Value::Int(c["status"].parse().map_err(|_| "bad status")?));
+    out.insert(
+        "status".into(),
+        Value::Int(c["status"].parse().map_err(|_| "bad status")?),
+    );
     let size = &c["size"];
-    out.insert("size".into(), if size == "-" { Value::Int(0) } else { Value::Int(size.parse().map_err(|_| "bad size")?) });
+    out.insert(
+        "size".into(),
+        if size == "-" {
+            Value::Int(0)
+        } else {
+            Value::Int(size.parse().map_err(|_| "bad size")?)
+        },
+    );
     if let Some(r) = c.name("referer") {
-        out.insert("referer".into(), if r.as_str() == "-" { Value::Null } else { s(r.as_str()) });
+        out.insert(
+            "referer".into(),
+            if r.as_str() == "-" {
+                Value::Null
+            } else {
+                s(r.as_str())
+            },
+        );
     }
     if let Some(a) = c.name("agent") {
-        out.insert("agent".into(), if a.as_str() == "-" { Value::Null } else { s(a.as_str()) });
+        out.insert(
+            "agent".into(),
+            if a.as_str() == "-" {
+                Value::Null
+            } else {
+                s(a.as_str())
+            },
+        );
     }
     Ok(())
 }
@@ -147,27 +230,51 @@ pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let mut out = BTreeMap::new();
     match format_arg(args, "combined")?.as_str() {
         "combined" => {
-            let c = NGINX_COMBINED.captures(&text).ok_or("not an nginx combined log line")?;
+            let c = NGINX_COMBINED
+                .captures(&text)
+                .ok_or("not an nginx combined log line")?;
             access_fields(&c, &mut out)?;
         }
         "error" => {
-            let c = NGINX_ERROR.captures(&text).ok_or("not an nginx error log line")?;
-            let ts = chrono::NaiveDateTime::parse_from_str(&c["ts"], "%Y/%m/%d %H:%M:%S").map_err(|e| e.to_string())?;
-            out.insert("timestamp".into(), Value::Timestamp(ts.and_utc().timestamp_nanos_opt().unwrap_or(0)));
+            let c = NGINX_ERROR
+                .captures(&text)
+                .ok_or("not an nginx error log line")?;
+            let ts = chrono::NaiveDateTime::parse_from_str(&c["ts"], "%Y/%m/%d %H:%M:%S")
+                .map_err(|e| e.to_string())?;
+            out.insert(
+                "timestamp".into(),
+                Value::Timestamp(ts.and_utc().timestamp_nanos_opt().unwrap_or(0)),
+            );
             out.insert("severity".into(), s(&c["level"]));
-            out.insert("pid".into(), Value::Int(c["pid"].parse().map_err(|_| "bad pid")?));
-            out.insert("tid".into(), Value::Int(c["tid"].parse().map_err(|_| "bad tid")?));
+            out.insert(
+                "pid".into(),
+                Value::Int(c["pid"].parse().map_err(|_| "bad pid")?),
+            );
+            out.insert(
+                "tid".into(),
+                Value::Int(c["tid"].parse().map_err(|_| "bad tid")?),
+            );
             if let Some(cid) = c.name("cid") {
-                out.insert("cid".into(), Value::Int(cid.as_str().parse().map_err(|_| "bad connection id")?));
+                out.insert(
+                    "cid".into(),
+                    Value::Int(cid.as_str().parse().map_err(|_| "bad connection id")?),
+                );
             }
             let msg = &c["msg"];
-            let first_kv = NGINX_ERROR_KV.find(msg).map(|m| m.start()).unwrap_or(msg.len());
+            let first_kv = NGINX_ERROR_KV
+                .find(msg)
+                .map(|m| m.start())
+                .unwrap_or(msg.len());
             out.insert("message".into(), s(&msg[..first_kv]));
             for kv in NGINX_ERROR_KV.captures_iter(msg) {
                 out.insert(kv["k"].to_owned(), s(kv["v"].trim_matches('"')));
             }
         }
-        other => return Err(format!("unknown nginx format `{other}` (combined or error)")),
+        other => {
+            return Err(format!(
+                "unknown nginx format `{other}` (combined or error)"
+            ))
+        }
     }
     Ok(Value::Map(out))
 }
@@ -175,12 +282,20 @@ pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
 pub fn parse_apache(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
     let format = format_arg(args, "combined")?;
-    let c = APACHE_COMMON.captures(&text).ok_or("not an Apache access log line")?;
+    let c = APACHE_COMMON
+        .captures(&text)
+        .ok_or("not an Apache access log line")?;
     match format.as_str() {
         "common" => {}
         "combined" if c.name("agent").is_some() => {}
-        "combined" => return Err("not an Apache combined log line (no referer and user agent)".into()),
-        other => return Err(format!("unknown Apache format `{other}` (common or combined)")),
+        "combined" => {
+            return Err("not an Apache combined log line (no referer and user agent)".into())
+        }
+        other => {
+            return Err(format!(
+                "unknown Apache format `{other}` (common or combined)"
+            ))
+        }
     }
     let mut out = BTreeMap::new();
     access_fields(&c, &mut out)?;
@@ -198,7 +313,9 @@ pub fn parse_cri(args: &[Value], _: &Prepared) -> Result<Value, String> {
         return Err("not a CRI log line (TIMESTAMP STREAM P|F MESSAGE)".into());
     };
     if stream != "stdout" && stream != "stderr" {
-        return Err(format!("CRI stream must be stdout or stderr, got `{stream}`"));
+        return Err(format!(
+            "CRI stream must be stdout or stderr, got `{stream}`"
+        ));
     }
     let partial = match tag.split(':').next() {
         Some("P") => true,
@@ -215,7 +332,9 @@ pub fn parse_cri(args: &[Value], _: &Prepared) -> Result<Value, String> {
 
 pub fn parse_docker_json(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
-    let Value::Map(mut m) = from_json(serde_json::from_str(&text).map_err(|e| format!("invalid docker JSON: {e}"))?) else {
+    let Value::Map(mut m) =
+        from_json(serde_json::from_str(&text).map_err(|e| format!("invalid docker JSON: {e}"))?)
+    else {
         return Err("docker json-file line is not an object".into());
     };
     let log = match m.remove("log") {
@@ -260,21 +379,34 @@ mod tests {
         assert_eq!(m["procid"], Value::Null);
         assert_eq!(m["msgid"], s("ID47"));
         assert_eq!(m["message"], s("An application event log entry"));
-        let Value::Map(sd) = &m["structured_data"] else { panic!() };
-        let Value::Map(first) = &sd["exampleSDID@32473"] else { panic!() };
+        let Value::Map(sd) = &m["structured_data"] else {
+            panic!()
+        };
+        let Value::Map(first) = &sd["exampleSDID@32473"] else {
+            panic!()
+        };
         assert_eq!(first["eventSource"], s("Application"));
         assert_eq!(m["timestamp"], Value::Timestamp(1_065_910_455_003_000_000));
     }
 
     #[test]
     fn syslog_3164_without_year() {
-        let m = map(call(parse_syslog, &["<34>Oct 11 22:14:15 mymachine su[123]: 'su root' failed for lonvick on /dev/pts/8"]));
+        let m = map(call(
+            parse_syslog,
+            &["<34>Oct 11 22:14:15 mymachine su[123]: 'su root' failed for lonvick on /dev/pts/8"],
+        ));
         assert_eq!(m["facility"], s("auth"));
         assert_eq!(m["severity"], s("crit"));
         assert_eq!(m["appname"], s("su"));
         assert_eq!(m["procid"], s("123"));
-        assert_eq!(m["message"], s("'su root' failed for lonvick on /dev/pts/8"));
-        let m = map(call(parse_syslog, &["Nov  5 01:02:03 pi4 kernel: usb 1-1: new device"]));
+        assert_eq!(
+            m["message"],
+            s("'su root' failed for lonvick on /dev/pts/8")
+        );
+        let m = map(call(
+            parse_syslog,
+            &["Nov  5 01:02:03 pi4 kernel: usb 1-1: new device"],
+        ));
         assert_eq!(m["appname"], s("kernel"));
         assert!(call(parse_syslog, &["hello world"]).is_err());
     }
@@ -289,7 +421,10 @@ mod tests {
         assert_eq!(m["path"], s("/api/items?id=3"));
         assert_eq!(m["status"], Value::Int(502));
         assert_eq!(m["size"], Value::Int(157));
-        assert_eq!(m["agent"], s("Mozilla/5.0 (X11; Linux aarch64) AppleWebKit/537.36 (KHTML, like Gecko)"));
+        assert_eq!(
+            m["agent"],
+            s("Mozilla/5.0 (X11; Linux aarch64) AppleWebKit/537.36 (KHTML, like Gecko)")
+        );
         assert_eq!(m["timestamp"], Value::Timestamp(1_795_597_200_000_000_000));
         assert!(call(parse_nginx, &["garbage"]).is_err());
         assert!(call(parse_nginx, &[line, "weird"]).is_err());
@@ -304,7 +439,10 @@ mod tests {
         assert_eq!(m["cid"], Value::Int(5));
         assert_eq!(m["client"], s("10.0.0.7"));
         assert_eq!(m["request"], s("GET / HTTP/1.1"));
-        assert_eq!(m["message"], s("connect() failed (111: Connection refused) while connecting to upstream"));
+        assert_eq!(
+            m["message"],
+            s("connect() failed (111: Connection refused) while connecting to upstream")
+        );
         assert!(call(parse_nginx, &["10.0.0.1 - - [x]", "error"]).is_err());
     }
 
@@ -314,8 +452,13 @@ mod tests {
         let m = map(call(parse_apache, &[common, "common"]));
         assert_eq!(m["user"], s("frank"));
         assert_eq!(m["size"], Value::Int(2326));
-        assert!(call(parse_apache, &[common, "combined"]).is_err(), "common line is not combined");
-        let combined = format!("{common} \"http://www.example.com/start.html\" \"Mozilla/4.08 [en] (Win98; I ;Nav)\"");
+        assert!(
+            call(parse_apache, &[common, "combined"]).is_err(),
+            "common line is not combined"
+        );
+        let combined = format!(
+            "{common} \"http://www.example.com/start.html\" \"Mozilla/4.08 [en] (Win98; I ;Nav)\""
+        );
         let m = map(call(parse_apache, &[&combined]));
         assert_eq!(m["referer"], s("http://www.example.com/start.html"));
         assert!(call(parse_apache, &["nope"]).is_err());
@@ -323,12 +466,18 @@ mod tests {
 
     #[test]
     fn cri_and_docker_lines() {
-        let m = map(call(parse_cri, &["2026-11-25T10:00:00.123456789Z stdout P partial text"]));
+        let m = map(call(
+            parse_cri,
+            &["2026-11-25T10:00:00.123456789Z stdout P partial text"],
+        ));
         assert_eq!(m["partial"], Value::Bool(true));
         assert_eq!(m["message"], s("partial text"));
         assert_eq!(m["stream"], s("stdout"));
         assert!(call(parse_cri, &["2026-11-25T10:00:00Z stdlog F x"]).is_err());
-        let m = map(call(parse_docker_json, &[r#"{"log":"hello\n","stream":"stderr","time":"2026-11-25T10:00:00.5Z"}"#]));
+        let m = map(call(
+            parse_docker_json,
+            &[r#"{"log":"hello\n","stream":"stderr","time":"2026-11-25T10:00:00.5Z"}"#],
+        ));
         assert_eq!(m["message"], s("hello"));
         assert_eq!(m["partial"], Value::Bool(false));
         assert_eq!(m["timestamp"], Value::Timestamp(1_795_600_800_500_000_000));

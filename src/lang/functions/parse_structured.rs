@@ -17,7 +17,9 @@ pub fn from_json(j: serde_json::Value) -> Value {
             .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
         serde_json::Value::String(s) => Value::String(s),
         serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => Value::Map(o.into_iter().map(|(k, v)| (k, from_json(v))).collect()),
+        serde_json::Value::Object(o) => {
+            Value::Map(o.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+        }
     }
 }
 
@@ -27,12 +29,16 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::Null => serde_json::Value::Null,
         Value::Bool(b) => (*b).into(),
         Value::Int(i) => (*i).into(),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
         Value::String(s) => s.clone().into(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned().into(),
         Value::Timestamp(ns) => crate::event::format_rfc3339(*ns).into(),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
-        Value::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Value::Map(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }
 
@@ -48,10 +54,15 @@ pub fn parse_logfmt(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let mut out = BTreeMap::new();
     let mut rest = text.trim_start();
     while !rest.is_empty() {
-        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace()).unwrap_or(rest.len());
+        let key_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
         let key = &rest[..key_end];
         if key.is_empty() {
-            return Err(format!("logfmt: expected a key at `{}`", rest.chars().take(20).collect::<String>()));
+            return Err(format!(
+                "logfmt: expected a key at `{}`",
+                rest.chars().take(20).collect::<String>()
+            ));
         }
         rest = &rest[key_end..];
         let value = if let Some(after) = rest.strip_prefix('=') {
@@ -77,7 +88,8 @@ pub fn parse_logfmt(args: &[Value], _: &Prepared) -> Result<Value, String> {
                         c => val.push(c),
                     }
                 }
-                let end = end.ok_or_else(|| format!("logfmt: unterminated quote for key `{key}`"))?;
+                let end =
+                    end.ok_or_else(|| format!("logfmt: unterminated quote for key `{key}`"))?;
                 rest = &quoted[end + 1..];
                 val
             } else {
@@ -103,14 +115,26 @@ const NAMED_PATTERNS: &[(&str, &str)] = &[
     ("NOTSPACE", r"\S+"),
     ("DATA", r".*?"),
     ("GREEDYDATA", r".*"),
-    ("IP", r"(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+"),
+    (
+        "IP",
+        r"(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+",
+    ),
     ("IPV4", r"(?:\d{1,3}\.){3}\d{1,3}"),
     ("HOSTNAME", r"[A-Za-z0-9][A-Za-z0-9.-]*"),
     ("QS", r#""(?:[^"\\]|\\.)*""#),
     ("HTTPDATE", r"\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}"),
-    ("TIMESTAMP_ISO8601", r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
-    ("LOGLEVEL", r"(?i:trace|debug|info|notice|warn(?:ing)?|error|err|crit(?:ical)?|fatal|alert|emerg(?:ency)?)"),
-    ("UUID", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+    (
+        "TIMESTAMP_ISO8601",
+        r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
+    ),
+    (
+        "LOGLEVEL",
+        r"(?i:trace|debug|info|notice|warn(?:ing)?|error|err|crit(?:ical)?|fatal|alert|emerg(?:ency)?)",
+    ),
+    (
+        "UUID",
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    ),
 ];
 
 /// Expands `%{NAME}`, `%{NAME:field}` and `%{NAME:field:int|float}`; returns
@@ -131,7 +155,10 @@ pub fn expand_patterns(pattern: &str) -> Result<(String, Vec<(String, &'static s
             .map(|(_, b)| *b)
             .ok_or_else(|| {
                 let known: Vec<&str> = NAMED_PATTERNS.iter().map(|(n, _)| *n).collect();
-                format!("unknown named pattern `{name}` (known: {})", known.join(", "))
+                format!(
+                    "unknown named pattern `{name}` (known: {})",
+                    known.join(", ")
+                )
             })?;
         match (parts.next(), parts.next()) {
             (Some(field), conv) => {
@@ -139,7 +166,9 @@ pub fn expand_patterns(pattern: &str) -> Result<(String, Vec<(String, &'static s
                     let conv = match conv {
                         "int" => "int",
                         "float" => "float",
-                        other => return Err(format!("unknown conversion `{other}` (use int or float)")),
+                        other => {
+                            return Err(format!("unknown conversion `{other}` (use int or float)"))
+                        }
                     };
                     conversions.push((field.to_owned(), conv));
                 }
@@ -167,7 +196,10 @@ pub fn prepare_regex(args: &super::ConstArgs) -> Result<Prepared, String> {
             let (expanded, conversions) = expand_patterns(p)?;
             let re = compile_regex(&expanded)?;
             if re.capture_names().flatten().next().is_none() {
-                return Err("the pattern has no named capture; write `(?<name>...)` or `%{INT:name}`".into());
+                return Err(
+                    "the pattern has no named capture; write `(?<name>...)` or `%{INT:name}`"
+                        .into(),
+                );
             }
             Ok(Prepared::Grok(re, conversions))
         }
@@ -189,8 +221,14 @@ pub fn parse_regex(args: &[Value], prepared: &Prepared) -> Result<Value, String>
         };
         let text = m.as_str();
         let v = match conversions.iter().find(|(f, _)| f == name).map(|(_, c)| *c) {
-            Some("int") => text.parse().map(Value::Int).map_err(|_| format!("`{name}`: `{text}` is not an integer"))?,
-            Some(_) => text.parse().map(Value::Float).map_err(|_| format!("`{name}`: `{text}` is not a number"))?,
+            Some("int") => text
+                .parse()
+                .map(Value::Int)
+                .map_err(|_| format!("`{name}`: `{text}` is not an integer"))?,
+            Some(_) => text
+                .parse()
+                .map(Value::Float)
+                .map_err(|_| format!("`{name}`: `{text}` is not a number"))?,
             None => Value::String(text.to_owned()),
         };
         out.insert(name.to_owned(), v);
@@ -215,16 +253,26 @@ pub(crate) mod tests {
 
     #[test]
     fn json_success_and_failure() {
-        let v = parse_json(&s(r#"{"a":1,"b":[true,null],"c":{"d":"x"}}"#), &Prepared::None).unwrap();
+        let v = parse_json(
+            &s(r#"{"a":1,"b":[true,null],"c":{"d":"x"}}"#),
+            &Prepared::None,
+        )
+        .unwrap();
         let Value::Map(m) = v else { panic!() };
         assert_eq!(m["a"], Value::Int(1));
-        assert!(parse_json(&s(r#"{"a":"#), &Prepared::None).unwrap_err().contains("invalid JSON"));
+        assert!(parse_json(&s(r#"{"a":"#), &Prepared::None)
+            .unwrap_err()
+            .contains("invalid JSON"));
         assert!(parse_json(&[Value::Int(1)], &Prepared::None).is_err());
     }
 
     #[test]
     fn logfmt_success_and_failure() {
-        let v = parse_logfmt(&s(r#"level=info msg="hello \"w\"" flag dur=5ms"#), &Prepared::None).unwrap();
+        let v = parse_logfmt(
+            &s(r#"level=info msg="hello \"w\"" flag dur=5ms"#),
+            &Prepared::None,
+        )
+        .unwrap();
         let Value::Map(m) = v else { panic!() };
         assert_eq!(m["msg"], Value::from("hello \"w\""));
         assert_eq!(m["flag"], Value::from("true"));
@@ -235,14 +283,25 @@ pub(crate) mod tests {
 
     #[test]
     fn regex_named_captures_and_grok_patterns() {
-        let p = prepare_regex(&[&e(Lit::Null), &e(Lit::Regex(r#"^%{IP:client} .* "%{WORD:method} (?<path>\S+)[^"]*" %{INT:status}"#.into()))]).unwrap();
+        let p = prepare_regex(&[
+            &e(Lit::Null),
+            &e(Lit::Regex(
+                r#"^%{IP:client} .* "%{WORD:method} (?<path>\S+)[^"]*" %{INT:status}"#.into(),
+            )),
+        ])
+        .unwrap();
         let line = r#"10.0.0.1 - - [01/Jan/2026:00:00:00 +0000] "GET /x HTTP/1.1" 502 12 "-" "Mozilla/5.0 (X11; Linux)""#;
-        let Value::Map(m) = parse_regex(&s(line), &p).unwrap() else { panic!() };
+        let Value::Map(m) = parse_regex(&s(line), &p).unwrap() else {
+            panic!()
+        };
         assert_eq!(m["client"], Value::from("10.0.0.1"));
         assert_eq!(m["method"], Value::from("GET"));
         assert_eq!(m["status"], Value::from("502"));
-        let typed = prepare_regex(&[&e(Lit::Null), &e(Lit::Regex("%{INT:status:int}".into()))]).unwrap();
-        let Value::Map(m) = parse_regex(&s("code 404"), &typed).unwrap() else { panic!() };
+        let typed =
+            prepare_regex(&[&e(Lit::Null), &e(Lit::Regex("%{INT:status:int}".into()))]).unwrap();
+        let Value::Map(m) = parse_regex(&s("code 404"), &typed).unwrap() else {
+            panic!()
+        };
         assert_eq!(m["status"], Value::Int(404));
         assert_eq!(parse_regex(&s("nope"), &p).unwrap_err(), "no match");
         assert!(prepare_regex(&[&e(Lit::Null), &e(Lit::Regex("(".into()))]).is_err());

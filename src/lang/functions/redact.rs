@@ -17,9 +17,15 @@ pub struct Rule {
 
 const BUILTIN: &[(&str, &str)] = &[
     ("email", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
-    ("ipv4", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
+    (
+        "ipv4",
+        r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b",
+    ),
     ("bearer_token", r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*"),
-    ("jwt", r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
+    ),
     ("credit_card", r"\b\d(?:[ -]?\d){12,18}\b"),
 ];
 
@@ -35,7 +41,10 @@ pub fn prepare(args: &super::ConstArgs) -> Result<Prepared, String> {
             ExprKind::Name(name) | ExprKind::Lit(Lit::Str(name)) => {
                 let (_, pattern) = BUILTIN.iter().find(|(n, _)| n == name).ok_or_else(|| {
                     let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-                    format!("unknown redaction `{name}` (known: {}, or a regex)", known.join(", "))
+                    format!(
+                        "unknown redaction `{name}` (known: {}, or a regex)",
+                        known.join(", ")
+                    )
                 })?;
                 rules.push(Rule {
                     regex: compile_regex(pattern)?,
@@ -58,7 +67,17 @@ fn luhn_valid(digits: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { *d })
+        .map(|(i, d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                *d
+            }
+        })
         .sum();
     ds.len() >= 13 && sum % 10 == 0
 }
@@ -90,7 +109,10 @@ mod tests {
     use crate::lang::ast::Expr;
 
     fn expr(kind: ExprKind) -> Expr {
-        Expr { kind, span: Default::default() }
+        Expr {
+            kind,
+            span: Default::default(),
+        }
     }
 
     fn rules(items: Vec<ExprKind>) -> Result<Prepared, String> {
@@ -103,7 +125,9 @@ mod tests {
         let names = ["email", "ipv4", "bearer_token", "jwt", "credit_card"];
         let p = rules(names.iter().map(|n| ExprKind::Name((*n).into())).collect()).unwrap();
         let line = "user bob@example.com from 192.168.1.7 Authorization: Bearer abc.def-ghi token eyJhbGciOi.eyJzdWIiOjF9.sig card 4111 1111 1111 1111 order 1234567890123";
-        let Ok(Value::String(out)) = redact(&[Value::from(line)], &p) else { panic!() };
+        let Ok(Value::String(out)) = redact(&[Value::from(line)], &p) else {
+            panic!()
+        };
         assert_eq!(
             out,
             "user [REDACTED] from [REDACTED] Authorization: [REDACTED] token [REDACTED] card [REDACTED] order 1234567890123"
@@ -113,7 +137,10 @@ mod tests {
     #[test]
     fn custom_regex_and_bad_rules() {
         let p = rules(vec![ExprKind::Lit(Lit::Regex(r"password=\S+".into()))]).unwrap();
-        assert_eq!(redact(&[Value::from("a password=x1 b")], &p), Ok(Value::from("a [REDACTED] b")));
+        assert_eq!(
+            redact(&[Value::from("a password=x1 b")], &p),
+            Ok(Value::from("a [REDACTED] b"))
+        );
         assert!(rules(vec![ExprKind::Name("passport".into())]).is_err());
         assert!(prepare(&[&expr(ExprKind::Lit(Lit::Null))]).is_err());
     }

@@ -70,7 +70,13 @@ pub fn join(a: &[Value], _: &Prepared) -> Result<Value, String> {
         Some(Value::Null) | None => String::new(),
         Some(_) => arg_text(a, 1)?.into_owned(),
     };
-    Ok(Value::String(items.iter().map(super::convert::stringify).collect::<Vec<_>>().join(&sep)))
+    Ok(Value::String(
+        items
+            .iter()
+            .map(super::convert::stringify)
+            .collect::<Vec<_>>()
+            .join(&sep),
+    ))
 }
 
 pub fn len(a: &[Value], _: &Prepared) -> Result<Value, String> {
@@ -79,7 +85,12 @@ pub fn len(a: &[Value], _: &Prepared) -> Result<Value, String> {
         Value::Bytes(b) => b.len(),
         Value::Array(v) => v.len(),
         Value::Map(m) => m.len(),
-        other => return Err(format!("len of {} is undefined", super::Ty::of(other).describe())),
+        other => {
+            return Err(format!(
+                "len of {} is undefined",
+                super::Ty::of(other).describe()
+            ))
+        }
     };
     Ok(Value::Int(n as i64))
 }
@@ -135,7 +146,10 @@ mod tests {
         assert_eq!(uppercase(&[v("AbC")], n), Ok(v("ABC")));
         assert_eq!(trim(&[v("  x ")], n), Ok(v("x")));
         assert_eq!(contains(&[v("hello"), v("ell")], n), Ok(Value::Bool(true)));
-        assert_eq!(starts_with(&[v("hello"), v("he")], n), Ok(Value::Bool(true)));
+        assert_eq!(
+            starts_with(&[v("hello"), v("he")], n),
+            Ok(Value::Bool(true))
+        );
         assert_eq!(ends_with(&[v("hello"), v("x")], n), Ok(Value::Bool(false)));
         assert!(lowercase(&[Value::Int(1)], n).is_err());
     }
@@ -145,23 +159,43 @@ mod tests {
         let n = &Prepared::None;
         assert_eq!(replace(&[v("a-b-c"), v("-"), v("+")], n), Ok(v("a+b+c")));
         let re = prepare_optional_regex(&[&e(Lit::Null), &e(Lit::Regex(r"\d+".into()))]).unwrap();
-        assert_eq!(replace(&[v("a1b22"), Value::Null, v("#")], &re), Ok(v("a#b#")));
-        assert_eq!(split(&[v("a,b"), v(",")], n), Ok(Value::Array(vec![v("a"), v("b")])));
+        assert_eq!(
+            replace(&[v("a1b22"), Value::Null, v("#")], &re),
+            Ok(v("a#b#"))
+        );
+        assert_eq!(
+            split(&[v("a,b"), v(",")], n),
+            Ok(Value::Array(vec![v("a"), v("b")]))
+        );
         assert!(split(&[v("a"), v("")], n).is_err());
         let ws = prepare_optional_regex(&[&e(Lit::Null), &e(Lit::Regex(r"\s+".into()))]).unwrap();
-        assert_eq!(split(&[v("a  b"), Value::Null], &ws), Ok(Value::Array(vec![v("a"), v("b")])));
+        assert_eq!(
+            split(&[v("a  b"), Value::Null], &ws),
+            Ok(Value::Array(vec![v("a"), v("b")]))
+        );
     }
 
     #[test]
     fn join_len_merge() {
         let n = &Prepared::None;
-        assert_eq!(join(&[Value::Array(vec![v("a"), Value::Int(1)]), v(",")], n), Ok(v("a,1")));
+        assert_eq!(
+            join(&[Value::Array(vec![v("a"), Value::Int(1)]), v(",")], n),
+            Ok(v("a,1"))
+        );
         assert!(join(&[v("x")], n).is_err());
         assert_eq!(len(&[v("abc")], n), Ok(Value::Int(3)));
         assert!(len(&[Value::Int(3)], n).is_err());
         let a = Value::Map([("x".to_string(), Value::Int(1))].into());
-        let b = Value::Map([("x".to_string(), Value::Int(2)), ("y".to_string(), Value::Int(3))].into());
-        let Ok(Value::Map(m)) = merge(&[a, b], n) else { panic!() };
+        let b = Value::Map(
+            [
+                ("x".to_string(), Value::Int(2)),
+                ("y".to_string(), Value::Int(3)),
+            ]
+            .into(),
+        );
+        let Ok(Value::Map(m)) = merge(&[a, b], n) else {
+            panic!()
+        };
         assert_eq!(m["x"], Value::Int(2));
         assert!(merge(&[Value::Int(1), Value::Int(2)], n).is_err());
     }
@@ -170,7 +204,12 @@ mod tests {
     fn hash_is_stable_and_sample_keeps_about_one_in_rate() {
         assert_eq!(stable_hash(&v("node-1")), stable_hash(&v("node-1")));
         let kept = (0..10_000)
-            .filter(|i| sample(&[Value::Int(10), Value::from(format!("k{i}"))], &Prepared::None) == Ok(Value::Bool(true)))
+            .filter(|i| {
+                sample(
+                    &[Value::Int(10), Value::from(format!("k{i}"))],
+                    &Prepared::None,
+                ) == Ok(Value::Bool(true))
+            })
             .count();
         assert!((800..1200).contains(&kept), "kept {kept}");
         assert!(sample(&[Value::Int(0), v("k")], &Prepared::None).is_err());

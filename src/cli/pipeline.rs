@@ -1,0 +1,154 @@
+//! Pipeline file commands: `check` (all diagnostics at once), `test` (the
+//! file's own tests), `fmt` (canonical formatting) and `explain` (the
+//! compiled topology).
+
+use crate::lang::{self, testing};
+use std::io::Write;
+use std::path::Path;
+
+/// Exit code for diagnostics or failed tests.
+pub const FAILED: i32 = 1;
+/// Exit code for unreadable input.
+pub const UNUSABLE: i32 = 2;
+
+fn read(path: &Path, err: &mut dyn Write) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let _ = writeln!(err, "{}: cannot read: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Loads a file, printing its diagnostics on failure.
+pub fn load(path: &Path, err: &mut dyn Write) -> Option<lang::Program> {
+    let src = read(path, err)?;
+    match lang::load(&src) {
+        Ok(p) => Some(p),
+        Err(d) => {
+            let _ = write!(
+                err,
+                "{}",
+                lang::render(&path.display().to_string(), &src, &d)
+            );
+            let _ = writeln!(err, "{}: {} error(s)", path.display(), d.len());
+            None
+        }
+    }
+}
+
+/// `shipctl check FILE...`.
+pub fn check(files: &[std::path::PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut code = 0;
+    for f in files {
+        match load(f, err) {
+            Some(p) => {
+                let _ = writeln!(
+                    out,
+                    "{}: ok ({} sources, {} steps, {} sinks, {} tests)",
+                    f.display(),
+                    p.sources.len(),
+                    p.steps.len(),
+                    p.sink_names.len(),
+                    p.tests.len()
+                );
+            }
+            None => code = FAILED,
+        }
+    }
+    code
+}
+
+/// `shipctl test FILE...`.
+pub fn test(files: &[std::path::PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let (mut passed, mut failed) = (0, 0);
+    let mut code = 0;
+    for f in files {
+        let Some(mut program) = load(f, err) else {
+            code = FAILED;
+            continue;
+        };
+        for report in testing::run(&mut program) {
+            if report.passed() {
+                passed += 1;
+                let _ = writeln!(out, "ok    {}: {}", f.display(), report.name);
+            } else {
+                failed += 1;
+                code = FAILED;
+                let _ = writeln!(out, "FAIL  {}: {}", f.display(), report.name);
+                for failure in &report.failures {
+                    let _ = writeln!(out, "      {failure}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    code
+}
+
+/// `shipctl fmt [--check] FILE...`.
+pub fn fmt(
+    files: &[std::path::PathBuf],
+    check_only: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let mut code = 0;
+    for f in files {
+        let Some(src) = read(f, err) else {
+            code = UNUSABLE;
+            continue;
+        };
+        match lang::fmt::format(&src) {
+            Ok(formatted) if formatted == src => {}
+            Ok(formatted) if check_only => {
+                let _ = writeln!(out, "{}: not formatted", f.display());
+                let _ = formatted;
+                code = FAILED;
+            }
+            Ok(formatted) => {
+                if let Err(e) = std::fs::write(f, formatted) {
+                    let _ = writeln!(err, "{}: cannot write: {e}", f.display());
+                    code = UNUSABLE;
+                } else {
+                    let _ = writeln!(out, "{}: formatted", f.display());
+                }
+            }
+            Err(d) => {
+                let _ = write!(err, "{}", lang::render(&f.display().to_string(), &src, &d));
+                code = FAILED;
+            }
+        }
+    }
+    code
+}
+
+/// `shipctl explain FILE`.
+pub fn explain(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let Some(p) = load(file, err) else {
+        return FAILED;
+    };
+    let _ = writeln!(out, "sources:");
+    for (name, kind) in &p.sources {
+        let _ = writeln!(out, "  {name} ({kind})");
+    }
+    let _ = writeln!(out, "steps, in order:");
+    for (name, on) in &p.steps {
+        let on = if on.is_empty() {
+            "every source".to_owned()
+        } else {
+            on.join(", ")
+        };
+        let _ = writeln!(out, "  {name} on {on}");
+    }
+    let _ = writeln!(out, "routes, first match wins:");
+    for r in &p.routes {
+        let _ = writeln!(out, "  {r}");
+    }
+    let _ = writeln!(out, "sinks:");
+    for name in &p.sink_names {
+        let _ = writeln!(out, "  {name}");
+    }
+    0
+}
