@@ -13,10 +13,14 @@ fn check(name: &str, src: &str) -> (i32, String) {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
-const HEADER: &str = "source web = files { include = [\"/var/log/nginx/*.log\"] }\nsink out = console {}\n";
+const HEADER: &str =
+    "source web = files { include = [\"/var/log/nginx/*.log\"] }\nsink out = console {}\n";
 
 fn one(kind: &str, body: &str) -> String {
     let (code, text) = check(&format!("{kind}.ship"), &format!("{HEADER}{body}"));
@@ -41,24 +45,40 @@ route {
     let (code, text) = check("five.ship", src);
     assert_eq!(code, 1);
     insta::assert_snapshot!(text);
-    for at in ["five.ship:1:52:", "five.ship:4:13:", "five.ship:5:12:", "five.ship:7:6:", "five.ship:7:15:", "five.ship:9:24:"] {
+    for at in [
+        "five.ship:1:52:",
+        "five.ship:4:13:",
+        "five.ship:5:12:",
+        "five.ship:7:6:",
+        "five.ship:7:15:",
+        "five.ship:9:24:",
+    ] {
         assert!(text.contains(at), "missing {at} in\n{text}");
     }
 }
 
 #[test]
 fn unknown_function_suggests_the_closest_name() {
-    insta::assert_snapshot!(one("unknown_function", "step s on web { .x = parse_jsn!(.message) }\nroute { else => out }\n"));
+    insta::assert_snapshot!(one(
+        "unknown_function",
+        "step s on web { .x = parse_jsn!(.message) }\nroute { else => out }\n"
+    ));
 }
 
 #[test]
 fn unhandled_fallible_call_is_refused() {
-    insta::assert_snapshot!(one("unhandled", "step s on web { .x = to_int(.status) }\nroute { else => out }\n"));
+    insta::assert_snapshot!(one(
+        "unhandled",
+        "step s on web { .x = to_int(.status) }\nroute { else => out }\n"
+    ));
 }
 
 #[test]
 fn wrong_argument_type_is_refused() {
-    insta::assert_snapshot!(one("argument_type", "step s on web { .x = lowercase([1, 2]) }\nroute { else => out }\n"));
+    insta::assert_snapshot!(one(
+        "argument_type",
+        "step s on web { .x = lowercase([1, 2]) }\nroute { else => out }\n"
+    ));
 }
 
 #[test]
@@ -68,22 +88,34 @@ fn route_to_undeclared_sink_is_refused() {
 
 #[test]
 fn unreachable_route_is_refused() {
-    insta::assert_snapshot!(one("unreachable", "route {\n  else => out\n  .level == \"error\" => out\n}\n"));
+    insta::assert_snapshot!(one(
+        "unreachable",
+        "route {\n  else => out\n  .level == \"error\" => out\n}\n"
+    ));
 }
 
 #[test]
 fn duplicate_name_is_refused() {
-    insta::assert_snapshot!(one("duplicate", "sink web = console {}\nroute { else => out }\n"));
+    insta::assert_snapshot!(one(
+        "duplicate",
+        "sink web = console {}\nroute { else => out }\n"
+    ));
 }
 
 #[test]
 fn regex_that_does_not_compile_is_refused() {
-    insta::assert_snapshot!(one("regex", "step s on web { .x = parse_regex!(.message, /(?<a>[/) }\nroute { else => out }\n"));
+    insta::assert_snapshot!(one(
+        "regex",
+        "step s on web { .x = parse_regex!(.message, /(?<a>[/) }\nroute { else => out }\n"
+    ));
 }
 
 #[test]
 fn unknown_component_option_is_refused() {
-    insta::assert_snapshot!(one("unknown_option", "sink o2 = openobserve { url = \"http://x:5080\", orgg = \"a\" }\nroute { else => out }\n"));
+    insta::assert_snapshot!(one(
+        "unknown_option",
+        "sink o2 = openobserve { url = \"http://x:5080\", orgg = \"a\" }\nroute { else => out }\n"
+    ));
 }
 
 #[test]
@@ -93,7 +125,10 @@ fn missing_else_route_is_refused() {
 
 #[test]
 fn syntax_errors_point_at_the_token() {
-    insta::assert_snapshot!(one("syntax", "step s on web { .x = }\nroute { else => out }\n"));
+    insta::assert_snapshot!(one(
+        "syntax",
+        "step s on web { .x = }\nroute { else => out }\n"
+    ));
 }
 
 #[test]
@@ -115,7 +150,10 @@ fn values_from_env_and_files_are_never_echoed_in_errors() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("option `transport` must be one of http, grpc"), "{text}");
+    assert!(
+        text.contains("option `transport` must be one of http, grpc"),
+        "{text}"
+    );
     for secret in ["hunter2", "carrier-pigeon", "root@example.com"] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }
@@ -137,6 +175,12 @@ fn a_valid_file_checks_clean_and_shipd_refuses_an_invalid_config_before_starting
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.ship:1:17: error: route to undeclared sink `nowhere`"), "{err}");
-    assert!(!dir.path().join("data").exists(), "nothing started, nothing written");
+    assert!(
+        err.contains("bad.ship:1:17: error: route to undeclared sink `nowhere`"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing started, nothing written"
+    );
 }

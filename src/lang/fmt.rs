@@ -37,8 +37,23 @@ fn is_operator(t: &Tok) -> bool {
     ) || matches!(t, Tok::Ident(w) if w == "and" || w == "or" || w == "not" || w == "return")
 }
 
+/// Whether joining `prev` and `next` could lex as a different token (`! =` → `!=`).
+fn would_fuse(prev: &Token, next: &Token, src: &str) -> bool {
+    let a = src[prev.span.start..prev.span.end].chars().last();
+    let b = src[next.span.start..next.span.end].chars().next();
+    matches!(
+        (a, b),
+        (Some('!' | '=' | '<' | '>'), Some('=' | '>'))
+            | (Some('?'), Some('?'))
+            | (Some('/'), Some('/'))
+    ) || matches!((a, b), (Some(x), Some(y)) if (x.is_alphanumeric() || x == '_') && (y.is_alphanumeric() || y == '_' || y == '"'))
+}
+
 /// Whether a space separates `prev` and `next` on one line.
 fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &str) -> bool {
+    if would_fuse(prev, next, src) {
+        return true;
+    }
     let adjacent = prev.span.end == next.span.start;
     match (&prev.tok, &next.tok) {
         (Tok::LParen | Tok::LBracket, _) => false,
@@ -51,10 +66,7 @@ fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &
             // unary minus stays attached: `= -1`, `(-x`
             !before_prev.is_none_or(|b| is_operator(&b.tok) || opens(&b.tok))
         }
-        _ => {
-            let _ = src;
-            true
-        }
+        _ => true,
     }
 }
 
@@ -64,7 +76,12 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let line_of = |pos: usize| src[..pos].matches('\n').count();
+    let line_of = |pos: usize| {
+        src.as_bytes()[..pos.min(src.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+    };
     let mut out = String::new();
     let mut depth: usize = 0;
     let mut i = 0;
