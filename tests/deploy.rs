@@ -405,7 +405,8 @@ fn receive_until(
             {
                 break
             }
-            Err(e) => panic!("recv: {e}"),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("recv: {e} ({:?})", e.kind()),
         }
     }
     got
