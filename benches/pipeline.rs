@@ -233,6 +233,8 @@ fn thread_cpu(tid: u32) -> f64 {
 #[derive(Debug, Clone, Copy)]
 struct Run {
     wall: Duration,
+    /// From start-up until the receiver had every record.
+    delivered: Duration,
     /// Whole process minus the receiver thread.
     agent_cpu: f64,
     receiver_cpu: f64,
@@ -277,6 +279,7 @@ fn run_agent(log: &Path, work: &Path, compression: &str, receiver: &Receiver) ->
     let mut count = receiver.count.clone();
     let target = *count.borrow() + LINES;
     let (process0, receiver0) = (process_cpu(), thread_cpu(receiver.tid));
+    let delivered_at = std::cell::Cell::new(None);
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -286,8 +289,9 @@ fn run_agent(log: &Path, work: &Path, compression: &str, receiver: &Receiver) ->
         .build()
         .expect("agent runtime");
     runtime
-        .block_on(shipd::pipeline::topology::run(cfg, async move {
+        .block_on(shipd::pipeline::topology::run(cfg, async {
             let _ = tokio::time::timeout(RUN_TIMEOUT, count.wait_for(|c| *c >= target)).await;
+            delivered_at.set(Some(Instant::now()));
         }))
         .expect("agent starts");
     let wall = started.elapsed();
@@ -302,6 +306,7 @@ fn run_agent(log: &Path, work: &Path, compression: &str, receiver: &Receiver) ->
     let receiver_cpu = receiver1 - receiver0;
     Run {
         wall,
+        delivered: delivered_at.get().map_or(wall, |t| t - started),
         agent_cpu: (process1 - process0) - receiver_cpu,
         receiver_cpu,
     }
@@ -335,7 +340,7 @@ fn bench_pipeline(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+        .measurement_time(Duration::from_secs(15));
     for compression in ["gzip", "zstd"] {
         let mut runs: Vec<Run> = Vec::new();
         group.bench_function(compression, |b| {
@@ -357,6 +362,16 @@ fn bench_pipeline(c: &mut Criterion) {
         );
         let agent = median(runs.iter().map(|r| r.agent_cpu / gb).collect());
         let recv = median(runs.iter().map(|r| r.receiver_cpu / gb).collect());
+        let delivery = median(
+            runs.iter()
+                .map(|r| size as f64 / 1e6 / r.delivered.as_secs_f64())
+                .collect(),
+        );
+        let shutdown_ms = median(
+            runs.iter()
+                .map(|r| (r.wall - r.delivered).as_secs_f64() * 1e3)
+                .collect(),
+        );
         let cores = median(
             runs.iter()
                 .map(|r| r.agent_cpu / r.wall.as_secs_f64())
@@ -364,7 +379,8 @@ fn bench_pipeline(c: &mut Criterion) {
         );
         eprintln!(
             "pipeline {compression}: median over {} runs (warm-up included): {mbps:.1} MB/s raw log, \
-             agent CPU {agent:.2} s/GB ({cores:.2} cores busy), receiver CPU {recv:.2} s/GB (excluded)",
+             start to last record {delivery:.1} MB/s, shutdown {shutdown_ms:.0} ms; agent CPU {agent:.2} s/GB \
+             ({cores:.2} cores busy), receiver CPU {recv:.2} s/GB (excluded)",
             runs.len()
         );
     }

@@ -1,5 +1,5 @@
 //! Shared by the benches: deterministic, realistic nginx "combined" access
-//! log lines (about 150–200 bytes each, average ≈ 175).
+//! log lines (about 100–250 bytes each, average ≈ 160).
 
 /// An endless, seeded generator of nginx combined-format lines.
 pub struct NginxLines {
@@ -47,8 +47,9 @@ const AGENTS: &[&str] = &[
     "Go-http-client/1.1",
     "python-requests/2.31.0",
     "Mozilla/5.0 (X11; Linux aarch64; rv:123.0) Gecko/20100101 Firefox/123.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/122.0",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.3 Safari/605.1.15",
 ];
 const MONTHS: &[&str] = &[
     "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Validate, test and format pipelines; watch and steer shipd agents.
 #[derive(Parser)]
@@ -34,6 +35,18 @@ enum Command {
     },
     /// Print the compiled topology: sources, steps, routes, sinks.
     Explain { file: PathBuf },
+    /// Ask a running agent for GET /health: exit 0 when healthy, 1 otherwise
+    /// (for container HEALTHCHECKs; needs no curl).
+    Health {
+        /// The agent's API address.
+        #[arg(long, env = "SHIPD_API_ADDR", default_value = "127.0.0.1:9717")]
+        addr: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Print the version of shipctl.
+    Version,
 }
 
 fn main() {
@@ -46,6 +59,32 @@ fn main() {
             shipd::cli::pipeline::fmt(&files, check, &mut out, &mut err)
         }
         Command::Explain { file } => shipd::cli::pipeline::explain(&file, &mut out, &mut err),
+        Command::Health { addr, timeout } => health(&addr, timeout),
+        Command::Version => {
+            println!("shipctl {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
     };
     std::process::exit(code);
+}
+
+fn health(addr: &str, timeout: Duration) -> i32 {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(shipd::control::probe::probe_health(addr, timeout))
+                .map_err(|e| e.to_string())
+        });
+    match answer {
+        Ok(answer) => {
+            println!("{} {}", answer.status, answer.body);
+            i32::from(!answer.healthy())
+        }
+        Err(e) => {
+            eprintln!("shipctl health: {e}");
+            1
+        }
+    }
 }

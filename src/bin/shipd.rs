@@ -80,6 +80,7 @@ fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
+        tokio::spawn(log_reload_requests());
         shipd::pipeline::topology::run(cfg, shutdown_signal())
             .await
             .context("shipd cannot start")
@@ -102,5 +103,19 @@ async fn shutdown_signal() {
             tracing::warn!("cannot install signal handlers; falling back to Ctrl-C only");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// `systemctl reload` sends SIGHUP, whose default action would kill the
+/// agent: answer it instead. Reloading arrives with the pipeline language.
+async fn log_reload_requests() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            while hup.recv().await.is_some() {
+                tracing::warn!("reload requested; not yet supported");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot install the SIGHUP handler"),
     }
 }

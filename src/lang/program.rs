@@ -116,7 +116,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     let source_names: Vec<String> = source_decls.iter().map(|s| s.name.name.clone()).collect();
 
     // settings
-    let settings_spec = components::kind("settings", Role::Settings).map(|k| k);
+    let settings_spec = components::kind("settings", Role::Settings);
     let mut settings = Options::default();
     let mut settings_seen = false;
     for item in items {

@@ -89,8 +89,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     }
     let checkpoints = tokio::spawn(Arc::clone(&checkpointer).run(stop_background.clone()));
     tracing::info!(sources = cfg.sources.len(), data_dir = %cfg.data_dir.display(), "shipd started");
+    crate::control::systemd::ready();
+    let _watchdog = crate::control::systemd::spawn_watchdog(stop_background.clone());
 
     shutdown.await;
+    crate::control::systemd::stopping();
     tracing::info!(drain_timeout = ?cfg.drain_timeout, "shutting down: stop reading, drain in-flight batches");
     stop_sources.cancel();
     for source in sources {

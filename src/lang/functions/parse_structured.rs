@@ -139,7 +139,10 @@ const NAMED_PATTERNS: &[(&str, &str)] = &[
 
 /// Expands `%{NAME}`, `%{NAME:field}` and `%{NAME:field:int|float}`; returns
 /// the regex text and the fields to convert.
-pub fn expand_patterns(pattern: &str) -> Result<(String, Vec<(String, &'static str)>), String> {
+/// Fields of named captures and the conversion (`int` or `float`) each gets.
+pub type Conversions = Vec<(String, &'static str)>;
+
+pub fn expand_patterns(pattern: &str) -> Result<(String, Conversions), String> {
     let mut out = String::with_capacity(pattern.len());
     let mut conversions = Vec::new();
     let mut rest = pattern;
