@@ -439,6 +439,10 @@ impl Compiler {
         let mut written: Vec<&Expr> = Vec::with_capacity(f.params.len());
         for (p, slot) in f.params.iter().zip(&slots) {
             match slot {
+                Some(e) if p.at_load => {
+                    compiled.push(CExpr::Const(Value::Null));
+                    written.push(e);
+                }
                 Some(e) => {
                     let t = self.expr(e, scope, handled);
                     if !t.ty.meets(p.ty) {

@@ -45,6 +45,8 @@ pub struct Param {
     pub name: &'static str,
     pub ty: Ty,
     pub required: bool,
+    /// Read only when the pipeline loads (by `prepare`), never evaluated per event.
+    pub at_load: bool,
 }
 
 const fn req(name: &'static str, ty: Ty) -> Param {
@@ -52,6 +54,7 @@ const fn req(name: &'static str, ty: Ty) -> Param {
         name,
         ty,
         required: true,
+        at_load: false,
     }
 }
 
@@ -60,6 +63,16 @@ const fn opt(name: &'static str, ty: Ty) -> Param {
         name,
         ty,
         required: false,
+        at_load: false,
+    }
+}
+
+const fn load_time(name: &'static str, ty: Ty) -> Param {
+    Param {
+        name,
+        ty,
+        required: true,
+        at_load: true,
     }
 }
 
@@ -116,7 +129,7 @@ pub static FUNCTIONS: &[Function] = &[
     f!("now", [], Ty::TIMESTAMP, false, convert::now, None, "The current time."),
     f!("hash", [req("value", ANY)], Ty::INT, false, text::hash, None, "A stable 63-bit hash (xxh3) of the value's text."),
     f!("sample", [req("rate", Ty::INT), req("key", ANY)], Ty::BOOL, false, text::sample, None, "True for one in `rate` keys, the same keys every time."),
-    f!("redact", [req("value", S), req("rules", Ty::ARRAY)], Ty::STRING, false, redact::redact, Some(redact::prepare), "Replaces emails, IPv4 addresses, bearer tokens, JWTs, credit card numbers or custom regexes with [REDACTED]."),
+    f!("redact", [req("value", S), load_time("rules", Ty::ARRAY)], Ty::STRING, false, redact::redact, Some(redact::prepare), "Replaces emails, IPv4 addresses, bearer tokens, JWTs, credit card numbers or custom regexes with [REDACTED]."),
     f!("normalize_severity", [req("value", ANY)], Ty::STRING, true, convert::normalize_severity, None, "Maps a syslog priority (0-7) or a level word to an OpenTelemetry severity text (TRACE, DEBUG, INFO, WARN, ERROR, FATAL)."),
 ];
 

@@ -1,0 +1,40 @@
+//! The language reference documents every standard function.
+
+#[test]
+fn every_standard_function_is_in_the_reference() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/pipeline-language.md"
+    ))
+    .unwrap();
+    for name in shipd::lang::functions::names() {
+        assert!(
+            doc.contains(&format!("`{name}(")),
+            "docs/pipeline-language.md lacks `{name}`"
+        );
+    }
+}
+
+#[test]
+fn every_example_pipeline_checks_and_passes_its_tests() {
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let mut program = shipd::lang::load(&src).unwrap_or_else(|d| {
+            panic!(
+                "{}",
+                shipd::lang::render(&path.display().to_string(), &src, &d)
+            )
+        });
+        assert!(!program.tests.is_empty(), "{} has tests", path.display());
+        for report in shipd::lang::testing::run(&mut program) {
+            assert!(
+                report.passed(),
+                "{}: {}: {:?}",
+                path.display(),
+                report.name,
+                report.failures
+            );
+        }
+    }
+}
