@@ -5,6 +5,7 @@
 use crate::sinks::batcher::BatchLimits;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig};
 use crate::sources::file::{FileSourceConfig, ReadFrom};
+use crate::sources::journald::JournaldSourceConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     File(FileSourceConfig),
+    Journald(JournaldSourceConfig),
 }
 
 /// The sink of the running agent.
@@ -140,8 +142,104 @@ fn host_name(env: &dyn Env) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Where the system journal lives when it is persistent or volatile.
+const SYSTEM_JOURNAL_DIRS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
+
+/// `name` found in the directories of `path` (a `PATH` value).
+fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// True when `dir` holds a journal file, directly or one level down
+/// (`/var/log/journal/<machine-id>/system.journal`).
+fn has_journal_files(dir: &std::path::Path) -> bool {
+    let is_journal = |p: &std::path::Path| {
+        p.extension()
+            .is_some_and(|e| e == "journal" || e == "journal~")
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        is_journal(&p)
+            || std::fs::read_dir(&p)
+                .map(|inner| inner.flatten().any(|f| is_journal(&f.path())))
+                .unwrap_or(false)
+    })
+}
+
+/// The journald source of the default pipeline (design §5): `SHIPD_JOURNALD`
+/// is `auto` (default: on when journalctl exists and a system journal has
+/// files), `off`, or a directory of journal files to read.
+fn journald_from_env(
+    env: &dyn Env,
+    read_from: ReadFrom,
+    system_journal_dirs: &[&str],
+) -> Result<Option<JournaldSourceConfig>, ConfigError> {
+    let mut journald = JournaldSourceConfig::new("journald");
+    match env.get("SHIPD_JOURNALD").as_deref().map(str::trim) {
+        Some("off") => return Ok(None),
+        None | Some("auto") => {
+            let path = env.get("PATH").unwrap_or_default();
+            let readable = find_program("journalctl", &path).is_some()
+                && system_journal_dirs
+                    .iter()
+                    .any(|d| has_journal_files(std::path::Path::new(d)));
+            if !readable {
+                return Ok(None);
+            }
+        }
+        Some(dir) => {
+            if !std::path::Path::new(dir).is_dir() {
+                return Err(err(
+                    "SHIPD_JOURNALD",
+                    format!("`{dir}` is not auto, off or a directory of journal files"),
+                ));
+            }
+            journald.directory = Some(PathBuf::from(dir));
+        }
+    }
+    let list = |var: &str| -> Vec<String> {
+        env.get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    journald.include_units = list("SHIPD_JOURNALD_UNITS");
+    journald.exclude_units = list("SHIPD_JOURNALD_EXCLUDE_UNITS");
+    for unit in &journald.exclude_units {
+        glob::Pattern::new(unit).map_err(|e| {
+            err(
+                "SHIPD_JOURNALD_EXCLUDE_UNITS",
+                format!("bad pattern `{unit}`: {e}"),
+            )
+        })?;
+    }
+    journald.read_from = read_from;
+    Ok(Some(journald))
+}
+
+fn read_from(env: &dyn Env) -> Result<ReadFrom, ConfigError> {
+    match env.get("SHIPD_READ_FROM").as_deref() {
+        None | Some("end") => Ok(ReadFrom::End),
+        Some("beginning") => Ok(ReadFrom::Beginning),
+        Some(other) => Err(err(
+            "SHIPD_READ_FROM",
+            format!("`{other}`: expected beginning or end"),
+        )),
+    }
+}
+
 impl AgentConfig {
-    /// The embedded default pipeline: files from `SHIPD_LOG_FILES` shipped
+    /// The embedded default pipeline: the journal (see [`journald_from_env`])
+    /// and files from `SHIPD_LOG_FILES` shipped
     /// to OpenObserve when `OPENOBSERVE_URL` is set, else to the console.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let mut sources = Vec::new();
@@ -156,20 +254,14 @@ impl AgentConfig {
                     .map_err(|e| err("SHIPD_LOG_FILES", format!("bad glob `{pattern}`: {e}")))?;
             }
             let mut file = FileSourceConfig::new("files", include);
-            file.read_from = match env.get("SHIPD_READ_FROM").as_deref() {
-                None | Some("end") => ReadFrom::End,
-                Some("beginning") => ReadFrom::Beginning,
-                Some(other) => {
-                    return Err(err(
-                        "SHIPD_READ_FROM",
-                        format!("`{other}`: expected beginning or end"),
-                    ))
-                }
-            };
+            file.read_from = read_from(env)?;
             file.max_line_bytes = size(env, "SHIPD_MAX_LINE_BYTES", file.max_line_bytes)?;
             file.poll_interval = duration(env, "SHIPD_POLL_INTERVAL", file.poll_interval)?;
             file.glob_interval = duration(env, "SHIPD_GLOB_INTERVAL", file.glob_interval)?;
             sources.push(SourceConfig::File(file));
+        }
+        if let Some(journald) = journald_from_env(env, read_from(env)?, &SYSTEM_JOURNAL_DIRS)? {
+            sources.push(SourceConfig::Journald(journald));
         }
 
         let sink = match env.get("OPENOBSERVE_URL") {
@@ -266,7 +358,9 @@ mod tests {
         let cfg =
             AgentConfig::from_env(&[("SHIPD_LOG_FILES", "/var/log/*.log, /tmp/a.log")]).unwrap();
         assert!(matches!(cfg.sink, SinkConfig::Console { .. }));
-        let SourceConfig::File(file) = &cfg.sources[0];
+        let SourceConfig::File(file) = &cfg.sources[0] else {
+            panic!("expected the file source first")
+        };
         assert_eq!(file.include, vec!["/var/log/*.log", "/tmp/a.log"]);
         assert_eq!(file.read_from, ReadFrom::End);
         assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/shipd"));
@@ -308,6 +402,50 @@ mod tests {
             panic!("expected OpenObserve sink")
         };
         assert_eq!(o2.password.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn journald_reads_a_given_directory_with_unit_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display().to_string();
+        let cfg = AgentConfig::from_env(&[
+            ("SHIPD_JOURNALD", path.as_str()),
+            ("SHIPD_JOURNALD_UNITS", "nginx, ssh.service"),
+            ("SHIPD_READ_FROM", "beginning"),
+        ])
+        .unwrap();
+        let [SourceConfig::Journald(j)] = &cfg.sources[..] else {
+            panic!("expected only the journald source: {:?}", cfg.sources)
+        };
+        assert_eq!(j.directory.as_deref(), Some(dir.path()));
+        assert_eq!(j.include_units, vec!["nginx", "ssh.service"]);
+        assert_eq!(j.read_from, ReadFrom::Beginning);
+        let off = AgentConfig::from_env(&[("SHIPD_JOURNALD", "off")]).unwrap();
+        assert!(off.sources.is_empty());
+        let e = AgentConfig::from_env(&[("SHIPD_JOURNALD", "/no/such/dir")]).unwrap_err();
+        assert_eq!(e.var, "SHIPD_JOURNALD");
+    }
+
+    #[test]
+    fn journald_auto_needs_journalctl_and_journal_files() {
+        let bin = tempfile::tempdir().unwrap();
+        let journals = tempfile::tempdir().unwrap();
+        let bin_path = bin.path().display().to_string();
+        let journal_dir = journals.path().display().to_string();
+        let env = [("PATH", bin_path.as_str())];
+        let auto = |env: &dyn Env| {
+            journald_from_env(env, ReadFrom::End, &[journal_dir.as_str()])
+                .unwrap()
+                .is_some()
+        };
+        assert!(!auto(&env), "no journalctl, no journal");
+        std::fs::write(bin.path().join("journalctl"), b"").unwrap();
+        assert!(!auto(&env), "journalctl but an empty journal directory");
+        let machine = journals.path().join("0123abcd");
+        std::fs::create_dir(&machine).unwrap();
+        std::fs::write(machine.join("system.journal"), b"").unwrap();
+        assert!(auto(&env));
+        assert!(!auto(&[("PATH", bin_path.as_str()), ("SHIPD_JOURNALD", "off")]));
     }
 
     #[test]
