@@ -445,7 +445,10 @@ mod tests {
         std::fs::create_dir(&machine).unwrap();
         std::fs::write(machine.join("system.journal"), b"").unwrap();
         assert!(auto(&env));
-        assert!(!auto(&[("PATH", bin_path.as_str()), ("SHIPD_JOURNALD", "off")]));
+        assert!(!auto(&[
+            ("PATH", bin_path.as_str()),
+            ("SHIPD_JOURNALD", "off")
+        ]));
     }
 
     #[test]

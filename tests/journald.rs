@@ -81,11 +81,14 @@ fn export_of(entries: &[TestEntry]) -> Vec<u8> {
 }
 
 fn journal_remote() -> PathBuf {
-    ["/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("systemd-journal-remote is installed (test.sh installs it)")
+    [
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("systemd-journal-remote is installed (test.sh installs it)")
 }
 
 /// Appends `entries` to `journal_dir/x.journal` with systemd-journal-remote.
@@ -93,7 +96,10 @@ fn append_journal(journal_dir: &Path, entries: &[TestEntry]) {
     let input = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(input.path(), export_of(entries)).unwrap();
     let out = Command::new(journal_remote())
-        .arg(format!("--output={}", journal_dir.join("x.journal").display()))
+        .arg(format!(
+            "--output={}",
+            journal_dir.join("x.journal").display()
+        ))
         .arg(input.path())
         .output()
         .unwrap();
@@ -241,9 +247,16 @@ fn journal_entries_arrive_once_with_mapped_fields_across_restart_and_appends() {
             .iter()
             .find(|e| e.message == d.body.as_bytes())
             .unwrap();
-        assert_eq!(d.time_unix_nano, written.source_time_us * 1000, "time from _SOURCE_REALTIME_TIMESTAMP");
+        assert_eq!(
+            d.time_unix_nano,
+            written.source_time_us * 1000,
+            "time from _SOURCE_REALTIME_TIMESTAMP"
+        );
         let (number, text) = SEVERITIES[written.priority as usize];
-        assert_eq!((d.severity_number, d.severity_text.as_str()), (number, text));
+        assert_eq!(
+            (d.severity_number, d.severity_text.as_str()),
+            (number, text)
+        );
         assert_eq!(d.attr_str("systemd.unit"), Some("nginx.service"));
         assert_eq!(d.attr_str("syslog.identifier"), Some("nginx"));
         assert_eq!(
@@ -257,14 +270,20 @@ fn journal_entries_arrive_once_with_mapped_fields_across_restart_and_appends() {
         assert_eq!(d.attr_str("log.record.uid").map(str::len), Some(32));
         assert_eq!(d.service.as_deref(), Some("nginx"));
     }
-    let uids: HashSet<&str> = got.iter().filter_map(|d| d.attr_str("log.record.uid")).collect();
+    let uids: HashSet<&str> = got
+        .iter()
+        .filter_map(|d| d.attr_str("log.record.uid"))
+        .collect();
     assert_eq!(uids.len(), got.len(), "one uid per entry");
 
     // Appended while shipd follows the journal.
     let live = entries("live", 25, Some("nginx.service"));
     append_journal(&journal, &live);
     settle(&receiver, first.len() + live.len(), &shipd);
-    let expected: Vec<String> = bodies_of(&first).into_iter().chain(bodies_of(&live)).collect();
+    let expected: Vec<String> = bodies_of(&first)
+        .into_iter()
+        .chain(bodies_of(&live))
+        .collect();
     assert_exactly_once(&delivered(&receiver), &expected);
     assert_eq!(shipd.terminate(), Some(0));
 
@@ -280,7 +299,11 @@ fn journal_entries_arrive_once_with_mapped_fields_across_restart_and_appends() {
     let got = delivered(&receiver2);
     assert_exactly_once(&got, &bodies_of(&later));
     assert!(got.iter().all(|d| d.service.as_deref() == Some("cron")));
-    assert_eq!(receiver.count(), first.len() + live.len(), "nothing went to the old receiver");
+    assert_eq!(
+        receiver.count(),
+        first.len() + live.len(),
+        "nothing went to the old receiver"
+    );
 }
 
 #[test]
@@ -303,7 +326,10 @@ fn unit_filters_include_and_exclude_units() {
     env.push(("SHIPD_JOURNALD_UNITS", "nginx".into()));
     let shipd = Shipd::start(&env, &dir.path().join("include.log"));
     settle(&receiver, nginx.len() + marker.len(), &shipd);
-    let expected: Vec<String> = bodies_of(&nginx).into_iter().chain(bodies_of(&marker)).collect();
+    let expected: Vec<String> = bodies_of(&nginx)
+        .into_iter()
+        .chain(bodies_of(&marker))
+        .collect();
     assert_exactly_once(&delivered(&receiver), &expected);
     drop(shipd);
 
@@ -362,20 +388,30 @@ fn killed_journalctl_is_restarted_and_resumes_from_its_cursor() {
     let got = receiver.wait_for(1, WAIT);
     assert!(got >= 1, "nothing delivered; log:\n{}", shipd.log());
     let before_kill = receiver.count();
-    let status = Command::new("kill").args(["-9", &first.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     assert!(
         before_kill < bulk.len(),
         "journalctl was killed after the stream was already delivered; the test proves nothing"
     );
 
-    assert!(shipd.wait_log("journalctl ended; restarting", WAIT), "{}", shipd.log());
+    assert!(
+        shipd.wait_log("journalctl ended; restarting", WAIT),
+        "{}",
+        shipd.log()
+    );
     let second = journalctl_child(shipd.child.id(), WAIT).expect("journalctl restarted");
     assert_ne!(first, second);
     let tail = entries("after-kill", 50, Some("app.service"));
     append_journal(&journal, &tail);
     settle(&receiver, bulk.len() + tail.len(), &shipd);
-    let expected: Vec<String> = bodies_of(&bulk).into_iter().chain(bodies_of(&tail)).collect();
+    let expected: Vec<String> = bodies_of(&bulk)
+        .into_iter()
+        .chain(bodies_of(&tail))
+        .collect();
     assert_exactly_once(&delivered(&receiver), &expected);
     assert!(shipd.metric("shipd_journalctl_restarts_total{component=\"journald\"}") >= 1);
 }

@@ -70,8 +70,12 @@ impl BatchAck {
     pub fn ack(&self, n: usize) {
         let before = self.remaining.fetch_sub(n, Ordering::AcqRel);
         if before == n {
-            self.checkpointer
-                .complete_with_cursor(&self.key, self.seq, self.end, self.cursor.clone());
+            self.checkpointer.complete_with_cursor(
+                &self.key,
+                self.seq,
+                self.end,
+                self.cursor.clone(),
+            );
         }
     }
 }

@@ -78,7 +78,12 @@ mod tests {
         cfg.include_units = vec!["nginx".into(), "getty@tty1.service".into()];
         cfg.matches = vec!["_TRANSPORT=syslog".into()];
         cfg.current_boot_only = true;
-        let args = text(journalctl_args(&cfg, Mode::Follow { after: Some("s=1;i=2") }));
+        let args = text(journalctl_args(
+            &cfg,
+            Mode::Follow {
+                after: Some("s=1;i=2"),
+            },
+        ));
         assert_eq!(
             args,
             vec![

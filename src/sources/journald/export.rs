@@ -374,7 +374,11 @@ mod tests {
             while let Some(e) = p.next_entry().unwrap() {
                 got.push(e);
             }
-            assert!(p.partial_bytes() < 400, "buffer grew to {}", p.partial_bytes());
+            assert!(
+                p.partial_bytes() < 400,
+                "buffer grew to {}",
+                p.partial_bytes()
+            );
         }
         assert_eq!(got.len(), 2);
         assert!(got[0].truncated);

@@ -116,11 +116,8 @@ impl JournaldSourceConfig {
         match (&self.directory, self.files.is_empty()) {
             (Some(dir), _) => dir.display().to_string(),
             (None, false) => {
-                let files: Vec<String> = self
-                    .files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect();
+                let files: Vec<String> =
+                    self.files.iter().map(|f| f.display().to_string()).collect();
                 format!("files:{}", files.join(","))
             }
             (None, true) => "system".into(),
@@ -294,11 +291,8 @@ impl JournaldSource {
 
     /// The cursor of the newest matching entry, `None` for an empty journal.
     async fn tail_cursor(&self) -> Option<String> {
-        let output = tokio::time::timeout(
-            Duration::from_secs(60),
-            self.command(Mode::Last).output(),
-        )
-        .await;
+        let output =
+            tokio::time::timeout(Duration::from_secs(60), self.command(Mode::Last).output()).await;
         let output = match output {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {

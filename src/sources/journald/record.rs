@@ -135,7 +135,10 @@ impl RecordMapper {
             attributes: vec![
                 ("host.name".into(), Value::String(self.host_name.clone())),
                 ("service.name".into(), Value::String(service.to_owned())),
-                ("shipd.source".into(), Value::String(self.source_name.clone())),
+                (
+                    "shipd.source".into(),
+                    Value::String(self.source_name.clone()),
+                ),
             ],
         });
         self.resources
@@ -162,8 +165,8 @@ impl RecordMapper {
                     .and_then(|v| micros_to_nanos(v))
             })
             .unwrap_or(observed_unix_nano);
-        match entry.get(b"PRIORITY") {
-            Some(p) => match severity(p) {
+        if let Some(p) = entry.get(b"PRIORITY") {
+            match severity(p) {
                 Some((number, name)) => {
                     record.severity_number = number;
                     record.severity_text = Some(name.to_owned());
@@ -171,8 +174,7 @@ impl RecordMapper {
                 None => record
                     .attributes
                     .push(("journald.priority".into(), text(p, &mut invalid_utf8))),
-            },
-            None => {}
+            }
         }
         record.attributes.reserve(entry.fields.len());
         for (name, value) in &entry.fields {
