@@ -264,17 +264,16 @@ fn run_agent(log: &Path, work: &Path, compression: &str, receiver: &Receiver) ->
     let log = log.to_str().expect("utf-8 path");
     let data = data_dir.path().to_str().expect("utf-8 path");
     let url = format!("http://{}", receiver.addr);
-    let cfg = AgentConfig::from_env(&[
-        ("SHIPD_LOG_FILES", log),
-        ("SHIPD_READ_FROM", "beginning"),
-        ("OPENOBSERVE_URL", url.as_str()),
-        ("SHIPD_DATA_DIR", data),
-        ("SHIPD_API_ADDR", "off"),
-        ("SHIPD_BATCH_TIMEOUT", "100ms"),
-        ("SHIPD_COMPRESSION", compression),
-        ("SHIPD_HOSTNAME", "pi-node-03"),
-    ])
-    .expect("valid bench configuration");
+    let pipeline = format!(
+        r#"settings {{ data_dir = "{data}", api_addr = "off", hostname = "pi-node-03" }}
+source files = files {{ include = ["{log}"], read_from = "beginning" }}
+sink o2 = openobserve {{ url = "{url}", compression = "{compression}", batch.timeout = 100ms }}
+route {{ else => o2 }}
+"#
+    );
+    let cfg: AgentConfig = shipd::lang::load(&pipeline)
+        .map(|p| p.agent)
+        .unwrap_or_else(|d| panic!("{}", shipd::lang::render("bench.ship", &pipeline, &d)));
 
     let mut count = receiver.count.clone();
     let target = *count.borrow() + LINES;

@@ -60,9 +60,10 @@ fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
-/// Every `SHIPD_*` / `OPENOBSERVE_*` variable the agent reads (src/config.rs).
+/// Every `SHIPD_*` / `OPENOBSERVE_*` variable the agent reads: the embedded
+/// default pipeline's `env("...")` calls and the settings defaults of the loader.
 fn agent_variables() -> BTreeSet<String> {
-    let src = read("src/config.rs");
+    let src = read("pipelines/default.ship") + &read("src/lang/program.rs");
     let mut vars = BTreeSet::new();
     for piece in src.split('"').skip(1).step_by(2) {
         let is_var = (piece.starts_with("SHIPD_") || piece.starts_with("OPENOBSERVE_"))
@@ -73,12 +74,15 @@ fn agent_variables() -> BTreeSet<String> {
             vars.insert(piece.to_owned());
         }
     }
-    assert!(vars.len() > 20, "found only {vars:?} in src/config.rs");
+    assert!(
+        vars.len() > 20,
+        "found only {vars:?} in the default pipeline"
+    );
     vars
 }
 
 /// Variables of design §5 (and this deployment) that later sources read; the
-/// deploy files may name them before src/config.rs does.
+/// deploy files may name them before the default pipeline does.
 const PLANNED_VARIABLES: [&str; 4] = [
     "SHIPD_METRICS_INTERVAL",
     "SHIPD_CONTROL_SOCKET",

@@ -14,6 +14,7 @@ use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
 use crate::sinks::batcher::BatchLimits;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig, TransportKind};
 use crate::sources::file::{FileSourceConfig, ReadFrom};
+use crate::sources::journald::{available, JournaldSourceConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -154,7 +155,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         if opts.bool("enabled") == Some(false) {
             continue;
         }
-        if let Some(s) = build_source(spec.name, &decl.name.name, &opts) {
+        if let Some(s) = build_source(&mut c, spec.name, &decl.name.name, &opts, decl.span) {
             sources.push(s);
         }
     }
@@ -223,6 +224,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     .duration("request_timeout")
                     .unwrap_or(o2.request_timeout);
                 o2.retry.max = opts.duration("retry_max").unwrap_or(o2.retry.max);
+                o2.retry.auth = opts.duration("retry_auth").unwrap_or(o2.retry.auth);
                 (
                     SinkConfig::OpenObserve(Box::new(o2)),
                     opts.str("stream").unwrap_or_else(|| "default".into()),
@@ -514,9 +516,72 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     })
 }
 
+fn read_from(opts: &Options) -> Option<ReadFrom> {
+    opts.str("read_from").map(|r| {
+        if r == "beginning" {
+            ReadFrom::Beginning
+        } else {
+            ReadFrom::End
+        }
+    })
+}
+
 /// Maps evaluated options of a source kind onto its configuration.
-fn build_source(kind: &str, name: &str, opts: &Options) -> Option<SourceConfig> {
+fn build_source(
+    c: &mut Compiler,
+    kind: &str,
+    name: &str,
+    opts: &Options,
+    at: Span,
+) -> Option<SourceConfig> {
     match kind {
+        "journald" => {
+            if opts.bool("only_when_available") == Some(true)
+                && opts.str("directory").is_none()
+                && !available::system_journal_available()
+            {
+                return None;
+            }
+            let mut j = JournaldSourceConfig::new(name);
+            if let Some(dir) = opts.str("directory") {
+                if !std::path::Path::new(&dir).is_dir() {
+                    c.diagnostics.push(
+                        Diagnostic::new(opts.span("directory").unwrap_or(at), "option `directory` is not a directory")
+                            .hint("point it at a directory of journal files, or leave it out for the system journal"),
+                    );
+                    return None;
+                }
+                j.directory = Some(PathBuf::from(dir));
+            }
+            j.files = opts
+                .strings("files")
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect();
+            j.include_units = opts.strings("units").unwrap_or_default();
+            j.exclude_units = opts.strings("exclude_units").unwrap_or_default();
+            for unit in &j.exclude_units {
+                if glob::Pattern::new(unit).is_err() {
+                    c.diagnostics.push(
+                        Diagnostic::new(
+                            opts.span("exclude_units").unwrap_or(at),
+                            "option `exclude_units` holds an invalid glob",
+                        )
+                        .hint("globs use * ? and [...]"),
+                    );
+                }
+            }
+            j.matches = opts.strings("matches").unwrap_or_default();
+            j.current_boot_only = opts.bool("current_boot_only").unwrap_or(false);
+            if let Some(r) = read_from(opts) {
+                j.read_from = r;
+            }
+            if let Some(p) = opts.str("journalctl") {
+                j.journalctl = PathBuf::from(p);
+            }
+            Some(SourceConfig::Journald(j))
+        }
         "files" => {
             let mut f = FileSourceConfig::new(name, opts.strings("include")?);
             if let Some(r) = opts.str("read_from") {

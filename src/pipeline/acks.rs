@@ -20,6 +20,8 @@ pub struct BatchAck {
     key: SourceKey,
     seq: u64,
     end: u64,
+    /// Source-specific resume token at `end` (a journal cursor).
+    cursor: Option<String>,
     checkpointer: Arc<Checkpointer>,
 }
 
@@ -37,8 +39,21 @@ impl BatchAck {
         end: u64,
         events: usize,
     ) -> Option<AckToken> {
+        Self::with_cursor(checkpointer, key, seq, end, events, None)
+    }
+
+    /// Like [`new`](Self::new), with the source's resume `cursor` at `end`,
+    /// stored in the checkpoint once the batch is delivered.
+    pub fn with_cursor(
+        checkpointer: &Arc<Checkpointer>,
+        key: SourceKey,
+        seq: u64,
+        end: u64,
+        events: usize,
+        cursor: Option<String>,
+    ) -> Option<AckToken> {
         if events == 0 {
-            checkpointer.complete(&key, seq, end);
+            checkpointer.complete_with_cursor(&key, seq, end, cursor);
             return None;
         }
         Some(Arc::new(BatchAck {
@@ -46,6 +61,7 @@ impl BatchAck {
             key,
             seq,
             end,
+            cursor,
             checkpointer: Arc::clone(checkpointer),
         }))
     }
@@ -54,7 +70,12 @@ impl BatchAck {
     pub fn ack(&self, n: usize) {
         let before = self.remaining.fetch_sub(n, Ordering::AcqRel);
         if before == n {
-            self.checkpointer.complete(&self.key, self.seq, self.end);
+            self.checkpointer.complete_with_cursor(
+                &self.key,
+                self.seq,
+                self.end,
+                self.cursor.clone(),
+            );
         }
     }
 }

@@ -60,7 +60,8 @@ struct StateFile {
 #[derive(Debug, Default)]
 struct Progress {
     next_seq: u64,
-    completed: BTreeMap<u64, u64>,
+    /// Completed batches ahead of `next_seq`: end position and cursor.
+    completed: BTreeMap<u64, (u64, Option<String>)>,
 }
 
 #[derive(Debug, Default)]
@@ -155,17 +156,22 @@ impl Checkpointer {
         let Some(progress) = state.progress.get_mut(key) else {
             return;
         };
-        progress.completed.insert(seq, end);
+        progress.completed.insert(seq, (end, cursor));
         let mut advanced = None;
-        while let Some(end) = progress.completed.remove(&progress.next_seq) {
+        let mut advanced_cursor = None;
+        while let Some((end, cursor)) = progress.completed.remove(&progress.next_seq) {
             progress.next_seq += 1;
             advanced = Some(end);
+            if cursor.is_some() {
+                advanced_cursor = cursor;
+            }
         }
         if let (Some(end), Some(entry)) = (advanced, state.entries.get_mut(&**key)) {
-            if entry.offset != end || cursor.is_some() {
+            let new_cursor = advanced_cursor.is_some() && entry.cursor != advanced_cursor;
+            if entry.offset != end || new_cursor {
                 entry.offset = end;
-                if cursor.is_some() {
-                    entry.cursor = cursor;
+                if new_cursor {
+                    entry.cursor = advanced_cursor;
                 }
                 state.dirty = true;
             }
@@ -268,6 +274,18 @@ mod tests {
         assert_eq!(cp.entry(&k).unwrap().offset, 10, "batch 0 still in flight");
         cp.complete(&k, 0, 20);
         assert_eq!(cp.entry(&k).unwrap().offset, 30);
+    }
+
+    #[test]
+    fn cursor_of_the_furthest_contiguous_batch_wins_when_completed_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let k = key("journald|system");
+        cp.start(&k, entry(0)).unwrap();
+        cp.complete_with_cursor(&k, 1, 20, Some("c20".into()));
+        cp.complete_with_cursor(&k, 0, 10, Some("c10".into()));
+        let e = cp.entry(&k).unwrap();
+        assert_eq!((e.offset, e.cursor.as_deref()), (20, Some("c20")));
     }
 
     #[test]

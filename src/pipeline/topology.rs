@@ -9,6 +9,7 @@ use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
 use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
+use crate::sources::journald::JournaldSource;
 use crate::telemetry;
 use std::future::Future;
 use std::sync::Arc;
@@ -81,6 +82,9 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         };
         match source {
             SourceConfig::File(file) => sources.push(FileSource::new(file.clone(), ctx).spawn()),
+            SourceConfig::Journald(journald) => {
+                sources.push(JournaldSource::new(journald.clone(), ctx).spawn())
+            }
         }
     }
     drop(events_tx);

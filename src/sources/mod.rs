@@ -3,3 +3,4 @@
 //! into the pipeline channel, waiting when it is full.
 
 pub mod file;
+pub mod journald;

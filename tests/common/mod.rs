@@ -381,6 +381,9 @@ impl Shipd {
             .env("RUST_LOG", "info")
             .env("SHIPD_API_ADDR", api.to_string())
             .env("SHIPD_HOSTNAME", "test-node")
+            // The host journal must never leak into tests; tests of the
+            // journald source name their journal directory explicitly.
+            .env("SHIPD_JOURNALD", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
