@@ -4,7 +4,8 @@
 
 use crate::sinks::batcher::BatchLimits;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig};
-use crate::sources::file::{FileSourceConfig, ReadFrom};
+use crate::sources::containers;
+use crate::sources::file::{FileSourceConfig, MultilineConfig, MultilineMode, ReadFrom};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -131,6 +132,31 @@ fn size(env: &dyn Env, var: &str, default: usize) -> Result<usize, ConfigError> 
     }
 }
 
+/// `on`/`off` (also `true`/`false`, `1`/`0`).
+fn switch(env: &dyn Env, var: &str, default: bool) -> Result<bool, ConfigError> {
+    match env.get(var).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("on" | "true" | "1" | "yes") => Ok(true),
+        Some("off" | "false" | "0" | "no") => Ok(false),
+        Some(other) => Err(err(var, format!("`{other}`: expected on or off"))),
+    }
+}
+
+/// Comma-separated globs, each checked.
+fn globs_var(env: &dyn Env, var: &str) -> Result<Vec<String>, ConfigError> {
+    let globs: Vec<String> = env
+        .get(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty())
+        .collect();
+    for pattern in &globs {
+        glob::Pattern::new(pattern).map_err(|e| err(var, format!("bad glob `{pattern}`: {e}")))?;
+    }
+    Ok(globs)
+}
+
 /// This machine's name: `SHIPD_HOSTNAME`, else the kernel's.
 fn host_name(env: &dyn Env) -> String {
     env.get("SHIPD_HOSTNAME")
@@ -145,6 +171,16 @@ impl AgentConfig {
     /// to OpenObserve when `OPENOBSERVE_URL` is set, else to the console.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let mut sources = Vec::new();
+        let read_from = match env.get("SHIPD_READ_FROM").as_deref() {
+            None | Some("end") => ReadFrom::End,
+            Some("beginning") => ReadFrom::Beginning,
+            Some(other) => {
+                return Err(err(
+                    "SHIPD_READ_FROM",
+                    format!("`{other}`: expected beginning or end"),
+                ))
+            }
+        };
         if let Some(globs) = env.get("SHIPD_LOG_FILES") {
             let include: Vec<String> = globs
                 .split(',')
@@ -156,20 +192,44 @@ impl AgentConfig {
                     .map_err(|e| err("SHIPD_LOG_FILES", format!("bad glob `{pattern}`: {e}")))?;
             }
             let mut file = FileSourceConfig::new("files", include);
-            file.read_from = match env.get("SHIPD_READ_FROM").as_deref() {
-                None | Some("end") => ReadFrom::End,
-                Some("beginning") => ReadFrom::Beginning,
-                Some(other) => {
-                    return Err(err(
-                        "SHIPD_READ_FROM",
-                        format!("`{other}`: expected beginning or end"),
-                    ))
-                }
-            };
+            file.exclude = globs_var(env, "SHIPD_LOG_EXCLUDE")?;
+            file.read_compressed = switch(env, "SHIPD_READ_COMPRESSED", false)?;
+            if let Some(pattern) = env.get("SHIPD_MULTILINE_START") {
+                let re = regex::bytes::RegexBuilder::new(&pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| err("SHIPD_MULTILINE_START", e.to_string()))?;
+                let mut multiline = MultilineConfig::new(MultilineMode::Start(re));
+                multiline.timeout = duration(env, "SHIPD_MULTILINE_TIMEOUT", multiline.timeout)?;
+                file.multiline = Some(multiline);
+            }
+            sources.push(SourceConfig::File(file));
+        }
+        if switch(env, "SHIPD_DOCKER_LOGS", false)? {
+            let dir = env
+                .get("SHIPD_DOCKER_DIR")
+                .unwrap_or_else(|| "/var/lib/docker/containers".into());
+            sources.push(SourceConfig::File(containers::docker_source(
+                "docker",
+                std::path::Path::new(&dir),
+            )));
+        }
+        if switch(env, "SHIPD_CRI_LOGS", false)? {
+            let dir = env
+                .get("SHIPD_CRI_DIR")
+                .unwrap_or_else(|| "/var/log/pods".into());
+            sources.push(SourceConfig::File(containers::cri_source(
+                "kubernetes",
+                std::path::Path::new(&dir),
+            )));
+        }
+        for source in &mut sources {
+            let SourceConfig::File(file) = source;
+            file.read_from = read_from;
             file.max_line_bytes = size(env, "SHIPD_MAX_LINE_BYTES", file.max_line_bytes)?;
             file.poll_interval = duration(env, "SHIPD_POLL_INTERVAL", file.poll_interval)?;
             file.glob_interval = duration(env, "SHIPD_GLOB_INTERVAL", file.glob_interval)?;
-            sources.push(SourceConfig::File(file));
+            file.rotate_wait = duration(env, "SHIPD_ROTATE_WAIT", file.rotate_wait)?;
         }
 
         let sink = match env.get("OPENOBSERVE_URL") {
@@ -308,6 +368,53 @@ mod tests {
             panic!("expected OpenObserve sink")
         };
         assert_eq!(o2.password.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn docker_and_cri_logs_are_file_sources_with_their_format() {
+        let cfg = AgentConfig::from_env(&[
+            ("SHIPD_DOCKER_LOGS", "on"),
+            ("SHIPD_CRI_LOGS", "on"),
+            ("SHIPD_CRI_DIR", "/srv/pods"),
+            ("SHIPD_READ_FROM", "beginning"),
+        ])
+        .unwrap();
+        let files: Vec<&FileSourceConfig> = cfg
+            .sources
+            .iter()
+            .map(|s| match s {
+                SourceConfig::File(f) => f,
+            })
+            .collect();
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            files[0].include,
+            vec!["/var/lib/docker/containers/*/*-json.log"]
+        );
+        assert_eq!(files[0].format, crate::sources::file::LogFormat::Docker);
+        assert_eq!(files[1].include, vec!["/srv/pods/*/*/*.log"]);
+        assert_eq!(files[1].format, crate::sources::file::LogFormat::Cri);
+        assert!(files.iter().all(|f| f.read_from == ReadFrom::Beginning));
+    }
+
+    #[test]
+    fn file_options_come_from_the_environment() {
+        let cfg = AgentConfig::from_env(&[
+            ("SHIPD_LOG_FILES", "/var/log/app/*"),
+            ("SHIPD_LOG_EXCLUDE", "*.gz, /var/log/app/debug*"),
+            ("SHIPD_READ_COMPRESSED", "on"),
+            ("SHIPD_MULTILINE_START", r"^\S"),
+            ("SHIPD_ROTATE_WAIT", "5s"),
+        ])
+        .unwrap();
+        let SourceConfig::File(file) = &cfg.sources[0];
+        assert_eq!(file.exclude, vec!["*.gz", "/var/log/app/debug*"]);
+        assert!(file.read_compressed);
+        assert!(file.multiline.is_some());
+        assert_eq!(file.rotate_wait, Duration::from_secs(5));
+        let e = AgentConfig::from_env(&[("SHIPD_LOG_FILES", "/x"), ("SHIPD_MULTILINE_START", "(")])
+            .unwrap_err();
+        assert_eq!(e.var, "SHIPD_MULTILINE_START");
     }
 
     #[test]

@@ -117,6 +117,16 @@ impl Checkpointer {
         self.lock().entries.get(key).cloned()
     }
 
+    /// Every entry whose key starts with `prefix` (one source's keys).
+    pub fn entries_with_prefix(&self, prefix: &str) -> Vec<(String, Entry)> {
+        self.lock()
+            .entries
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
     /// Starts tracking `key` from `entry` (its resume point in this run);
     /// batches are then numbered from 0. Persists at once when it is new or
     /// differs from what is stored.
