@@ -222,7 +222,11 @@ impl FileSource {
         }
         tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.cfg.poll_interval, "file source started");
         self.load_known_fingerprints();
-        self.scan(true);
+        // `read_from = end` is for the first start only: files unknown to a
+        // source that ran before appeared while it was down, so they are read
+        // from the beginning.
+        let first_start = self.known_fingerprints.is_empty();
+        self.scan(first_start);
         self.resume_rotated_while_down();
         let mut last_scan = Instant::now();
         let mut rescan = false;
@@ -242,6 +246,7 @@ impl FileSource {
                 }
                 last_poll = now;
             }
+            self.activate_due();
             let mut progressed = false;
             for i in 0..self.files.len() {
                 if !self.files[i].due {
@@ -276,12 +281,27 @@ impl FileSource {
         }
     }
 
-    /// One turn at file `i`: settle its identity first if needed, then read.
+    /// One turn at file `i`.
     fn turn(&mut self, i: usize) -> Progress {
-        if !self.files[i].is_active() && !self.files[i].finished && !self.activate(i) {
-            return Progress::Idle;
-        }
         self.files[i].read(&self.cfg, &self.ctx, &self.counters, &mut self.buf)
+    }
+
+    /// Settles the start of every due file whose identity is still open,
+    /// then persists all their start positions in one checkpoint write
+    /// before anything is read from them.
+    fn activate_due(&mut self) {
+        let mut started = false;
+        for i in 0..self.files.len() {
+            let f = &self.files[i];
+            if f.due && !f.is_active() && !f.finished {
+                started |= self.activate(i);
+            }
+        }
+        if started {
+            if let Err(e) = self.ctx.checkpointer.flush() {
+                tracing::error!(source = %self.cfg.name, error = %e, "start positions not persisted; will retry");
+            }
+        }
     }
 
     /// Fingerprints file `i` and starts it where it should start: its
@@ -358,8 +378,14 @@ impl FileSource {
         }
         let inode = self.files[i].inode;
         let open = self.files.iter().find_map(|f| {
-            let id = f.identity()?;
-            (f.inode != inode && id.fingerprint == fingerprint).then(|| f.resume_offset())?
+            if f.inode == inode {
+                return None;
+            }
+            match (f.identity(), f.before_truncation) {
+                (Some(id), _) if id.fingerprint == fingerprint => f.resume_offset(),
+                (_, Some((fp, offset))) if fp == fingerprint => Some(offset),
+                _ => None,
+            }
         });
         let offset = open.or_else(|| self.known_fingerprints.get(&fingerprint.hash).copied())?;
         size.is_none_or(|s| offset <= s).then_some(offset)

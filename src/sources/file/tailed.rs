@@ -81,6 +81,9 @@ pub struct TailedFile {
     pub read_from_end: bool,
     /// An archive read to its end (or skipped): never read again.
     pub finished: bool,
+    /// Fingerprint and safe end it had before it was last truncated, so a
+    /// copy made just before (copytruncate) resumes where it was.
+    pub before_truncation: Option<(super::identity::Fingerprint, u64)>,
     active: Option<Active>,
 }
 
@@ -106,6 +109,7 @@ impl TailedFile {
             size_at_open: 0,
             read_from_end,
             finished: false,
+            before_truncation: None,
             active: None,
         }
     }
@@ -123,7 +127,8 @@ impl TailedFile {
         self.active.as_ref().map(Active::safe_end)
     }
 
-    /// Starts reading at `offset` under `identity`; persists the start.
+    /// Starts reading at `offset` under `identity`; the caller persists the
+    /// start (one checkpoint write for all files started in one pass).
     pub fn begin(
         &mut self,
         identity: FileIdentity,
@@ -134,8 +139,7 @@ impl TailedFile {
         let key: SourceKey = Arc::from(identity.key(&cfg.name));
         let offset = self.reader.skip_to(offset)?;
         ctx.checkpointer
-            .start(&key, start_entry(&self.path, offset))
-            .map_err(std::io::Error::other)?;
+            .start_unflushed(&key, start_entry(&self.path, offset));
         self.active = Some(Active {
             identity,
             origin: xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
@@ -226,6 +230,7 @@ impl TailedFile {
         counters.truncations.inc();
         let flushed = self.flush_all(ctx, counters);
         if let Some(active) = self.active.take() {
+            self.before_truncation = Some((active.identity.fingerprint, active.safe_end()));
             tracing::warn!(path = %self.path.display(), size = len, offset = active.pos, "file truncated; reading it again from the start");
             ctx.checkpointer.forget(&active.key);
         }
