@@ -35,16 +35,11 @@ fn long_line(tag: &str) -> String {
     s
 }
 
-fn start_shipd(
-    receiver: &Receiver,
-    dir: &Path,
-    extra: &[(&'static str, String)],
-) -> Shipd {
-    let mut env: Vec<(&'static str, String)> =
-        ship_env(receiver, "http", "", &dir.join("data"))
-            .into_iter()
-            .filter(|(k, _)| *k != "SHIPD_LOG_FILES")
-            .collect();
+fn start_shipd(receiver: &Receiver, dir: &Path, extra: &[(&'static str, String)]) -> Shipd {
+    let mut env: Vec<(&'static str, String)> = ship_env(receiver, "http", "", &dir.join("data"))
+        .into_iter()
+        .filter(|(k, _)| *k != "SHIPD_LOG_FILES")
+        .collect();
     env.push(("SHIPD_READ_FROM", "beginning".into()));
     env.extend(extra.iter().cloned());
     let shipd = Shipd::start(&env, &dir.join("shipd.log"));
@@ -95,11 +90,23 @@ fn docker_json_file_logs_are_unwrapped_reassembled_and_named_after_their_contain
         .chunks(RUNTIME_CHUNK)
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect();
-    assert_eq!(chunks.len(), 3, "40 KiB = two full 16 KiB records and a rest");
+    assert_eq!(
+        chunks.len(),
+        3,
+        "40 KiB = two full 16 KiB records and a rest"
+    );
     for (i, chunk) in chunks.iter().enumerate() {
         let last = i + 1 == chunks.len();
-        let log = if last { format!("{chunk}\n") } else { chunk.to_string() };
-        records.push_str(&docker_record(&log, "stdout", "2026-03-01T11:00:00.000000007Z"));
+        let log = if last {
+            format!("{chunk}\n")
+        } else {
+            chunk.to_string()
+        };
+        records.push_str(&docker_record(
+            &log,
+            "stdout",
+            "2026-03-01T11:00:00.000000007Z",
+        ));
         records.push('\n');
     }
     expected.push(long.clone());
@@ -114,7 +121,10 @@ fn docker_json_file_logs_are_unwrapped_reassembled_and_named_after_their_contain
         dir.path(),
         &[
             ("SHIPD_DOCKER_LOGS", "on".into()),
-            ("SHIPD_DOCKER_DIR", dir.path().join("containers").display().to_string()),
+            (
+                "SHIPD_DOCKER_DIR",
+                dir.path().join("containers").display().to_string(),
+            ),
         ],
     );
     assert_eq!(
@@ -126,7 +136,10 @@ fn docker_json_file_logs_are_unwrapped_reassembled_and_named_after_their_contain
     std::thread::sleep(Duration::from_millis(500));
     let got = receiver.records();
     let bodies: Vec<&str> = got.iter().map(|r| r.body.as_str()).collect();
-    assert_eq!(bodies, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bodies,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     let joined = got.iter().find(|r| r.body.len() == long.len()).unwrap();
     assert_eq!(joined.body, long, "the split line is whole again");
     assert_eq!(joined.time_unix_nano, 1_772_362_800_000_000_007);
@@ -134,9 +147,15 @@ fn docker_json_file_logs_are_unwrapped_reassembled_and_named_after_their_contain
     assert_eq!(got[0].attr_str("log.iostream").as_deref(), Some("stderr"));
     assert_eq!(got[1].attr_str("log.iostream").as_deref(), Some("stdout"));
     let res = &got[0].resource;
-    assert_eq!(text(res.get("container.name")).as_deref(), Some("shop-web-1"));
+    assert_eq!(
+        text(res.get("container.name")).as_deref(),
+        Some("shop-web-1")
+    );
     assert_eq!(text(res.get("container.id")), Some(id.clone()));
-    assert_eq!(text(res.get("container.image.name")).as_deref(), Some("nginx"));
+    assert_eq!(
+        text(res.get("container.image.name")).as_deref(),
+        Some("nginx")
+    );
     assert_eq!(text(res.get("compose.project")).as_deref(), Some("shop"));
     assert_eq!(text(res.get("service.name")).as_deref(), Some("web"));
     assert_eq!(text(res.get("shipd.source")).as_deref(), Some("docker"));
@@ -177,7 +196,9 @@ fn cri_logs_are_reassembled_per_stream_and_named_from_their_path() {
         .collect();
     for (i, chunk) in chunks.iter().enumerate() {
         let tag = if i + 1 == chunks.len() { "F" } else { "P" };
-        records.push_str(&format!("2026-03-01T11:00:00.00000000{i}Z stdout {tag} {chunk}\n"));
+        records.push_str(&format!(
+            "2026-03-01T11:00:00.00000000{i}Z stdout {tag} {chunk}\n"
+        ));
         if i == 0 {
             records.push_str("2026-03-01T11:00:00.5Z stderr F warning: in between\n");
         }
@@ -206,16 +227,31 @@ fn cri_logs_are_reassembled_per_stream_and_named_from_their_path() {
     std::thread::sleep(Duration::from_millis(500));
     let got = receiver.records();
     let bodies: Vec<&str> = got.iter().map(|r| r.body.as_str()).collect();
-    assert_eq!(bodies, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        bodies,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     let joined = got.last().unwrap();
     assert_eq!(joined.body.len(), 40 * 1024);
-    assert_eq!(joined.time_unix_nano, 1_772_362_800_000_000_000, "time of the first part");
+    assert_eq!(
+        joined.time_unix_nano, 1_772_362_800_000_000_000,
+        "time of the first part"
+    );
     assert_eq!(got[100].attr_str("log.iostream").as_deref(), Some("stderr"));
     let res = &got[0].resource;
     assert_eq!(text(res.get("k8s.namespace.name")).as_deref(), Some("shop"));
-    assert_eq!(text(res.get("k8s.pod.name")).as_deref(), Some("web-7d9f8b6c5-x2x9z"));
-    assert_eq!(text(res.get("k8s.container.name")).as_deref(), Some("nginx"));
-    assert_eq!(text(res.get("k8s.container.restart_count")).as_deref(), Some("0"));
+    assert_eq!(
+        text(res.get("k8s.pod.name")).as_deref(),
+        Some("web-7d9f8b6c5-x2x9z")
+    );
+    assert_eq!(
+        text(res.get("k8s.container.name")).as_deref(),
+        Some("nginx")
+    );
+    assert_eq!(
+        text(res.get("k8s.container.restart_count")).as_deref(),
+        Some("0")
+    );
     assert_eq!(text(res.get("service.name")).as_deref(), Some("nginx"));
     assert_eq!(text(res.get("shipd.source")).as_deref(), Some("kubernetes"));
     assert_eq!(shipd.terminate(), Some(0));

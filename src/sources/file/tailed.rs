@@ -171,6 +171,8 @@ impl TailedFile {
         buf: &mut BytesMut,
     ) -> Progress {
         let Some(active) = &self.active else {
+            // First line still incomplete: nothing readable yet.
+            self.at_end = true;
             return Progress::Idle;
         };
         if self.finished {
