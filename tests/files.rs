@@ -322,7 +322,8 @@ fn kill_9_during_rotations_loses_no_line() {
     writer.join().unwrap();
     let second = s.start(&glob, &[]);
     let lines: Vec<String> = [a, b, c].concat();
-    let got = s.receiver.wait_for(lines.len(), WAIT);
+    s.receiver.wait_for_all(&lines, WAIT);
+    let got = s.receiver.count();
     std::thread::sleep(Duration::from_secs(1));
     let t = tally(&s.receiver.bodies(), &lines);
     println!(
