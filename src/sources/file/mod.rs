@@ -696,3 +696,87 @@ fn start_entry(path: &Path, offset: u64) -> Entry {
         cursor: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::pipeline::acks::ack_events;
+    use crate::pipeline::channel::{batch_channel, BatchReceiver};
+    use regex::bytes::Regex;
+
+    fn bodies(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Log(r) => r.body.as_str().unwrap_or_default().to_owned(),
+                Event::Metric(_) => String::new(),
+            })
+            .collect()
+    }
+
+    async fn next(rx: &mut BatchReceiver) -> Vec<Event> {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a batch in time")
+            .expect("source alive");
+        batch.item.events
+    }
+
+    #[test]
+    fn checkpoint_of_a_multiline_event_is_the_end_of_its_last_line_never_past_a_held_one() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let first = "2026 first\n  at a\n  at b\n";
+        let second = "2026 second\n  at c\n";
+        std::fs::write(&path, format!("{first}{second}")).unwrap();
+        let checkpointer =
+            Checkpointer::open(&dir.path().join("data"), Duration::from_secs(60)).unwrap();
+        let (tx, mut rx) = batch_channel(1 << 20);
+        let cancel = CancellationToken::new();
+        let mut cfg = FileSourceConfig::new("files", vec![path.display().to_string()]);
+        cfg.read_from = ReadFrom::Beginning;
+        cfg.poll_interval = Duration::from_millis(20);
+        let mut multiline =
+            MultilineConfig::new(MultilineMode::Start(Regex::new("^2026").unwrap()));
+        multiline.timeout = Duration::from_millis(500);
+        cfg.multiline = Some(multiline);
+        let ctx = SourceContext {
+            out: tx,
+            checkpointer: Arc::clone(&checkpointer),
+            cancel: cancel.clone(),
+            host_name: "test".into(),
+        };
+        let offset = || {
+            let entries = checkpointer.entries_with_prefix("files|");
+            assert_eq!(entries.len(), 1, "one file, one key");
+            entries[0].1.offset
+        };
+        rt.block_on(async {
+            let task = FileSource::new(cfg, ctx).spawn();
+            let events = next(&mut rx).await;
+            assert_eq!(bodies(&events), vec!["2026 first\n  at a\n  at b"]);
+            ack_events(&events);
+            assert_eq!(
+                offset(),
+                first.len() as u64,
+                "the held second event keeps the checkpoint before it"
+            );
+            let events = next(&mut rx).await;
+            assert_eq!(
+                bodies(&events),
+                vec!["2026 second\n  at c"],
+                "flushed by the timeout"
+            );
+            ack_events(&events);
+            assert_eq!(offset(), (first.len() + second.len()) as u64);
+            cancel.cancel();
+            task.await.unwrap();
+        });
+    }
+}
