@@ -268,10 +268,13 @@ impl FileSource {
             }
             self.forget_delivered_retired();
             self.counters.files.set(self.files.len() as u64);
-            if progressed {
-                continue;
-            }
-            let timeout = self.next_wake(last_poll, last_scan, rescan);
+            // While busy, only collect the wake-ups queued meanwhile (so they
+            // never pile up); when idle, sleep until the next thing is due.
+            let timeout = if progressed {
+                Duration::ZERO
+            } else {
+                self.next_wake(last_poll, last_scan, rescan)
+            };
             let changes = self.watcher.wait(timeout);
             if changes.stop {
                 return;
