@@ -257,8 +257,18 @@ fn compose_wires_the_agent_environment_and_mounts_host_sources_read_only() {
     let root = env["SHIPD_HOST_ROOT"].as_str().unwrap();
     assert!(volumes.contains(&format!("/proc:{root}/proc:ro").as_str()));
     assert!(volumes.contains(&format!("/sys:{root}/sys:ro").as_str()));
-    let logs = env["SHIPD_LOG_FILES"].as_str().unwrap();
-    assert!(logs.starts_with("/var/lib/docker/containers/"));
+    assert_eq!(
+        env["SHIPD_DOCKER_LOGS"].as_str(),
+        Some("on"),
+        "the sidecar reads container logs"
+    );
+    let docker_dir = env["SHIPD_DOCKER_DIR"].as_str().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.starts_with(&format!("{docker_dir}:"))),
+        "{docker_dir} is mounted"
+    );
 
     let data_dir = env["SHIPD_DATA_DIR"].as_str().unwrap();
     let data = volumes

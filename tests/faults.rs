@@ -45,7 +45,8 @@ fn kill_9_mid_stream_then_restart_loses_no_line() {
     writer.join().unwrap();
 
     let second = Shipd::start(&env, &log);
-    let got = receiver.wait_for(lines.len(), WAIT);
+    receiver.wait_for_all(&lines, WAIT);
+    let got = receiver.count();
     std::thread::sleep(Duration::from_secs(1));
     let bodies = receiver.bodies();
     let mut seen: HashMap<&str, usize> = HashMap::new();

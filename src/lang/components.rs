@@ -90,15 +90,44 @@ pub static KINDS: &[KindSpec] = &[
     KindSpec {
         name: "files",
         role: Role::Source,
-        doc: "Tails files matching globs.",
+        doc: "Tails files matching globs, across rotation (rename or copytruncate), with optional multiline joining.",
         options: &[
             r("include", OptTy::Strings, "globs of files to tail"),
-            o("enabled", OptTy::Bool, "false leaves the source out"),
-            o("read_from", OptTy::Choice(&["beginning", "end"]), "start of files without a checkpoint found at start-up (default end)"),
+            o("exclude", OptTy::Strings, "globs of paths never tailed"),
+            o("read_from", OptTy::Choice(&["beginning", "end"]), "start of files without a checkpoint at the source's first start (default end)"),
             o("max_line_bytes", OptTy::Size, "longer lines are truncated and marked (default 256KiB)"),
-            o("poll_interval", OptTy::Duration, "re-check idle files (default 250ms)"),
-            o("glob_interval", OptTy::Duration, "re-scan the globs (default 1s)"),
+            o("poll_interval", OptTy::Duration, "re-check every file this often besides inotify (default 1s)"),
+            o("glob_interval", OptTy::Duration, "re-scan the globs this often besides inotify (default 10s)"),
+            o("rotate_wait", OptTy::Duration, "how long a rotated-away file is still read (default 30s)"),
+            o("read_compressed", OptTy::Bool, "read *.gz files the globs match (default false)"),
+            o("format", OptTy::Choice(&["plain", "docker", "cri"]), "line format (default plain)"),
+            o("multiline.start", OptTy::Regex, "lines matching start a new event; others continue it"),
+            o("multiline.continue", OptTy::Regex, "lines matching continue the previous event"),
+            o("multiline.timeout", OptTy::Duration, "emit a held event after this long without lines (default 1s)"),
+            o("multiline.max_lines", OptTy::Int, "lines per event at most (default 500)"),
+            o("multiline.max_bytes", OptTy::Size, "bytes per event at most (default 256KiB)"),
             o("service", OptTy::Str, "service.name of the records (default: the source name)"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
+        name: "docker",
+        role: Role::Source,
+        doc: "Docker json-file container logs, enriched from each container's config.v2.json (name, image, compose project and service).",
+        options: &[
+            o("directory", OptTy::Str, "docker's containers directory (default /var/lib/docker/containers)"),
+            o("read_from", OptTy::Choice(&["beginning", "end"]), "start of logs without a checkpoint (default end)"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
+        name: "cri",
+        role: Role::Source,
+        doc: "CRI container logs (containerd, K3s) under /var/log/pods, with partial lines joined and pod metadata from the path.",
+        options: &[
+            o("directory", OptTy::Str, "the pods log directory (default /var/log/pods)"),
+            o("read_from", OptTy::Choice(&["beginning", "end"]), "start of logs without a checkpoint (default end)"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
         ],
     },
     KindSpec {
@@ -315,9 +344,11 @@ fn convert(ty: OptTy, e: &Expr, v: Value) -> Option<OptVal> {
                 .and_then(|t| crate::config::parse_size(&t).ok())
                 .map(|s| OptVal::Size(s as u64)),
         },
-        OptTy::Regex => match &e.kind {
-            ExprKind::Lit(Lit::Regex(r)) => Some(OptVal::Regex(r.clone())),
-            _ => None,
+        OptTy::Regex => match (&e.kind, v) {
+            (ExprKind::Lit(Lit::Regex(r)), _) => Some(OptVal::Regex(r.clone())),
+            (_, other) => text(&other)
+                .filter(|t| super::functions::compile_regex(t).is_ok())
+                .map(OptVal::Regex),
         },
         OptTy::Choice(choices) => text(&v)
             .filter(|t| choices.contains(&t.as_str()))

@@ -13,7 +13,8 @@ use crate::pipeline::processor::{Processor, Step};
 use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
 use crate::sinks::batcher::BatchLimits;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig, TransportKind};
-use crate::sources::file::{FileSourceConfig, ReadFrom};
+use crate::sources::containers;
+use crate::sources::file::{FileSourceConfig, LogFormat, MultilineConfig, MultilineMode, ReadFrom};
 use crate::sources::journald::{available, JournaldSourceConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -516,6 +517,20 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     })
 }
 
+fn bytes_regex(pattern: &str) -> Option<regex::bytes::Regex> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .ok()
+}
+
+fn with_read_from(mut f: FileSourceConfig, opts: &Options) -> Option<SourceConfig> {
+    if let Some(r) = read_from(opts) {
+        f.read_from = r;
+    }
+    Some(SourceConfig::File(f))
+}
+
 fn read_from(opts: &Options) -> Option<ReadFrom> {
     opts.str("read_from").map(|r| {
         if r == "beginning" {
@@ -584,12 +599,14 @@ fn build_source(
         }
         "files" => {
             let mut f = FileSourceConfig::new(name, opts.strings("include")?);
-            if let Some(r) = opts.str("read_from") {
-                f.read_from = if r == "beginning" {
-                    ReadFrom::Beginning
-                } else {
-                    ReadFrom::End
-                };
+            f.exclude = opts.strings("exclude").unwrap_or_default();
+            for pattern in f.include.iter().chain(&f.exclude) {
+                if glob::Pattern::new(pattern).is_err() {
+                    c.diagnostics.push(
+                        Diagnostic::new(at, "a glob of `include` or `exclude` is invalid")
+                            .hint("globs use * ? ** and [...]"),
+                    );
+                }
             }
             if let Some(n) = opts.size("max_line_bytes") {
                 f.max_line_bytes = n.max(1) as usize;
@@ -600,8 +617,63 @@ fn build_source(
             if let Some(d) = opts.duration("glob_interval") {
                 f.glob_interval = d;
             }
+            if let Some(d) = opts.duration("rotate_wait") {
+                f.rotate_wait = d;
+            }
+            f.read_compressed = opts.bool("read_compressed").unwrap_or(false);
+            f.format = match opts.str("format").as_deref() {
+                Some("docker") => LogFormat::Docker,
+                Some("cri") => LogFormat::Cri,
+                _ => LogFormat::Plain,
+            };
+            let mode = match (
+                opts.regex("multiline.start"),
+                opts.regex("multiline.continue"),
+            ) {
+                (Some(_), Some(_)) => {
+                    c.diagnostics.push(
+                        Diagnostic::new(opts.span("multiline.continue").unwrap_or(at), "set `multiline.start` or `multiline.continue`, not both")
+                            .hint("start: lines matching begin an event; continue: lines matching extend one"),
+                    );
+                    None
+                }
+                (Some(p), None) => bytes_regex(&p).map(MultilineMode::Start),
+                (None, Some(p)) => bytes_regex(&p).map(MultilineMode::Continue),
+                (None, None) => None,
+            };
+            if let Some(mode) = mode {
+                let mut m = MultilineConfig::new(mode);
+                m.timeout = opts.duration("multiline.timeout").unwrap_or(m.timeout);
+                m.max_lines = opts
+                    .int("multiline.max_lines")
+                    .map(|n| n.max(1) as usize)
+                    .unwrap_or(m.max_lines);
+                m.max_bytes = opts
+                    .size("multiline.max_bytes")
+                    .map(|n| n.max(1) as usize)
+                    .unwrap_or(m.max_bytes);
+                f.multiline = Some(m);
+            }
             f.service_name = opts.str("service");
-            Some(SourceConfig::File(f))
+            with_read_from(f, opts)
+        }
+        "docker" => {
+            let dir = opts
+                .str("directory")
+                .unwrap_or_else(|| "/var/lib/docker/containers".into());
+            with_read_from(
+                containers::docker_source(name, std::path::Path::new(&dir)),
+                opts,
+            )
+        }
+        "cri" => {
+            let dir = opts
+                .str("directory")
+                .unwrap_or_else(|| "/var/log/pods".into());
+            with_read_from(
+                containers::cri_source(name, std::path::Path::new(&dir)),
+                opts,
+            )
         }
         _ => None,
     }

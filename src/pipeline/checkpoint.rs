@@ -118,24 +118,38 @@ impl Checkpointer {
         self.lock().entries.get(key).cloned()
     }
 
+    /// Every entry whose key starts with `prefix` (one source's keys).
+    pub fn entries_with_prefix(&self, prefix: &str) -> Vec<(String, Entry)> {
+        self.lock()
+            .entries
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+
     /// Starts tracking `key` from `entry` (its resume point in this run);
     /// batches are then numbered from 0. Persists at once when it is new or
     /// differs from what is stored.
     pub fn start(&self, key: &SourceKey, entry: Entry) -> Result<(), CheckpointError> {
-        let changed = {
-            let mut state = self.lock();
-            state.progress.insert(Arc::clone(key), Progress::default());
-            let changed = state.entries.get(&**key) != Some(&entry);
-            if changed {
-                state.entries.insert(key.to_string(), entry);
-                state.dirty = true;
-            }
-            changed
-        };
-        if changed {
+        if self.start_unflushed(key, entry) {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Like [`start`](Self::start) without writing, for a source starting
+    /// many keys at once: it must [`flush`](Self::flush) once afterwards,
+    /// before reading from them. Returns whether anything changed.
+    pub fn start_unflushed(&self, key: &SourceKey, entry: Entry) -> bool {
+        let mut state = self.lock();
+        state.progress.insert(Arc::clone(key), Progress::default());
+        let changed = state.entries.get(&**key) != Some(&entry);
+        if changed {
+            state.entries.insert(key.to_string(), entry);
+            state.dirty = true;
+        }
+        changed
     }
 
     /// Records that batch `seq` of `key` is delivered up to `end`.

@@ -2,5 +2,6 @@
 //! thread, for blocking file I/O) and sends [`EventBatch`](crate::event::EventBatch)es
 //! into the pipeline channel, waiting when it is full.
 
+pub mod containers;
 pub mod file;
 pub mod journald;

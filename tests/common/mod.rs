@@ -117,6 +117,21 @@ impl Receiver {
         }
     }
 
+    /// Waits until every line of `expected` was accepted at least once
+    /// (a count alone is reached early when a restart re-sends some);
+    /// returns how many are still missing.
+    pub fn wait_for_all(&self, expected: &[String], timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let bodies: std::collections::HashSet<String> = self.bodies().into_iter().collect();
+            let missing = expected.iter().filter(|l| !bodies.contains(*l)).count();
+            if missing == 0 || Instant::now() > deadline {
+                return missing;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

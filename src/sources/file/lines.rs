@@ -55,6 +55,24 @@ impl LineSplitter {
         self.carry.len()
     }
 
+    /// The unfinished last line, as it is (the stream ended without a
+    /// newline); afterwards the splitter is committed up to the stream's end.
+    pub fn finish(&mut self) -> Option<Line> {
+        if self.next == self.line_start {
+            return None;
+        }
+        let truncated = self.overflowed;
+        let line = Line {
+            bytes: self.carry.split().freeze(),
+            start: self.line_start,
+            end: self.next,
+            truncated,
+        };
+        self.overflowed = false;
+        self.line_start = self.next;
+        Some(line)
+    }
+
     /// Pushes the next `chunk` of the stream, appending complete lines to `out`.
     pub fn push(&mut self, chunk: Bytes, out: &mut Vec<Line>) {
         let mut pos = 0;
@@ -150,6 +168,16 @@ mod tests {
         assert_eq!(lines[0].bytes, "abc");
         assert!(lines[0].truncated);
         assert_eq!(lines[1].bytes, "ab");
+    }
+
+    #[test]
+    fn finish_hands_out_the_unfinished_last_line() {
+        let (_, mut s) = split(100, &[b"a\nlast words"]);
+        let line = s.finish().unwrap();
+        assert_eq!(line.bytes, "last words");
+        assert_eq!((line.start, line.end), (2, 12));
+        assert_eq!(s.committed(), 12);
+        assert_eq!(s.finish(), None);
     }
 
     #[test]

@@ -1,31 +1,52 @@
-//! The file source: tails the files matching a set of globs.
+//! The file source: tails the files matching a set of globs, through
+//! rotation, truncation and restarts, and container logs riding on it.
 //!
-//! One blocking thread per source serves all its files round-robin, reading at
-//! most `read_budget` bytes of one file before moving to the next, so no file
-//! starves the others and thousands of files need no task each. Each read
-//! becomes one batch with one [`BatchAck`]; the [`Checkpointer`] holds the
-//! delivered offset per file identity (device and inode). Discovery re-globs
-//! every `glob_interval`; idle files are re-checked every `poll_interval`.
-//! Rotation handling, multiline and fingerprints slot into [`TailedFile`].
+//! One blocking thread per source serves all its files round-robin, reading
+//! at most `read_budget` bytes of one file before moving to the next, so no
+//! file starves the others and thousands of files need no task each. Per
+//! file, bytes flow [`Reader`] → [`LineSplitter`] → [`Decoder`] (plain,
+//! docker, CRI) → multiline [`Aggregator`] → one batch per read with one
+//! [`BatchAck`]. The [`Checkpointer`] holds the delivered offset per file
+//! identity ([`FileIdentity`]: device, inode and a fingerprint of the first
+//! line); the acknowledged end never passes a line still held by the decoder
+//! or the aggregator.
+//!
+//! Files are found by globbing at start, on inotify events ([`watch`]) and
+//! every `glob_interval`; each is re-checked (one `fstat`) every
+//! `poll_interval` and at once when inotify reports it changed. A file no
+//! glob matches any more (renamed away, deleted) is read to its end through
+//! its open descriptor and released once idle, or after `rotate_wait`. A
+//! file that shrank below the read position was truncated (copytruncate):
+//! reading restarts at 0, counted and logged.
 
+mod decode;
+mod identity;
 mod lines;
+mod multiline;
+mod reader;
+mod tailed;
+mod watch;
 
+pub use decode::{Decoder, LogFormat, Message};
+pub use identity::{FileIdentity, Fingerprint};
 pub use lines::{Line, LineSplitter};
+pub use multiline::{Aggregator, MultilineConfig, MultilineMode};
 
-use crate::event::{Event, EventBatch, LogRecord, Position, Resource, Value};
-use crate::pipeline::acks::BatchAck;
+use crate::event::{EventBatch, Resource, Value};
 use crate::pipeline::channel::BatchSender;
 use crate::pipeline::checkpoint::{Checkpointer, Entry, SourceKey};
 use crate::telemetry::{self, Metric};
-use bytes::{Bytes, BytesMut};
-use std::collections::HashSet;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use bytes::BytesMut;
+use identity::parse_key;
+use reader::Reader;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tailed::{Progress, TailedFile};
 use tokio_util::sync::CancellationToken;
+use watch::{ChangeWatcher, Changes, Wake};
 
 /// Where to start in a file that has no checkpoint and existed at start-up.
 /// Files that appear later are always read from their beginning.
@@ -40,14 +61,26 @@ pub enum ReadFrom {
 pub struct FileSourceConfig {
     pub name: String,
     pub include: Vec<String>,
+    /// Globs of paths never tailed, even when an include glob matches.
+    pub exclude: Vec<String>,
     pub read_from: ReadFrom,
     pub max_line_bytes: usize,
+    /// Every file is re-checked this often even without an inotify event.
     pub poll_interval: Duration,
+    /// The globs are re-evaluated this often even without an inotify event.
     pub glob_interval: Duration,
     /// Bytes read from one file before serving the next.
     pub read_budget: usize,
     /// `service.name` of the records (default: the source name).
     pub service_name: Option<String>,
+    /// How long a file that rotated away (or was deleted) is still read.
+    pub rotate_wait: Duration,
+    /// Read `*.gz` files the globs match (otherwise they are skipped).
+    pub read_compressed: bool,
+    pub multiline: Option<MultilineConfig>,
+    pub format: LogFormat,
+    /// Use inotify as a wake-up; polling alone when false.
+    pub inotify: bool,
 }
 
 impl FileSourceConfig {
@@ -55,12 +88,18 @@ impl FileSourceConfig {
         FileSourceConfig {
             name: name.into(),
             include,
+            exclude: Vec::new(),
             read_from: ReadFrom::End,
             max_line_bytes: 256 * 1024,
-            poll_interval: Duration::from_millis(250),
-            glob_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(1),
+            glob_interval: Duration::from_secs(10),
             read_budget: 256 * 1024,
             service_name: None,
+            rotate_wait: Duration::from_secs(30),
+            read_compressed: false,
+            multiline: None,
+            format: LogFormat::Plain,
+            inotify: true,
         }
     }
 }
@@ -74,13 +113,18 @@ pub struct SourceContext {
     pub host_name: String,
 }
 
-struct Counters {
-    events: Metric,
-    bytes: Metric,
-    truncated: Metric,
-    invalid_utf8: Metric,
-    empty: Metric,
-    read_errors: Metric,
+/// The counters of one file source.
+pub(crate) struct Counters {
+    pub events: Metric,
+    pub bytes: Metric,
+    pub truncated: Metric,
+    pub invalid_utf8: Metric,
+    pub empty: Metric,
+    pub read_errors: Metric,
+    pub decode_errors: Metric,
+    pub truncations: Metric,
+    pub rotations: Metric,
+    pub files: Metric,
 }
 
 impl Counters {
@@ -96,88 +140,295 @@ impl Counters {
                 &[("component", name), ("reason", "empty_line")],
             ),
             read_errors: c("shipd_read_errors_total"),
+            decode_errors: c("shipd_decode_errors_total"),
+            truncations: c("shipd_file_truncations_total"),
+            rotations: c("shipd_file_rotations_total"),
+            files: telemetry::gauge("shipd_files_open", &[("component", name)]),
         }
     }
 }
 
-/// One file being tailed.
-struct TailedFile {
-    key: SourceKey,
-    path: PathBuf,
-    file: File,
-    dev_ino: (u64, u64),
-    origin: u64,
-    splitter: LineSplitter,
-    seq: u64,
-    resource: Arc<Resource>,
-    /// Matched by the latest glob scan.
-    present: bool,
-}
+/// Shortest pause between two re-globs triggered by inotify.
+const RESCAN_DEBOUNCE: Duration = Duration::from_millis(100);
+/// A rotated file at its end is released after this long without growth
+/// (a writer may still append through its old descriptor for a moment).
+const ROTATED_IDLE: Duration = Duration::from_secs(1);
 
 /// A running file source.
 pub struct FileSource {
     cfg: FileSourceConfig,
     ctx: SourceContext,
     files: Vec<TailedFile>,
+    /// (device, inode) → index in `files`.
+    by_inode: HashMap<(u64, u64), usize>,
+    /// Path (as globbed, and its symlink target) → index in `files`.
+    by_path: HashMap<PathBuf, usize>,
+    exclude: Vec<glob::Pattern>,
     counters: Counters,
     buf: BytesMut,
     source_name: Arc<str>,
+    watcher: ChangeWatcher,
+    /// Keys of released files, forgotten once their last batch is delivered.
+    retired: Vec<(SourceKey, u64)>,
+    /// Checkpoints of this source found at start-up: fingerprint → offset.
+    known_fingerprints: HashMap<u64, u64>,
 }
 
 impl FileSource {
     pub fn new(cfg: FileSourceConfig, ctx: SourceContext) -> Self {
         let counters = Counters::new(&cfg.name);
+        let exclude = cfg
+            .exclude
+            .iter()
+            .filter_map(|p| match glob::Pattern::new(p) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(source = %cfg.name, pattern = %p, error = %e, "invalid exclude glob ignored");
+                    None
+                }
+            })
+            .collect();
+        let watcher = ChangeWatcher::new(cfg.inotify);
         let source_name: Arc<str> = Arc::from(cfg.name.as_str());
         FileSource {
             cfg,
             ctx,
             files: Vec::new(),
+            by_inode: HashMap::new(),
+            by_path: HashMap::new(),
+            exclude,
             counters,
             buf: BytesMut::new(),
             source_name,
+            watcher,
+            retired: Vec::new(),
+            known_fingerprints: HashMap::new(),
         }
     }
 
     /// Runs on the blocking pool until cancelled.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        let waker = self.watcher.waker();
+        let cancel = self.ctx.cancel.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            let _ = waker.send(Wake::Stop);
+        });
         tokio::task::spawn_blocking(move || self.run())
     }
 
     fn run(mut self) {
         let handle = tokio::runtime::Handle::current();
-        let mut last_scan: Option<Instant> = None;
+        for pattern in self.cfg.include.clone() {
+            let (root, recursive) = watch::watch_root(&pattern);
+            self.watcher.watch(&root, recursive);
+        }
+        tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.cfg.poll_interval, "file source started");
+        self.load_known_fingerprints();
+        // `read_from = end` is for the first start only: files unknown to a
+        // source that ran before appeared while it was down, so they are read
+        // from the beginning.
+        let first_start = self.known_fingerprints.is_empty();
+        self.scan(first_start);
+        self.resume_rotated_while_down();
+        let mut last_scan = Instant::now();
+        let mut rescan = false;
+        let mut last_poll = Instant::now();
         while !self.ctx.cancel.is_cancelled() {
-            if last_scan.is_none_or(|t| t.elapsed() >= self.cfg.glob_interval) {
-                self.scan(last_scan.is_none());
-                last_scan = Some(Instant::now());
+            let now = Instant::now();
+            if (rescan && now.duration_since(last_scan) >= RESCAN_DEBOUNCE)
+                || now.duration_since(last_scan) >= self.cfg.glob_interval
+            {
+                self.scan(false);
+                last_scan = now;
+                rescan = false;
             }
+            if now.duration_since(last_poll) >= self.cfg.poll_interval {
+                for f in &mut self.files {
+                    f.due = true;
+                }
+                last_poll = now;
+            }
+            self.activate_due();
             let mut progressed = false;
             for i in 0..self.files.len() {
-                match self.read_once(i) {
-                    Some(batch) => {
+                if !self.files[i].due {
+                    continue;
+                }
+                match self.turn(i) {
+                    Progress::Batch(batch) => {
                         progressed = true;
-                        if !self.send(&handle, batch) {
+                        if !batch.is_empty() && !self.send(&handle, batch) {
                             return;
                         }
                     }
-                    None => continue,
+                    Progress::Busy => progressed = true,
+                    Progress::Idle => self.files[i].due = false,
                 }
             }
-            self.release_vanished();
-            if !progressed {
-                let cancel = self.ctx.cancel.clone();
-                let idle = self.cfg.poll_interval;
-                handle.block_on(async {
-                    tokio::select! {
-                        _ = tokio::time::sleep(idle) => {}
-                        _ = cancel.cancelled() => {}
-                    }
-                });
+            if !self.flush_timed_out(&handle) || !self.release_rotated(&handle) {
+                return;
+            }
+            self.forget_delivered_retired();
+            self.counters.files.set(self.files.len() as u64);
+            // While busy, only collect the wake-ups queued meanwhile (so they
+            // never pile up); when idle, sleep until the next thing is due.
+            let timeout = if progressed {
+                Duration::ZERO
+            } else {
+                self.next_wake(last_poll, last_scan, rescan)
+            };
+            let changes = self.watcher.wait(timeout);
+            if changes.stop {
+                return;
+            }
+            rescan |= changes.layout;
+            self.mark_changed(&changes);
+        }
+    }
+
+    /// One turn at file `i`.
+    fn turn(&mut self, i: usize) -> Progress {
+        self.files[i].read(&self.cfg, &self.ctx, &self.counters, &mut self.buf)
+    }
+
+    /// Settles the start of every due file whose identity is still open,
+    /// then persists all their start positions in one checkpoint write
+    /// before anything is read from them.
+    fn activate_due(&mut self) {
+        let mut started = false;
+        for i in 0..self.files.len() {
+            let f = &self.files[i];
+            if f.due && !f.is_active() && !f.finished {
+                started |= self.activate(i);
+            }
+        }
+        if started {
+            if let Err(e) = self.ctx.checkpointer.flush() {
+                tracing::error!(source = %self.cfg.name, error = %e, "start positions not persisted; will retry");
             }
         }
     }
 
-    fn send(&self, handle: &tokio::runtime::Handle, batch: EventBatch) -> bool {
+    /// Fingerprints file `i` and starts it where it should start: its
+    /// checkpoint, else where a file it is a copy of was, else its end
+    /// (unknown at start-up, `read_from = end`), else its beginning.
+    /// `false` while its first line is incomplete.
+    fn activate(&mut self, i: usize) -> bool {
+        let f = &self.files[i];
+        let fingerprint = match f.reader.fingerprint(&f.path) {
+            Ok(Some(fp)) => fp,
+            Ok(None) => return false,
+            Err(e) => {
+                self.counters.read_errors.inc();
+                tracing::warn!(path = %f.path.display(), error = %e, "cannot read the first line");
+                return false;
+            }
+        };
+        let identity = FileIdentity {
+            dev: f.inode.0,
+            ino: f.inode.1,
+            fingerprint,
+        };
+        let size = f.reader.len().ok().flatten();
+        let key = identity.key(&self.cfg.name);
+        let legacy_key = format!("{}|{}:{}", self.cfg.name, f.inode.0, f.inode.1);
+        let checkpoint = self.ctx.checkpointer.entry(&key).or_else(|| {
+            let legacy = self.ctx.checkpointer.entry(&legacy_key);
+            if legacy.is_some() {
+                self.ctx.checkpointer.forget(&legacy_key);
+            }
+            legacy
+        });
+        let offset = match checkpoint {
+            Some(entry) if size.is_some_and(|s| entry.offset > s) => {
+                self.counters.truncations.inc();
+                tracing::warn!(path = %f.path.display(), checkpoint = entry.offset, size, "file shrank since its checkpoint; reading from the start");
+                0
+            }
+            Some(entry) => entry.offset,
+            None => match self.copy_of(i, fingerprint, size) {
+                Some(offset) => {
+                    tracing::info!(path = %f.path.display(), offset, "file is a copy of one already read; resuming where that one was");
+                    offset
+                }
+                None if f.read_from_end && f.reader.is_compressed() => {
+                    self.files[i].finished = true;
+                    tracing::info!(path = %self.files[i].path.display(), "archive present at start-up skipped (read_from = end)");
+                    return false;
+                }
+                None if f.read_from_end => f.size_at_open,
+                None => 0,
+            },
+        };
+        let f = &mut self.files[i];
+        match f.begin(identity, offset, &self.cfg, &self.ctx) {
+            Ok(offset) => {
+                tracing::info!(source = %self.cfg.name, path = %f.path.display(), offset, "reading file");
+                true
+            }
+            Err(e) => {
+                self.counters.read_errors.inc();
+                tracing::warn!(path = %f.path.display(), error = %e, "cannot start reading file");
+                false
+            }
+        }
+    }
+
+    /// Where to resume a new file whose first line matches a file already
+    /// read under another inode (a copytruncate copy, an archive): that
+    /// file's position, if the new one is at least that long.
+    fn copy_of(&self, i: usize, fingerprint: Fingerprint, size: Option<u64>) -> Option<u64> {
+        if !fingerprint.matches_copies() {
+            return None;
+        }
+        let inode = self.files[i].inode;
+        let open = self.files.iter().find_map(|f| {
+            if f.inode == inode {
+                return None;
+            }
+            match (f.identity(), f.before_truncation) {
+                (Some(id), _) if id.fingerprint == fingerprint => f.resume_offset(),
+                (_, Some((fp, offset))) if fp == fingerprint => Some(offset),
+                _ => None,
+            }
+        });
+        let offset = open.or_else(|| self.known_fingerprints.get(&fingerprint.hash).copied())?;
+        size.is_none_or(|s| offset <= s).then_some(offset)
+    }
+
+    /// How long the loop may sleep: until the next poll, re-glob or
+    /// multiline timeout.
+    fn next_wake(&self, last_poll: Instant, last_scan: Instant, rescan: bool) -> Duration {
+        let now = Instant::now();
+        let mut wake = (last_poll + self.cfg.poll_interval).min(last_scan + self.cfg.glob_interval);
+        if rescan {
+            wake = wake.min(last_scan + RESCAN_DEBOUNCE);
+        }
+        for f in &self.files {
+            if let Some(deadline) = f.multiline_deadline() {
+                wake = wake.min(deadline);
+            }
+        }
+        wake.saturating_duration_since(now)
+    }
+
+    fn mark_changed(&mut self, changes: &Changes) {
+        if changes.overflow {
+            for f in &mut self.files {
+                f.due = true;
+            }
+            return;
+        }
+        for path in &changes.modified {
+            if let Some(&i) = self.by_path.get(path) {
+                self.files[i].due = true;
+            }
+        }
+    }
+
+    fn send(&self, handle: &tokio::runtime::Handle, mut batch: EventBatch) -> bool {
+        batch.source = Arc::clone(&self.source_name);
         let cancel = self.ctx.cancel.clone();
         handle.block_on(async {
             tokio::select! {
@@ -187,13 +438,27 @@ impl FileSource {
         })
     }
 
-    fn scan(&mut self, initial: bool) {
-        for f in &mut self.files {
-            f.present = false;
+    fn excluded(&self, path: &Path) -> bool {
+        self.exclude.iter().any(|p| p.matches_path(path))
+    }
+
+    fn reindex(&mut self) {
+        self.by_inode.clear();
+        self.by_path.clear();
+        for (i, f) in self.files.iter().enumerate() {
+            self.by_inode.insert(f.inode, i);
+            self.by_path.insert(f.path.clone(), i);
+            if let Some(target) = &f.target {
+                self.by_path.insert(target.clone(), i);
+            }
         }
-        let mut seen = HashSet::new();
-        let include = self.cfg.include.clone();
-        for pattern in &include {
+    }
+
+    fn scan(&mut self, initial: bool) {
+        let mut matched: HashSet<(u64, u64)> = HashSet::new();
+        let mut seen_paths = HashSet::new();
+        let mut added = false;
+        for pattern in &self.cfg.include.clone() {
             let paths = match glob::glob(pattern) {
                 Ok(paths) => paths,
                 Err(e) => {
@@ -202,179 +467,323 @@ impl FileSource {
                 }
             };
             for path in paths.flatten() {
-                if seen.insert(path.clone()) {
-                    self.discover(path, initial);
+                if !seen_paths.insert(path.clone()) || self.excluded(&path) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                let inode = (meta.dev(), meta.ino());
+                matched.insert(inode);
+                if let Some(&i) = self.by_inode.get(&inode) {
+                    let f = &mut self.files[i];
+                    if f.rotated_at.take().is_some() {
+                        tracing::info!(path = %path.display(), "rotated file is matched again");
+                    }
+                    continue;
+                }
+                if reader::is_compressed(&path) && !self.cfg.read_compressed {
+                    continue;
+                }
+                if let Some(f) = self.open(&path, inode, meta.len(), initial) {
+                    self.files.push(f);
+                    added = true;
+                    let i = self.files.len() - 1;
+                    self.by_inode.insert(inode, i);
                 }
             }
         }
+        let now = Instant::now();
+        for f in &mut self.files {
+            if !matched.contains(&f.inode) && f.rotated_at.is_none() {
+                f.rotated_at = Some(now);
+                f.due = true;
+                self.counters.rotations.inc();
+                tracing::info!(path = %f.path.display(), "file rotated away or removed; reading it to its end");
+            }
+        }
+        if added {
+            self.reindex();
+        }
     }
 
-    fn discover(&mut self, path: PathBuf, initial: bool) {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return;
-        };
-        if !meta.is_file() {
-            return;
-        }
-        let dev_ino = (meta.dev(), meta.ino());
-        if let Some(f) = self.files.iter_mut().find(|f| f.dev_ino == dev_ino) {
-            f.present = true;
-            return;
-        }
-        match self.open(&path, dev_ino, meta.len(), initial) {
-            Ok(f) => self.files.push(f),
+    /// Opens a newly found file; its start position is settled once its
+    /// first line (its fingerprint) is there.
+    fn open(
+        &mut self,
+        path: &Path,
+        inode: (u64, u64),
+        size: u64,
+        initial: bool,
+    ) -> Option<TailedFile> {
+        let reader = match Reader::open(path) {
+            Ok(r) => r,
             Err(e) => {
                 self.counters.read_errors.inc();
                 tracing::warn!(source = %self.cfg.name, path = %path.display(), error = %e, "cannot tail file");
-            }
-        }
-    }
-
-    fn open(
-        &self,
-        path: &Path,
-        dev_ino: (u64, u64),
-        size: u64,
-        initial: bool,
-    ) -> std::io::Result<TailedFile> {
-        let key: SourceKey = Arc::from(format!("{}|{}:{}", self.cfg.name, dev_ino.0, dev_ino.1));
-        let mut offset = match self.ctx.checkpointer.entry(&key) {
-            Some(entry) if entry.offset <= size => entry.offset,
-            Some(entry) => {
-                tracing::warn!(source = %self.cfg.name, path = %path.display(), checkpoint = entry.offset, size, "file shrank since its checkpoint; reading from the start");
-                0
-            }
-            None if initial && self.cfg.read_from == ReadFrom::End => size,
-            None => 0,
-        };
-        let mut file = File::open(path)?;
-        offset = file.seek(SeekFrom::Start(offset))?;
-        let path_text = path.display().to_string();
-        self.ctx
-            .checkpointer
-            .start(
-                &key,
-                Entry {
-                    path: path_text.clone(),
-                    offset,
-                    cursor: None,
-                },
-            )
-            .map_err(std::io::Error::other)?;
-        tracing::info!(source = %self.cfg.name, path = %path_text, offset, "tailing file");
-        let resource = Arc::new(Resource {
-            attributes: vec![
-                (
-                    "host.name".into(),
-                    Value::String(self.ctx.host_name.clone()),
-                ),
-                (
-                    "service.name".into(),
-                    Value::String(
-                        self.cfg
-                            .service_name
-                            .clone()
-                            .unwrap_or_else(|| self.cfg.name.clone()),
-                    ),
-                ),
-                ("shipd.source".into(), Value::String(self.cfg.name.clone())),
-                ("log.file.path".into(), Value::String(path_text)),
-            ],
-        });
-        Ok(TailedFile {
-            origin: xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
-            key,
-            path: path.to_path_buf(),
-            file,
-            dev_ino,
-            splitter: LineSplitter::new(self.cfg.max_line_bytes, offset),
-            seq: 0,
-            resource,
-            present: true,
-        })
-    }
-
-    /// Reads up to the budget from file `i`; `None` when nothing was read.
-    fn read_once(&mut self, i: usize) -> Option<EventBatch> {
-        self.buf.resize(self.cfg.read_budget, 0);
-        let f = &mut self.files[i];
-        let n = match f.file.read(&mut self.buf[..]) {
-            Ok(0) => return None,
-            Ok(n) => n,
-            Err(e) => {
-                self.counters.read_errors.inc();
-                tracing::warn!(path = %f.path.display(), error = %e, "read failed");
                 return None;
             }
         };
-        self.buf.truncate(n);
-        let chunk: Bytes = self.buf.split().freeze();
-        self.counters.bytes.add(n as u64);
-        let mut lines = Vec::new();
-        f.splitter.push(chunk, &mut lines);
-        let mut batch = EventBatch::from_source(&self.source_name, lines.len());
-        let mut events = Vec::with_capacity(lines.len());
-        for line in lines {
-            if line.bytes.is_empty() && !line.truncated {
-                self.counters.empty.inc();
-                continue;
-            }
-            events.push(line);
+        let target = std::fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.file_type().is_symlink())
+            .and_then(|_| std::fs::canonicalize(path).ok());
+        if let Some(dir) = target.as_deref().and_then(Path::parent) {
+            self.watcher.watch(dir, false);
         }
-        let seq = f.seq;
-        f.seq += 1;
-        let ack = BatchAck::new(
-            &self.ctx.checkpointer,
-            Arc::clone(&f.key),
-            seq,
-            f.splitter.committed(),
-            events.len(),
-        );
-        for line in events {
-            let body = match std::str::from_utf8(&line.bytes) {
-                Ok(_) => Value::Bytes(line.bytes),
-                Err(_) => {
-                    self.counters.invalid_utf8.inc();
-                    Value::Bytes(Bytes::from(
-                        String::from_utf8_lossy(&line.bytes).into_owned(),
-                    ))
-                }
-            };
-            let mut record = LogRecord::new(body, Arc::clone(&f.resource));
-            if line.truncated {
-                self.counters.truncated.inc();
-                record
-                    .attributes
-                    .push(("shipd.truncated".into(), Value::Bool(true)));
-            }
-            record.position = Some(Position {
-                origin: f.origin,
-                offset: line.start,
-            });
-            record.ack = ack.clone();
-            batch.push(Event::Log(record));
-        }
-        self.counters.events.add(batch.len() as u64);
-        Some(batch)
+        let resource = self.resource(path);
+        let read_from_end = initial && self.cfg.read_from == ReadFrom::End;
+        tracing::info!(source = %self.cfg.name, path = %path.display(), "tailing file");
+        let mut f = TailedFile::new(path, target, inode, reader, resource, read_from_end);
+        f.size_at_open = size;
+        Some(f)
     }
 
-    /// Drops files that no glob matches any more once they are read to the end.
-    fn release_vanished(&mut self) {
+    fn resource(&self, path: &Path) -> Arc<Resource> {
+        let path_text = path.display().to_string();
+        let mut attributes = vec![
+            (
+                "host.name".into(),
+                Value::String(self.ctx.host_name.clone()),
+            ),
+            ("shipd.source".into(), Value::String(self.cfg.name.clone())),
+            ("log.file.path".into(), Value::String(path_text)),
+        ];
+        let container = crate::sources::containers::resource_attributes(self.cfg.format, path);
+        let has_service = container.iter().any(|(k, _)| k == "service.name");
+        attributes.extend(container);
+        if !has_service || self.cfg.service_name.is_some() {
+            attributes.retain(|(k, _)| k != "service.name");
+            attributes.push((
+                "service.name".into(),
+                Value::String(
+                    self.cfg
+                        .service_name
+                        .clone()
+                        .unwrap_or_else(|| self.cfg.name.clone()),
+                ),
+            ));
+        }
+        Arc::new(Resource { attributes })
+    }
+
+    fn load_known_fingerprints(&mut self) {
+        for (key, entry) in self
+            .ctx
+            .checkpointer
+            .entries_with_prefix(&format!("{}|", self.cfg.name))
+        {
+            if let Some(parsed) = parse_key(&self.cfg.name, &key) {
+                self.known_fingerprints.insert(parsed.hash, entry.offset);
+            }
+        }
+    }
+
+    /// Checkpointed files that no glob matches any more rotated away while
+    /// shipd was down: find them beside their old path by inode and drain
+    /// them; forget the checkpoints of files that are gone.
+    fn resume_rotated_while_down(&mut self) {
+        let entries = self
+            .ctx
+            .checkpointer
+            .entries_with_prefix(&format!("{}|", self.cfg.name));
+        let mut added = false;
+        for (key, entry) in entries {
+            let Some(parsed) = parse_key(&self.cfg.name, &key) else {
+                continue;
+            };
+            if self.by_inode.contains_key(&(parsed.dev, parsed.ino)) {
+                continue;
+            }
+            match find_by_inode(Path::new(&entry.path), parsed.dev, parsed.ino) {
+                Some(path) => {
+                    tracing::info!(was = %entry.path, now = %path.display(), offset = entry.offset, "file rotated while shipd was down; reading it to its end");
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    if let Some(mut f) = self.open(&path, (parsed.dev, parsed.ino), size, false) {
+                        f.rotated_at = Some(Instant::now());
+                        self.counters.rotations.inc();
+                        self.files.push(f);
+                        added = true;
+                    }
+                }
+                None => {
+                    tracing::info!(path = %entry.path, "checkpointed file no longer exists; forgetting it");
+                    self.ctx.checkpointer.forget(&key);
+                }
+            }
+        }
+        if added {
+            self.reindex();
+        }
+    }
+
+    /// Emits multiline events that waited too long for a next line.
+    fn flush_timed_out(&mut self, handle: &tokio::runtime::Handle) -> bool {
+        let now = Instant::now();
+        for i in 0..self.files.len() {
+            if let Some(batch) = self.files[i].flush_timed_out(now, &self.ctx, &self.counters) {
+                if !self.send(handle, batch) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Releases rotated files that are drained, or waited `rotate_wait`.
+    fn release_rotated(&mut self, handle: &tokio::runtime::Handle) -> bool {
+        let now = Instant::now();
+        let idle = ROTATED_IDLE.min(self.cfg.rotate_wait);
+        let mut released = false;
+        let mut i = 0;
+        while i < self.files.len() {
+            let f = &self.files[i];
+            let Some(rotated_at) = f.rotated_at else {
+                i += 1;
+                continue;
+            };
+            let expired = now.duration_since(rotated_at) >= self.cfg.rotate_wait;
+            let drained = f.at_end && now.duration_since(f.last_growth.max(rotated_at)) >= idle;
+            if !(expired || drained) {
+                i += 1;
+                continue;
+            }
+            let mut f = self.files.swap_remove(i);
+            if expired && !drained {
+                tracing::warn!(path = %f.path.display(), rotate_wait = ?self.cfg.rotate_wait, "rotated file released before its end");
+            } else {
+                tracing::info!(path = %f.path.display(), "rotated file read to its end; released");
+            }
+            if let Some(batch) = f.flush_all(&self.ctx, &self.counters) {
+                if !self.send(handle, batch) {
+                    return false;
+                }
+            }
+            if let Some(retired) = f.retire() {
+                self.retired.push(retired);
+            }
+            released = true;
+        }
+        if released {
+            self.reindex();
+        }
+        true
+    }
+
+    /// Forgets released files whose every batch is delivered.
+    fn forget_delivered_retired(&mut self) {
         let checkpointer = &self.ctx.checkpointer;
-        self.files.retain_mut(|f| {
-            if f.present {
-                return true;
+        self.retired.retain(|(key, end)| {
+            let delivered = checkpointer.entry(key).is_none_or(|e| e.offset >= *end);
+            if delivered {
+                checkpointer.forget(key);
             }
-            let at_end = f
-                .file
-                .metadata()
-                .map(|m| f.splitter.committed() + f.splitter.pending() as u64 >= m.len())
-                .unwrap_or(true);
-            if at_end {
-                tracing::info!(path = %f.path.display(), "file gone; released");
-                checkpointer.forget(&f.key);
-            }
-            !at_end
+            !delivered
+        });
+    }
+}
+
+/// The file in `old_path`'s directory with this device and inode.
+fn find_by_inode(old_path: &Path, dev: u64, ino: u64) -> Option<PathBuf> {
+    let dir = old_path.parent()?;
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let meta = std::fs::metadata(e.path()).ok()?;
+        (meta.is_file() && meta.dev() == dev && meta.ino() == ino).then(|| e.path())
+    })
+}
+
+/// The checkpoint entry written when a file is first tracked.
+fn start_entry(path: &Path, offset: u64) -> Entry {
+    Entry {
+        path: path.display().to_string(),
+        offset,
+        cursor: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::pipeline::acks::ack_events;
+    use crate::pipeline::channel::{batch_channel, BatchReceiver};
+    use regex::bytes::Regex;
+
+    fn bodies(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Log(r) => r.body.as_str().unwrap_or_default().to_owned(),
+                Event::Metric(_) => String::new(),
+            })
+            .collect()
+    }
+
+    async fn next(rx: &mut BatchReceiver) -> Vec<Event> {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a batch in time")
+            .expect("source alive");
+        batch.item.events
+    }
+
+    #[test]
+    fn checkpoint_of_a_multiline_event_is_the_end_of_its_last_line_never_past_a_held_one() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let first = "2026 first\n  at a\n  at b\n";
+        let second = "2026 second\n  at c\n";
+        std::fs::write(&path, format!("{first}{second}")).unwrap();
+        let checkpointer =
+            Checkpointer::open(&dir.path().join("data"), Duration::from_secs(60)).unwrap();
+        let (tx, mut rx) = batch_channel(1 << 20);
+        let cancel = CancellationToken::new();
+        let mut cfg = FileSourceConfig::new("files", vec![path.display().to_string()]);
+        cfg.read_from = ReadFrom::Beginning;
+        cfg.poll_interval = Duration::from_millis(20);
+        let mut multiline =
+            MultilineConfig::new(MultilineMode::Start(Regex::new("^2026").unwrap()));
+        multiline.timeout = Duration::from_millis(500);
+        cfg.multiline = Some(multiline);
+        let ctx = SourceContext {
+            out: tx,
+            checkpointer: Arc::clone(&checkpointer),
+            cancel: cancel.clone(),
+            host_name: "test".into(),
+        };
+        let offset = || {
+            let entries = checkpointer.entries_with_prefix("files|");
+            assert_eq!(entries.len(), 1, "one file, one key");
+            entries[0].1.offset
+        };
+        rt.block_on(async {
+            let task = FileSource::new(cfg, ctx).spawn();
+            let events = next(&mut rx).await;
+            assert_eq!(bodies(&events), vec!["2026 first\n  at a\n  at b"]);
+            ack_events(&events);
+            assert_eq!(
+                offset(),
+                first.len() as u64,
+                "the held second event keeps the checkpoint before it"
+            );
+            let events = next(&mut rx).await;
+            assert_eq!(
+                bodies(&events),
+                vec!["2026 second\n  at c"],
+                "flushed by the timeout"
+            );
+            ack_events(&events);
+            assert_eq!(offset(), (first.len() + second.len()) as u64);
+            cancel.cancel();
+            task.await.unwrap();
         });
     }
 }

@@ -1,0 +1,378 @@
+//! One tailed file and the per-file path of its bytes: reader → line
+//! splitter → decoder → multiline → an [`EventBatch`] with one
+//! [`BatchAck`](crate::pipeline::acks::BatchAck) whose end never passes a
+//! line still held. It does no discovery and decides no start positions;
+//! the source does both.
+
+use super::decode::{Decoder, Message};
+use super::identity::FileIdentity;
+use super::lines::{Line, LineSplitter};
+use super::multiline::Aggregator;
+use super::reader::Reader;
+use super::{start_entry, Counters, FileSourceConfig, SourceContext};
+use crate::event::{Event, EventBatch, LogRecord, Position, Resource, Value};
+use crate::pipeline::acks::BatchAck;
+use crate::pipeline::checkpoint::SourceKey;
+use bytes::{Bytes, BytesMut};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What one turn at a file produced.
+pub enum Progress {
+    /// Events to send.
+    Batch(EventBatch),
+    /// Work done, nothing to send yet (come back soon).
+    Busy,
+    /// Nothing new.
+    Idle,
+}
+
+/// The reading state of a file whose identity is known.
+struct Active {
+    identity: FileIdentity,
+    key: SourceKey,
+    origin: u64,
+    splitter: LineSplitter,
+    decoder: Decoder,
+    multiline: Option<Aggregator>,
+    seq: u64,
+    /// Offset of the next byte to read.
+    pos: u64,
+    /// End of the last batch handed out.
+    acked_end: u64,
+}
+
+impl Active {
+    /// Where reading may resume without losing a held line.
+    fn safe_end(&self) -> u64 {
+        [
+            Some(self.splitter.committed()),
+            self.decoder.held_from(),
+            self.multiline.as_ref().and_then(Aggregator::held_from),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.pos)
+    }
+}
+
+/// One file being tailed.
+pub struct TailedFile {
+    /// The path it was found under.
+    pub path: PathBuf,
+    /// Where `path` leads when it is a symlink.
+    pub target: Option<PathBuf>,
+    /// Device and inode (of the target, for a symlink).
+    pub inode: (u64, u64),
+    pub reader: Reader,
+    resource: Arc<Resource>,
+    /// Set when no glob matches it any more: it is being drained.
+    pub rotated_at: Option<Instant>,
+    /// Read it at the next turn.
+    pub due: bool,
+    /// The last look found nothing new.
+    pub at_end: bool,
+    pub last_growth: Instant,
+    /// Size when found; the start of an unknown file read from its end.
+    pub size_at_open: u64,
+    /// Unknown files start at `size_at_open` rather than 0.
+    pub read_from_end: bool,
+    /// An archive read to its end (or skipped): never read again.
+    pub finished: bool,
+    /// Fingerprint and safe end it had before it was last truncated, so a
+    /// copy made just before (copytruncate) resumes where it was.
+    pub before_truncation: Option<(super::identity::Fingerprint, u64)>,
+    active: Option<Active>,
+}
+
+impl TailedFile {
+    pub fn new(
+        path: &Path,
+        target: Option<PathBuf>,
+        inode: (u64, u64),
+        reader: Reader,
+        resource: Arc<Resource>,
+        read_from_end: bool,
+    ) -> Self {
+        TailedFile {
+            path: path.to_path_buf(),
+            target,
+            inode,
+            reader,
+            resource,
+            rotated_at: None,
+            due: true,
+            at_end: false,
+            last_growth: Instant::now(),
+            size_at_open: 0,
+            read_from_end,
+            finished: false,
+            before_truncation: None,
+            active: None,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    pub fn identity(&self) -> Option<FileIdentity> {
+        self.active.as_ref().map(|a| a.identity)
+    }
+
+    /// Where a copy of this file could resume (its safe end).
+    pub fn resume_offset(&self) -> Option<u64> {
+        self.active.as_ref().map(Active::safe_end)
+    }
+
+    /// Starts reading at `offset` under `identity`; the caller persists the
+    /// start (one checkpoint write for all files started in one pass).
+    pub fn begin(
+        &mut self,
+        identity: FileIdentity,
+        offset: u64,
+        cfg: &FileSourceConfig,
+        ctx: &SourceContext,
+    ) -> std::io::Result<u64> {
+        let key: SourceKey = Arc::from(identity.key(&cfg.name));
+        let offset = self.reader.skip_to(offset)?;
+        ctx.checkpointer
+            .start_unflushed(&key, start_entry(&self.path, offset));
+        self.active = Some(Active {
+            identity,
+            origin: xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
+            key,
+            splitter: LineSplitter::new(cfg.max_line_bytes, offset),
+            decoder: Decoder::new(cfg.format, cfg.max_line_bytes),
+            multiline: cfg.multiline.clone().map(Aggregator::new),
+            seq: 0,
+            pos: offset,
+            acked_end: offset,
+        });
+        Ok(offset)
+    }
+
+    /// The deadline of a held multiline event.
+    pub fn multiline_deadline(&self) -> Option<Instant> {
+        self.active
+            .as_ref()
+            .and_then(|a| a.multiline.as_ref())
+            .and_then(Aggregator::deadline)
+    }
+
+    /// Reads up to the budget from an active file.
+    pub fn read(
+        &mut self,
+        cfg: &FileSourceConfig,
+        ctx: &SourceContext,
+        counters: &Counters,
+        buf: &mut BytesMut,
+    ) -> Progress {
+        let Some(active) = &self.active else {
+            // First line still incomplete: nothing readable yet.
+            self.at_end = true;
+            return Progress::Idle;
+        };
+        if self.finished {
+            return Progress::Idle;
+        }
+        match self.reader.len() {
+            Ok(Some(len)) if len < active.pos => return self.truncated(len, ctx, counters),
+            Ok(Some(len)) if len == active.pos => {
+                self.at_end = true;
+                return Progress::Idle;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                counters.read_errors.inc();
+                tracing::warn!(path = %self.path.display(), error = %e, "stat failed");
+                return Progress::Idle;
+            }
+        }
+        buf.resize(cfg.read_budget.max(1), 0);
+        let n = match self.reader.read(&mut buf[..]) {
+            Ok(n) => n,
+            Err(e) => {
+                counters.read_errors.inc();
+                tracing::warn!(path = %self.path.display(), error = %e, "read failed");
+                self.at_end = true;
+                return Progress::Idle;
+            }
+        };
+        if n == 0 {
+            self.at_end = true;
+            if self.reader.is_compressed() {
+                self.finished = true;
+                tracing::info!(path = %self.path.display(), "archive read to its end");
+                return self
+                    .flush_all(ctx, counters)
+                    .map_or(Progress::Idle, Progress::Batch);
+            }
+            return Progress::Idle;
+        }
+        self.at_end = false;
+        self.last_growth = Instant::now();
+        buf.truncate(n);
+        let chunk: Bytes = buf.split().freeze();
+        counters.bytes.add(n as u64);
+        let Some(active) = &mut self.active else {
+            return Progress::Idle;
+        };
+        active.pos += n as u64;
+        let mut lines = Vec::new();
+        active.splitter.push(chunk, &mut lines);
+        let messages = decode(active, lines, counters);
+        Progress::Batch(self.batch(messages, ctx, counters))
+    }
+
+    /// The file shrank below the read position: it was truncated in place.
+    fn truncated(&mut self, len: u64, ctx: &SourceContext, counters: &Counters) -> Progress {
+        counters.truncations.inc();
+        let flushed = self.flush_all(ctx, counters);
+        if let Some(active) = self.active.take() {
+            self.before_truncation = Some((active.identity.fingerprint, active.safe_end()));
+            tracing::warn!(path = %self.path.display(), size = len, offset = active.pos, "file truncated; reading it again from the start");
+            ctx.checkpointer.forget(&active.key);
+        }
+        self.read_from_end = false;
+        self.size_at_open = 0;
+        self.due = true;
+        if let Err(e) = self.reader.skip_to(0) {
+            counters.read_errors.inc();
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot seek to the start");
+        }
+        flushed.map_or(Progress::Busy, Progress::Batch)
+    }
+
+    /// Emits a multiline event that waited `timeout` for a next line.
+    pub fn flush_timed_out(
+        &mut self,
+        now: Instant,
+        ctx: &SourceContext,
+        counters: &Counters,
+    ) -> Option<EventBatch> {
+        let active = self.active.as_mut()?;
+        let msg = active.multiline.as_mut()?.flush_due(now)?;
+        Some(self.batch(vec![msg], ctx, counters))
+    }
+
+    /// Emits everything held, including an unfinished last line: the file
+    /// is being released (or was truncated).
+    pub fn flush_all(&mut self, ctx: &SourceContext, counters: &Counters) -> Option<EventBatch> {
+        let active = self.active.as_mut()?;
+        let mut messages = Vec::new();
+        let tail: Vec<Line> = active.splitter.finish().into_iter().collect();
+        for line in tail {
+            if !active.decoder.decode(line, &mut messages) {
+                counters.decode_errors.inc();
+            }
+        }
+        active.decoder.take_held(&mut messages);
+        let mut out = Vec::new();
+        if let Some(agg) = &mut active.multiline {
+            let now = Instant::now();
+            for m in messages {
+                agg.push(m, now, &mut out);
+            }
+            out.extend(agg.take());
+        } else {
+            out = messages;
+        }
+        if out.is_empty() && active.safe_end() == active.acked_end {
+            return None;
+        }
+        Some(self.batch(out, ctx, counters))
+    }
+
+    /// The key and final offset of a released file.
+    pub fn retire(self) -> Option<(SourceKey, u64)> {
+        self.active.map(|a| (a.key, a.acked_end))
+    }
+
+    /// One batch of `messages` acknowledged up to the safe end.
+    fn batch(
+        &mut self,
+        messages: Vec<Message>,
+        ctx: &SourceContext,
+        counters: &Counters,
+    ) -> EventBatch {
+        let Some(active) = &mut self.active else {
+            return EventBatch::with_capacity(0);
+        };
+        let mut kept = Vec::with_capacity(messages.len());
+        for m in messages {
+            if m.bytes.is_empty() && !m.truncated {
+                counters.empty.inc();
+            } else {
+                kept.push(m);
+            }
+        }
+        let end = active.safe_end();
+        let seq = active.seq;
+        active.seq += 1;
+        active.acked_end = end;
+        let ack = BatchAck::new(
+            &ctx.checkpointer,
+            Arc::clone(&active.key),
+            seq,
+            end,
+            kept.len(),
+        );
+        let mut batch = EventBatch::with_capacity(kept.len());
+        for m in kept {
+            let body = match std::str::from_utf8(&m.bytes) {
+                Ok(_) => Value::Bytes(m.bytes),
+                Err(_) => {
+                    counters.invalid_utf8.inc();
+                    Value::Bytes(Bytes::from(String::from_utf8_lossy(&m.bytes).into_owned()))
+                }
+            };
+            let mut record = LogRecord::new(body, Arc::clone(&self.resource));
+            if let Some(t) = m.time_unix_nano {
+                record.time_unix_nano = t;
+            }
+            if let Some(stream) = m.stream {
+                record
+                    .attributes
+                    .push(("log.iostream".into(), Value::from(stream)));
+            }
+            if m.truncated {
+                counters.truncated.inc();
+                record
+                    .attributes
+                    .push(("shipd.truncated".into(), Value::Bool(true)));
+            }
+            record.position = Some(Position {
+                origin: active.origin,
+                offset: m.start,
+            });
+            record.ack = ack.clone();
+            batch.push(Event::Log(record));
+        }
+        counters.events.add(batch.len() as u64);
+        batch
+    }
+}
+
+/// Lines → decoded messages → multiline events.
+fn decode(active: &mut Active, lines: Vec<Line>, counters: &Counters) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(lines.len());
+    for line in lines {
+        if !active.decoder.decode(line, &mut messages) {
+            counters.decode_errors.inc();
+        }
+    }
+    match &mut active.multiline {
+        None => messages,
+        Some(agg) => {
+            let now = Instant::now();
+            let mut out = Vec::with_capacity(messages.len());
+            for m in messages {
+                agg.push(m, now, &mut out);
+            }
+            out
+        }
+    }
+}
