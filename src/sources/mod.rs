@@ -3,3 +3,5 @@
 //! into the pipeline channel, waiting when it is full.
 
 pub mod file;
+pub mod host_metrics;
+pub mod prometheus;
