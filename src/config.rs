@@ -5,6 +5,8 @@
 use crate::sinks::batcher::BatchLimits;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig};
 use crate::sources::file::{FileSourceConfig, ReadFrom};
+use crate::sources::host_metrics::HostMetricsConfig;
+use crate::sources::prometheus::PrometheusScrapeConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +15,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     File(FileSourceConfig),
+    HostMetrics(HostMetricsConfig),
+    PrometheusScrape(PrometheusScrapeConfig),
 }
 
 /// The sink of the running agent.
@@ -141,7 +145,10 @@ fn host_name(env: &dyn Env) -> String {
 }
 
 impl AgentConfig {
-    /// The embedded default pipeline: files from `SHIPD_LOG_FILES` shipped
+    /// The embedded default pipeline: files from `SHIPD_LOG_FILES`, host
+    /// metrics every `SHIPD_METRICS_INTERVAL` (default 15s, `off` disables;
+    /// `SHIPD_HOST_ROOT` for a host's /proc and /sys mounted elsewhere), and
+    /// the Prometheus targets in `SHIPD_SCRAPE_URLS` (comma-separated), shipped
     /// to OpenObserve when `OPENOBSERVE_URL` is set, else to the console.
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let mut sources = Vec::new();
@@ -170,6 +177,36 @@ impl AgentConfig {
             file.poll_interval = duration(env, "SHIPD_POLL_INTERVAL", file.poll_interval)?;
             file.glob_interval = duration(env, "SHIPD_GLOB_INTERVAL", file.glob_interval)?;
             sources.push(SourceConfig::File(file));
+        }
+
+        match env.get("SHIPD_METRICS_INTERVAL").as_deref().map(str::trim) {
+            Some("off") => {}
+            Some(_) | None => {
+                let mut host = HostMetricsConfig::new("host_metrics");
+                host.interval = duration(env, "SHIPD_METRICS_INTERVAL", host.interval)?;
+                if host.interval.is_zero() {
+                    return Err(err(
+                        "SHIPD_METRICS_INTERVAL",
+                        "must be above zero, or `off`",
+                    ));
+                }
+                if let Some(root) = env.get("SHIPD_HOST_ROOT") {
+                    host.root = PathBuf::from(root);
+                }
+                sources.push(SourceConfig::HostMetrics(host));
+            }
+        }
+        if let Some(urls) = env.get("SHIPD_SCRAPE_URLS") {
+            let mut scrape = PrometheusScrapeConfig::new(
+                "prometheus",
+                urls.split(',')
+                    .map(|u| u.trim().to_owned())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+            );
+            scrape.interval = duration(env, "SHIPD_SCRAPE_INTERVAL", scrape.interval)?;
+            scrape.timeout = duration(env, "SHIPD_SCRAPE_TIMEOUT", scrape.timeout)?;
+            sources.push(SourceConfig::PrometheusScrape(scrape));
         }
 
         let sink = match env.get("OPENOBSERVE_URL") {
@@ -266,10 +303,50 @@ mod tests {
         let cfg =
             AgentConfig::from_env(&[("SHIPD_LOG_FILES", "/var/log/*.log, /tmp/a.log")]).unwrap();
         assert!(matches!(cfg.sink, SinkConfig::Console { .. }));
-        let SourceConfig::File(file) = &cfg.sources[0];
+        let SourceConfig::File(file) = &cfg.sources[0] else {
+            panic!("expected the file source first")
+        };
         assert_eq!(file.include, vec!["/var/log/*.log", "/tmp/a.log"]);
         assert_eq!(file.read_from, ReadFrom::End);
         assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/shipd"));
+    }
+
+    #[test]
+    fn host_metrics_run_every_15s_by_default_and_can_be_turned_off() {
+        let cfg = AgentConfig::from_env(&[("SHIPD_HOSTNAME", "pi1")]).unwrap();
+        let [SourceConfig::HostMetrics(host)] = cfg.sources.as_slice() else {
+            panic!("expected only host metrics, got {:?}", cfg.sources)
+        };
+        assert_eq!(host.interval, Duration::from_secs(15));
+        assert_eq!(host.root, PathBuf::from("/"));
+        let cfg = AgentConfig::from_env(&[("SHIPD_METRICS_INTERVAL", "2s")]).unwrap();
+        let SourceConfig::HostMetrics(host) = &cfg.sources[0] else {
+            panic!("expected host metrics")
+        };
+        assert_eq!(host.interval, Duration::from_secs(2));
+        let cfg = AgentConfig::from_env(&[("SHIPD_METRICS_INTERVAL", "off")]).unwrap();
+        assert!(cfg.sources.is_empty());
+        let e = AgentConfig::from_env(&[("SHIPD_METRICS_INTERVAL", "0s")]).unwrap_err();
+        assert_eq!(e.var, "SHIPD_METRICS_INTERVAL");
+    }
+
+    #[test]
+    fn scrape_urls_add_a_prometheus_source() {
+        let cfg = AgentConfig::from_env(&[
+            ("SHIPD_METRICS_INTERVAL", "off"),
+            (
+                "SHIPD_SCRAPE_URLS",
+                "http://127.0.0.1:10249/metrics, http://127.0.0.1:9100/metrics",
+            ),
+            ("SHIPD_SCRAPE_TIMEOUT", "3s"),
+        ])
+        .unwrap();
+        let SourceConfig::PrometheusScrape(scrape) = &cfg.sources[0] else {
+            panic!("expected a scrape source")
+        };
+        assert_eq!(scrape.urls.len(), 2);
+        assert_eq!(scrape.timeout, Duration::from_secs(3));
+        assert!(!scrape.honor_labels);
     }
 
     #[test]

@@ -381,6 +381,9 @@ impl Shipd {
             .env("RUST_LOG", "info")
             .env("SHIPD_API_ADDR", api.to_string())
             .env("SHIPD_HOSTNAME", "test-node")
+            // Tests that want host metrics turn them on; the others count
+            // only their own log records.
+            .env("SHIPD_METRICS_INTERVAL", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
