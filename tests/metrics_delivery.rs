@@ -26,9 +26,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+type Accepted = (String, HashMap<String, String>, ExportMetricsServiceRequest);
+
 #[derive(Default)]
 struct Received {
-    requests: Mutex<Vec<(String, HashMap<String, String>, ExportMetricsServiceRequest)>>,
+    /// (org, headers, request) of every accepted request.
+    requests: Mutex<Vec<Accepted>>,
     attempts: Mutex<usize>,
     /// Bodies of log records posted to `/v1/logs` (health changes).
     log_bodies: Mutex<Vec<String>>,

@@ -139,7 +139,7 @@ pub enum OpenObserveError {
 #[derive(Clone)]
 enum Transport {
     Http(HttpTransport),
-    Grpc(GrpcTransport),
+    Grpc(Box<GrpcTransport>),
 }
 
 struct Counters {
@@ -201,7 +201,7 @@ impl OpenObserveSink {
                     })?,
                 )
             }
-            TransportKind::Grpc => Transport::Grpc(
+            TransportKind::Grpc => Transport::Grpc(Box::new(
                 GrpcTransport::new(
                     &cfg.grpc_url,
                     &cfg.org,
@@ -213,7 +213,7 @@ impl OpenObserveSink {
                     sink: cfg.name.clone(),
                     source,
                 })?,
-            ),
+            )),
         };
         let c = |metric| telemetry::counter(metric, &[("component", &cfg.name)]);
         let counters = Counters {

@@ -143,7 +143,7 @@ fn excluded(mount_point: &str, prefixes: &[String]) -> bool {
 pub fn reported_mounts(text: &str, cfg: &HostMetricsConfig) -> Vec<Mount> {
     let mut mounts: Vec<Mount> = Vec::new();
     for m in parse_mounts(text) {
-        if cfg.exclude_fs_types.iter().any(|t| *t == m.fs_type)
+        if cfg.exclude_fs_types.contains(&m.fs_type)
             || excluded(&m.mount_point, &cfg.exclude_mount_points)
         {
             continue;

@@ -179,7 +179,7 @@ impl HealthState {
             levels.push((check, level));
         }
         let overall = levels[0].1;
-        let change = (overall != self.level).then(|| LevelChange {
+        let change = (overall != self.level).then_some(LevelChange {
             from: self.level,
             to: overall,
             reasons,

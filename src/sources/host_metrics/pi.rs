@@ -58,7 +58,7 @@ fn glob_under(root: &Path, pattern: &str) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = glob::glob(&pattern)
         .map(|paths| paths.filter_map(Result::ok).collect())
         .unwrap_or_default();
-    paths.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    paths.sort_by_key(|p| natural_key(p));
     paths
 }
 
@@ -264,7 +264,7 @@ mod tests {
             PathBuf::from("/c/cpu9/x"),
             PathBuf::from("/c/cpu2/x"),
         ];
-        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        v.sort_by_key(|p| natural_key(p));
         assert_eq!(v[0], PathBuf::from("/c/cpu2/x"));
         assert_eq!(v[2], PathBuf::from("/c/cpu10/x"));
     }

@@ -87,6 +87,8 @@ impl Format {
 
 const MAX_EXAMPLES: usize = 3;
 
+type Labels = Vec<(String, String)>;
+
 /// A histogram or summary series being assembled from its samples.
 #[derive(Debug, Default)]
 struct Distribution {
@@ -114,7 +116,7 @@ pub fn parse(text: &str, format: Format) -> Exposition {
     let mut types: HashMap<&str, FamilyKind> = HashMap::new();
     let mut units: HashMap<&str, &str> = HashMap::new();
     // Distributions in first-seen order: index by (family, labels without le/quantile).
-    let mut dists: Vec<(String, FamilyKind, Vec<(String, String)>, Distribution)> = Vec::new();
+    let mut dists: Vec<(String, FamilyKind, Labels, Distribution)> = Vec::new();
     let mut dist_index: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
     // Counter `_created` samples, applied after the pass.
     let mut created: HashMap<(String, Vec<(String, String)>), f64> = HashMap::new();
