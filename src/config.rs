@@ -4,7 +4,9 @@
 use crate::pipeline::processor::Processor;
 use crate::sinks::openobserve::OpenObserveConfig;
 use crate::sources::file::FileSourceConfig;
+use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
+use crate::sources::prometheus::PrometheusScrapeConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +16,8 @@ use std::time::Duration;
 pub enum SourceConfig {
     File(FileSourceConfig),
     Journald(JournaldSourceConfig),
+    HostMetrics(HostMetricsConfig),
+    PrometheusScrape(PrometheusScrapeConfig),
 }
 
 /// A sink of the running agent.

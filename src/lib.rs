@@ -10,7 +10,8 @@
 //! ```
 //!
 //! - [`event`]: log records, metric points, values, resources.
-//! - [`sources`]: where events come from ([`sources::file`]).
+//! - [`sources`]: where events come from ([`sources::file`],
+//!   [`sources::host_metrics`], [`sources::prometheus`]).
 //! - [`pipeline`]: byte-bounded channels, acknowledgements, checkpoints,
 //!   routing and the wiring ([`pipeline::topology`]).
 //! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.

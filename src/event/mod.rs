@@ -95,6 +95,32 @@ pub enum MetricKind {
     Sum {
         monotonic: bool,
     },
+    /// A cumulative histogram: [`MetricPoint::distribution`] holds the buckets,
+    /// `value` the sum of observations.
+    Histogram,
+    /// A summary: [`MetricPoint::distribution`] holds the quantiles, `value`
+    /// the sum of observations.
+    Summary,
+}
+
+/// The shape of a histogram or summary point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Distribution {
+    /// Explicit buckets: `bucket_counts[i]` observations fell in
+    /// `(bounds[i-1], bounds[i]]`; the last count is above the last bound,
+    /// so there is one more count than bounds (the OTLP layout).
+    Histogram {
+        count: u64,
+        sum: f64,
+        bounds: Vec<f64>,
+        bucket_counts: Vec<u64>,
+    },
+    /// `(quantile, value)` pairs, quantile in `0..=1`.
+    Summary {
+        count: u64,
+        sum: f64,
+        quantiles: Vec<(f64, f64)>,
+    },
 }
 
 /// One metric data point.
@@ -107,6 +133,58 @@ pub struct MetricPoint {
     pub value: f64,
     pub time_unix_nano: u64,
     pub resource: Arc<Resource>,
+    /// When the cumulative series started (sums, histograms, summaries);
+    /// 0 when unknown. A counter reset starts a new series.
+    pub start_time_unix_nano: u64,
+    /// Buckets or quantiles of [`MetricKind::Histogram`] and [`MetricKind::Summary`] points.
+    pub distribution: Option<Box<Distribution>>,
+}
+
+impl MetricPoint {
+    /// A point of `kind` without start time or distribution.
+    pub fn new(
+        name: impl Into<String>,
+        unit: impl Into<String>,
+        kind: MetricKind,
+        value: f64,
+        time_unix_nano: u64,
+        resource: Arc<Resource>,
+    ) -> Self {
+        MetricPoint {
+            name: name.into(),
+            unit: unit.into(),
+            kind,
+            labels: Vec::new(),
+            value,
+            time_unix_nano,
+            resource,
+            start_time_unix_nano: 0,
+            distribution: None,
+        }
+    }
+
+    /// The value of label `key`, when it is text.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_str())
+    }
+
+    /// Rough in-memory size, used to bound channels and batches by bytes.
+    pub fn size_hint(&self) -> usize {
+        let labels: usize = self
+            .labels
+            .iter()
+            .map(|(k, v)| k.len() + v.size_hint())
+            .sum();
+        let dist = match self.distribution.as_deref() {
+            Some(Distribution::Histogram { bounds, .. }) => 16 * bounds.len() + 16,
+            Some(Distribution::Summary { quantiles, .. }) => 16 * quantiles.len(),
+            None => 0,
+        };
+        64 + self.name.len() + labels + dist
+    }
 }
 
 /// A log record or a metric point.
@@ -120,7 +198,7 @@ impl Event {
     pub fn size_hint(&self) -> usize {
         match self {
             Event::Log(log) => log.size_hint(),
-            Event::Metric(m) => 64 + m.name.len() + m.labels.len() * 32,
+            Event::Metric(m) => m.size_hint(),
         }
     }
 

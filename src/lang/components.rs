@@ -148,6 +148,32 @@ pub static KINDS: &[KindSpec] = &[
         ],
     },
     KindSpec {
+        name: "host_metrics",
+        role: Role::Source,
+        doc: "Node metrics from /proc and /sys (OpenTelemetry host-metrics names), Raspberry Pi health, and a shipd.node.health level.",
+        options: &[
+            o("every", OptTy::Duration, "collection interval (default 15s)"),
+            o("root", OptTy::Str, "where the host's /proc and /sys are (default /)"),
+            o("exclude_interfaces", OptTy::Strings, "network interfaces never reported"),
+            o("exclude_mount_points", OptTy::Strings, "mount points never reported"),
+            o("health", OptTy::Map, "warning/critical thresholds, e.g. { cpu: [80, 95], memory: [85, 95], disk: [80, 90], load: [4, 8], temperature: [70, 80] }"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
+        name: "prometheus_scrape",
+        role: Role::Source,
+        doc: "Scrapes Prometheus text exposition (0.0.4, OpenMetrics where easy) from URLs.",
+        options: &[
+            r("urls", OptTy::Strings, "targets, e.g. [\"http://127.0.0.1:9100/metrics\"]"),
+            o("every", OptTy::Duration, "scrape interval (default 15s)"),
+            o("timeout", OptTy::Duration, "per scrape (default 10s)"),
+            o("job", OptTy::Str, "the job label (default: the source name)"),
+            o("honor_labels", OptTy::Bool, "keep the target's job/instance labels on conflict (default false)"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
         name: "openobserve",
         role: Role::Sink,
         doc: "Ships OTLP to OpenObserve over HTTP (default) or gRPC.",

@@ -4,7 +4,7 @@
 
 use super::ast::{self, Expr, ExprKind, Item, Lit, OnError, RuleKind};
 use super::compile::{Compiler, Scope};
-use super::components::{self, Options, Role};
+use super::components::{self, OptVal, Options, Role};
 use super::diagnostics::{did_you_mean, Diagnostic, Span};
 use super::eval::{CExpr, Place};
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
@@ -15,7 +15,9 @@ use crate::sinks::batcher::BatchLimits;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig, TransportKind};
 use crate::sources::containers;
 use crate::sources::file::{FileSourceConfig, LogFormat, MultilineConfig, MultilineMode, ReadFrom};
+use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
+use crate::sources::prometheus::PrometheusScrapeConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -517,6 +519,14 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     })
 }
 
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
 fn bytes_regex(pattern: &str) -> Option<regex::bytes::Regex> {
     regex::bytes::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
@@ -656,6 +666,82 @@ fn build_source(
             }
             f.service_name = opts.str("service");
             with_read_from(f, opts)
+        }
+        "host_metrics" => {
+            let mut h = HostMetricsConfig::new(name);
+            if let Some(d) = opts.duration("every") {
+                if d.is_zero() {
+                    c.diagnostics.push(
+                        Diagnostic::new(
+                            opts.span("every").unwrap_or(at),
+                            "option `every` must be above zero",
+                        )
+                        .hint("e.g. every = 15s"),
+                    );
+                }
+                h.interval = d;
+            }
+            if let Some(root) = opts.str("root") {
+                h.root = PathBuf::from(root);
+            }
+            if let Some(v) = opts.strings("exclude_interfaces") {
+                h.exclude_interfaces = v;
+            }
+            if let Some(v) = opts.strings("exclude_mount_points") {
+                h.exclude_mount_points = v;
+            }
+            if let Some((OptVal::Map(m), span)) = opts.values.get("health") {
+                for (check, levels) in m {
+                    let pair = match levels {
+                        Value::Array(a) if a.len() == 2 => match (number(&a[0]), number(&a[1])) {
+                            (Some(w), Some(c)) if w <= c => Some(Levels::new(w, c)),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    let slot = match check.as_str() {
+                        "cpu" => &mut h.thresholds.cpu,
+                        "memory" => &mut h.thresholds.memory,
+                        "disk" => &mut h.thresholds.disk,
+                        "load" => &mut h.thresholds.load,
+                        "temperature" => &mut h.thresholds.temperature,
+                        other => {
+                            c.diagnostics.push(
+                                Diagnostic::new(*span, format!("unknown health check `{other}`"))
+                                    .hint("checks are cpu, memory, disk, load, temperature"),
+                            );
+                            continue;
+                        }
+                    };
+                    match pair {
+                        Some(l) => *slot = l,
+                        None => c.diagnostics.push(
+                            Diagnostic::new(*span, format!("health `{check}` needs [warning, critical] numbers with warning <= critical"))
+                                .hint("e.g. cpu: [80, 95]"),
+                        ),
+                    }
+                }
+            }
+            Some(SourceConfig::HostMetrics(h))
+        }
+        "prometheus_scrape" => {
+            let mut p = PrometheusScrapeConfig::new(name, opts.strings("urls")?);
+            for url in &p.urls {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    c.diagnostics.push(
+                        Diagnostic::new(
+                            opts.span("urls").unwrap_or(at),
+                            "every scrape URL must start with http:// or https://",
+                        )
+                        .hint("e.g. \"http://127.0.0.1:9100/metrics\""),
+                    );
+                }
+            }
+            p.interval = opts.duration("every").unwrap_or(p.interval);
+            p.timeout = opts.duration("timeout").unwrap_or(p.timeout);
+            p.job = opts.str("job");
+            p.honor_labels = opts.bool("honor_labels").unwrap_or(false);
+            Some(SourceConfig::PrometheusScrape(p))
         }
         "docker" => {
             let dir = opts

@@ -9,7 +9,10 @@ use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
 use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
+use crate::sources::host_metrics::HostMetricsSource;
 use crate::sources::journald::JournaldSource;
+use crate::sources::prometheus::scrape::ScrapeConfigError;
+use crate::sources::prometheus::PrometheusScrapeSource;
 use crate::telemetry;
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +30,8 @@ pub enum StartError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Sink(#[from] OpenObserveError),
+    #[error(transparent)]
+    Scrape(#[from] ScrapeConfigError),
     #[error("cannot bind the API on {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -84,6 +89,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             SourceConfig::File(file) => sources.push(FileSource::new(file.clone(), ctx).spawn()),
             SourceConfig::Journald(journald) => {
                 sources.push(JournaldSource::new(journald.clone(), ctx).spawn())
+            }
+            SourceConfig::HostMetrics(host) => {
+                sources.push(HostMetricsSource::new(host.clone(), ctx).spawn())
+            }
+            SourceConfig::PrometheusScrape(scrape) => {
+                sources.push(PrometheusScrapeSource::new(scrape.clone(), ctx).spawn()?)
             }
         }
     }

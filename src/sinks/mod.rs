@@ -8,6 +8,7 @@ pub mod console;
 pub mod log_limit;
 pub mod openobserve;
 pub mod otlp_encode;
+pub mod otlp_encode_metrics;
 pub mod retry;
 
 use crate::event::EventBatch;

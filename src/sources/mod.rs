@@ -4,4 +4,6 @@
 
 pub mod containers;
 pub mod file;
+pub mod host_metrics;
 pub mod journald;
+pub mod prometheus;

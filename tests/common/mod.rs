@@ -399,6 +399,9 @@ impl Shipd {
             // The host journal must never leak into tests; tests of the
             // journald source name their journal directory explicitly.
             .env("SHIPD_JOURNALD", "off")
+            // Tests that want host metrics turn them on; the others count
+            // only their own log records.
+            .env("SHIPD_METRICS_INTERVAL", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);

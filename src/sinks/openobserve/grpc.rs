@@ -1,10 +1,11 @@
-//! OTLP/gRPC transport (tonic): metadata `organization`, `stream-name` and
-//! `authorization` on every call, gzip or zstd message compression.
+//! OTLP/gRPC transport (tonic): the LogsService and MetricsService over one
+//! channel, metadata `organization`, `stream-name` and `authorization` on
+//! every call, gzip or zstd message compression.
 
-use super::transport::{Accepted, SendError};
+use super::transport::{Accepted, OtlpRequest, SendError};
 use crate::sinks::compression::Compression;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
@@ -14,10 +15,11 @@ use tonic::Code;
 /// OpenObserve's gRPC message size limit.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Sends log requests over gRPC.
+/// Sends log and metric requests over gRPC.
 #[derive(Debug, Clone)]
 pub struct GrpcTransport {
-    client: LogsServiceClient<Channel>,
+    logs: LogsServiceClient<Channel>,
+    metrics: MetricsServiceClient<Channel>,
     org: MetadataValue<tonic::metadata::Ascii>,
     auth: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
@@ -40,7 +42,11 @@ impl GrpcTransport {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
             .tcp_nodelay(true);
-        let mut client = LogsServiceClient::new(endpoint.connect_lazy())
+        let channel = endpoint.connect_lazy();
+        let mut logs = LogsServiceClient::new(channel.clone())
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let mut metrics = MetricsServiceClient::new(channel)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let encoding = match compression {
@@ -49,26 +55,25 @@ impl GrpcTransport {
             Compression::None => None,
         };
         if let Some(encoding) = encoding {
-            client = client.send_compressed(encoding).accept_compressed(encoding);
+            logs = logs.send_compressed(encoding).accept_compressed(encoding);
+            metrics = metrics
+                .send_compressed(encoding)
+                .accept_compressed(encoding);
         }
         let ascii = |what: &str, v: &str| {
             v.parse::<MetadataValue<tonic::metadata::Ascii>>()
                 .map_err(|_| GrpcConfigError(format!("{what} is not valid ASCII metadata")))
         };
         Ok(GrpcTransport {
-            client,
+            logs,
+            metrics,
             org: ascii("organization", org)?,
             auth: auth.map(|a| ascii("authorization", a)).transpose()?,
         })
     }
 
-    pub async fn send(
-        &self,
-        request: ExportLogsServiceRequest,
-        stream: &str,
-    ) -> Result<Accepted, SendError> {
-        let mut req = tonic::Request::new(request);
-        let md = req.metadata_mut();
+    pub async fn send(&self, request: OtlpRequest, stream: &str) -> Result<Accepted, SendError> {
+        let mut md = tonic::metadata::MetadataMap::new();
         md.insert("organization", self.org.clone());
         md.insert(
             "stream-name",
@@ -79,15 +84,27 @@ impl GrpcTransport {
         if let Some(auth) = &self.auth {
             md.insert("authorization", auth.clone());
         }
-        let mut client = self.client.clone();
-        match client.export(req).await {
-            Ok(resp) => Ok(resp
-                .into_inner()
-                .partial_success
-                .map(|p| Accepted {
-                    rejected: p.rejected_log_records,
-                    message: p.error_message,
+        let answer = match request {
+            OtlpRequest::Logs(r) => {
+                let req = tonic::Request::from_parts(md, Default::default(), r);
+                self.logs.clone().export(req).await.map(|resp| {
+                    resp.into_inner()
+                        .partial_success
+                        .map(|p| (p.rejected_log_records, p.error_message))
                 })
+            }
+            OtlpRequest::Metrics(r) => {
+                let req = tonic::Request::from_parts(md, Default::default(), r);
+                self.metrics.clone().export(req).await.map(|resp| {
+                    resp.into_inner()
+                        .partial_success
+                        .map(|p| (p.rejected_data_points, p.error_message))
+                })
+            }
+        };
+        match answer {
+            Ok(partial) => Ok(partial
+                .map(|(rejected, message)| Accepted { rejected, message })
                 .unwrap_or_default()),
             Err(status) => {
                 let reason = format!("gRPC {:?}: {}", status.code(), status.message());

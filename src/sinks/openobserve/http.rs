@@ -1,22 +1,23 @@
-//! OTLP/HTTP protobuf transport: `POST {url}/api/{org}/v1/logs` with
-//! `Content-Type: application/x-protobuf` exactly, a compressed body,
-//! `stream-name` and Basic auth. Parses partial success from the answer.
+//! OTLP/HTTP protobuf transport: `POST {url}/api/{org}/v1/logs` (or
+//! `/v1/metrics`) with `Content-Type: application/x-protobuf` exactly, a
+//! compressed body, `stream-name` and Basic auth. Parses partial success
+//! (rejected log records or data points) from the answer.
 
-use super::transport::{Accepted, SendError};
+use super::transport::{Accepted, OtlpRequest, SendError, Signal};
 use crate::sinks::compression::Compression;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use std::time::Duration;
 
-/// Sends encoded log requests over HTTP.
+/// Sends encoded log and metric requests over HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
     logs_url: String,
+    metrics_url: String,
     auth: Option<HeaderValue>,
     compression: Compression,
 }
@@ -34,24 +35,35 @@ impl HttpTransport {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
+        let base = base_url.trim_end_matches('/');
         Ok(HttpTransport {
             client,
-            logs_url: format!("{}/api/{}/v1/logs", base_url.trim_end_matches('/'), org),
+            logs_url: format!("{base}/api/{org}/v1/logs"),
+            metrics_url: format!("{base}/api/{org}/v1/metrics"),
             auth,
             compression,
         })
     }
 
     /// Encodes and compresses once; the body is reused across retries.
-    pub fn prepare(&self, request: &ExportLogsServiceRequest) -> std::io::Result<Bytes> {
+    pub fn prepare(&self, request: &OtlpRequest) -> std::io::Result<Bytes> {
         let raw = request.encode_to_vec();
         self.compression.compress(&raw).map(Bytes::from)
     }
 
-    pub async fn send(&self, body: Bytes, stream: &str) -> Result<Accepted, SendError> {
+    pub async fn send(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        stream: &str,
+    ) -> Result<Accepted, SendError> {
+        let url = match signal {
+            Signal::Logs => &self.logs_url,
+            Signal::Metrics => &self.metrics_url,
+        };
         let mut req = self
             .client
-            .post(&self.logs_url)
+            .post(url)
             .header(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-protobuf"),
@@ -65,11 +77,7 @@ impl HttpTransport {
             req = req.header(AUTHORIZATION, auth.clone());
         }
         let resp = req.send().await.map_err(|e| {
-            SendError::Retryable(format!(
-                "request to {} failed: {}",
-                self.logs_url,
-                error_chain(&e)
-            ))
+            SendError::Retryable(format!("request to {} failed: {}", url, error_chain(&e)))
         })?;
         let status = resp.status();
         let is_json = resp
@@ -81,7 +89,7 @@ impl HttpTransport {
             SendError::Retryable(format!("reading the answer failed: {}", error_chain(&e)))
         })?;
         if status.is_success() {
-            return Ok(parse_accepted(&body, is_json));
+            return Ok(parse_accepted(signal, &body, is_json));
         }
         let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
         let reason = format!("HTTP {status}: {}", text.trim());
@@ -96,7 +104,7 @@ impl HttpTransport {
 
 /// Reads `partial_success` from a protobuf or JSON answer; an empty or
 /// unreadable answer to a 2xx counts as full success.
-fn parse_accepted(body: &[u8], is_json: bool) -> Accepted {
+fn parse_accepted(signal: Signal, body: &[u8], is_json: bool) -> Accepted {
     if body.is_empty() {
         return Accepted::default();
     }
@@ -105,11 +113,12 @@ fn parse_accepted(body: &[u8], is_json: bool) -> Accepted {
             return Accepted::default();
         };
         let partial = v.get("partialSuccess").or_else(|| v.get("partial_success"));
+        let (camel, snake) = match signal {
+            Signal::Logs => ("rejectedLogRecords", "rejected_log_records"),
+            Signal::Metrics => ("rejectedDataPoints", "rejected_data_points"),
+        };
         let rejected = partial
-            .and_then(|p| {
-                p.get("rejectedLogRecords")
-                    .or_else(|| p.get("rejected_log_records"))
-            })
+            .and_then(|p| p.get(camel).or_else(|| p.get(snake)))
             .and_then(|r| {
                 r.as_i64()
                     .or_else(|| r.as_str().and_then(|s| s.parse().ok()))
@@ -122,16 +131,19 @@ fn parse_accepted(body: &[u8], is_json: bool) -> Accepted {
             .to_owned();
         return Accepted { rejected, message };
     }
-    match ExportLogsServiceResponse::decode(body) {
-        Ok(resp) => resp
-            .partial_success
-            .map(|p| Accepted {
-                rejected: p.rejected_log_records,
-                message: p.error_message,
-            })
-            .unwrap_or_default(),
-        Err(_) => Accepted::default(),
-    }
+    let partial = match signal {
+        Signal::Logs => ExportLogsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_log_records, p.error_message)),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| (p.rejected_data_points, p.error_message)),
+    };
+    partial
+        .map(|(rejected, message)| Accepted { rejected, message })
+        .unwrap_or_default()
 }
 
 /// The error and its causes on one line.
@@ -159,7 +171,7 @@ mod tests {
                 error_message: "too old".into(),
             }),
         };
-        let got = parse_accepted(&resp.encode_to_vec(), false);
+        let got = parse_accepted(Signal::Logs, &resp.encode_to_vec(), false);
         assert_eq!(
             got,
             Accepted {
@@ -169,12 +181,41 @@ mod tests {
         );
         let json = br#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"x"}}"#;
         assert_eq!(
-            parse_accepted(json, true),
+            parse_accepted(Signal::Logs, json, true),
             Accepted {
                 rejected: 2,
                 message: "x".into()
             }
         );
-        assert_eq!(parse_accepted(b"", false), Accepted::default());
+        assert_eq!(
+            parse_accepted(Signal::Logs, b"", false),
+            Accepted::default()
+        );
+    }
+
+    #[test]
+    fn metrics_partial_success_counts_rejected_data_points() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
+        let resp = ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: 7,
+                error_message: "bad label".into(),
+            }),
+        };
+        assert_eq!(
+            parse_accepted(Signal::Metrics, &resp.encode_to_vec(), false),
+            Accepted {
+                rejected: 7,
+                message: "bad label".into()
+            }
+        );
+        let json = br#"{"partialSuccess":{"rejectedDataPoints":"4","errorMessage":"y"}}"#;
+        assert_eq!(parse_accepted(Signal::Metrics, json, true).rejected, 4);
+        let logs_json = br#"{"partialSuccess":{"rejectedLogRecords":"4"}}"#;
+        assert_eq!(
+            parse_accepted(Signal::Metrics, logs_json, true).rejected,
+            0,
+            "a log field does not count for metrics"
+        );
     }
 }

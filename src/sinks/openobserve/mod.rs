@@ -9,12 +9,11 @@ mod transport;
 
 pub use grpc::GrpcTransport;
 pub use http::{error_chain, HttpTransport};
-pub use transport::{Accepted, SendError};
+pub use transport::{Accepted, OtlpRequest, SendError, Signal};
 
 use super::batcher::{BatchLimits, StreamBatch, StreamBatcher};
 use super::compression::Compression;
 use super::log_limit::LogLimit;
-use super::otlp_encode::encode_logs;
 use super::retry::{Backoff, RetryPolicy};
 use super::RoutedBatch;
 use crate::control::health::ComponentHealth;
@@ -140,7 +139,7 @@ pub enum OpenObserveError {
 #[derive(Clone)]
 enum Transport {
     Http(HttpTransport),
-    Grpc(GrpcTransport),
+    Grpc(Box<GrpcTransport>),
 }
 
 struct Counters {
@@ -202,7 +201,7 @@ impl OpenObserveSink {
                     })?,
                 )
             }
-            TransportKind::Grpc => Transport::Grpc(
+            TransportKind::Grpc => Transport::Grpc(Box::new(
                 GrpcTransport::new(
                     &cfg.grpc_url,
                     &cfg.org,
@@ -214,7 +213,7 @@ impl OpenObserveSink {
                     sink: cfg.name.clone(),
                     source,
                 })?,
-            ),
+            )),
         };
         let c = |metric| telemetry::counter(metric, &[("component", &cfg.name)]);
         let counters = Counters {
@@ -242,43 +241,78 @@ impl OpenObserveSink {
     }
 
     /// Runs until `input` closes, then flushes open batches and waits for
-    /// in-flight requests (the caller bounds that wait).
+    /// in-flight requests (the caller bounds that wait). Logs and metrics
+    /// are batched apart: each request carries one signal.
     pub async fn run(self, mut input: BatchReceiver<RoutedBatch>) {
-        let mut batcher = StreamBatcher::new(self.cfg.batch);
+        let mut logs = StreamBatcher::new(self.cfg.batch);
+        let mut metrics = StreamBatcher::new(self.cfg.batch);
         let slots = Arc::new(Semaphore::new(self.cfg.in_flight.max(1)));
         let mut tasks = JoinSet::new();
-        let mut ready = Vec::new();
+        let mut ready_logs = Vec::new();
+        let mut ready_metrics = Vec::new();
         loop {
-            let deadline = batcher.next_deadline();
+            let deadline = match (logs.next_deadline(), metrics.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 msg = input.recv() => match msg {
                     Some(routed) => {
                         let RoutedBatch { stream, batch } = routed.item;
-                        batcher.push(&stream, batch.events, &mut ready);
+                        let (log_events, metric_events): (Vec<_>, Vec<_>) = batch
+                            .events
+                            .into_iter()
+                            .partition(|e| Signal::of(e) == Signal::Logs);
+                        logs.push(&stream, log_events, &mut ready_logs);
+                        metrics.push(&stream, metric_events, &mut ready_metrics);
                     }
                     None => break,
                 },
-                _ = sleep_until_opt(deadline) => batcher.expired(tokio::time::Instant::now(), &mut ready),
+                _ = sleep_until_opt(deadline) => {
+                    let now = tokio::time::Instant::now();
+                    logs.expired(now, &mut ready_logs);
+                    metrics.expired(now, &mut ready_metrics);
+                }
             }
-            for batch in ready.drain(..) {
-                self.dispatch(batch, &slots, &mut tasks).await;
-            }
+            self.dispatch_ready(&mut ready_logs, &mut ready_metrics, &slots, &mut tasks)
+                .await;
             while tasks.try_join_next().is_some() {}
         }
-        batcher.drain(&mut ready);
-        for batch in ready.drain(..) {
-            self.dispatch(batch, &slots, &mut tasks).await;
-        }
+        logs.drain(&mut ready_logs);
+        metrics.drain(&mut ready_metrics);
+        self.dispatch_ready(&mut ready_logs, &mut ready_metrics, &slots, &mut tasks)
+            .await;
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn dispatch(&self, batch: StreamBatch, slots: &Arc<Semaphore>, tasks: &mut JoinSet<()>) {
+    async fn dispatch_ready(
+        &self,
+        logs: &mut Vec<StreamBatch>,
+        metrics: &mut Vec<StreamBatch>,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        for batch in logs.drain(..) {
+            self.dispatch(Signal::Logs, batch, slots, tasks).await;
+        }
+        for batch in metrics.drain(..) {
+            self.dispatch(Signal::Metrics, batch, slots, tasks).await;
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        signal: Signal,
+        batch: StreamBatch,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+    ) {
         let Ok(permit) = Arc::clone(slots).acquire_owned().await else {
             return;
         };
         let shared = Arc::clone(&self.shared);
         tasks.spawn(async move {
-            deliver(&shared, batch).await;
+            deliver(&shared, signal, batch).await;
             drop(permit);
         });
     }
@@ -294,15 +328,13 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 /// A request encoded once for its transport, re-sent as is on retries.
 enum Prepared<'a> {
     Http(&'a HttpTransport, bytes::Bytes),
-    Grpc(
-        &'a GrpcTransport,
-        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
-    ),
+    Grpc(&'a GrpcTransport, OtlpRequest),
 }
 
-/// Sends one batch until it is accepted or refused for good, then acknowledges it.
-async fn deliver(shared: &Shared, batch: StreamBatch) {
-    let request = encode_logs(&batch.events);
+/// Sends one batch of `signal` events until it is accepted or refused for
+/// good, then acknowledges it.
+async fn deliver(shared: &Shared, signal: Signal, batch: StreamBatch) {
+    let request = OtlpRequest::encode(signal, &batch.events);
     let n = batch.events.len() as u64;
     let prepared = match &shared.transport {
         Transport::Http(http) => match http.prepare(&request) {
@@ -326,7 +358,7 @@ async fn deliver(shared: &Shared, batch: StreamBatch) {
     loop {
         shared.counters.requests.inc();
         let result = match &prepared {
-            Prepared::Http(t, body) => t.send(body.clone(), &batch.stream).await,
+            Prepared::Http(t, body) => t.send(signal, body.clone(), &batch.stream).await,
             Prepared::Grpc(t, req) => t.send(req.clone(), &batch.stream).await,
         };
         match result {
@@ -341,8 +373,8 @@ async fn deliver(shared: &Shared, batch: StreamBatch) {
                         .add(accepted.rejected as u64);
                     if let Some(suppressed) = PARTIAL_LOG.allow() {
                         tracing::warn!(
-                            sink = %shared.name, stream = %batch.stream, rejected = accepted.rejected,
-                            reason = %accepted.message, suppressed,
+                            sink = %shared.name, stream = %batch.stream, signal = signal.path(),
+                            rejected = accepted.rejected, reason = %accepted.message, suppressed,
                             "OpenObserve rejected records of an accepted batch (partial success)"
                         );
                     }

@@ -22,3 +22,67 @@ pub enum SendError {
     #[error("{0}")]
     Rejected(String),
 }
+
+/// The OTLP signal a request carries; it picks the endpoint and how partial
+/// success is counted (log records or data points).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    /// The signal of an event.
+    pub fn of(event: &crate::event::Event) -> Signal {
+        match event {
+            crate::event::Event::Log(_) => Signal::Logs,
+            crate::event::Event::Metric(_) => Signal::Metrics,
+        }
+    }
+
+    /// The OTLP/HTTP path segment: `logs` or `metrics`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
+/// One encoded OTLP export request of either signal.
+#[derive(Debug, Clone)]
+pub enum OtlpRequest {
+    Logs(opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest),
+    Metrics(opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest),
+}
+
+impl OtlpRequest {
+    /// Encodes the `signal` events of `events` (others are skipped).
+    pub fn encode<'a>(
+        signal: Signal,
+        events: impl IntoIterator<Item = &'a crate::event::Event>,
+    ) -> OtlpRequest {
+        match signal {
+            Signal::Logs => OtlpRequest::Logs(crate::sinks::otlp_encode::encode_logs(events)),
+            Signal::Metrics => {
+                OtlpRequest::Metrics(crate::sinks::otlp_encode_metrics::encode_metrics(events))
+            }
+        }
+    }
+
+    pub fn signal(&self) -> Signal {
+        match self {
+            OtlpRequest::Logs(_) => Signal::Logs,
+            OtlpRequest::Metrics(_) => Signal::Metrics,
+        }
+    }
+
+    /// The protobuf encoding.
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        use prost::Message;
+        match self {
+            OtlpRequest::Logs(r) => r.encode_to_vec(),
+            OtlpRequest::Metrics(r) => r.encode_to_vec(),
+        }
+    }
+}

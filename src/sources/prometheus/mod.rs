@@ -1,0 +1,8 @@
+//! Prometheus: the text exposition parser ([`text`]) and the
+//! `prometheus_scrape` source ([`scrape`]) that fetches targets on an
+//! interval and turns their series into metric points.
+
+pub mod scrape;
+pub mod text;
+
+pub use scrape::{PrometheusScrapeConfig, PrometheusScrapeSource};

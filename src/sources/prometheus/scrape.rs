@@ -1,0 +1,454 @@
+//! The `prometheus_scrape` source: fetches each target URL every `interval`
+//! (bounded by `timeout`), parses the exposition ([`super::text`]) and sends
+//! the series as metric points, plus per target `up` (1 when the scrape
+//! succeeded, else 0), `scrape_duration_seconds`, `scrape_samples_scraped`
+//! and `scrape_samples_malformed`.
+//!
+//! Labels: every series gets the target's `job` and `instance` (host:port).
+//! `honor_labels` decides a clash with labels the target exposes itself,
+//! as Prometheus does: `false` (default) keeps the target labels and renames
+//! the exposed ones to `exported_job` / `exported_instance`; `true` keeps the
+//! exposed labels and drops the target's. Counters, histograms and summaries
+//! are cumulative: they start at their OpenMetrics `_created` time when
+//! given, else at the target's first successful scrape. A failed scrape
+//! emits only `up` 0 and the duration; it never stops the source.
+
+use super::text::{self, FamilyKind, Format, SampleValue};
+use crate::event::{Distribution, Event, EventBatch, MetricKind, MetricPoint, Resource, Value};
+use crate::sinks::log_limit::LogLimit;
+use crate::sinks::openobserve::error_chain;
+use crate::sources::file::SourceContext;
+use crate::telemetry::{self, Metric};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Configuration of one scrape source.
+#[derive(Debug, Clone)]
+pub struct PrometheusScrapeConfig {
+    pub name: String,
+    pub urls: Vec<String>,
+    /// The `job` label (default: the source name).
+    pub job: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub honor_labels: bool,
+}
+
+impl PrometheusScrapeConfig {
+    pub fn new(name: impl Into<String>, urls: Vec<String>) -> Self {
+        PrometheusScrapeConfig {
+            name: name.into(),
+            urls,
+            job: None,
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+            honor_labels: false,
+        }
+    }
+
+    fn job(&self) -> &str {
+        self.job.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// The source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeConfigError {
+    #[error("source {source_name}: `{url}` is not a valid URL: {reason}")]
+    Url {
+        source_name: String,
+        url: String,
+        reason: String,
+    },
+    #[error("source {source_name}: cannot build the HTTP client: {error}")]
+    Client {
+        source_name: String,
+        error: reqwest::Error,
+    },
+}
+
+/// What one scrape of one target produced.
+#[derive(Debug)]
+pub struct ScrapeReport {
+    pub points: Vec<MetricPoint>,
+    pub up: bool,
+    pub duration: Duration,
+    pub malformed: usize,
+    /// Why the scrape failed, when it did.
+    pub error: Option<String>,
+}
+
+static SCRAPE_ERROR_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
+static MALFORMED_LOG: LogLimit = LogLimit::new(Duration::from_secs(300));
+
+/// One target and what is remembered between its scrapes.
+pub struct Target {
+    url: String,
+    instance: String,
+    job: String,
+    honor_labels: bool,
+    resource: Arc<Resource>,
+    /// First successful scrape, ns since the epoch (start of cumulative series).
+    started: Option<u64>,
+    malformed_lines: Metric,
+    failures: Metric,
+}
+
+impl Target {
+    pub fn new(
+        cfg: &PrometheusScrapeConfig,
+        url: &str,
+        host_name: &str,
+    ) -> Result<Target, ScrapeConfigError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| ScrapeConfigError::Url {
+            source_name: cfg.name.clone(),
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let host = parsed.host_str().ok_or_else(|| ScrapeConfigError::Url {
+            source_name: cfg.name.clone(),
+            url: url.to_owned(),
+            reason: "no host".into(),
+        })?;
+        let instance = match parsed.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let resource = Arc::new(Resource {
+            attributes: vec![
+                ("host.name".into(), Value::from(host_name)),
+                ("service.name".into(), Value::from(cfg.job())),
+                ("service.instance.id".into(), Value::from(instance.as_str())),
+                ("shipd.source".into(), Value::from(cfg.name.as_str())),
+            ],
+        });
+        let labels = [("component", cfg.name.as_str())];
+        Ok(Target {
+            url: url.to_owned(),
+            instance,
+            job: cfg.job().to_owned(),
+            honor_labels: cfg.honor_labels,
+            resource,
+            started: None,
+            malformed_lines: telemetry::counter("shipd_scrape_malformed_lines_total", &labels),
+            failures: telemetry::counter("shipd_scrape_failures_total", &labels),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Scrapes once with `client` (whose timeout bounds the request).
+    pub async fn scrape(&mut self, client: &reqwest::Client, timeout: Duration) -> ScrapeReport {
+        let began = Instant::now();
+        let now = crate::event::unix_nanos(SystemTime::now());
+        let fetched = fetch(client, &self.url, timeout).await;
+        let duration = began.elapsed();
+        let mut report = ScrapeReport {
+            points: Vec::new(),
+            up: false,
+            duration,
+            malformed: 0,
+            error: None,
+        };
+        match fetched {
+            Ok((body, format)) => {
+                let exposition = text::parse(&body, format);
+                report.up = true;
+                report.malformed = exposition.malformed;
+                if exposition.malformed > 0 {
+                    self.malformed_lines.add(exposition.malformed as u64);
+                    if let Some(suppressed) = MALFORMED_LOG.allow() {
+                        tracing::warn!(target_url = %self.url, malformed = exposition.malformed, examples = ?exposition.malformed_examples, suppressed, "skipped malformed exposition lines");
+                    }
+                }
+                let start = *self.started.get_or_insert(now);
+                report.points.reserve(exposition.samples.len() + 4);
+                for sample in exposition.samples {
+                    report.points.push(self.point(sample, now, start));
+                }
+            }
+            Err(reason) => {
+                self.failures.inc();
+                if let Some(suppressed) = SCRAPE_ERROR_LOG.allow() {
+                    tracing::warn!(target_url = %self.url, %reason, suppressed, "scrape failed");
+                }
+                report.error = Some(reason);
+            }
+        }
+        let scraped = report.points.len();
+        let malformed = report.malformed;
+        let up = report.up;
+        for (name, unit, value) in [
+            ("up", "1", if up { 1.0 } else { 0.0 }),
+            ("scrape_duration_seconds", "s", duration.as_secs_f64()),
+            ("scrape_samples_scraped", "{sample}", scraped as f64),
+            ("scrape_samples_malformed", "{line}", malformed as f64),
+        ] {
+            let mut p = MetricPoint::new(
+                name,
+                unit,
+                MetricKind::Gauge,
+                value,
+                now,
+                Arc::clone(&self.resource),
+            );
+            p.labels = self.target_labels();
+            report.points.push(p);
+        }
+        report
+    }
+
+    fn target_labels(&self) -> Vec<(String, Value)> {
+        vec![
+            ("job".into(), Value::from(self.job.as_str())),
+            ("instance".into(), Value::from(self.instance.as_str())),
+        ]
+    }
+
+    fn point(&self, sample: text::Sample, now: u64, start: u64) -> MetricPoint {
+        let time = sample
+            .timestamp_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(now, |ms| ms.saturating_mul(1_000_000));
+        let start = sample
+            .created
+            .filter(|c| c.is_finite() && *c > 0.0)
+            .map_or(start, |c| (c * 1e9) as u64);
+        let (kind, value, distribution) = match sample.value {
+            SampleValue::Number(v) => {
+                let kind = match sample.kind {
+                    FamilyKind::Counter => MetricKind::Sum { monotonic: true },
+                    _ => MetricKind::Gauge,
+                };
+                (kind, v, None)
+            }
+            SampleValue::Histogram {
+                count,
+                sum,
+                bounds,
+                bucket_counts,
+            } => (
+                MetricKind::Histogram,
+                sum,
+                Some(Box::new(Distribution::Histogram {
+                    count,
+                    sum,
+                    bounds,
+                    bucket_counts,
+                })),
+            ),
+            SampleValue::Summary {
+                count,
+                sum,
+                quantiles,
+            } => (
+                MetricKind::Summary,
+                sum,
+                Some(Box::new(Distribution::Summary {
+                    count,
+                    sum,
+                    quantiles,
+                })),
+            ),
+        };
+        let mut p = MetricPoint::new(
+            sample.name,
+            sample.unit,
+            kind,
+            value,
+            time,
+            Arc::clone(&self.resource),
+        );
+        if kind != MetricKind::Gauge {
+            p.start_time_unix_nano = start;
+        }
+        p.distribution = distribution;
+        p.labels = self.labels(sample.labels);
+        p
+    }
+
+    /// Exposed labels merged with `job` and `instance` per `honor_labels`.
+    fn labels(&self, exposed: Vec<(String, String)>) -> Vec<(String, Value)> {
+        let mut labels: Vec<(String, Value)> = Vec::with_capacity(exposed.len() + 2);
+        let mut has = [false, false];
+        for (key, value) in exposed {
+            let clash = match key.as_str() {
+                "job" => Some(0),
+                "instance" => Some(1),
+                _ => None,
+            };
+            match clash {
+                Some(i) if self.honor_labels => {
+                    has[i] = true;
+                    labels.push((key, Value::String(value)));
+                }
+                Some(_) => labels.push((format!("exported_{key}"), Value::String(value))),
+                None => labels.push((key, Value::String(value))),
+            }
+        }
+        if !has[0] {
+            labels.push(("job".into(), Value::from(self.job.as_str())));
+        }
+        if !has[1] {
+            labels.push(("instance".into(), Value::from(self.instance.as_str())));
+        }
+        labels
+    }
+}
+
+/// GETs the exposition; any failure (connect, timeout, non-2xx, body) as text.
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<(String, Format), String> {
+    let resp = client
+        .get(url)
+        .header(
+            reqwest::header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
+        )
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("GET {url}: HTTP {status}"));
+    }
+    let format = Format::from_content_type(
+        resp.headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| format!("GET {url}: reading the body: {}", error_chain(&e)))?;
+    Ok((body, format))
+}
+
+/// The running source: one task per target.
+pub struct PrometheusScrapeSource {
+    cfg: PrometheusScrapeConfig,
+    ctx: SourceContext,
+}
+
+impl PrometheusScrapeSource {
+    pub fn new(cfg: PrometheusScrapeConfig, ctx: SourceContext) -> Self {
+        PrometheusScrapeSource { cfg, ctx }
+    }
+
+    /// Starts scraping; fails when a URL is invalid.
+    pub fn spawn(self) -> Result<tokio::task::JoinHandle<()>, ScrapeConfigError> {
+        let client = reqwest::Client::builder()
+            .timeout(self.cfg.timeout)
+            .build()
+            .map_err(|error| ScrapeConfigError::Client {
+                source_name: self.cfg.name.clone(),
+                error,
+            })?;
+        let targets = self
+            .cfg
+            .urls
+            .iter()
+            .map(|url| Target::new(&self.cfg, url, &self.ctx.host_name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for target in targets {
+            tasks.spawn(scrape_loop(
+                target,
+                client.clone(),
+                self.cfg.clone(),
+                self.ctx.clone(),
+            ));
+        }
+        Ok(tokio::spawn(async move {
+            while tasks.join_next().await.is_some() {}
+        }))
+    }
+}
+
+async fn scrape_loop(
+    mut target: Target,
+    client: reqwest::Client,
+    cfg: PrometheusScrapeConfig,
+    ctx: SourceContext,
+) {
+    let events = telemetry::counter("shipd_events_in_total", &[("component", &cfg.name)]);
+    let mut ticks = tokio::time::interval(cfg.interval.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(source = %cfg.name, url = %target.url(), interval = ?cfg.interval, "scraping");
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let report = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            r = target.scrape(&client, cfg.timeout) => r,
+        };
+        let mut batch = EventBatch::with_capacity(report.points.len());
+        events.add(report.points.len() as u64);
+        for p in report.points {
+            batch.push(Event::Metric(p));
+        }
+        if ctx.out.send_batch(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(honor: bool) -> Target {
+        let mut cfg = PrometheusScrapeConfig::new("k3s", vec![]);
+        cfg.honor_labels = honor;
+        Target::new(&cfg, "http://10.0.0.5:10249/metrics", "pi1").unwrap()
+    }
+
+    fn text_labels(labels: &[(String, Value)]) -> Vec<(&str, &str)> {
+        labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("?")))
+            .collect()
+    }
+
+    #[test]
+    fn target_labels_win_unless_honor_labels() {
+        let exposed = vec![
+            ("job".to_owned(), "app".to_owned()),
+            ("path".to_owned(), "/".to_owned()),
+        ];
+        let l = target(false).labels(exposed.clone());
+        assert_eq!(
+            text_labels(&l),
+            [
+                ("exported_job", "app"),
+                ("path", "/"),
+                ("job", "k3s"),
+                ("instance", "10.0.0.5:10249")
+            ]
+        );
+        let l = target(true).labels(exposed);
+        assert_eq!(
+            text_labels(&l),
+            [
+                ("job", "app"),
+                ("path", "/"),
+                ("instance", "10.0.0.5:10249")
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_urls_are_refused_with_the_source_name() {
+        let cfg = PrometheusScrapeConfig::new("k3s", vec![]);
+        let err = Target::new(&cfg, "not a url", "pi1").err().unwrap();
+        assert!(err.to_string().contains("k3s"), "{err}");
+    }
+}
