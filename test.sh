@@ -26,4 +26,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --no-fail-fast
+# The example pipelines are formatted and their own tests pass.
+cargo run --locked --quiet --bin shipctl -- fmt --check pipelines/*.ship
+cargo run --locked --quiet --bin shipctl -- test pipelines/*.ship
 cargo bench --locked --no-run

@@ -291,12 +291,17 @@ impl Options {
     }
 }
 
-/// Expands `batch = { timeout = 1s }` into `batch.timeout`.
-fn flatten(options: &[Opt]) -> Vec<(String, Span, &Expr)> {
+/// Expands `batch = { timeout = 1s }` into `batch.timeout` (unless the kind
+/// takes a map under that name).
+fn flatten<'a>(spec: &KindSpec, options: &'a [Opt]) -> Vec<(String, Span, &'a Expr)> {
     let mut out = Vec::new();
     for opt in options {
+        let takes_map = spec
+            .options
+            .iter()
+            .any(|o| o.name == opt.key.name && matches!(o.ty, OptTy::Map));
         match &opt.value.kind {
-            ExprKind::Map(entries) if !entries.is_empty() => {
+            ExprKind::Map(entries) if !entries.is_empty() && !takes_map => {
                 for (k, v) in entries {
                     out.push((format!("{}.{k}", opt.key.name), opt.key.span.to(v.span), v));
                 }
@@ -389,7 +394,7 @@ fn convert(ty: OptTy, e: &Expr, v: Value) -> Option<OptVal> {
 /// Checks and evaluates the options of `kind`.
 pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) -> Options {
     let mut out = Options::default();
-    for (name, span, expr) in flatten(options) {
+    for (name, span, expr) in flatten(spec, options) {
         let Some(opt) = spec.options.iter().find(|o| o.name == name) else {
             let hint = match did_you_mean(&name, spec.options.iter().map(|o| o.name)) {
                 Some(s) => format!("did you mean `{s}`?"),

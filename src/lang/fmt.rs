@@ -61,6 +61,8 @@ fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &
         (Tok::LBrace, Tok::RBrace) => false,
         (_, Tok::LParen | Tok::LBracket) if adjacent => false,
         (Tok::Ident(_), Tok::Bang) if adjacent => false,
+        // dotted option keys: `multiline.start`
+        (Tok::Ident(_), Tok::Path(_)) if adjacent => false,
         (Tok::Bang, _) => false,
         (Tok::Minus, _) if adjacent => {
             // unary minus stays attached: `= -1`, `(-x`

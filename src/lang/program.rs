@@ -8,7 +8,7 @@ use super::components::{self, OptVal, Options, Role};
 use super::diagnostics::{did_you_mean, Diagnostic, Span};
 use super::eval::{CExpr, Place};
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
-use crate::event::{Event, LogRecord, Resource, Value};
+use crate::event::{Event, LogRecord, MetricKind, MetricPoint, Resource, Value};
 use crate::pipeline::processor::{Processor, Step};
 use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
 use crate::sinks::batcher::BatchLimits;
@@ -784,7 +784,22 @@ fn compile_test(
                     .hint(hint),
             );
         }
-        let mut event = Event::Log(LogRecord::new(Value::Null, Arc::new(Resource::default())));
+        // An input with `name` and `value` and no `message` is a metric point.
+        let is_metric = fields.iter().any(|f| f.key.name == "name")
+            && fields.iter().any(|f| f.key.name == "value")
+            && !fields.iter().any(|f| f.key.name == "message");
+        let mut event = if is_metric {
+            Event::Metric(MetricPoint::new(
+                "",
+                "",
+                MetricKind::Gauge,
+                0.0,
+                0,
+                Arc::new(Resource::default()),
+            ))
+        } else {
+            Event::Log(LogRecord::new(Value::Null, Arc::new(Resource::default())))
+        };
         for opt in fields {
             match components::const_value(c, &opt.value) {
                 Ok(v) => {
