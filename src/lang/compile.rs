@@ -5,7 +5,7 @@
 //! pass goes on after each so all are reported at once.
 
 use super::ast::*;
-use super::diagnostics::{did_you_mean, Diagnostic, Span};
+use super::diagnostics::{suggest, Diagnostic, Span};
 use super::eval::{CExpr, CStmt, Place, Root};
 use super::functions::{self, Prepared};
 use super::types::Ty;
@@ -280,13 +280,11 @@ impl Compiler {
                 false,
             );
         }
-        let hint = match did_you_mean(
+        let hint = suggest(
             name,
             scope.sources.iter().map(String::as_str).chain(["source"]),
-        ) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => format!("field paths start with a dot: `.{name}`; bare names refer to sources"),
-        };
+            || format!("field paths start with a dot: `.{name}`; bare names refer to sources"),
+        );
         self.error(span, format!("unknown name `{name}`"), hint);
         typed(CExpr::Const(Value::Null), Ty::ANY, false)
     }
@@ -389,10 +387,9 @@ impl Compiler {
             return special;
         }
         let Some(f) = functions::lookup(&name.name) else {
-            let hint = match did_you_mean(&name.name, functions::names()) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "see docs/pipeline-language.md for the function list".into(),
-            };
+            let hint = suggest(&name.name, functions::names(), || {
+                "see docs/pipeline-language.md for the function list".into()
+            });
             self.error(name.span, format!("unknown function `{}`", name.name), hint);
             for a in args {
                 self.expr(&a.value, scope, true);

@@ -5,7 +5,7 @@
 
 use super::ast::{Component, Expr, ExprKind, Lit, Opt};
 use super::compile::{Compiler, Scope};
-use super::diagnostics::{did_you_mean, Diagnostic, Span};
+use super::diagnostics::{suggest, Diagnostic, Span};
 use super::eval::Ctx;
 use crate::event::{Event, LogRecord, Resource, Value};
 use std::collections::BTreeMap;
@@ -396,13 +396,10 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
     let mut out = Options::default();
     for (name, span, expr) in flatten(spec, options) {
         let Some(opt) = spec.options.iter().find(|o| o.name == name) else {
-            let hint = match did_you_mean(&name, spec.options.iter().map(|o| o.name)) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => {
-                    let names: Vec<&str> = spec.options.iter().map(|o| o.name).collect();
-                    format!("`{}` takes: {}", spec.name, names.join(", "))
-                }
-            };
+            let hint = suggest(&name, spec.options.iter().map(|o| o.name), || {
+                let names: Vec<&str> = spec.options.iter().map(|o| o.name).collect();
+                format!("`{}` takes: {}", spec.name, names.join(", "))
+            });
             c.diagnostics.push(
                 Diagnostic::new(span, format!("unknown option `{name}` for `{}`", spec.name))
                     .hint(hint),
@@ -474,10 +471,9 @@ pub fn kind_of(c: &mut Compiler, comp: &Component, role: Role) -> Option<&'stati
                 .filter(|k| k.role == role)
                 .map(|k| k.name)
                 .collect();
-            let hint = match did_you_mean(&comp.kind.name, names.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("known kinds: {}", names.join(", ")),
-            };
+            let hint = suggest(&comp.kind.name, names.iter().copied(), || {
+                format!("known kinds: {}", names.join(", "))
+            });
             let what = if role == Role::Source {
                 "source"
             } else {

@@ -5,7 +5,7 @@
 use super::ast::{self, Expr, ExprKind, Item, Lit, OnError, RuleKind};
 use super::compile::{Compiler, Scope};
 use super::components::{self, OptVal, Options, Role};
-use super::diagnostics::{did_you_mean, Diagnostic, Span};
+use super::diagnostics::{suggest, Diagnostic, Span};
 use super::eval::{CExpr, Place};
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::event::{Event, LogRecord, MetricKind, MetricPoint, Resource, Value};
@@ -249,10 +249,9 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     for decl in &step_decls {
         for s in &decl.sources {
             if !source_names.contains(&s.name) {
-                let hint = match did_you_mean(&s.name, source_names.iter().map(String::as_str)) {
-                    Some(n) => format!("did you mean `{n}`?"),
-                    None => "declare it with `source NAME = KIND { ... }`".into(),
-                };
+                let hint = suggest(&s.name, source_names.iter().map(String::as_str), || {
+                    "declare it with `source NAME = KIND { ... }`".into()
+                });
                 c.diagnostics.push(
                     Diagnostic::new(s.span, format!("unknown source `{}`", s.name)).hint(hint),
                 );
@@ -329,13 +328,10 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                 let mut target = None;
                 for s in &rule.sinks {
                     if !declared_sinks.contains(&s.name) {
-                        let hint = match did_you_mean(
-                            &s.name,
-                            declared_sinks.iter().map(String::as_str),
-                        ) {
-                            Some(n) => format!("did you mean `{n}`?"),
-                            None => "declare it with `sink NAME = KIND { ... }`".into(),
-                        };
+                        let hint =
+                            suggest(&s.name, declared_sinks.iter().map(String::as_str), || {
+                                "declare it with `sink NAME = KIND { ... }`".into()
+                            });
                         c.diagnostics.push(
                             Diagnostic::new(
                                 s.span,
@@ -775,10 +771,9 @@ fn compile_test(
     let mut inputs = Vec::new();
     for (source, fields) in &t.inputs {
         if !sources.contains(&source.name) {
-            let hint = match did_you_mean(&source.name, sources.iter().map(String::as_str)) {
-                Some(n) => format!("did you mean `{n}`?"),
-                None => "inputs name a declared source".into(),
-            };
+            let hint = suggest(&source.name, sources.iter().map(String::as_str), || {
+                "inputs name a declared source".into()
+            });
             c.diagnostics.push(
                 Diagnostic::new(source.span, format!("unknown source `{}`", source.name))
                     .hint(hint),
