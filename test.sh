@@ -29,4 +29,5 @@ cargo test --locked --no-fail-fast
 # The example pipelines are formatted and their own tests pass.
 cargo run --locked --quiet --bin shipctl -- fmt --check pipelines/*.ship
 cargo run --locked --quiet --bin shipctl -- test pipelines/*.ship
-cargo bench --locked --no-run
+# Benchmarks compile and link (run them with `cargo bench`).
+cargo build --locked --benches
