@@ -70,6 +70,19 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
     Ok(e)
 }
 
+/// The literal a token stands for, if it is one.
+fn token_literal(tok: &Tok) -> Option<Lit> {
+    Some(match tok {
+        Tok::Str(s) => Lit::Str(s.clone()),
+        Tok::Regex(r) => Lit::Regex(r.clone()),
+        Tok::Int(i) => Lit::Int(*i),
+        Tok::Float(f) => Lit::Float(*f),
+        Tok::Duration(d) => Lit::Duration(*d),
+        Tok::Size(n) => Lit::Size(*n),
+        _ => return None,
+    })
+}
+
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos).map(|t| &t.tok)
@@ -581,31 +594,11 @@ impl Parser {
                 span: start,
             })
         };
+        if let Some(l) = token_literal(&tok) {
+            self.pos += 1;
+            return lit(l);
+        }
         match tok {
-            Tok::Str(s) => {
-                self.pos += 1;
-                lit(Lit::Str(s))
-            }
-            Tok::Regex(r) => {
-                self.pos += 1;
-                lit(Lit::Regex(r))
-            }
-            Tok::Int(i) => {
-                self.pos += 1;
-                lit(Lit::Int(i))
-            }
-            Tok::Float(f) => {
-                self.pos += 1;
-                lit(Lit::Float(f))
-            }
-            Tok::Duration(d) => {
-                self.pos += 1;
-                lit(Lit::Duration(d))
-            }
-            Tok::Size(s) => {
-                self.pos += 1;
-                lit(Lit::Size(s))
-            }
             Tok::Path(segs) => {
                 self.pos += 1;
                 Ok(Expr {

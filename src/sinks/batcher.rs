@@ -57,21 +57,27 @@ impl StreamBatcher {
     }
 
     /// Adds events to `stream`'s batch; returns the batches that filled up.
+    /// The stream's open batch is looked up once per call, not per event.
     pub fn push(&mut self, stream: &Arc<str>, events: Vec<Event>, out: &mut Vec<StreamBatch>) {
+        let timeout = self.limits.timeout;
+        let fresh = || Open {
+            events: Vec::new(),
+            bytes: 0,
+            deadline: Instant::now() + timeout,
+        };
+        let mut open = self.open.remove(stream).unwrap_or_else(fresh);
         for event in events {
-            let size = event.size_hint();
-            let open = self.open.entry(Arc::clone(stream)).or_insert_with(|| Open {
-                events: Vec::new(),
-                bytes: 0,
-                deadline: Instant::now() + self.limits.timeout,
-            });
+            open.bytes += event.size_hint();
             open.events.push(event);
-            open.bytes += size;
             if open.events.len() >= self.limits.max_events || open.bytes >= self.limits.max_bytes {
-                if let Some(open) = self.open.remove(stream) {
-                    out.push(close(Arc::clone(stream), open));
-                }
+                out.push(close(
+                    Arc::clone(stream),
+                    std::mem::replace(&mut open, fresh()),
+                ));
             }
+        }
+        if !open.events.is_empty() {
+            self.open.insert(Arc::clone(stream), open);
         }
     }
 

@@ -224,34 +224,13 @@ impl Target {
                 };
                 (kind, v, None)
             }
-            SampleValue::Histogram {
-                count,
-                sum,
-                bounds,
-                bucket_counts,
-            } => (
-                MetricKind::Histogram,
-                sum,
-                Some(Box::new(Distribution::Histogram {
-                    count,
-                    sum,
-                    bounds,
-                    bucket_counts,
-                })),
-            ),
-            SampleValue::Summary {
-                count,
-                sum,
-                quantiles,
-            } => (
-                MetricKind::Summary,
-                sum,
-                Some(Box::new(Distribution::Summary {
-                    count,
-                    sum,
-                    quantiles,
-                })),
-            ),
+            SampleValue::Distribution(d) => {
+                let (kind, sum) = match &d {
+                    Distribution::Histogram { sum, .. } => (MetricKind::Histogram, *sum),
+                    Distribution::Summary { sum, .. } => (MetricKind::Summary, *sum),
+                };
+                (kind, sum, Some(Box::new(d)))
+            }
         };
         let mut p = MetricPoint::new(
             sample.name,

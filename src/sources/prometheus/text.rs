@@ -7,6 +7,7 @@
 //! A malformed line is skipped and counted; every other line is kept. Pure:
 //! no I/O, no clocks.
 
+use crate::event::Distribution;
 use std::collections::HashMap;
 
 /// The declared type of a metric family.
@@ -20,23 +21,12 @@ pub enum FamilyKind {
     Untyped,
 }
 
-/// The value of one sample or one histogram/summary series.
+/// The value of one sample, or the distribution of one histogram/summary
+/// series (buckets per bucket, not cumulative, as OTLP wants them).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SampleValue {
     Number(f64),
-    Histogram {
-        count: u64,
-        sum: f64,
-        /// Finite upper bounds, ascending.
-        bounds: Vec<f64>,
-        /// Per bucket (not cumulative), one more than `bounds` (the +Inf bucket).
-        bucket_counts: Vec<u64>,
-    },
-    Summary {
-        count: u64,
-        sum: f64,
-        quantiles: Vec<(f64, f64)>,
-    },
+    Distribution(Distribution),
 }
 
 /// One series of a scrape.
@@ -91,7 +81,7 @@ type Labels = Vec<(String, String)>;
 
 /// A histogram or summary series being assembled from its samples.
 #[derive(Debug, Default)]
-struct Distribution {
+struct Accumulator {
     /// (le or quantile, value)
     points: Vec<(f64, f64)>,
     count: Option<f64>,
@@ -116,7 +106,7 @@ pub fn parse(text: &str, format: Format) -> Exposition {
     let mut types: HashMap<&str, FamilyKind> = HashMap::new();
     let mut units: HashMap<&str, &str> = HashMap::new();
     // Distributions in first-seen order: index by (family, labels without le/quantile).
-    let mut dists: Vec<(String, FamilyKind, Labels, Distribution)> = Vec::new();
+    let mut dists: Vec<(String, FamilyKind, Labels, Accumulator)> = Vec::new();
     let mut dist_index: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
     // Counter `_created` samples, applied after the pass.
     let mut created: HashMap<(String, Vec<(String, String)>), f64> = HashMap::new();
@@ -172,7 +162,7 @@ pub fn parse(text: &str, format: Format) -> Exposition {
                 let index = match dist_index.get(&key) {
                     Some(&i) => i,
                     None => {
-                        dists.push((key.0.clone(), kind, key.1.clone(), Distribution::default()));
+                        dists.push((key.0.clone(), kind, key.1.clone(), Accumulator::default()));
                         dist_index.insert(key, dists.len() - 1);
                         dists.len() - 1
                     }
@@ -232,11 +222,11 @@ pub fn parse(text: &str, format: Format) -> Exposition {
             _ => {
                 let mut quantiles = d.points;
                 quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
-                SampleValue::Summary {
+                SampleValue::Distribution(Distribution::Summary {
                     count: d.count.map_or(0, as_count),
                     sum: d.sum.unwrap_or(0.0),
                     quantiles,
-                }
+                })
             }
         };
         out.samples.push(Sample {
@@ -282,12 +272,12 @@ fn finish_histogram(
         below = cumulative;
     }
     bucket_counts.push(count.saturating_sub(below));
-    SampleValue::Histogram {
+    SampleValue::Distribution(Distribution::Histogram {
         count,
         sum: sum.unwrap_or(0.0),
         bounds,
         bucket_counts,
-    }
+    })
 }
 
 /// Finds the family of a sample name and the sample's role in it.
@@ -484,12 +474,12 @@ mod tests {
         assert_eq!(e.samples[0].labels, labels(&[("svc", "a")]));
         assert_eq!(
             e.samples[0].value,
-            SampleValue::Histogram {
+            SampleValue::Distribution(Distribution::Histogram {
                 count: 6,
                 sum: 1.7,
                 bounds: vec![0.1, 0.5],
                 bucket_counts: vec![2, 3, 1]
-            }
+            })
         );
     }
 
@@ -499,11 +489,11 @@ mod tests {
         let e = parse(text, Format::Prometheus);
         assert_eq!(
             e.samples[0].value,
-            SampleValue::Summary {
+            SampleValue::Distribution(Distribution::Summary {
                 count: 120,
                 sum: 3.5,
                 quantiles: vec![(0.5, 0.01), (0.99, 0.02)]
-            }
+            })
         );
     }
 
