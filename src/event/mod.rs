@@ -7,14 +7,14 @@
 
 mod value;
 
-pub use value::Value;
+pub use value::{Str, Value};
 
 use crate::pipeline::acks::AckToken;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Ordered key/value pairs (attributes, labels). Small, so lookups are linear.
-pub type Attributes = Vec<(String, Value)>;
+pub type Attributes = Vec<(Str, Value)>;
 
 /// What produced an event, shared by every event of that origin
 /// (OTLP resource attributes such as `host.name`, `service.name`, `shipd.source`).

@@ -3,6 +3,10 @@
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
+/// Text in events: inline up to 24 bytes, so short keys and values (most
+/// attribute names, levels, methods, status codes) cost no allocation.
+pub type Str = compact_str::CompactString;
+
 /// A typed value. `Bytes` holds raw, not yet parsed data (usually a line);
 /// it is exported as a string when it is valid UTF-8, as bytes otherwise.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,12 +15,12 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    String(String),
+    String(Str),
     Bytes(Bytes),
     /// Nanoseconds since the Unix epoch.
     Timestamp(i64),
     Array(Vec<Value>),
-    Map(BTreeMap<String, Value>),
+    Map(BTreeMap<Str, Value>),
 }
 
 impl Value {
@@ -52,12 +56,18 @@ impl Value {
 
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
-        Value::String(s.to_owned())
+        Value::String(Str::from(s))
     }
 }
 
 impl From<String> for Value {
     fn from(s: String) -> Self {
+        Value::String(Str::from(s))
+    }
+}
+
+impl From<Str> for Value {
+    fn from(s: Str) -> Self {
         Value::String(s)
     }
 }

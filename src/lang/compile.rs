@@ -156,7 +156,7 @@ impl Compiler {
                     let t = self.expr(v, scope, handled);
                     self.no_regex(&t, v.span);
                     may_fail |= t.may_fail;
-                    out.push((k.clone(), t.expr));
+                    out.push((k.as_str().into(), t.expr));
                 }
                 typed(CExpr::Map(out), Ty::MAP, may_fail)
             }
@@ -258,8 +258,8 @@ impl Compiler {
             Lit::Bool(b) => (Value::Bool(*b), Ty::BOOL),
             Lit::Int(i) => (Value::Int(*i), Ty::INT),
             Lit::Float(f) => (Value::Float(*f), Ty::FLOAT),
-            Lit::Str(s) => (Value::String(s.clone()), Ty::STRING),
-            Lit::Regex(r) => (Value::String(r.clone()), Ty::REGEX),
+            Lit::Str(s) => (Value::String(s.clone().into()), Ty::STRING),
+            Lit::Regex(r) => (Value::String(r.clone().into()), Ty::REGEX),
             Lit::Duration(d) => (
                 Value::Int(d.as_nanos().min(i64::MAX as u128) as i64),
                 Ty::INT,
@@ -275,7 +275,7 @@ impl Compiler {
         }
         if scope.sources.iter().any(|s| s == name) {
             return typed(
-                CExpr::Const(Value::String(name.to_owned())),
+                CExpr::Const(Value::String(name.to_owned().into())),
                 Ty::STRING,
                 false,
             );
@@ -592,7 +592,7 @@ impl Compiler {
                     }
                 });
                 Some(match value {
-                    Ok(v) => typed(CExpr::Const(Value::String(v)), Ty::STRING, true),
+                    Ok(v) => typed(CExpr::Const(Value::String(v.into())), Ty::STRING, true),
                     Err(msg) => typed(CExpr::Fail(msg), Ty::STRING, true),
                 })
             }

@@ -234,7 +234,7 @@ pub enum OptVal {
     Duration(Duration),
     Size(u64),
     Regex(String),
-    Map(BTreeMap<String, Value>),
+    Map(BTreeMap<crate::event::Str, Value>),
 }
 
 /// Evaluated options of one component, by name.

@@ -5,7 +5,7 @@
 
 use super::ast::{BinOp, Segment};
 use super::functions::{convert, Function, Prepared};
-use crate::event::{Event, LogRecord, MetricPoint, Value};
+use crate::event::{Event, LogRecord, MetricPoint, Str, Value};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub enum Root {
     /// `.name`, `.value`, `.unit` of a metric (attributes of a log).
     MetricField(&'static str),
     /// Any other name: one attribute (log) or label (metric).
-    Attr(String),
+    Attr(Str),
 }
 
 /// A resolved field path.
@@ -64,7 +64,7 @@ impl Place {
             "name" => Root::MetricField("name"),
             "value" => Root::MetricField("value"),
             "unit" => Root::MetricField("unit"),
-            other => Root::Attr(other.to_owned()),
+            other => Root::Attr(other.into()),
         };
         Place {
             root,
@@ -83,7 +83,7 @@ pub enum CExpr {
     /// The name of the event's source.
     Source,
     Array(Vec<CExpr>),
-    Map(Vec<(String, CExpr)>),
+    Map(Vec<(Str, CExpr)>),
     Index(Box<CExpr>, Box<CExpr>),
     Not(Box<CExpr>),
     Neg(Box<CExpr>),
@@ -101,6 +101,35 @@ pub enum CStmt {
     /// `drop` or `drop where COND`.
     Drop(Option<CExpr>),
     Expr(CExpr),
+}
+
+impl CStmt {
+    /// Whether evaluating the statement may change the event before its
+    /// final write (a nested `del` or block).
+    pub fn has_effects(&self) -> bool {
+        match self {
+            CStmt::Assign(_, e) | CStmt::Expr(e) | CStmt::Drop(Some(e)) => e.has_effects(),
+            CStmt::Drop(None) => false,
+        }
+    }
+}
+
+impl CExpr {
+    /// Whether evaluating the expression may change the event.
+    pub fn has_effects(&self) -> bool {
+        match self {
+            CExpr::Del(_) | CExpr::If(..) => true,
+            CExpr::Const(_)
+            | CExpr::Fail(_)
+            | CExpr::Read(_)
+            | CExpr::Source
+            | CExpr::Exists(_) => false,
+            CExpr::Array(items) | CExpr::Call(_, items, _) => items.iter().any(CExpr::has_effects),
+            CExpr::Map(entries) => entries.iter().any(|(_, e)| e.has_effects()),
+            CExpr::Index(a, b) | CExpr::Bin(_, a, b) => a.has_effects() || b.has_effects(),
+            CExpr::Not(e) | CExpr::Neg(e) => e.has_effects(),
+        }
+    }
 }
 
 /// The event under evaluation and what the expression may ask about it.
@@ -159,7 +188,7 @@ impl CExpr {
             CExpr::Const(v) => Ok(v.clone()),
             CExpr::Fail(msg) => fail(msg.clone()),
             CExpr::Read(place) => Ok(read(ctx.event, place)),
-            CExpr::Source => Ok(Value::String(ctx.source.to_owned())),
+            CExpr::Source => Ok(Value::String(ctx.source.into())),
             CExpr::Array(items) => items
                 .iter()
                 .map(|e| e.eval(ctx))
@@ -177,7 +206,7 @@ impl CExpr {
                 let seg = match index.eval(ctx)? {
                     Value::Int(i) => Segment::Index(i),
                     v => match super::functions::text_of(&v) {
-                        Some(t) => Segment::Field(t.into_owned()),
+                        Some(t) => Segment::Field(t.as_ref().into()),
                         None => return fail("an index must be an integer or a string"),
                     },
                 };
@@ -276,12 +305,12 @@ pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
             (Int(_) | Float(_), Int(_) | Float(_)) => Ok(Float(num(&a) + num(&b))),
             (Timestamp(t), Int(n)) => Ok(Timestamp(t.saturating_add(*n))),
             _ => match (super::functions::text_of(&a), super::functions::text_of(&b)) {
-                (Some(x), Some(y)) => Ok(String(format!("{x}{y}"))),
+                (Some(x), Some(y)) => Ok(String(format!("{x}{y}").into())),
                 (Some(x), None) if !matches!(b, Null) => {
-                    Ok(String(format!("{x}{}", convert::stringify(&b))))
+                    Ok(String(format!("{x}{}", convert::stringify(&b)).into()))
                 }
                 (None, Some(y)) if !matches!(a, Null) => {
-                    Ok(String(format!("{}{y}", convert::stringify(&a))))
+                    Ok(String(format!("{}{y}", convert::stringify(&a)).into()))
                 }
                 _ => fail(format!(
                     "cannot add {} and {}",
@@ -361,7 +390,7 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
 pub fn get_in<'v>(mut v: &'v Value, segments: &[Segment]) -> Option<&'v Value> {
     for s in segments {
         v = match (v, s) {
-            (Value::Map(m), Segment::Field(k)) => m.get(k)?,
+            (Value::Map(m), Segment::Field(k)) => m.get(k.as_str())?,
             (Value::Array(a), Segment::Index(i)) => {
                 let idx = if *i < 0 {
                     a.len().checked_sub(i.unsigned_abs() as usize)?
@@ -376,11 +405,11 @@ pub fn get_in<'v>(mut v: &'v Value, segments: &[Segment]) -> Option<&'v Value> {
     Some(v)
 }
 
-fn attrs_map(attrs: &[(String, Value)]) -> Value {
+fn attrs_map(attrs: &[(Str, Value)]) -> Value {
     Value::Map(attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
-fn lookup(attrs: &[(String, Value)], key: &str, rest: &[Segment]) -> Value {
+fn lookup(attrs: &[(Str, Value)], key: &str, rest: &[Segment]) -> Value {
     attrs
         .iter()
         .find(|(k, _)| k == key)
@@ -397,9 +426,9 @@ pub fn read(event: &Event, place: &Place) -> Value {
     }
 }
 
-fn split_first(rest: &[Segment]) -> Option<(&str, &[Segment])> {
+fn split_first(rest: &[Segment]) -> Option<(&Str, &[Segment])> {
     match rest.split_first() {
-        Some((Segment::Field(k), tail)) => Some((k.as_str(), tail)),
+        Some((Segment::Field(k), tail)) => Some((k, tail)),
         _ => None,
     }
 }
@@ -420,7 +449,7 @@ fn read_log(log: &LogRecord, place: &Place) -> Value {
         Root::Severity => whole(
             log.severity_text
                 .clone()
-                .map(Value::String)
+                .map(Value::from)
                 .unwrap_or(Value::Null),
         ),
         Root::Resource => match split_first(&place.rest) {
@@ -438,8 +467,8 @@ fn read_log(log: &LogRecord, place: &Place) -> Value {
 
 fn read_metric(m: &MetricPoint, place: &Place) -> Value {
     match &place.root {
-        Root::MetricField("name") => Value::String(m.name.clone()),
-        Root::MetricField("unit") => Value::String(m.unit.clone()),
+        Root::MetricField("name") => Value::String(m.name.as_str().into()),
+        Root::MetricField("unit") => Value::String(m.unit.as_str().into()),
         Root::MetricField(_) => Value::Float(m.value),
         Root::Timestamp => Value::Timestamp(m.time_unix_nano as i64),
         Root::Resource => match split_first(&place.rest) {
@@ -489,8 +518,8 @@ fn set_in(target: &mut Value, segments: &[Segment], v: Value) -> Result<(), Eval
 }
 
 fn set_attr(
-    attrs: &mut Vec<(String, Value)>,
-    key: &str,
+    attrs: &mut Vec<(Str, Value)>,
+    key: &Str,
     rest: &[Segment],
     v: Value,
 ) -> Result<(), EvalError> {
@@ -499,13 +528,13 @@ fn set_attr(
         None => {
             let mut slot = Value::Null;
             set_in(&mut slot, rest, v)?;
-            attrs.push((key.to_owned(), slot));
+            attrs.push((key.clone(), slot));
             Ok(())
         }
     }
 }
 
-fn replace_all(attrs: &mut Vec<(String, Value)>, v: Value) -> Result<(), EvalError> {
+fn replace_all(attrs: &mut Vec<(Str, Value)>, v: Value) -> Result<(), EvalError> {
     match v {
         Value::Map(m) => {
             *attrs = m.into_iter().collect();
@@ -561,7 +590,7 @@ fn write_log(log: &mut LogRecord, place: &Place, v: Value) -> Result<(), EvalErr
             Some((k, tail)) => set_attr(&mut log.attributes, k, tail, v),
             None => replace_all(&mut log.attributes, v),
         },
-        Root::MetricField(k) => set_attr(&mut log.attributes, k, &place.rest, v),
+        Root::MetricField(k) => set_attr(&mut log.attributes, &Str::const_new(k), &place.rest, v),
         Root::Attr(k) => set_attr(&mut log.attributes, k, &place.rest, v),
     }
 }
@@ -610,13 +639,13 @@ fn remove_in(target: &mut Value, segments: &[Segment]) -> Option<Value> {
     let mut cur = target;
     for s in parents {
         cur = match (cur, s) {
-            (Value::Map(m), Segment::Field(k)) => m.get_mut(k)?,
+            (Value::Map(m), Segment::Field(k)) => m.get_mut(k.as_str())?,
             (Value::Array(a), Segment::Index(i)) if *i >= 0 => a.get_mut(*i as usize)?,
             _ => return None,
         };
     }
     match (cur, last) {
-        (Value::Map(m), Segment::Field(k)) => m.remove(k),
+        (Value::Map(m), Segment::Field(k)) => m.remove(k.as_str()),
         (Value::Array(a), Segment::Index(i)) if *i >= 0 && (*i as usize) < a.len() => {
             Some(a.remove(*i as usize))
         }
@@ -624,7 +653,7 @@ fn remove_in(target: &mut Value, segments: &[Segment]) -> Option<Value> {
     }
 }
 
-fn remove_attr(attrs: &mut Vec<(String, Value)>, key: &str, rest: &[Segment]) -> Value {
+fn remove_attr(attrs: &mut Vec<(Str, Value)>, key: &str, rest: &[Segment]) -> Value {
     let Some(pos) = attrs.iter().position(|(k, _)| k == key) else {
         return Value::Null;
     };
@@ -644,7 +673,7 @@ pub fn delete(event: &mut Event, place: &Place) -> Value {
                 return log
                     .severity_text
                     .take()
-                    .map(Value::String)
+                    .map(Value::from)
                     .unwrap_or(Value::Null);
             }
             Root::Timestamp => return Value::Null,

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// One segment of a field path.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Segment {
-    Field(String),
+    Field(crate::event::Str),
     Index(i64),
 }
 
@@ -349,10 +349,10 @@ impl Lexer<'_> {
                     while self.peek(0).is_some_and(is_ident_char) {
                         self.pos += 1;
                     }
-                    segments.push(Segment::Field(self.src[s..self.pos].to_owned()));
+                    segments.push(Segment::Field(self.src[s..self.pos].into()));
                 }
                 Some(b'"') => match self.string() {
-                    Some(s) => segments.push(Segment::Field(s)),
+                    Some(s) => segments.push(Segment::Field(s.into())),
                     None => return,
                 },
                 _ if segments.is_empty() => break,

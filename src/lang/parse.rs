@@ -558,7 +558,7 @@ impl Parser {
             let span = e.span.to(close);
             e = match (e.kind, &index.kind) {
                 (ExprKind::Path(mut segs), ExprKind::Lit(Lit::Str(s))) => {
-                    segs.push(Segment::Field(s.clone()));
+                    segs.push(Segment::Field(s.as_str().into()));
                     Expr {
                         kind: ExprKind::Path(segs),
                         span,

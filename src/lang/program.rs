@@ -6,7 +6,7 @@ use super::ast::{self, Expr, ExprKind, Item, Lit, OnError, RuleKind};
 use super::compile::{Compiler, Scope};
 use super::components::{self, OptVal, Options, Role};
 use super::diagnostics::{suggest, Diagnostic, Span};
-use super::eval::{CExpr, Place};
+use super::eval::{CExpr, CStmt, Place};
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::event::{Event, LogRecord, MetricKind, MetricPoint, Resource, Value};
 use crate::pipeline::processor::{Processor, Step};
@@ -266,15 +266,25 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             .condition
             .as_ref()
             .map(|e| c.condition(e, &scope, false));
-        let (body, _, body_fails) = c.block(&decl.body, &scope, false);
-        let cond_fails = condition.as_ref().is_some_and(|t| t.may_fail);
+        // Statements compile one by one to learn which may fail: a step
+        // needs a copy of the event (to undo on failure) only when something
+        // may fail after a change was made.
+        let mut body = Vec::with_capacity(decl.body.len());
+        let mut snapshot = condition
+            .as_ref()
+            .is_some_and(|t| t.may_fail && t.expr.has_effects());
+        for stmt in &decl.body {
+            let (mut compiled, _, fails) = c.block(std::slice::from_ref(stmt), &scope, false);
+            snapshot |= fails && (!body.is_empty() || compiled.iter().any(CStmt::has_effects));
+            body.append(&mut compiled);
+        }
         steps.push(Step {
             name: decl.name.name.clone(),
             sources: decl.sources.iter().map(|s| s.name.clone()).collect(),
             condition: condition.map(|t| t.expr),
             on_error: decl.on_error.map(|(p, _)| p).unwrap_or(OnError::Abort),
             body,
-            snapshot: body_fails || cond_fails,
+            snapshot,
         });
     }
 
@@ -798,13 +808,14 @@ fn compile_test(
         for opt in fields {
             match components::const_value(c, &opt.value) {
                 Ok(v) => {
-                    let place = Place::resolve(&[ast::Segment::Field(opt.key.name.clone())]);
+                    let place =
+                        Place::resolve(&[ast::Segment::Field(opt.key.name.as_str().into())]);
                     let place = if opt.key.name.contains('.') {
                         Place::resolve(
                             &opt.key
                                 .name
                                 .split('.')
-                                .map(|s| ast::Segment::Field(s.to_owned()))
+                                .map(|s| ast::Segment::Field(s.into()))
                                 .collect::<Vec<_>>(),
                         )
                     } else {

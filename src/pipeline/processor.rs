@@ -62,7 +62,7 @@ impl Step {
             OnError::Tag => {
                 if let Event::Log(log) = event {
                     log.attributes
-                        .push(("shipd.error".into(), Value::String(err)));
+                        .push(("shipd.error".into(), Value::String(err.into())));
                 }
                 Outcome::Continue
             }
@@ -138,5 +138,59 @@ impl Processor {
         }
         ack_events(&gone);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{LogRecord, Resource};
+
+    fn processor(steps: &str) -> Processor {
+        let src = format!(
+            "source app = files {{ include = [\"/none/*.log\"] }}\nsink out = console {{}}\n{steps}\nroute {{ else => out }}\n"
+        );
+        match crate::lang::load(&src) {
+            Ok(p) => p.agent.processor,
+            Err(d) => panic!("{}", crate::lang::render("t.ship", &src, &d)),
+        }
+    }
+
+    fn event(body: &str) -> Event {
+        Event::Log(LogRecord::new(body.into(), Arc::new(Resource::default())))
+    }
+
+    fn attrs(e: &Event) -> Vec<String> {
+        let Event::Log(l) = e else { return vec![] };
+        l.attributes.iter().map(|(k, _)| k.to_string()).collect()
+    }
+
+    #[test]
+    fn a_failure_after_a_write_undoes_the_whole_step() {
+        let p = processor("step s on app on_error keep {\n .a = 1\n .b = to_int!(.message)\n}");
+        assert!(p.steps[0].snapshot, "a write precedes a fallible call");
+        let mut e = event("not a number");
+        assert_eq!(p.run_steps(&mut e, "app"), Ok(true));
+        assert!(
+            attrs(&e).is_empty(),
+            "the write of .a was undone: {:?}",
+            attrs(&e)
+        );
+        let mut ok = event("42");
+        assert_eq!(p.run_steps(&mut ok, "app"), Ok(true));
+        assert_eq!(attrs(&ok), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_step_failing_before_any_write_needs_no_copy_and_changes_nothing() {
+        let p = processor("step s on app on_error keep {\n .b = to_int!(.message)\n .c = 2\n}");
+        assert!(!p.steps[0].snapshot, "only the first statement may fail");
+        let mut e = event("nope");
+        assert_eq!(p.run_steps(&mut e, "app"), Ok(true));
+        assert!(attrs(&e).is_empty(), "{:?}", attrs(&e));
+        let aborting = processor("step s on app {\n .b = to_int!(.message)\n}");
+        let mut e = event("nope");
+        let err = aborting.run_steps(&mut e, "app");
+        assert!(matches!(&err, Err(m) if m.contains("to_int")), "{err:?}");
     }
 }

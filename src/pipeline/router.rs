@@ -146,7 +146,7 @@ impl Router {
         };
         if let Event::Log(log) = event {
             log.attributes
-                .push(("shipd.error".into(), Value::String(error.to_owned())));
+                .push(("shipd.error".into(), Value::String(error.to_owned().into())));
         }
         let mut ctx = Ctx::new(event, source);
         let stream = self.namer.name(&rule.stream, &mut ctx);

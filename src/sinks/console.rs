@@ -39,7 +39,7 @@ fn render(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Timestamp(ns) => format_rfc3339(*ns),
         Value::Array(items) => format!(

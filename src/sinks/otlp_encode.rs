@@ -86,7 +86,7 @@ fn any(value: any_value::Value) -> AnyValue {
 }
 
 /// Encodes attributes, keeping their order.
-pub fn encode_attributes(attributes: &[(String, Value)]) -> Vec<KeyValue> {
+pub fn encode_attributes(attributes: &[(crate::event::Str, Value)]) -> Vec<KeyValue> {
     attributes
         .iter()
         .map(|(k, v)| key_value(k, encode_value(v)))
@@ -102,7 +102,7 @@ pub fn encode_value(value: &Value) -> AnyValue {
         Value::Bool(b) => any(V::BoolValue(*b)),
         Value::Int(i) => any(V::IntValue(*i)),
         Value::Float(f) => any(V::DoubleValue(*f)),
-        Value::String(s) => any(V::StringValue(s.clone())),
+        Value::String(s) => any(V::StringValue(s.to_string())),
         Value::Bytes(b) => match std::str::from_utf8(b) {
             Ok(s) => any(V::StringValue(s.to_owned())),
             Err(_) => any(V::BytesValue(b.to_vec())),
@@ -150,7 +150,7 @@ mod tests {
     fn attributes_keep_their_types_and_uid_is_deterministic() {
         let mut log = LogRecord::new(Value::Bytes(Bytes::from_static(b"hello")), resource("a"));
         let mut nested = BTreeMap::new();
-        nested.insert("inner".to_string(), Value::Float(1.5));
+        nested.insert("inner".to_string().into(), Value::Float(1.5));
         log.attributes = vec![
             ("count".into(), Value::Int(3)),
             ("ok".into(), Value::Bool(true)),

@@ -223,7 +223,7 @@ mod tests {
         let mut p = MetricPoint::new(name, "By", kind, 1.0, 10, Arc::clone(r));
         p.labels = labels
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+            .map(|(k, v)| ((*k).into(), Value::from(*v)))
             .collect();
         p.start_time_unix_nano = 5;
         Event::Metric(p)

@@ -49,7 +49,7 @@ pub fn stringify(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => s.to_string(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Timestamp(ns) => crate::event::format_rfc3339(*ns),
         Value::Array(_) | Value::Map(_) => super::parse_structured::to_json(v).to_string(),
@@ -57,7 +57,7 @@ pub fn stringify(v: &Value) -> String {
 }
 
 pub fn to_string(args: &[Value], _: &Prepared) -> Result<Value, String> {
-    Ok(Value::String(stringify(&args[0])))
+    Ok(Value::String(stringify(&args[0]).into()))
 }
 
 pub fn to_bool(args: &[Value], _: &Prepared) -> Result<Value, String> {

@@ -2,9 +2,9 @@
 //! (combined, error), Apache (common, combined), CRI and docker json-file.
 
 use super::convert::parse_time;
-use super::parse_structured::from_json;
+use super::parse_structured::json_to_value;
 use super::{arg_text, Prepared};
-use crate::event::Value;
+use crate::event::{Str, Value};
 use chrono::Datelike;
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ fn re(pattern: &str) -> Regex {
 }
 
 fn s(v: &str) -> Value {
-    Value::String(v.to_owned())
+    Value::String(v.to_owned().into())
 }
 
 static SYSLOG_5424: LazyLock<Regex> = LazyLock::new(|| {
@@ -63,7 +63,7 @@ const FACILITIES: [&str; 24] = [
     "local7",
 ];
 
-fn put_pri(out: &mut BTreeMap<String, Value>, pri: &str) -> Result<(), String> {
+fn put_pri(out: &mut BTreeMap<Str, Value>, pri: &str) -> Result<(), String> {
     let pri: usize = pri.parse().map_err(|_| "bad priority")?;
     let (fac, sev) = (pri / 8, pri % 8);
     let facility = FACILITIES
@@ -105,9 +105,9 @@ pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
         for el in SD_ELEMENT.captures_iter(&c["sd"]) {
             let params = SD_PARAM
                 .captures_iter(&el["params"])
-                .map(|p| (p["k"].to_owned(), s(&unescape_sd(&p["v"]))))
+                .map(|p| (Str::from(&p["k"]), s(&unescape_sd(&p["v"]))))
                 .collect();
-            sd.insert(el["id"].to_owned(), Value::Map(params));
+            sd.insert(el["id"].to_owned().into(), Value::Map(params));
         }
         if !sd.is_empty() {
             out.insert("structured_data".into(), Value::Map(sd));
@@ -161,7 +161,7 @@ static NGINX_ERROR_KV: LazyLock<Regex> = LazyLock::new(|| {
     re(r#", (?<k>client|server|request|upstream|host|referrer): (?<v>"[^"]*"|[^,]*)"#)
 });
 
-fn access_fields(c: &regex::Captures, out: &mut BTreeMap<String, Value>) -> Result<(), String> {
+fn access_fields(c: &regex::Captures, out: &mut BTreeMap<Str, Value>) -> Result<(), String> {
     out.insert("client".into(), s(&c["client"]));
     let user = &c["user"];
     out.insert(
@@ -267,7 +267,7 @@ pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
                 .unwrap_or(msg.len());
             out.insert("message".into(), s(&msg[..first_kv]));
             for kv in NGINX_ERROR_KV.captures_iter(msg) {
-                out.insert(kv["k"].to_owned(), s(kv["v"].trim_matches('"')));
+                out.insert(kv["k"].to_owned().into(), s(kv["v"].trim_matches('"')));
             }
         }
         other => {
@@ -333,7 +333,7 @@ pub fn parse_cri(args: &[Value], _: &Prepared) -> Result<Value, String> {
 pub fn parse_docker_json(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
     let Value::Map(mut m) =
-        from_json(serde_json::from_str(&text).map_err(|e| format!("invalid docker JSON: {e}"))?)
+        json_to_value(&text).map_err(|e| format!("invalid docker JSON: {e}"))?
     else {
         return Err("docker json-file line is not an object".into());
     };
@@ -357,7 +357,7 @@ pub fn parse_docker_json(args: &[Value], _: &Prepared) -> Result<Value, String> 
 mod tests {
     use super::*;
 
-    fn map(v: Result<Value, String>) -> BTreeMap<String, Value> {
+    fn map(v: Result<Value, String>) -> BTreeMap<Str, Value> {
         match v {
             Ok(Value::Map(m)) => m,
             other => panic!("expected a map, got {other:?}"),

@@ -6,20 +6,60 @@ use crate::event::Value;
 use crate::lang::ast::Lit;
 use std::collections::BTreeMap;
 
-/// Converts parsed JSON into a value.
-pub fn from_json(j: serde_json::Value) -> Value {
-    match j {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .map(Value::Int)
-            .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
-        serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => {
-            Value::Map(o.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+/// Parses JSON text straight into a [`Value`], without an intermediate tree:
+/// short keys and strings stay inline (no allocation).
+pub fn json_to_value(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str::<JsonValue>(text).map(|j| j.0)
+}
+
+/// A [`Value`] read from JSON.
+struct JsonValue(Value);
+
+impl<'de> serde::Deserialize<'de> for JsonValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor).map(JsonValue)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Float(u as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.into()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(JsonValue(v)) = seq.next_element()? {
+            items.push(v);
         }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((k, JsonValue(v))) = map.next_entry::<crate::event::Str, JsonValue>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Map(out))
     }
 }
 
@@ -32,21 +72,19 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::Float(f) => serde_json::Number::from_f64(*f)
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null),
-        Value::String(s) => s.clone().into(),
+        Value::String(s) => s.as_str().into(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned().into(),
         Value::Timestamp(ns) => crate::event::format_rfc3339(*ns).into(),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
         Value::Map(m) => {
-            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
         }
     }
 }
 
 pub fn parse_json(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
-    serde_json::from_str::<serde_json::Value>(&text)
-        .map(from_json)
-        .map_err(|e| format!("invalid JSON: {e}"))
+    json_to_value(&text).map_err(|e| format!("invalid JSON: {e}"))
 }
 
 pub fn parse_logfmt(args: &[Value], _: &Prepared) -> Result<Value, String> {
@@ -101,7 +139,7 @@ pub fn parse_logfmt(args: &[Value], _: &Prepared) -> Result<Value, String> {
         } else {
             "true".to_owned()
         };
-        out.insert(key.to_owned(), Value::String(value));
+        out.insert(key.to_owned().into(), Value::String(value.into()));
         rest = rest.trim_start();
     }
     Ok(Value::Map(out))
@@ -219,7 +257,7 @@ pub fn parse_regex(args: &[Value], prepared: &Prepared) -> Result<Value, String>
     let mut out = BTreeMap::new();
     for name in re.capture_names().flatten() {
         let Some(m) = caps.name(name) else {
-            out.insert(name.to_owned(), Value::Null);
+            out.insert(name.to_owned().into(), Value::Null);
             continue;
         };
         let text = m.as_str();
@@ -232,9 +270,9 @@ pub fn parse_regex(args: &[Value], prepared: &Prepared) -> Result<Value, String>
                 .parse()
                 .map(Value::Float)
                 .map_err(|_| format!("`{name}`: `{text}` is not a number"))?,
-            None => Value::String(text.to_owned()),
+            None => Value::String(text.to_owned().into()),
         };
-        out.insert(name.to_owned(), v);
+        out.insert(name.to_owned().into(), v);
     }
     Ok(Value::Map(out))
 }

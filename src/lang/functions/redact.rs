@@ -100,7 +100,7 @@ pub fn redact(a: &[Value], p: &Prepared) -> Result<Value, String> {
             })
             .into_owned();
     }
-    Ok(Value::String(text))
+    Ok(Value::String(text.into()))
 }
 
 #[cfg(test)]

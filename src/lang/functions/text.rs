@@ -2,20 +2,20 @@
 
 use super::parse_structured::compile_regex;
 use super::{arg_text, Prepared};
-use crate::event::Value;
+use crate::event::{Str, Value};
 use crate::lang::ast::Lit;
 use std::collections::BTreeMap;
 
 pub fn lowercase(a: &[Value], _: &Prepared) -> Result<Value, String> {
-    Ok(Value::String(arg_text(a, 0)?.to_lowercase()))
+    Ok(Value::String(arg_text(a, 0)?.to_lowercase().into()))
 }
 
 pub fn uppercase(a: &[Value], _: &Prepared) -> Result<Value, String> {
-    Ok(Value::String(arg_text(a, 0)?.to_uppercase()))
+    Ok(Value::String(arg_text(a, 0)?.to_uppercase().into()))
 }
 
 pub fn trim(a: &[Value], _: &Prepared) -> Result<Value, String> {
-    Ok(Value::String(arg_text(a, 0)?.trim().to_owned()))
+    Ok(Value::String(arg_text(a, 0)?.trim().to_owned().into()))
 }
 
 pub fn contains(a: &[Value], _: &Prepared) -> Result<Value, String> {
@@ -42,8 +42,8 @@ pub fn replace(a: &[Value], p: &Prepared) -> Result<Value, String> {
     let text = arg_text(a, 0)?;
     let with = arg_text(a, 2)?;
     Ok(Value::String(match p {
-        Prepared::Regex(re) => re.replace_all(&text, &*with).into_owned(),
-        _ => text.replace(&*arg_text(a, 1)?, &with),
+        Prepared::Regex(re) => re.replace_all(&text, &*with).into_owned().into(),
+        _ => text.replace(&*arg_text(a, 1)?, &with).into(),
     }))
 }
 
@@ -75,7 +75,8 @@ pub fn join(a: &[Value], _: &Prepared) -> Result<Value, String> {
             .iter()
             .map(super::convert::stringify)
             .collect::<Vec<_>>()
-            .join(&sep),
+            .join(&sep)
+            .into(),
     ))
 }
 
@@ -98,7 +99,7 @@ pub fn len(a: &[Value], _: &Prepared) -> Result<Value, String> {
 pub fn merge(a: &[Value], _: &Prepared) -> Result<Value, String> {
     match (&a[0], &a[1]) {
         (Value::Map(to), Value::Map(from)) => {
-            let mut out: BTreeMap<String, Value> = to.clone();
+            let mut out: BTreeMap<Str, Value> = to.clone();
             out.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
             Ok(Value::Map(out))
         }
@@ -185,14 +186,8 @@ mod tests {
         assert!(join(&[v("x")], n).is_err());
         assert_eq!(len(&[v("abc")], n), Ok(Value::Int(3)));
         assert!(len(&[Value::Int(3)], n).is_err());
-        let a = Value::Map([("x".to_string(), Value::Int(1))].into());
-        let b = Value::Map(
-            [
-                ("x".to_string(), Value::Int(2)),
-                ("y".to_string(), Value::Int(3)),
-            ]
-            .into(),
-        );
+        let a = Value::Map([("x".into(), Value::Int(1))].into());
+        let b = Value::Map([("x".into(), Value::Int(2)), ("y".into(), Value::Int(3))].into());
         let Ok(Value::Map(m)) = merge(&[a, b], n) else {
             panic!()
         };

@@ -547,10 +547,13 @@ impl FileSource {
         let mut attributes = vec![
             (
                 "host.name".into(),
-                Value::String(self.ctx.host_name.clone()),
+                Value::String(self.ctx.host_name.clone().into()),
             ),
-            ("shipd.source".into(), Value::String(self.cfg.name.clone())),
-            ("log.file.path".into(), Value::String(path_text)),
+            (
+                "shipd.source".into(),
+                Value::String(self.cfg.name.clone().into()),
+            ),
+            ("log.file.path".into(), Value::String(path_text.into())),
         ];
         let container = crate::sources::containers::resource_attributes(self.cfg.format, path);
         let has_service = container.iter().any(|(k, _)| k == "service.name");
@@ -563,7 +566,8 @@ impl FileSource {
                     self.cfg
                         .service_name
                         .clone()
-                        .unwrap_or_else(|| self.cfg.name.clone()),
+                        .unwrap_or_else(|| self.cfg.name.clone())
+                        .into(),
                 ),
             ));
         }

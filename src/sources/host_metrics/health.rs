@@ -99,11 +99,14 @@ impl LevelChange {
             self.reasons.join(", ")
         };
         let mut log = LogRecord::new(
-            Value::String(format!(
-                "node health changed from {} to {}: {reasons}",
-                self.from.name(),
-                self.to.name()
-            )),
+            Value::String(
+                format!(
+                    "node health changed from {} to {}: {reasons}",
+                    self.from.name(),
+                    self.to.name()
+                )
+                .into(),
+            ),
             resource,
         );
         log.time_unix_nano = time;
@@ -116,8 +119,14 @@ impl LevelChange {
         log.severity_text = Some(text.into());
         log.attributes = vec![
             (METRIC.into(), Value::Int(self.to as i64)),
-            (format!("{METRIC}.previous"), Value::Int(self.from as i64)),
-            (format!("{METRIC}.reasons"), Value::String(reasons)),
+            (
+                format!("{METRIC}.previous").into(),
+                Value::Int(self.from as i64),
+            ),
+            (
+                format!("{METRIC}.reasons").into(),
+                Value::String(reasons.into()),
+            ),
         ];
         log
     }
@@ -236,7 +245,7 @@ mod tests {
         assert_eq!(back.to, HealthLevel::Healthy);
         let log = back.into_log(5, Arc::new(Resource::default()));
         assert_eq!(log.severity_text.as_deref(), Some("INFO"));
-        assert_eq!(log.attributes[0], (METRIC.to_owned(), Value::Int(0)));
+        assert_eq!(log.attributes[0], (METRIC.into(), Value::Int(0)));
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Emit<'_> {
         );
         p.labels = labels
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+            .map(|(k, v)| ((*k).into(), Value::from(*v)))
             .collect();
         self.points.push(p);
         let last = self.points.len() - 1;

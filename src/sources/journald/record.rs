@@ -71,7 +71,7 @@ fn text(value: &Bytes, invalid_utf8: &mut u64) -> Value {
         Ok(_) => Value::Bytes(value.clone()),
         Err(_) => {
             *invalid_utf8 += 1;
-            Value::String(String::from_utf8_lossy(value).into_owned())
+            Value::String(String::from_utf8_lossy(value).into_owned().into())
         }
     }
 }
@@ -133,11 +133,17 @@ impl RecordMapper {
         }
         let resource = Arc::new(Resource {
             attributes: vec![
-                ("host.name".into(), Value::String(self.host_name.clone())),
-                ("service.name".into(), Value::String(service.to_owned())),
+                (
+                    "host.name".into(),
+                    Value::String(self.host_name.clone().into()),
+                ),
+                (
+                    "service.name".into(),
+                    Value::String(service.to_owned().into()),
+                ),
                 (
                     "shipd.source".into(),
-                    Value::String(self.source_name.clone()),
+                    Value::String(self.source_name.clone().into()),
                 ),
             ],
         });
@@ -152,7 +158,7 @@ impl RecordMapper {
         let resource = self.resource(service_name(entry));
         let body = match entry.get(b"MESSAGE") {
             Some(message) => text(message, &mut invalid_utf8),
-            None => Value::String(String::new()),
+            None => Value::String(String::new().into()),
         };
         let mut record = LogRecord::new(body, resource);
         record.observed_unix_nano = observed_unix_nano;
@@ -206,9 +212,9 @@ impl RecordMapper {
 }
 
 /// Adds an attribute; a field that repeats in one entry becomes an array.
-fn push_attribute(attributes: &mut Vec<(String, Value)>, key: String, value: Value) {
+fn push_attribute(attributes: &mut crate::event::Attributes, key: String, value: Value) {
     let Some(i) = attributes.iter().position(|(k, _)| *k == key) else {
-        attributes.push((key, value));
+        attributes.push((key.into(), value));
         return;
     };
     match &mut attributes[i].1 {

@@ -200,7 +200,7 @@ impl Target {
         report
     }
 
-    fn target_labels(&self) -> Vec<(String, Value)> {
+    fn target_labels(&self) -> crate::event::Attributes {
         vec![
             ("job".into(), Value::from(self.job.as_str())),
             ("instance".into(), Value::from(self.instance.as_str())),
@@ -249,8 +249,8 @@ impl Target {
     }
 
     /// Exposed labels merged with `job` and `instance` per `honor_labels`.
-    fn labels(&self, exposed: Vec<(String, String)>) -> Vec<(String, Value)> {
-        let mut labels: Vec<(String, Value)> = Vec::with_capacity(exposed.len() + 2);
+    fn labels(&self, exposed: Vec<(String, String)>) -> crate::event::Attributes {
+        let mut labels: crate::event::Attributes = Vec::with_capacity(exposed.len() + 2);
         let mut has = [false, false];
         for (key, value) in exposed {
             let clash = match key.as_str() {
@@ -261,10 +261,13 @@ impl Target {
             match clash {
                 Some(i) if self.honor_labels => {
                     has[i] = true;
-                    labels.push((key, Value::String(value)));
+                    labels.push((key.into(), Value::String(value.into())));
                 }
-                Some(_) => labels.push((format!("exported_{key}"), Value::String(value))),
-                None => labels.push((key, Value::String(value))),
+                Some(_) => labels.push((
+                    format!("exported_{key}").into(),
+                    Value::String(value.into()),
+                )),
+                None => labels.push((key.into(), Value::String(value.into()))),
             }
         }
         if !has[0] {
@@ -390,7 +393,7 @@ mod tests {
         Target::new(&cfg, "http://10.0.0.5:10249/metrics", "pi1").unwrap()
     }
 
-    fn text_labels(labels: &[(String, Value)]) -> Vec<(&str, &str)> {
+    fn text_labels(labels: &[(crate::event::Str, Value)]) -> Vec<(&str, &str)> {
         labels
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("?")))
