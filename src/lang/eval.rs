@@ -232,7 +232,7 @@ impl CExpr {
             },
             CExpr::Bin(op, l, r) => binary(*op, l, r, ctx),
             CExpr::Call(f, args, prepared) => {
-                let mut values = Vec::with_capacity(args.len().max(f.params.len()));
+                let mut values: smallvec::SmallVec<[Value; 4]> = smallvec::SmallVec::new();
                 for a in args {
                     values.push(a.eval(ctx)?);
                 }

@@ -106,34 +106,62 @@ impl Processor {
         Ok(true)
     }
 
-    /// Processes a batch into per-destination batches.
+    /// Processes a batch into per-destination batches. When every event
+    /// goes to one destination (the common case) the batch's own vector is
+    /// passed on, so events are not moved again.
     pub fn process(&mut self, batch: EventBatch) -> Vec<(Route, EventBatch)> {
         let source = Arc::clone(&batch.source);
-        let mut out: Vec<(Route, EventBatch)> = Vec::new();
-        let mut gone = Vec::new();
-        for mut event in batch.events {
-            let route = match self.run_steps(&mut event, &source) {
-                Ok(true) => self.router.route(&mut event, &source),
+        let mut events = batch.events;
+        let mut routes: Vec<Route> = Vec::new();
+        // Index into `routes` per event; `None` when the event is gone.
+        let mut dest: Vec<Option<u32>> = Vec::with_capacity(events.len());
+        for event in events.iter_mut() {
+            let route = match self.run_steps(event, &source) {
+                Ok(true) => self.router.route(event, &source),
                 Ok(false) => {
                     self.dropped.inc();
                     None
                 }
                 Err(e) => {
                     self.failed.inc();
-                    self.router.dead_letter(&mut event, &source, &e)
+                    self.router.dead_letter(event, &source, &e)
                 }
             };
-            let Some(route) = route else {
-                gone.push(event);
-                continue;
-            };
-            match out.iter_mut().find(|(r, _)| *r == route) {
-                Some((_, b)) => b.push(event),
-                None => {
-                    let mut b = EventBatch::from_source(&source, 16);
-                    b.push(event);
-                    out.push((route, b));
-                }
+            dest.push(
+                route.map(|route| match routes.iter().position(|r| *r == route) {
+                    Some(i) => i as u32,
+                    None => {
+                        routes.push(route);
+                        (routes.len() - 1) as u32
+                    }
+                }),
+            );
+        }
+        if routes.len() == 1 && dest.iter().all(Option::is_some) {
+            if let Some(route) = routes.pop() {
+                let bytes = events.iter().map(Event::size_hint).sum();
+                let out = EventBatch {
+                    events,
+                    bytes,
+                    source,
+                };
+                return vec![(route, out)];
+            }
+        }
+        let mut counts = vec![0usize; routes.len()];
+        for i in dest.iter().flatten() {
+            counts[*i as usize] += 1;
+        }
+        let mut out: Vec<(Route, EventBatch)> = routes
+            .into_iter()
+            .zip(counts)
+            .map(|(r, n)| (r, EventBatch::from_source(&source, n)))
+            .collect();
+        let mut gone = Vec::new();
+        for (event, d) in events.into_iter().zip(dest) {
+            match d {
+                Some(i) => out[i as usize].1.push(event),
+                None => gone.push(event),
             }
         }
         ack_events(&gone);

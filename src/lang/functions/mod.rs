@@ -147,7 +147,11 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 pub fn text_of(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        // from_utf8 has a fast ASCII path; the lossy decoder only for the rest.
+        Value::Bytes(b) => Some(match std::str::from_utf8(b) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(b),
+        }),
         _ => None,
     }
 }

@@ -255,13 +255,18 @@ pub fn parse_regex(args: &[Value], prepared: &Prepared) -> Result<Value, String>
     let text = arg_text(args, 0)?;
     let caps = re.captures(&text).ok_or("no match")?;
     let mut out = BTreeMap::new();
-    for name in re.capture_names().flatten() {
-        let Some(m) = caps.name(name) else {
-            out.insert(name.to_owned().into(), Value::Null);
+    for (i, name) in re.capture_names().enumerate() {
+        let Some(name) = name else { continue };
+        let Some(m) = caps.get(i) else {
+            out.insert(name.into(), Value::Null);
             continue;
         };
         let text = m.as_str();
-        let v = match conversions.iter().find(|(f, _)| f == name).map(|(_, c)| *c) {
+        let conversion = match conversions.is_empty() {
+            true => None,
+            false => conversions.iter().find(|(f, _)| f == name).map(|(_, c)| *c),
+        };
+        let v = match conversion {
             Some("int") => text
                 .parse()
                 .map(Value::Int)
@@ -270,9 +275,9 @@ pub fn parse_regex(args: &[Value], prepared: &Prepared) -> Result<Value, String>
                 .parse()
                 .map(Value::Float)
                 .map_err(|_| format!("`{name}`: `{text}` is not a number"))?,
-            None => Value::String(text.to_owned().into()),
+            None => Value::String(text.into()),
         };
-        out.insert(name.to_owned().into(), v);
+        out.insert(name.into(), v);
     }
     Ok(Value::Map(out))
 }
