@@ -378,6 +378,8 @@ pub struct Shipd {
     pub child: Child,
     pub log_path: PathBuf,
     pub api: SocketAddr,
+    /// The control socket (next to the log unless `env` names one).
+    pub control_socket: PathBuf,
 }
 
 impl Shipd {
@@ -405,14 +407,21 @@ impl Shipd {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        // Each test owns its control socket; none touches /run/shipd.
+        let mut control_socket = log_path.with_extension("sock");
+        cmd.env("SHIPD_CONTROL_SOCKET", &control_socket);
         for (k, v) in env {
             cmd.env(k, v);
+            if *k == "SHIPD_CONTROL_SOCKET" {
+                control_socket = PathBuf::from(v);
+            }
         }
         let child = cmd.spawn().expect("shipd starts");
         Shipd {
             child,
             log_path: log_path.to_path_buf(),
             api,
+            control_socket,
         }
     }
 
