@@ -386,6 +386,11 @@ impl Shipd {
     /// Starts shipd with `env` on top of a minimal environment. The API listens
     /// on a free port; stderr goes to `log_path`.
     pub fn start(env: &[(&str, String)], log_path: &Path) -> Shipd {
+        Shipd::start_with_args(&[], env, log_path)
+    }
+
+    /// Like [`Shipd::start`], with command-line arguments (`--config FILE`).
+    pub fn start_with_args(args: &[&str], env: &[(&str, String)], log_path: &Path) -> Shipd {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -393,7 +398,8 @@ impl Shipd {
             .open(log_path)
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipd"));
-        cmd.env_clear()
+        cmd.args(args)
+            .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env("SHIPD_API_ADDR", api.to_string())
