@@ -46,7 +46,7 @@ fn main() -> std::process::ExitCode {
     let (cfg, src) = match loaded {
         Ok(loaded) => loaded,
         Err(text) => {
-            eprint!("{text}shipd: not starting\n");
+            eprintln!("{text}shipd: not starting");
             return std::process::ExitCode::from(2);
         }
     };

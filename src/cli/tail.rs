@@ -183,7 +183,26 @@ pub fn render(event: &proto::TapEvent, format: Format, color: bool) -> String {
                 ("point".to_owned(), event.point.clone()),
                 ("source".to_owned(), event.source.clone()),
             ];
-            flatten("", &parsed, &mut pairs);
+            // Headline fields first, then the maps (attributes, labels, resource).
+            const FIRST: [&str; 7] = [
+                "timestamp",
+                "severity",
+                "message",
+                "name",
+                "kind",
+                "value",
+                "unit",
+            ];
+            for key in FIRST {
+                if let Some(v) = parsed.get(key) {
+                    flatten(key, v, &mut pairs);
+                }
+            }
+            if let serde_json::Value::Object(fields) = &parsed {
+                for (k, v) in fields.iter().filter(|(k, _)| !FIRST.contains(&k.as_str())) {
+                    flatten(k, v, &mut pairs);
+                }
+            }
             pairs
                 .iter()
                 .map(|(k, v)| format!("{k}={}", logfmt_value(v)))
