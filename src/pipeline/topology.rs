@@ -132,7 +132,7 @@ pub async fn run_with(
             _ = &mut shutdown => break,
             got = hangup => match (got, &reloader) {
                 (Some(()), Some(reloader)) => {
-                    tracing::info!("SIGHUP: reloading the pipeline");
+                    tracing::info!("SIGHUP: reload requested");
                     let reloader = Arc::clone(reloader);
                     tokio::spawn(async move { reloader.reload().await });
                 }
