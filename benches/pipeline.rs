@@ -265,7 +265,7 @@ fn run_agent(log: &Path, work: &Path, compression: &str, receiver: &Receiver) ->
     let data = data_dir.path().to_str().expect("utf-8 path");
     let url = format!("http://{}", receiver.addr);
     let pipeline = format!(
-        r#"settings {{ data_dir = "{data}", api_addr = "off", hostname = "pi-node-03" }}
+        r#"settings {{ data_dir = "{data}", api_addr = "off", control_socket = "off", hostname = "pi-node-03" }}
 source files = files {{ include = ["{log}"], read_from = "beginning" }}
 sink o2 = openobserve {{ url = "{url}", compression = "{compression}", batch.timeout = 100ms }}
 route {{ else => o2 }}

@@ -20,6 +20,18 @@ pub enum SourceConfig {
     PrometheusScrape(PrometheusScrapeConfig),
 }
 
+impl SourceConfig {
+    /// The source's name in the pipeline.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::File(c) => &c.name,
+            SourceConfig::Journald(c) => &c.name,
+            SourceConfig::HostMetrics(c) => &c.name,
+            SourceConfig::PrometheusScrape(c) => &c.name,
+        }
+    }
+}
+
 /// A sink of the running agent.
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
@@ -33,6 +45,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// `None` disables the HTTP API.
     pub api_addr: Option<SocketAddr>,
+    /// The control socket (tap, status, reload); `None` disables it.
+    pub control_socket: Option<PathBuf>,
     pub checkpoint_interval: Duration,
     /// How long shutdown waits for in-flight batches.
     pub drain_timeout: Duration,

@@ -15,7 +15,9 @@
 //! - [`pipeline`]: byte-bounded channels, acknowledgements, checkpoints,
 //!   routing and the wiring ([`pipeline::topology`]).
 //! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.
-//! - [`control`]: health and the HTTP API; [`telemetry`]: internal counters.
+//! - [`control`]: health, the HTTP API and the control socket (taps, status,
+//!   reload); [`telemetry`]: internal counters.
+//! - [`cli`]: `shipctl` subcommands.
 //! - [`lang`]: the pipeline language (`.ship` files): lex, parse, compile, eval.
 //! - [`config`]: the typed agent configuration and the default pipeline.
 

@@ -97,6 +97,16 @@ pub fn value(name: &str, labels: &str) -> Option<u64> {
         .map(|(_, (_, v))| v.load(Ordering::Relaxed))
 }
 
+/// Every metric as `(name, rendered labels, value)`, sorted by name
+/// (for `shipctl status`).
+pub fn snapshot() -> Vec<(&'static str, String, u64)> {
+    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    reg.metrics
+        .iter()
+        .map(|(id, (_, v))| (id.name, id.labels.clone(), v.load(Ordering::Relaxed)))
+        .collect()
+}
+
 /// Prometheus text exposition (0.0.4) of every metric.
 pub fn render() -> String {
     let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());

@@ -2,6 +2,8 @@
 //! and calls `shipd::cli`.
 
 use clap::{Parser, Subcommand};
+use shipd::cli::tail::{Format, TailOptions};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,8 +47,73 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-    /// Print the version of shipctl.
-    Version,
+    /// Live events from a running agent: each sink's input by default, or
+    /// the components named by glob (sources, steps, sinks).
+    Tail {
+        /// Component globs, e.g. `app` or `nginx*`.
+        components: Vec<String>,
+        /// Only events matching this pipeline-language condition,
+        /// e.g. '.level == "error"'.
+        #[arg(long = "where", value_name = "EXPR")]
+        filter: Option<String>,
+        /// pretty (default on a terminal), json (default otherwise), logfmt.
+        #[arg(long, value_enum)]
+        format: Option<TailFormat>,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// At most this many events, e.g. 100/s or 600/m.
+        #[arg(long, value_parser = shipd::cli::tail::parse_rate)]
+        rate: Option<u32>,
+        /// Follow OpenObserve instead of this agent (cluster-wide view).
+        #[arg(long)]
+        openobserve: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Components of a running agent with their counters, health, buffers
+    /// and disk wear.
+    Status {
+        /// Refresh every 2 s (or every --interval) until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// One JSON object, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Make a running agent load its pipeline again (applied only if valid).
+    Reload {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Print the version of shipctl and of the running agent.
+    Version {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+}
+
+/// Where the agent's control socket is.
+#[derive(clap::Args)]
+struct SocketArg {
+    /// The agent's control socket.
+    #[arg(
+        long = "socket",
+        env = "SHIPD_CONTROL_SOCKET",
+        default_value = "/run/shipd/control.sock"
+    )]
+    path: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TailFormat {
+    Pretty,
+    Json,
+    Logfmt,
 }
 
 fn main() {
@@ -60,10 +127,47 @@ fn main() {
         }
         Command::Explain { file } => shipd::cli::pipeline::explain(&file, &mut out, &mut err),
         Command::Health { addr, timeout } => health(&addr, timeout),
-        Command::Version => {
-            println!("shipctl {}", env!("CARGO_PKG_VERSION"));
-            0
+        Command::Tail {
+            components,
+            filter,
+            format,
+            limit,
+            rate,
+            openobserve,
+            socket,
+        } => {
+            if openobserve {
+                // Wired to the OpenObserve follower (`tail_openobserve`) at merge.
+                eprintln!("shipctl tail --openobserve: not built here");
+                2
+            } else {
+                let tty = std::io::stdout().is_terminal();
+                let format = match format {
+                    Some(TailFormat::Pretty) => Format::Pretty,
+                    Some(TailFormat::Json) => Format::Json,
+                    Some(TailFormat::Logfmt) => Format::Logfmt,
+                    None if tty => Format::Pretty,
+                    None => Format::Json,
+                };
+                shipd::cli::tail::tail(&TailOptions {
+                    socket: socket.path,
+                    components,
+                    filter,
+                    format,
+                    limit,
+                    rate_per_second: rate.unwrap_or(0),
+                    color: tty && std::env::var_os("NO_COLOR").is_none(),
+                })
+            }
         }
+        Command::Status {
+            watch,
+            interval,
+            json,
+            socket,
+        } => shipd::cli::status::status(&socket.path, json, watch.then_some(interval)),
+        Command::Reload { socket } => shipd::cli::agent::reload(&socket.path),
+        Command::Version { socket } => shipd::cli::agent::version(&socket.path),
     };
     std::process::exit(code);
 }

@@ -1,9 +1,11 @@
 //! The shipd daemon: reads its configuration, runs the agent until SIGTERM
-//! or SIGINT, then drains and exits 0.
+//! or SIGINT (reloading the pipeline on SIGHUP), then drains and exits 0.
 
 use anyhow::Context;
 use clap::Parser;
 use shipd::config::AgentConfig;
+use shipd::control::reload::PipelineOrigin;
+use shipd::pipeline::topology::Reloading;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -12,7 +14,8 @@ use tracing_subscriber::EnvFilter;
 /// Without options it runs the embedded default pipeline, configured by the
 /// environment: SHIPD_LOG_FILES, OPENOBSERVE_URL, OPENOBSERVE_USER,
 /// OPENOBSERVE_PASSWORD[_FILE], OPENOBSERVE_ORG, OPENOBSERVE_STREAM,
-/// OPENOBSERVE_TRANSPORT, SHIPD_DATA_DIR, SHIPD_API_ADDR (see README).
+/// OPENOBSERVE_TRANSPORT, SHIPD_DATA_DIR, SHIPD_API_ADDR,
+/// SHIPD_CONTROL_SOCKET (see README). SIGHUP reloads the pipeline.
 #[derive(Parser)]
 #[command(name = "shipd", version, about, long_about)]
 struct Args {
@@ -33,14 +36,21 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cfg = match load(args.config.as_deref()) {
-        Ok(cfg) => cfg,
+    let origin = PipelineOrigin {
+        path: args.config,
+        embedded: DEFAULT_PIPELINE,
+    };
+    let loaded = origin
+        .read()
+        .and_then(|src| origin.compile(&src).map(|p| (p.agent, src)));
+    let (cfg, src) = match loaded {
+        Ok(loaded) => loaded,
         Err(text) => {
-            eprint!("{text}");
+            eprintln!("{text}shipd: not starting");
             return std::process::ExitCode::from(2);
         }
     };
-    match run(cfg) {
+    match run(cfg, origin, src) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -50,29 +60,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Compiles the pipeline; `Err` is the rendered diagnostics.
-fn load(path: Option<&std::path::Path>) -> Result<AgentConfig, String> {
-    let (name, src) = match path {
-        Some(p) => {
-            let src = std::fs::read_to_string(p)
-                .map_err(|e| format!("shipd: cannot read {}: {e}\n", p.display()))?;
-            (p.display().to_string(), src)
-        }
-        None => (
-            "<embedded default.ship>".to_owned(),
-            DEFAULT_PIPELINE.to_owned(),
-        ),
-    };
-    shipd::lang::load(&src).map(|p| p.agent).map_err(|d| {
-        format!(
-            "{}shipd: {name}: {} error(s); not starting\n",
-            shipd::lang::render(&name, &src, &d),
-            d.len()
-        )
-    })
-}
-
-fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+fn run(cfg: AgentConfig, origin: PipelineOrigin, started_with: String) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -80,8 +68,12 @@ fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
-        tokio::spawn(log_reload_requests());
-        shipd::pipeline::topology::run(cfg, shutdown_signal())
+        let reloading = Reloading {
+            origin,
+            started_with,
+            hangups: hangups(),
+        };
+        shipd::pipeline::topology::run_with(cfg, shutdown_signal(), Some(reloading))
             .await
             .context("shipd cannot start")
     })
@@ -107,15 +99,20 @@ async fn shutdown_signal() {
 }
 
 /// `systemctl reload` sends SIGHUP, whose default action would kill the
-/// agent: answer it instead. Reloading arrives with the pipeline language.
-async fn log_reload_requests() {
+/// agent: each one becomes a reload request.
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
-            while hup.recv().await.is_some() {
-                tracing::warn!("reload requested; not yet supported");
-            }
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    // A reload already queued covers this one too.
+                    let _ = tx.try_send(());
+                }
+            });
         }
         Err(e) => tracing::warn!(error = %e, "cannot install the SIGHUP handler"),
     }
+    rx
 }

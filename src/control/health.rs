@@ -39,6 +39,20 @@ impl ComponentHealth {
     }
 }
 
+/// Every registered component: name, whether it is failing, its last error.
+pub fn all() -> Vec<(String, bool, Option<String>)> {
+    let all = COMPONENTS.lock().unwrap_or_else(|p| p.into_inner());
+    all.iter()
+        .map(|(name, h)| {
+            (
+                name.clone(),
+                h.failing.load(Ordering::Relaxed),
+                h.last_error(),
+            )
+        })
+        .collect()
+}
+
 /// Failing components with their last error; empty when all are healthy.
 pub fn failing() -> Vec<(String, String)> {
     let all = COMPONENTS.lock().unwrap_or_else(|p| p.into_inner());

@@ -209,6 +209,7 @@ pub static KINDS: &[KindSpec] = &[
         options: &[
             o("data_dir", OptTy::Str, "checkpoints and buffers (default $SHIPD_DATA_DIR or /var/lib/shipd)"),
             o("api_addr", OptTy::Str, "address of /health and /metrics, or \"off\" (default $SHIPD_API_ADDR or 127.0.0.1:9717)"),
+            o("control_socket", OptTy::Str, "unix socket of the control API (shipctl tail, status, reload), or \"off\" (default $SHIPD_CONTROL_SOCKET or /run/shipd/control.sock)"),
             o("checkpoint_interval", OptTy::Duration, "at most one checkpoint write per interval (default 5s)"),
             o("drain_timeout", OptTy::Duration, "how long shutdown waits for in-flight batches (default 10s)"),
             o("hostname", OptTy::Str, "host.name of every record (default: the kernel's)"),

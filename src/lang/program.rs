@@ -489,6 +489,14 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             .map(PathBuf::from)
             .unwrap_or_else(|| "/var/lib/shipd".into()),
         api_addr,
+        control_socket: match settings
+            .str("control_socket")
+            .or_else(|| env_or("SHIPD_CONTROL_SOCKET"))
+        {
+            Some(s) if s == "off" => None,
+            Some(s) => Some(PathBuf::from(s)),
+            None => Some(PathBuf::from("/run/shipd/control.sock")),
+        },
         checkpoint_interval: settings
             .duration("checkpoint_interval")
             .unwrap_or(std::time::Duration::from_secs(5)),

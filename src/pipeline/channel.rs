@@ -75,6 +75,27 @@ impl<T> BatchSender<T> {
     pub fn queued_bytes(&self) -> usize {
         self.capacity as usize - self.budget.available_permits()
     }
+
+    /// A read-only view of the queued bytes that does not keep the channel open.
+    pub fn meter(&self) -> QueueMeter {
+        QueueMeter {
+            budget: Arc::clone(&self.budget),
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// Reads how many bytes a channel holds (for status), without sending.
+#[derive(Debug, Clone)]
+pub struct QueueMeter {
+    budget: Arc<Semaphore>,
+    capacity: u32,
+}
+
+impl QueueMeter {
+    pub fn queued_bytes(&self) -> usize {
+        (self.capacity as usize).saturating_sub(self.budget.available_permits())
+    }
 }
 
 impl BatchSender<EventBatch> {

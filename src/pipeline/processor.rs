@@ -4,6 +4,7 @@
 
 use super::acks::ack_events;
 use super::router::{Route, Router};
+use crate::control::tap::{self, Point};
 use crate::event::{Event, EventBatch, Value};
 use crate::lang::ast::OnError;
 use crate::lang::eval::{run_block, truthy, CExpr, CStmt, Ctx};
@@ -98,7 +99,9 @@ impl Processor {
     pub fn run_steps(&self, event: &mut Event, source: &str) -> Result<bool, String> {
         for step in self.steps.iter().filter(|s| s.applies_to(source)) {
             match step.apply(event, source) {
-                Outcome::Continue => {}
+                Outcome::Continue => {
+                    tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event))
+                }
                 Outcome::Dropped => return Ok(false),
                 Outcome::Failed(e) => return Err(e),
             }

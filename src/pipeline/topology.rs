@@ -1,11 +1,17 @@
 //! Wiring: builds the running agent from an [`AgentConfig`] — sources, the
 //! processing stage, the router and sinks as tasks joined by byte-bounded
 //! channels — and shuts it down in order: stop reading, drain, final checkpoint.
+//! A reload swaps the running pipeline the same way (stop reading, drain)
+//! and starts the new one from the checkpoints, keeping the
+//! [`Checkpointer`], the API and the control socket.
 
 use super::channel::{batch_channel, BatchReceiver, BatchSender};
 use super::checkpoint::{CheckpointError, Checkpointer};
 use super::processor::Processor;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
+use crate::control::reload::{Apply, PipelineOrigin, Reloader};
+use crate::control::status::{AgentView, Layout};
+use crate::control::tap::{self, Point};
 use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
 use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
@@ -16,6 +22,8 @@ use crate::sources::prometheus::PrometheusScrapeSource;
 use crate::telemetry;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// The agent could not start.
@@ -39,15 +47,32 @@ pub enum StartError {
     },
 }
 
+/// Reloading: where the pipeline comes from and how SIGHUP reaches the agent.
+pub struct Reloading {
+    pub origin: PipelineOrigin,
+    /// The pipeline text the agent starts with.
+    pub started_with: String,
+    /// One message per SIGHUP.
+    pub hangups: mpsc::Receiver<()>,
+}
+
 /// Runs the agent until `shutdown` resolves, then drains and returns.
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    run_with(cfg, shutdown, None).await
+}
+
+/// Like [`run`]; with `reloading`, SIGHUP and the Reload RPC replace the
+/// running pipeline with a checked new one.
+pub async fn run_with(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+    reloading: Option<Reloading>,
+) -> Result<(), StartError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
         path: cfg.data_dir.clone(),
         source,
     })?;
     let checkpointer = Checkpointer::open(&cfg.data_dir, cfg.checkpoint_interval)?;
-    let cfg = cfg;
-    let stop_sources = CancellationToken::new();
     let stop_background = CancellationToken::new();
 
     let api = match cfg.api_addr {
@@ -59,72 +84,81 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         None => None,
     };
 
-    let mut sink_txs = Vec::new();
-    let mut sink_tasks = Vec::new();
-    for sink in &cfg.sinks {
-        let (tx, rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
-        sink_txs.push(tx);
-        sink_tasks.push(match sink {
-            SinkConfig::OpenObserve(o2) => {
-                let sink = OpenObserveSink::new((**o2).clone())?;
-                tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
-                tokio::spawn(sink.run(rx))
-            }
-            SinkConfig::Console { name } => tokio::spawn(console::run(name.clone(), rx)),
-        });
-    }
-
-    let (events_tx, events_rx) = batch_channel(cfg.channel_bytes);
-    let stage = tokio::spawn(process(events_rx, cfg.processor, sink_txs));
-
-    let mut sources = Vec::new();
-    for source in &cfg.sources {
-        let ctx = SourceContext {
-            out: events_tx.clone(),
-            checkpointer: Arc::clone(&checkpointer),
-            cancel: stop_sources.clone(),
-            host_name: cfg.host_name.clone(),
-        };
-        match source {
-            SourceConfig::File(file) => sources.push(FileSource::new(file.clone(), ctx).spawn()),
-            SourceConfig::Journald(journald) => {
-                sources.push(JournaldSource::new(journald.clone(), ctx).spawn())
-            }
-            SourceConfig::HostMetrics(host) => {
-                sources.push(HostMetricsSource::new(host.clone(), ctx).spawn())
-            }
-            SourceConfig::PrometheusScrape(scrape) => {
-                sources.push(PrometheusScrapeSource::new(scrape.clone(), ctx).spawn()?)
-            }
+    let pipeline_name = reloading
+        .as_ref()
+        .map(|r| r.origin.name())
+        .unwrap_or_default();
+    let view = Arc::new(AgentView::new(Arc::clone(&checkpointer), pipeline_name));
+    let (applies_tx, mut applies) = mpsc::channel::<Apply>(1);
+    let (reloader, mut hangups) = match reloading {
+        Some(r) => {
+            let reloader = Arc::new(Reloader::new(r.origin, applies_tx));
+            reloader.started_with(r.started_with).await;
+            (Some(reloader), Some(r.hangups))
         }
-    }
-    drop(events_tx);
-    if cfg.sources.is_empty() {
-        tracing::warn!("no sources configured (set SHIPD_LOG_FILES); idling");
-    }
+        None => (None, None),
+    };
+    let control = match &cfg.control_socket {
+        Some(path) => match crate::control::server::serve(
+            path,
+            Arc::clone(&view),
+            reloader.clone(),
+            stop_background.clone(),
+        ) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!(error = %e, "no control socket: shipctl tail, status and reload will not reach this agent");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let fixed = FixedSettings::of(&cfg);
+    let mut running = Some(RunningPipeline::start(cfg, &checkpointer, &view)?);
     let checkpoints = tokio::spawn(Arc::clone(&checkpointer).run(stop_background.clone()));
-    tracing::info!(sources = cfg.sources.len(), data_dir = %cfg.data_dir.display(), "shipd started");
     crate::control::systemd::ready();
     let _watchdog = crate::control::systemd::spawn_watchdog(stop_background.clone());
 
-    shutdown.await;
-    crate::control::systemd::stopping();
-    tracing::info!(drain_timeout = ?cfg.drain_timeout, "shutting down: stop reading, drain in-flight batches");
-    stop_sources.cancel();
-    for source in sources {
-        if let Err(e) = source.await {
-            tracing::error!(error = %e, "source task failed");
+    tokio::pin!(shutdown);
+    loop {
+        let hangup = async {
+            match hangups.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            got = hangup => match (got, &reloader) {
+                (Some(()), Some(reloader)) => {
+                    tracing::info!("SIGHUP: reload requested");
+                    let reloader = Arc::clone(reloader);
+                    tokio::spawn(async move { reloader.reload().await });
+                }
+                _ => hangups = None,
+            },
+            Some(apply) = applies.recv() => {
+                fixed.warn_changes(&apply.cfg);
+                if let Some(old) = running.take() {
+                    old.stop().await;
+                }
+                match RunningPipeline::start(apply.cfg, &checkpointer, &view) {
+                    Ok(new) => {
+                        running = Some(new);
+                        view.reloaded();
+                        let _ = apply.reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = apply.reply.send(Err(e.to_string()));
+                    }
+                }
+            }
         }
     }
-    let drained = tokio::time::timeout(cfg.drain_timeout, async {
-        let _ = stage.await;
-        for task in sink_tasks {
-            let _ = task.await;
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("drain timed out; undelivered events will be re-read on the next start");
+    crate::control::systemd::stopping();
+    if let Some(running) = running {
+        running.stop().await;
     }
     stop_background.cancel();
     if let Err(e) = checkpoints.await {
@@ -132,6 +166,14 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     }
     if let Some(api) = api {
         let _ = api.await;
+    }
+    if let Some(control) = control {
+        if tokio::time::timeout(Duration::from_secs(2), control)
+            .await
+            .is_err()
+        {
+            tracing::warn!("control socket did not close in time");
+        }
     }
     tracing::info!(
         disk_bytes_written =
@@ -141,19 +183,210 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
+/// Settings a reload cannot change (they need a restart).
+struct FixedSettings {
+    data_dir: std::path::PathBuf,
+    api_addr: Option<std::net::SocketAddr>,
+    control_socket: Option<std::path::PathBuf>,
+    checkpoint_interval: Duration,
+}
+
+impl FixedSettings {
+    fn of(cfg: &AgentConfig) -> Self {
+        FixedSettings {
+            data_dir: cfg.data_dir.clone(),
+            api_addr: cfg.api_addr,
+            control_socket: cfg.control_socket.clone(),
+            checkpoint_interval: cfg.checkpoint_interval,
+        }
+    }
+
+    fn warn_changes(&self, new: &AgentConfig) {
+        let changed = [
+            ("data_dir", self.data_dir != new.data_dir),
+            ("api_addr", self.api_addr != new.api_addr),
+            ("control_socket", self.control_socket != new.control_socket),
+            (
+                "checkpoint_interval",
+                self.checkpoint_interval != new.checkpoint_interval,
+            ),
+        ];
+        for (setting, _) in changed.iter().filter(|(_, c)| *c) {
+            tracing::warn!(
+                setting,
+                "changed in the pipeline; takes effect at the next restart"
+            );
+        }
+    }
+}
+
+/// One running pipeline: sources, the processing stage and sinks.
+struct RunningPipeline {
+    stop_sources: CancellationToken,
+    sources: Vec<tokio::task::JoinHandle<()>>,
+    stage: tokio::task::JoinHandle<()>,
+    sinks: Vec<tokio::task::JoinHandle<()>>,
+    drain_timeout: Duration,
+}
+
+impl RunningPipeline {
+    /// Starts sinks, then the stage, then sources (which resume from the
+    /// checkpoints), and shows the new layout to the control API.
+    fn start(
+        cfg: AgentConfig,
+        checkpointer: &Arc<Checkpointer>,
+        view: &AgentView,
+    ) -> Result<Self, StartError> {
+        let stop_sources = CancellationToken::new();
+        let mut built: Vec<(Arc<str>, Option<OpenObserveSink>)> = Vec::new();
+        for sink in &cfg.sinks {
+            built.push(match sink {
+                SinkConfig::OpenObserve(o2) => {
+                    let sink = OpenObserveSink::new((**o2).clone())?;
+                    tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
+                    (Arc::from(o2.name.as_str()), Some(sink))
+                }
+                SinkConfig::Console { name } => (Arc::from(name.as_str()), None),
+            });
+        }
+        let mut layout = Layout {
+            sources: cfg.sources.iter().map(|s| s.name().to_owned()).collect(),
+            steps: cfg.processor.steps.iter().map(|s| s.name.clone()).collect(),
+            sinks: Vec::new(),
+            queues: Vec::new(),
+        };
+        let mut sink_txs = Vec::new();
+        let mut sink_tasks = Vec::new();
+        for (name, o2) in built {
+            let (tx, rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
+            layout.sinks.push(name.to_string());
+            layout.queues.push((name.to_string(), tx.meter()));
+            sink_tasks.push(match o2 {
+                Some(sink) => tokio::spawn(sink.run(rx)),
+                None => tokio::spawn(console::run(name.to_string(), rx)),
+            });
+            sink_txs.push(SinkInput::new(name, tx));
+        }
+
+        let (events_tx, events_rx) = batch_channel(cfg.channel_bytes);
+        layout.queues.push(("pipeline".into(), events_tx.meter()));
+        let stage = tokio::spawn(process(events_rx, cfg.processor, sink_txs));
+
+        let mut sources = Vec::new();
+        for source in &cfg.sources {
+            let ctx = SourceContext {
+                out: events_tx.clone(),
+                checkpointer: Arc::clone(checkpointer),
+                cancel: stop_sources.clone(),
+                host_name: cfg.host_name.clone(),
+            };
+            match source {
+                SourceConfig::File(file) => {
+                    sources.push(FileSource::new(file.clone(), ctx).spawn())
+                }
+                SourceConfig::Journald(journald) => {
+                    sources.push(JournaldSource::new(journald.clone(), ctx).spawn())
+                }
+                SourceConfig::HostMetrics(host) => {
+                    sources.push(HostMetricsSource::new(host.clone(), ctx).spawn())
+                }
+                SourceConfig::PrometheusScrape(scrape) => {
+                    match PrometheusScrapeSource::new(scrape.clone(), ctx).spawn() {
+                        Ok(task) => sources.push(task),
+                        Err(e) => {
+                            // Nothing was read yet: stop what started and refuse.
+                            stop_sources.cancel();
+                            for task in sources {
+                                task.abort();
+                            }
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        drop(events_tx);
+        if cfg.sources.is_empty() {
+            tracing::warn!("no sources configured (set SHIPD_LOG_FILES); idling");
+        }
+        tracing::info!(sources = cfg.sources.len(), data_dir = %cfg.data_dir.display(), "shipd started");
+        view.set_layout(layout);
+        Ok(RunningPipeline {
+            stop_sources,
+            sources,
+            stage,
+            sinks: sink_tasks,
+            drain_timeout: cfg.drain_timeout,
+        })
+    }
+
+    /// Stops reading, then waits for the stage and sinks to deliver what is
+    /// in flight (bounded by the drain timeout; what is left is re-read from
+    /// the checkpoints by the next start).
+    async fn stop(self) {
+        tracing::info!(drain_timeout = ?self.drain_timeout, "stopping the pipeline: stop reading, drain in-flight batches");
+        self.stop_sources.cancel();
+        for source in self.sources {
+            if let Err(e) = source.await {
+                tracing::error!(error = %e, "source task failed");
+            }
+        }
+        let stage = self.stage;
+        let sinks = self.sinks;
+        let aborts: Vec<_> = std::iter::once(stage.abort_handle())
+            .chain(sinks.iter().map(|s| s.abort_handle()))
+            .collect();
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            let _ = stage.await;
+            for task in sinks {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "drain timed out; undelivered events will be re-read from the checkpoints"
+            );
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// A sink's input as the stage sees it: its name (for taps and counters)
+/// and its channel.
+struct SinkInput {
+    name: Arc<str>,
+    tx: BatchSender<RoutedBatch>,
+    events_in: telemetry::Metric,
+}
+
+impl SinkInput {
+    fn new(name: Arc<str>, tx: BatchSender<RoutedBatch>) -> Self {
+        let events_in = telemetry::counter("shipd_events_in_total", &[("component", &name)]);
+        SinkInput {
+            name,
+            tx,
+            events_in,
+        }
+    }
+}
+
 /// The processing stage: the pipeline's steps, then routing.
-async fn process(
-    mut input: BatchReceiver,
-    mut processor: Processor,
-    sinks: Vec<BatchSender<RoutedBatch>>,
-) {
+async fn process(mut input: BatchReceiver, mut processor: Processor, sinks: Vec<SinkInput>) {
     while let Some(batch) = input.recv().await {
-        for (route, batch) in processor.process(batch.item) {
+        let batch = batch.item;
+        tap::observe(Point::Source, &batch.source, &batch.source, &batch.events);
+        for (route, batch) in processor.process(batch) {
             let bytes = batch.bytes;
             let Some(sink) = sinks.get(route.sink) else {
                 continue;
             };
+            tap::observe(Point::Sink, &sink.name, &batch.source, &batch.events);
+            sink.events_in.add(batch.len() as u64);
             if sink
+                .tx
                 .send(
                     RoutedBatch {
                         stream: route.stream,
@@ -164,7 +397,7 @@ async fn process(
                 .await
                 .is_err()
             {
-                tracing::error!(sink = route.sink, "sink stopped; processing stage ends");
+                tracing::error!(sink = %sink.name, "sink stopped; processing stage ends");
                 return;
             }
         }

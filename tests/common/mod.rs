@@ -378,12 +378,19 @@ pub struct Shipd {
     pub child: Child,
     pub log_path: PathBuf,
     pub api: SocketAddr,
+    /// The control socket (next to the log unless `env` names one).
+    pub control_socket: PathBuf,
 }
 
 impl Shipd {
     /// Starts shipd with `env` on top of a minimal environment. The API listens
     /// on a free port; stderr goes to `log_path`.
     pub fn start(env: &[(&str, String)], log_path: &Path) -> Shipd {
+        Shipd::start_with_args(&[], env, log_path)
+    }
+
+    /// Like [`Shipd::start`], with command-line arguments (`--config FILE`).
+    pub fn start_with_args(args: &[&str], env: &[(&str, String)], log_path: &Path) -> Shipd {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -391,7 +398,8 @@ impl Shipd {
             .open(log_path)
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipd"));
-        cmd.env_clear()
+        cmd.args(args)
+            .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env("SHIPD_API_ADDR", api.to_string())
@@ -405,14 +413,21 @@ impl Shipd {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        // Each test owns its control socket; none touches /run/shipd.
+        let mut control_socket = log_path.with_extension("sock");
+        cmd.env("SHIPD_CONTROL_SOCKET", &control_socket);
         for (k, v) in env {
             cmd.env(k, v);
+            if *k == "SHIPD_CONTROL_SOCKET" {
+                control_socket = PathBuf::from(v);
+            }
         }
         let child = cmd.spawn().expect("shipd starts");
         Shipd {
             child,
             log_path: log_path.to_path_buf(),
             api,
+            control_socket,
         }
     }
 

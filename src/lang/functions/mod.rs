@@ -10,7 +10,7 @@ mod redact;
 mod text;
 
 pub use convert::stringify;
-pub use parse_structured::compile_regex;
+pub use parse_structured::{compile_regex, to_json};
 
 use super::types::Ty;
 use crate::event::Value;
