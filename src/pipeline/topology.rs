@@ -5,6 +5,7 @@
 use super::channel::{batch_channel, BatchReceiver, BatchSender};
 use super::checkpoint::{CheckpointError, Checkpointer};
 use super::processor::Processor;
+use crate::buffer::SpillBuffer;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
 use crate::sinks::{console, RoutedBatch};
@@ -30,6 +31,8 @@ pub enum StartError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Sink(#[from] OpenObserveError),
+    #[error(transparent)]
+    Spill(#[from] crate::buffer::queue::QueueError),
     #[error(transparent)]
     Scrape(#[from] ScrapeConfigError),
     #[error("cannot bind the API on {addr}: {source}")]
@@ -64,14 +67,19 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     for sink in &cfg.sinks {
         let (tx, rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
         sink_txs.push(tx);
-        sink_tasks.push(match sink {
+        let task = match sink {
             SinkConfig::OpenObserve(o2) => {
                 let sink = OpenObserveSink::new((**o2).clone())?;
                 tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
-                tokio::spawn(sink.run(rx))
+                // Processing stage → spill buffer → sink's memory queue → sink.
+                let spill = SpillBuffer::open(&o2.name, o2.buffer, &cfg.data_dir, &checkpointer)?;
+                let (queue_tx, queue_rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
+                sink_tasks.push(spill.spawn(rx, queue_tx));
+                tokio::spawn(sink.run(queue_rx))
             }
             SinkConfig::Console { name } => tokio::spawn(console::run(name.clone(), rx)),
-        });
+        };
+        sink_tasks.push(task);
     }
 
     let (events_tx, events_rx) = batch_channel(cfg.channel_bytes);

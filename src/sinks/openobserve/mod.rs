@@ -63,6 +63,8 @@ pub struct OpenObserveConfig {
     pub in_flight: usize,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Spill buffer for data that cannot be read again from its source.
+    pub buffer: crate::buffer::SpillOptions,
 }
 
 impl std::fmt::Debug for OpenObserveConfig {
@@ -96,6 +98,7 @@ impl OpenObserveConfig {
             in_flight: 4,
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            buffer: crate::buffer::SpillOptions::default(),
         }
     }
 
