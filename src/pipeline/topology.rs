@@ -49,6 +49,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
         source,
     })?;
     let checkpointer = Checkpointer::open(&cfg.data_dir, cfg.checkpoint_interval)?;
+    let _ = telemetry::wear(); // the wear counters show in /metrics from the start
     let cfg = cfg;
     let stop_sources = CancellationToken::new();
     let stop_background = CancellationToken::new();
@@ -141,9 +142,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     if let Some(api) = api {
         let _ = api.await;
     }
+    let wear = telemetry::wear();
     tracing::info!(
-        disk_bytes_written =
-            telemetry::value("shipd_disk_bytes_written_total", "kind=\"checkpoint\"").unwrap_or(0),
+        disk_bytes_written = wear.checkpoint_bytes + wear.spill_bytes,
+        checkpoint_bytes = wear.checkpoint_bytes,
+        spill_bytes = wear.spill_bytes,
+        fsyncs = wear.fsyncs,
         "shipd stopped"
     );
     Ok(())
