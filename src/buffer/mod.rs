@@ -205,6 +205,7 @@ async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
     let mut encoded = Vec::with_capacity(routed.batch.bytes / 2);
     codec::encode_batch(&routed, &mut encoded);
     let events = routed.batch.len() as u32;
+    let uncompressed = encoded.len() as u64;
     let record = match segment::frame(&encoded, events) {
         Ok(r) => r,
         Err(e) => {
@@ -242,7 +243,7 @@ async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
                     }
                 }
             } else {
-                return match queue.append(&record, events) {
+                return match queue.append(&record, events, uncompressed) {
                     Ok(()) => {
                         drop(queue);
                         shared.appended.notify_one();

@@ -105,6 +105,7 @@ struct Counters {
     damaged: Metric,
     dropped_events: Metric,
     spilled_events: Metric,
+    uncompressed: Metric,
     fsyncs: Metric,
 }
 
@@ -216,6 +217,7 @@ impl DiskQueue {
                     &[("component", sink), ("reason", "spill_full")],
                 ),
                 spilled_events: c("shipd_spilled_events_total"),
+                uncompressed: c("shipd_spill_uncompressed_bytes_total"),
                 fsyncs: c("shipd_spill_fsync_total"),
             },
             sink: sink.to_owned(),
@@ -246,8 +248,9 @@ impl DiskQueue {
         self.opts
     }
 
-    /// Appends one framed record (see [`segment::frame`]) with one `write`.
-    pub fn append(&mut self, record: &[u8], events: u32) -> io::Result<()> {
+    /// Appends one framed record (see [`segment::frame`]) with one `write`;
+    /// `uncompressed` is the size of the encoded batch it holds.
+    pub fn append(&mut self, record: &[u8], events: u32, uncompressed: u64) -> io::Result<()> {
         let needs_new = match self.segments.back() {
             Some(s) if !s.closed => {
                 s.len > 0 && s.len + record.len() as u64 > self.opts.segment_bytes
@@ -269,6 +272,7 @@ impl DiskQueue {
         seg.len += record.len() as u64;
         telemetry::disk_written("spill", record.len() as u64);
         self.counters.spilled_events.add(u64::from(events));
+        self.counters.uncompressed.add(uncompressed);
         self.unsynced_since.get_or_insert_with(Instant::now);
         self.counters.bytes.set(self.bytes());
         Ok(())
@@ -504,7 +508,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut q = DiskQueue::open(dir.path(), "t", opts(), 0).unwrap();
         for i in 0..30 {
-            q.append(&frame(&payload(i), 1).unwrap(), 1).unwrap();
+            q.append(&frame(&payload(i), 1).unwrap(), 1, 8000).unwrap();
         }
         let read = drain(&mut q);
         assert_eq!(read.len(), 30);
@@ -517,7 +521,7 @@ mod tests {
         q.acknowledged(read[29].0);
         let left = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(left, 0, "every segment, the active one too, is deleted");
-        q.append(&frame(&payload(99), 1).unwrap(), 1).unwrap();
+        q.append(&frame(&payload(99), 1).unwrap(), 1, 8000).unwrap();
         assert_eq!(drain(&mut q)[0].1, payload(99), "spilling again works");
     }
 
@@ -526,7 +530,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut q = DiskQueue::open(dir.path(), "t", opts(), 0).unwrap();
         for i in 0..20 {
-            q.append(&frame(&payload(i), 1).unwrap(), 1).unwrap();
+            q.append(&frame(&payload(i), 1).unwrap(), 1, 8000).unwrap();
         }
         q.close_active().unwrap();
         let read = drain(&mut q);
@@ -542,7 +546,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut q = DiskQueue::open(dir.path(), "t", opts(), 0).unwrap();
         for i in 0..20 {
-            q.append(&frame(&payload(i), 3).unwrap(), 3).unwrap();
+            q.append(&frame(&payload(i), 3).unwrap(), 3, 8000).unwrap();
         }
         let before = q.bytes();
         let dropped = q.drop_oldest().unwrap();
@@ -557,7 +561,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut q = DiskQueue::open(dir.path(), "t", opts(), 0).unwrap();
         for i in 0..30 {
-            q.append(&frame(&payload(i), 1).unwrap(), 1).unwrap();
+            q.append(&frame(&payload(i), 1).unwrap(), 1, 8000).unwrap();
         }
         q.close_active().unwrap();
         drop(q);
