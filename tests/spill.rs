@@ -320,3 +320,180 @@ fn zero_filled_tail_is_cut_and_every_record_delivered() {
         "torn_tail",
     );
 }
+
+/// Unmounts (lazily) on drop.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Mounts a `size` tmpfs on `dir`; `None` when this machine cannot (not root).
+fn small_tmpfs(dir: &Path, size: &str) -> Option<Mounted> {
+    std::fs::create_dir_all(dir).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| Mounted(dir.to_path_buf()))
+}
+
+/// Fills the file system of `dir` until only about `leave` bytes are free.
+fn fill_leaving(dir: &Path, leave: u64) {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xa5u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(leave)).unwrap();
+}
+
+#[test]
+fn full_data_directory_keeps_batches_in_memory_and_loses_nothing() {
+    let rt = runtime();
+    let receiver = otlp_receiver::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A 512 KiB tmpfs as the data directory, filled to ~128 KiB free.
+    let Some(_mount) = small_tmpfs(&data, "512k") else {
+        println!("SKIPPED: cannot mount a tmpfs here (needs root); the disk-full test did not run");
+        return;
+    };
+    fill_leaving(&data, 128 * 1024);
+    let logs = dir.path().join("app.log");
+    std::fs::write(&logs, b"").unwrap();
+    let mut env = metrics_env(&receiver, &data, "20ms");
+    env.push(("SHIPD_LOG_FILES", logs.display().to_string()));
+    let mut shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
+    assert!(shipd.wait_log("tailing file", WAIT), "{}", shipd.log());
+    receiver.set_down(true);
+
+    let full = wait_until(WAIT, || {
+        spill_metric(&shipd, "shipd_spill_write_errors_total") > 0
+    });
+    assert!(full, "the spill never hit the full disk:\n{}", shipd.log());
+    let lines = nginx_lines("diskfull", 2_000);
+    append_lines(&logs, &lines, 200, Duration::from_millis(20));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        shipd.child.try_wait().unwrap().is_none(),
+        "shipd survives a full disk"
+    );
+    let errors = spill_metric(&shipd, "shipd_spill_write_errors_total");
+    let spilled = spill_metric(&shipd, "shipd_spilled_events_total");
+    receiver.set_down(false);
+
+    assert_eq!(
+        receiver.wait_for_lines(&lines, WAIT),
+        0,
+        "log lines lost:\n{}",
+        shipd.log()
+    );
+    let buffer = data.join("buffer").join(SINK);
+    let drained = wait_until(WAIT, || segments(&buffer).is_empty());
+    assert!(drained, "spill drained once delivery resumed");
+    let produced = shipd.metric("shipd_events_in_total{component=\"host_metrics\"}");
+    let all = receiver.wait_points(WAIT, |points| {
+        points
+            .iter()
+            .map(|p| p.key())
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64
+            >= produced
+    });
+    println!(
+        "disk full: {spilled} points spilled before the disk filled, {errors} spill writes refused (held in memory), \
+         {produced} points produced, {} distinct delivered",
+        receiver.distinct_point_keys().len()
+    );
+    assert!(all, "every metric point delivered");
+    assert!(
+        shipd.log().contains("cannot write to the spill buffer"),
+        "the refusal is logged"
+    );
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+fn proc_io(pid: u32) -> std::collections::HashMap<String, u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `SHIPD_WEAR_TEST_SECS` (default 30) of 1,000 lines/s to a healthy
+/// receiver: the only bytes shipd writes to storage are checkpoints.
+#[test]
+fn healthy_run_at_1000_lines_per_second_writes_only_checkpoints() {
+    let secs: u64 = std::env::var("SHIPD_WEAR_TEST_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let rt = runtime();
+    let receiver = otlp_receiver::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let logs = dir.path().join("app.log");
+    std::fs::write(&logs, b"").unwrap();
+    let mut env = shipd_env(&receiver, &data);
+    env.retain(|(k, _)| *k != "SHIPD_CHECKPOINT_INTERVAL");
+    env.extend([
+        ("SHIPD_LOG_FILES", logs.display().to_string()),
+        ("SHIPD_METRICS_INTERVAL", "1s".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ]);
+    let shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
+    assert!(
+        wait_until(WAIT, || shipd.metric("shipd_fsync_total") > 0),
+        "started: {}",
+        shipd.log()
+    );
+    let lines = nginx_lines("wear", (secs * 1000) as usize);
+    let started = Instant::now();
+    for (i, chunk) in lines.chunks(100).enumerate() {
+        append_lines(&logs, chunk, 100, Duration::ZERO);
+        let due = started + Duration::from_millis(100 * (i as u64 + 1));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    assert_eq!(
+        receiver.wait_for_lines(&lines, WAIT),
+        0,
+        "every line delivered"
+    );
+    std::thread::sleep(Duration::from_secs(6)); // the last checkpoint interval
+    let io = proc_io(shipd.child.id());
+    let (status, health) = common::http_get(shipd.api, "/health");
+    let wear: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let write_bytes = io.get("write_bytes").copied().unwrap_or(0);
+    let wchar = io.get("wchar").copied().unwrap_or(0);
+    println!(
+        "healthy {secs} s at 1000 lines/s: /proc io write_bytes={write_bytes} wchar={wchar} \
+         (wchar counts socket writes too); shipd's own count: {}",
+        wear["wear"]
+    );
+    assert_eq!(status, 200);
+    assert_eq!(wear["wear"]["spill_bytes"], 0, "no event data on disk");
+    assert!(
+        !data.join("buffer").exists(),
+        "no spill directory while healthy"
+    );
+    let checkpoint_bytes = wear["wear"]["checkpoint_bytes"].as_u64().unwrap();
+    assert!(checkpoint_bytes > 0 && checkpoint_bytes <= 100 * 1024);
+    assert!(
+        write_bytes <= 100 * 1024,
+        "{write_bytes} bytes reached storage"
+    );
+    assert_eq!(shipd.terminate(), Some(0));
+}
