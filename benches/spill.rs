@@ -91,7 +91,7 @@ fn spill_all(dir: &Path, batches: &[RoutedBatch]) {
 fn replay_all(dir: &Path) -> usize {
     let mut q = DiskQueue::open(dir, "bench", SpillOptions::default(), 0).unwrap();
     let mut events = 0;
-    while let Some(r) = q.next().unwrap() {
+    while let Some(r) = q.next_record().unwrap() {
         events += codec::decode_batch(&r.encoded).unwrap().batch.len();
     }
     events

@@ -272,7 +272,7 @@ async fn replay(shared: Arc<Shared>, output: BatchSender<RoutedBatch>, stop: Can
     let mut seq = 0u64;
     loop {
         let wake = shared.appended.notified();
-        let next = shared.queue().next();
+        let next = shared.queue().next_record();
         let record = match next {
             Ok(Some(record)) => record,
             Ok(None) => {

@@ -334,7 +334,7 @@ impl DiskQueue {
 
     /// The next record in order, skipping damage (logged and counted).
     /// `Ok(None)` when everything written was read.
-    pub fn next(&mut self) -> io::Result<Option<SpilledRecord>> {
+    pub fn next_record(&mut self) -> io::Result<Option<SpilledRecord>> {
         loop {
             let Some(idx) = self.segments.iter().position(|s| s.id >= self.read_id) else {
                 return Ok(None);
@@ -497,7 +497,7 @@ mod tests {
 
     fn drain(q: &mut DiskQueue) -> Vec<(SpillPosition, Vec<u8>)> {
         let mut out = Vec::new();
-        while let Some(r) = q.next().unwrap() {
+        while let Some(r) = q.next_record().unwrap() {
             out.push((r.end, r.encoded));
         }
         out
