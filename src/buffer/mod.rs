@@ -220,6 +220,10 @@ async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
         {
             let mut queue = shared.queue();
             if queue.would_overflow(record.len() as u64) {
+                if queue.bytes() == 0 {
+                    // One batch larger than the whole cap: memory only.
+                    return Some(routed);
+                }
                 match queue.options().when_full {
                     WhenFull::DropOldest => match queue.drop_oldest() {
                         Ok(dropped) => {
@@ -329,5 +333,105 @@ async fn replay(shared: Arc<Shared>, output: BatchSender<RoutedBatch>, stop: Can
             // Not acknowledged: replayed again on the next start.
             _ = stop.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{MetricKind, MetricPoint, Resource};
+    use crate::pipeline::acks::ack_events;
+    use crate::pipeline::channel::batch_channel;
+
+    fn metrics(tag: usize) -> RoutedBatch {
+        let source: Arc<str> = Arc::from("node");
+        let mut batch = EventBatch::from_source(&source, 10);
+        let r = Arc::new(Resource::default());
+        for i in 0..10 {
+            let p = MetricPoint::new(
+                "m",
+                "1",
+                MetricKind::Gauge,
+                (tag * 10 + i) as f64,
+                1,
+                Arc::clone(&r),
+            );
+            batch.push(Event::Metric(p));
+        }
+        RoutedBatch {
+            stream: Arc::from("s"),
+            batch,
+        }
+    }
+
+    #[tokio::test]
+    async fn full_memory_queue_spills_then_replays_in_order_and_deletes_acked_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let spill = SpillBuffer::open("o2", SpillOptions::default(), dir.path(), &cp).unwrap();
+        let (in_tx, in_rx) = batch_channel::<RoutedBatch>(1 << 20);
+        let (out_tx, mut out_rx) = batch_channel::<RoutedBatch>(2000);
+        let task = spill.spawn(in_rx, out_tx);
+        for tag in 0..50 {
+            let b = metrics(tag);
+            let bytes = b.batch.bytes;
+            in_tx.send(b, bytes).await.unwrap();
+        }
+        let segments = dir.path().join("buffer/o2");
+        let mut values = Vec::new();
+        while values.len() < 500 {
+            let got = out_rx.recv().await.unwrap().item;
+            for e in &got.batch.events {
+                let Event::Metric(m) = e else { panic!() };
+                values.push(m.value as usize);
+            }
+            if values.len() == 100 {
+                assert!(
+                    std::fs::read_dir(&segments).unwrap().count() > 0,
+                    "the rest waits on disk"
+                );
+            }
+            ack_events(&got.batch.events);
+        }
+        assert_eq!(
+            values,
+            (0..500).collect::<Vec<_>>(),
+            "memory first, then disk, in order"
+        );
+        let emptied = async {
+            while std::fs::read_dir(&segments).unwrap().count() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), emptied)
+            .await
+            .expect("acked segments deleted");
+        drop(in_tx);
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn only_batches_without_ack_tokens_spill() {
+        assert!(is_spillable(&metrics(0).batch));
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let key: SourceKey = Arc::from("files|1");
+        cp.start_unflushed(
+            &key,
+            Entry {
+                path: "/x".into(),
+                offset: 0,
+                cursor: None,
+            },
+        );
+        let mut batch = metrics(0);
+        let token = BatchAck::new(&cp, key, 0, 10, 1);
+        if let Event::Metric(m) = &mut batch.batch.events[0] {
+            m.ack = token;
+        }
+        assert!(
+            !is_spillable(&batch.batch),
+            "a replayable event keeps the batch in memory"
+        );
     }
 }

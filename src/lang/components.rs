@@ -193,7 +193,7 @@ pub static KINDS: &[KindSpec] = &[
             o("request_timeout", OptTy::Duration, "per request (default 30s)"),
             o("retry_max", OptTy::Duration, "longest backoff between retries (default 30s)"),
             o("retry_auth", OptTy::Duration, "wait after a 401/403 before trying again (default 30s)"),
-            o("too_old", OptTy::Choice(&["drop", "restamp"]), "log records older than OpenObserve's 5 h ingest window: drop (counted, logged; default) or restamp (time now, original in shipd.original_timestamp)"),
+            o("too_old", OptTy::Choice(&["drop", "restamp", "keep"]), "log records older than OpenObserve's 5 h ingest window: drop (counted, logged; default), restamp (time now, original in shipd.original_timestamp) or keep (sent unchanged)"),
             o("buffer.max_size", OptTy::Size, "spill buffer cap on disk for data that cannot be re-read (metrics, OTLP received); default 256MiB, at least 1MiB"),
             o("buffer.when_full", OptTy::Choice(&["block", "drop_oldest"]), "when the spill buffer is full: block (backpressure; default) or drop_oldest (counted)"),
             o("buffer.segment_size", OptTy::Size, "spill segment file size (default 8MiB, at most a quarter of max_size)"),

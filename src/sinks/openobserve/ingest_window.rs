@@ -1,8 +1,8 @@
 //! OpenObserve's ingest window: it refuses log records older than 5 hours
 //! (`ZO_INGEST_ALLOWED_UPTO`), which a replay after a long outage produces.
 //! [`TooOld`] says what happens to them instead of a silent loss: dropped
-//! (acknowledged, counted, logged) or restamped to now with the original
-//! time kept in an attribute. Pure apart from counters and logs.
+//! (acknowledged, counted, logged), restamped to now with the original
+//! time kept in an attribute, or kept as they are. Pure apart from counters and logs.
 
 use super::super::log_limit::LogLimit;
 use crate::event::{Event, Value};
@@ -24,6 +24,9 @@ pub enum TooOld {
     /// Send them with the current time; the original goes to
     /// [`ORIGINAL_TIME_ATTRIBUTE`].
     Restamp,
+    /// Send them unchanged (an OpenObserve whose `ZO_INGEST_ALLOWED_UPTO`
+    /// was raised, or tests replaying old fixtures).
+    Keep,
 }
 
 impl std::str::FromStr for TooOld {
@@ -55,7 +58,7 @@ pub fn apply(
     let oldest_allowed = now_ns.saturating_sub(INGEST_WINDOW.as_nanos() as u64);
     let is_old = |e: &Event| matches!(e, Event::Log(l) if l.time_unix_nano != 0 && l.time_unix_nano < oldest_allowed);
     let n_old = events.iter().filter(|e| is_old(e)).count();
-    if n_old == 0 {
+    if n_old == 0 || policy == TooOld::Keep {
         return;
     }
     match policy {
