@@ -58,10 +58,11 @@ pub fn apply(
     let oldest_allowed = now_ns.saturating_sub(INGEST_WINDOW.as_nanos() as u64);
     let is_old = |e: &Event| matches!(e, Event::Log(l) if l.time_unix_nano != 0 && l.time_unix_nano < oldest_allowed);
     let n_old = events.iter().filter(|e| is_old(e)).count();
-    if n_old == 0 || policy == TooOld::Keep {
+    if n_old == 0 {
         return;
     }
     match policy {
+        TooOld::Keep => return,
         TooOld::Drop => {
             let (old, keep): (Vec<Event>, Vec<Event>) = events.drain(..).partition(is_old);
             *events = keep;
