@@ -35,8 +35,9 @@ impl std::str::FromStr for TooOld {
         match s {
             "drop" => Ok(TooOld::Drop),
             "restamp" => Ok(TooOld::Restamp),
+            "keep" => Ok(TooOld::Keep),
             other => Err(format!(
-                "unknown too_old `{other}` (expected drop or restamp)"
+                "unknown too_old `{other}` (expected drop, restamp or keep)"
             )),
         }
     }
@@ -139,6 +140,18 @@ mod tests {
             "the recent record and the one without time stay"
         );
         assert_eq!(dropped.get() - before, 1);
+    }
+
+    #[test]
+    fn every_policy_name_parses() {
+        for (name, policy) in [
+            ("drop", TooOld::Drop),
+            ("restamp", TooOld::Restamp),
+            ("keep", TooOld::Keep),
+        ] {
+            assert_eq!(name.parse::<TooOld>(), Ok(policy));
+        }
+        assert!("later".parse::<TooOld>().is_err());
     }
 
     #[test]
