@@ -14,6 +14,8 @@
 //!   [`sources::host_metrics`], [`sources::prometheus`]).
 //! - [`pipeline`]: byte-bounded channels, acknowledgements, checkpoints,
 //!   routing and the wiring ([`pipeline::topology`]).
+//! - [`buffer`]: per-sink spill of non-replayable data to disk, only when
+//!   the sink's memory queue is full.
 //! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.
 //! - [`control`]: health, the HTTP API and the control socket (taps, status,
 //!   reload); [`telemetry`]: internal counters.
@@ -21,6 +23,7 @@
 //! - [`lang`]: the pipeline language (`.ship` files): lex, parse, compile, eval.
 //! - [`config`]: the typed agent configuration and the default pipeline.
 
+pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -88,6 +88,29 @@ pub fn fsyncs(n: u64) {
     counter("shipd_fsync_total", &[]).add(n);
 }
 
+/// What the agent has written to its disk since it started: the wear it
+/// causes on an SD card, for `/health` and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Wear {
+    /// Bytes of checkpoint state files written.
+    pub checkpoint_bytes: u64,
+    /// Bytes of spill segments written (only while a sink could not keep up).
+    pub spill_bytes: u64,
+    /// fsync calls (checkpoints, spill segments, their directories).
+    pub fsyncs: u64,
+}
+
+/// The wear figures (registering the counters at zero on first call, so
+/// `/metrics` shows them before anything was written).
+pub fn wear() -> Wear {
+    let written = |kind| counter("shipd_disk_bytes_written_total", &[("kind", kind)]).get();
+    Wear {
+        checkpoint_bytes: written("checkpoint"),
+        spill_bytes: written("spill"),
+        fsyncs: counter("shipd_fsync_total", &[]).get(),
+    }
+}
+
 /// The value of `name{labels}` if registered (for status and tests).
 pub fn value(name: &str, labels: &str) -> Option<u64> {
     let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,6 +157,18 @@ pub fn render() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wear_sums_what_was_written_by_kind() {
+        let before = wear();
+        disk_written("spill", 100);
+        disk_written("checkpoint", 7);
+        fsyncs(2);
+        let after = wear();
+        assert!(after.spill_bytes >= before.spill_bytes + 100);
+        assert!(after.checkpoint_bytes >= before.checkpoint_bytes + 7);
+        assert!(after.fsyncs >= before.fsyncs + 2);
+    }
 
     #[test]
     fn counters_with_labels_render_as_prometheus_text() {

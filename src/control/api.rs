@@ -1,4 +1,5 @@
-//! HTTP API: `GET /health` (200, or 503 with the failing components as JSON)
+//! HTTP API: `GET /health` (200, or 503 with the failing components as JSON;
+//! both carry the disk `wear` figures)
 //! and `GET /metrics` (Prometheus text). Read-only; binds where configured.
 
 use crate::control::health;
@@ -15,6 +16,7 @@ async fn health_handler() -> impl IntoResponse {
     let body = serde_json::json!({
         "status": if failing.is_empty() { "ok" } else { "failing" },
         "failing": failing.iter().map(|(c, e)| serde_json::json!({"component": c, "reason": e})).collect::<Vec<_>>(),
+        "wear": telemetry::wear(),
     });
     let status = if failing.is_empty() {
         StatusCode::OK

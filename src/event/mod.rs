@@ -138,6 +138,9 @@ pub struct MetricPoint {
     pub start_time_unix_nano: u64,
     /// Buckets or quantiles of [`MetricKind::Histogram`] and [`MetricKind::Summary`] points.
     pub distribution: Option<Box<Distribution>>,
+    /// Set only on points replayed from a spill buffer, whose segment is
+    /// deleted once every point in it is acknowledged.
+    pub ack: Option<AckToken>,
 }
 
 impl MetricPoint {
@@ -160,6 +163,7 @@ impl MetricPoint {
             resource,
             start_time_unix_nano: 0,
             distribution: None,
+            ack: None,
         }
     }
 
@@ -205,7 +209,7 @@ impl Event {
     pub fn ack_token(&self) -> Option<&AckToken> {
         match self {
             Event::Log(log) => log.ack.as_ref(),
-            Event::Metric(_) => None,
+            Event::Metric(m) => m.ack.as_ref(),
         }
     }
 }

@@ -228,6 +228,29 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     .unwrap_or(o2.request_timeout);
                 o2.retry.max = opts.duration("retry_max").unwrap_or(o2.retry.max);
                 o2.retry.auth = opts.duration("retry_auth").unwrap_or(o2.retry.auth);
+                if let Some(policy) = opts.str("too_old") {
+                    o2.too_old = policy.parse().unwrap_or(o2.too_old);
+                }
+                let spill = &mut o2.buffer;
+                spill.max_bytes = opts.size("buffer.max_size").unwrap_or(spill.max_bytes);
+                spill.segment_bytes = opts
+                    .size("buffer.segment_size")
+                    .unwrap_or(spill.segment_bytes);
+                spill.sync_interval = opts
+                    .duration("buffer.sync_interval")
+                    .unwrap_or(spill.sync_interval);
+                if let Some(policy) = opts.str("buffer.when_full") {
+                    spill.when_full = policy.parse().unwrap_or(spill.when_full);
+                }
+                if spill.max_bytes < crate::buffer::queue::MIN_MAX_BYTES {
+                    c.diagnostics.push(
+                        Diagnostic::new(
+                            opts.span("buffer.max_size").unwrap_or(decl.span),
+                            "option `buffer.max_size` is below the minimum of 1MiB",
+                        )
+                        .hint("e.g. buffer = { max_size = 64MiB }"),
+                    );
+                }
                 (
                     SinkConfig::OpenObserve(Box::new(o2)),
                     opts.str("stream").unwrap_or_else(|| "default".into()),

@@ -39,6 +39,15 @@ pub type BatchReceiver<T = EventBatch> = mpsc::UnboundedReceiver<Budgeted<T>>;
 #[error("channel closed")]
 pub struct Closed;
 
+/// Why [`BatchSender::try_send`] gave the item back.
+#[derive(Debug)]
+pub enum TrySendError<T> {
+    /// No room now.
+    Full(T),
+    /// The receiver is gone.
+    Closed(T),
+}
+
 /// A channel holding at most `capacity_bytes` (an item larger than that is
 /// admitted alone).
 pub fn batch_channel<T>(capacity_bytes: usize) -> (BatchSender<T>, BatchReceiver<T>) {
@@ -69,6 +78,22 @@ impl<T> BatchSender<T> {
                 _permit: permit,
             })
             .map_err(|_| Closed)
+    }
+
+    /// Sends `item` only if its `bytes` fit now; gives it back otherwise.
+    pub fn try_send(&self, item: T, bytes: usize) -> Result<(), TrySendError<T>> {
+        let permits = (bytes.max(1) as u64).min(self.capacity as u64) as u32;
+        let permit = match Arc::clone(&self.budget).try_acquire_many_owned(permits) {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(TrySendError::Full(item)),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(TrySendError::Closed(item)),
+        };
+        self.tx
+            .send(Budgeted {
+                item,
+                _permit: permit,
+            })
+            .map_err(|e| TrySendError::Closed(e.0.item))
     }
 
     /// Bytes currently queued.

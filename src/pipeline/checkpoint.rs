@@ -77,6 +77,10 @@ pub struct Checkpointer {
     path: PathBuf,
     interval: Duration,
     state: Mutex<State>,
+    /// Held across snapshot and write: two flushers (a source starting a
+    /// key, the interval task) would otherwise race on the temp file or
+    /// rename an older snapshot over a newer one.
+    write_lock: Mutex<()>,
 }
 
 const FILE_NAME: &str = "checkpoints.json";
@@ -104,6 +108,7 @@ impl Checkpointer {
                 entries,
                 ..State::default()
             }),
+            write_lock: Mutex::new(()),
         }))
     }
 
@@ -203,6 +208,7 @@ impl Checkpointer {
 
     /// Writes the state file if anything changed since the last write.
     pub fn flush(&self) -> Result<(), CheckpointError> {
+        let _writing = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         let bytes = {
             let mut state = self.lock();
             if !state.dirty {

@@ -8,6 +8,7 @@
 use super::channel::{batch_channel, BatchReceiver, BatchSender};
 use super::checkpoint::{CheckpointError, Checkpointer};
 use super::processor::Processor;
+use crate::buffer::SpillBuffer;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::control::reload::{Apply, PipelineOrigin, Reloader};
 use crate::control::status::{AgentView, Layout};
@@ -38,6 +39,8 @@ pub enum StartError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Sink(#[from] OpenObserveError),
+    #[error(transparent)]
+    Spill(#[from] crate::buffer::queue::QueueError),
     #[error(transparent)]
     Scrape(#[from] ScrapeConfigError),
     #[error("cannot bind the API on {addr}: {source}")]
@@ -73,6 +76,7 @@ pub async fn run_with(
         source,
     })?;
     let checkpointer = Checkpointer::open(&cfg.data_dir, cfg.checkpoint_interval)?;
+    let _ = telemetry::wear(); // the wear counters show in /metrics from the start
     let stop_background = CancellationToken::new();
 
     let api = match cfg.api_addr {
@@ -175,9 +179,12 @@ pub async fn run_with(
             tracing::warn!("control socket did not close in time");
         }
     }
+    let wear = telemetry::wear();
     tracing::info!(
-        disk_bytes_written =
-            telemetry::value("shipd_disk_bytes_written_total", "kind=\"checkpoint\"").unwrap_or(0),
+        disk_bytes_written = wear.checkpoint_bytes + wear.spill_bytes,
+        checkpoint_bytes = wear.checkpoint_bytes,
+        spill_bytes = wear.spill_bytes,
+        fsyncs = wear.fsyncs,
         "shipd stopped"
     );
     Ok(())
@@ -238,13 +245,15 @@ impl RunningPipeline {
         view: &AgentView,
     ) -> Result<Self, StartError> {
         let stop_sources = CancellationToken::new();
-        let mut built: Vec<(Arc<str>, Option<OpenObserveSink>)> = Vec::new();
+        let mut built: Vec<(Arc<str>, Option<(OpenObserveSink, SpillBuffer)>)> = Vec::new();
         for sink in &cfg.sinks {
             built.push(match sink {
                 SinkConfig::OpenObserve(o2) => {
                     let sink = OpenObserveSink::new((**o2).clone())?;
                     tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
-                    (Arc::from(o2.name.as_str()), Some(sink))
+                    let spill =
+                        SpillBuffer::open(&o2.name, o2.buffer, &cfg.data_dir, checkpointer)?;
+                    (Arc::from(o2.name.as_str()), Some((sink, spill)))
                 }
                 SinkConfig::Console { name } => (Arc::from(name.as_str()), None),
             });
@@ -261,10 +270,15 @@ impl RunningPipeline {
             let (tx, rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
             layout.sinks.push(name.to_string());
             layout.queues.push((name.to_string(), tx.meter()));
-            sink_tasks.push(match o2 {
-                Some(sink) => tokio::spawn(sink.run(rx)),
-                None => tokio::spawn(console::run(name.to_string(), rx)),
-            });
+            match o2 {
+                Some((sink, spill)) => {
+                    // Processing stage → spill buffer → sink's memory queue → sink.
+                    let (queue_tx, queue_rx) = batch_channel::<RoutedBatch>(cfg.channel_bytes);
+                    sink_tasks.push(spill.spawn(rx, queue_tx));
+                    sink_tasks.push(tokio::spawn(sink.run(queue_rx)));
+                }
+                None => sink_tasks.push(tokio::spawn(console::run(name.to_string(), rx))),
+            }
             sink_txs.push(SinkInput::new(name, tx));
         }
 

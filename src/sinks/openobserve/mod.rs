@@ -5,10 +5,12 @@
 
 mod grpc;
 mod http;
+pub mod ingest_window;
 mod transport;
 
 pub use grpc::GrpcTransport;
 pub use http::{error_chain, HttpTransport};
+pub use ingest_window::TooOld;
 pub use transport::{Accepted, OtlpRequest, SendError, Signal};
 
 use super::batcher::{BatchLimits, StreamBatch, StreamBatcher};
@@ -63,6 +65,10 @@ pub struct OpenObserveConfig {
     pub in_flight: usize,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Spill buffer for data that cannot be read again from its source.
+    pub buffer: crate::buffer::SpillOptions,
+    /// Log records older than OpenObserve's ingest window.
+    pub too_old: TooOld,
 }
 
 impl std::fmt::Debug for OpenObserveConfig {
@@ -96,6 +102,8 @@ impl OpenObserveConfig {
             in_flight: 4,
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            buffer: crate::buffer::SpillOptions::default(),
+            too_old: TooOld::default(),
         }
     }
 
@@ -149,6 +157,8 @@ struct Counters {
     partial_rejected: Metric,
     retries: Metric,
     requests: Metric,
+    too_old: Metric,
+    restamped: Metric,
 }
 
 /// Everything a request task needs, shared.
@@ -158,6 +168,7 @@ struct Shared {
     retry: RetryPolicy,
     counters: Counters,
     health: Arc<ComponentHealth>,
+    too_old: TooOld,
 }
 
 /// A ready-to-run sink.
@@ -229,6 +240,11 @@ impl OpenObserveSink {
             ),
             retries: c("shipd_retries_total"),
             requests: c("shipd_requests_total"),
+            too_old: telemetry::counter(
+                "shipd_events_dropped_total",
+                &[("component", &cfg.name), ("reason", "too_old")],
+            ),
+            restamped: c("shipd_events_restamped_total"),
         };
         let shared = Arc::new(Shared {
             name: cfg.name.clone(),
@@ -236,6 +252,7 @@ impl OpenObserveSink {
             retry: cfg.retry,
             counters,
             health: ComponentHealth::register(&cfg.name),
+            too_old: cfg.too_old,
         });
         Ok(OpenObserveSink { cfg, shared })
     }
@@ -333,7 +350,21 @@ enum Prepared<'a> {
 
 /// Sends one batch of `signal` events until it is accepted or refused for
 /// good, then acknowledges it.
-async fn deliver(shared: &Shared, signal: Signal, batch: StreamBatch) {
+async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
+    if signal == Signal::Logs {
+        let now = crate::event::unix_nanos(std::time::SystemTime::now());
+        ingest_window::apply(
+            shared.too_old,
+            &shared.name,
+            &mut batch.events,
+            now,
+            &shared.counters.too_old,
+            &shared.counters.restamped,
+        );
+        if batch.events.is_empty() {
+            return;
+        }
+    }
     let request = OtlpRequest::encode(signal, &batch.events);
     let n = batch.events.len() as u64;
     let prepared = match &shared.transport {

@@ -1,0 +1,437 @@
+//! Per-sink buffering of data that cannot be read again from its source.
+//!
+//! A [`SpillBuffer`] sits between the processing stage and one sink. Every
+//! routed batch is either *replayable* (its events carry ack tokens: files,
+//! journald) or *spillable* (no tokens: host metrics, scrapes, OTLP
+//! received, stdin) — decided in one place, [`is_spillable`]. Replayable
+//! batches wait for room in the sink's memory queue (the source is their
+//! buffer). Spillable batches go to memory while it has room; when it is
+//! full they are appended to segment files ([`queue::DiskQueue`], framed
+//! by [`segment`], encoded by [`codec`]) under
+//! `SHIPD_DATA_DIR/buffer/<sink>/`, and replayed in order as room returns.
+//! Replayed events carry ack tokens keyed `spill|<sink>` in the
+//! [`Checkpointer`], so a segment is deleted only once every record in it
+//! was accepted, and a restart resumes after the delivered position.
+//! A healthy sink never makes this module touch the disk.
+
+pub mod codec;
+pub mod queue;
+pub mod segment;
+
+pub use queue::{SpillOptions, WhenFull};
+
+use crate::event::{Event, EventBatch};
+use crate::pipeline::acks::BatchAck;
+use crate::pipeline::channel::{BatchReceiver, BatchSender, TrySendError};
+use crate::pipeline::checkpoint::{Checkpointer, Entry, SourceKey};
+use crate::sinks::log_limit::LogLimit;
+use crate::sinks::RoutedBatch;
+use crate::telemetry::{self, Metric};
+use queue::{DiskQueue, QueueError};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Whether `batch` may be written to disk: only when none of its events can
+/// be read again from its source (no event carries an ack token).
+pub fn is_spillable(batch: &EventBatch) -> bool {
+    batch.events.iter().all(|e| e.ack_token().is_none())
+}
+
+/// How often acknowledgements are checked and the active segment synced.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+
+static FULL_LOG: LogLimit = LogLimit::new(Duration::from_secs(30));
+static ERROR_LOG: LogLimit = LogLimit::new(Duration::from_secs(30));
+
+/// State shared by the intake, replay and housekeeping tasks of one sink.
+struct Shared {
+    sink: String,
+    key: SourceKey,
+    queue: Mutex<DiskQueue>,
+    checkpointer: Arc<Checkpointer>,
+    /// Wakes the replay task: a record was appended.
+    appended: Notify,
+    /// Wakes a blocked intake: segments were deleted.
+    room: Notify,
+    write_errors: Metric,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, DiskQueue> {
+        // I/O under the lock leaves the queue consistent even on panic.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn housekeeping(&self) {
+        let acked = self.checkpointer.entry(&self.key).map_or(0, |e| e.offset);
+        let mut queue = self.queue();
+        let before = queue.bytes();
+        queue.acknowledged(acked);
+        if let Err(e) = queue.sync_if_due() {
+            self.write_errors.inc();
+            tracing::error!(sink = %self.sink, error = %e, "cannot fsync the spill segment");
+        }
+        if queue.bytes() < before {
+            self.room.notify_waiters();
+        }
+    }
+}
+
+/// The spill buffer of one sink, ready to run.
+pub struct SpillBuffer {
+    shared: Arc<Shared>,
+}
+
+impl SpillBuffer {
+    /// Opens the spill directory of `sink` under `data_dir/buffer/` and
+    /// resumes after the position the checkpointer last recorded.
+    pub fn open(
+        sink: &str,
+        opts: SpillOptions,
+        data_dir: &Path,
+        checkpointer: &Arc<Checkpointer>,
+    ) -> Result<Self, QueueError> {
+        let key: SourceKey = Arc::from(format!("spill|{sink}"));
+        let dir = data_dir.join("buffer").join(sink);
+        let resume = checkpointer.entry(&key).map_or(0, |e| e.offset);
+        let queue = DiskQueue::open(&dir, sink, opts, resume)?;
+        if queue.has_unread() {
+            tracing::info!(
+                sink,
+                bytes = queue.bytes(),
+                "replaying spilled batches from the last run"
+            );
+        }
+        checkpointer.start_unflushed(
+            &key,
+            Entry {
+                path: dir.display().to_string(),
+                offset: resume,
+                cursor: None,
+            },
+        );
+        Ok(SpillBuffer {
+            shared: Arc::new(Shared {
+                sink: sink.to_owned(),
+                key,
+                queue: Mutex::new(queue),
+                checkpointer: Arc::clone(checkpointer),
+                appended: Notify::new(),
+                room: Notify::new(),
+                write_errors: telemetry::counter(
+                    "shipd_spill_write_errors_total",
+                    &[("component", sink)],
+                ),
+            }),
+        })
+    }
+
+    /// Moves batches from `input` to `output` until `input` closes, then
+    /// syncs the segment being written and returns. Spilled records not yet
+    /// replayed stay on disk for the next start.
+    pub fn spawn(
+        self,
+        input: BatchReceiver<RoutedBatch>,
+        output: BatchSender<RoutedBatch>,
+    ) -> JoinHandle<()> {
+        let shared = self.shared;
+        let stop = CancellationToken::new();
+        tokio::spawn(async move {
+            let replay = tokio::spawn(replay(Arc::clone(&shared), output.clone(), stop.clone()));
+            let housekeeping = tokio::spawn(housekeeping(Arc::clone(&shared), stop.clone()));
+            intake(&shared, input, output).await;
+            stop.cancel();
+            let _ = replay.await;
+            let _ = housekeeping.await;
+            shared.housekeeping();
+            if let Err(e) = shared.queue().close_active() {
+                tracing::error!(sink = %shared.sink, error = %e, "cannot fsync the spill segment at shutdown");
+            }
+        })
+    }
+}
+
+async fn housekeeping(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => shared.housekeeping(),
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn intake(
+    shared: &Shared,
+    mut input: BatchReceiver<RoutedBatch>,
+    output: BatchSender<RoutedBatch>,
+) {
+    while let Some(routed) = input.recv().await {
+        let routed = routed.item;
+        let bytes = routed.batch.bytes;
+        if !is_spillable(&routed.batch) {
+            if output.send(routed, bytes).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        // Memory first, unless older batches wait on disk (keep the order).
+        let routed = if shared.queue().has_unread() {
+            routed
+        } else {
+            match output.try_send(routed, bytes) {
+                Ok(()) => continue,
+                Err(TrySendError::Full(routed)) => routed,
+                Err(TrySendError::Closed(_)) => return,
+            }
+        };
+        if let Some(routed) = spill(shared, routed).await {
+            // Not writable (disk full, I/O error): keep it in memory and
+            // let backpressure do the rest, rather than lose it.
+            if output.send(routed, bytes).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Appends `routed` to the spill; gives it back when it cannot be written.
+async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
+    let mut encoded = Vec::with_capacity(routed.batch.bytes / 2);
+    codec::encode_batch(&routed, &mut encoded);
+    let events = routed.batch.len() as u32;
+    let uncompressed = encoded.len() as u64;
+    let record = match segment::frame(&encoded, events) {
+        Ok(r) => r,
+        Err(e) => {
+            shared.write_errors.inc();
+            tracing::error!(sink = %shared.sink, error = %e, "cannot compress a batch for the spill buffer");
+            return Some(routed);
+        }
+    };
+    drop(encoded);
+    loop {
+        let room = shared.room.notified();
+        {
+            let mut queue = shared.queue();
+            if queue.would_overflow(record.len() as u64) {
+                if queue.bytes() == 0 {
+                    // One batch larger than the whole cap: memory only.
+                    return Some(routed);
+                }
+                match queue.options().when_full {
+                    WhenFull::DropOldest => match queue.drop_oldest() {
+                        Ok(dropped) => {
+                            if let Some(suppressed) = FULL_LOG.allow() {
+                                tracing::warn!(sink = %shared.sink, dropped_events = dropped, suppressed,
+                                    "spill buffer full: dropped its oldest segment (when_full = drop_oldest)");
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            shared.write_errors.inc();
+                            tracing::error!(sink = %shared.sink, error = %e, "cannot drop the oldest spill segment");
+                            return Some(routed);
+                        }
+                    },
+                    WhenFull::Block => {
+                        if let Some(suppressed) = FULL_LOG.allow() {
+                            tracing::warn!(sink = %shared.sink, suppressed,
+                                "spill buffer full: waiting for delivery (when_full = block)");
+                        }
+                    }
+                }
+            } else {
+                return match queue.append(&record, events, uncompressed) {
+                    Ok(()) => {
+                        drop(queue);
+                        shared.appended.notify_one();
+                        None
+                    }
+                    Err(e) => {
+                        shared.write_errors.inc();
+                        if let Some(suppressed) = ERROR_LOG.allow() {
+                            tracing::error!(sink = %shared.sink, error = %e, suppressed,
+                                "cannot write to the spill buffer; holding the batch in memory");
+                        }
+                        Some(routed)
+                    }
+                };
+            }
+        }
+        // Blocked: wait for deleted segments (or re-check soon).
+        let _ = tokio::time::timeout(HOUSEKEEPING, room).await;
+        shared.housekeeping();
+    }
+}
+
+/// Reads spilled records in order and hands them to the sink with fresh
+/// ack tokens, one batch in memory at a time besides the sink's queue.
+async fn replay(shared: Arc<Shared>, output: BatchSender<RoutedBatch>, stop: CancellationToken) {
+    let mut seq = 0u64;
+    loop {
+        let wake = shared.appended.notified();
+        let next = shared.queue().next_record();
+        let record = match next {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                tokio::select! {
+                    _ = wake => continue,
+                    _ = tokio::time::sleep(HOUSEKEEPING) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+            Err(e) => {
+                shared.write_errors.inc();
+                if let Some(suppressed) = ERROR_LOG.allow() {
+                    tracing::error!(sink = %shared.sink, error = %e, suppressed, "cannot read the spill buffer; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        let mut routed = match codec::decode_batch(&record.encoded) {
+            Ok(routed) => routed,
+            Err(e) => {
+                tracing::error!(sink = %shared.sink, error = %e, events = record.events, "spilled batch cannot be decoded; skipped");
+                telemetry::counter(
+                    "shipd_events_dropped_total",
+                    &[("component", &shared.sink), ("reason", "spill_undecodable")],
+                )
+                .add(u64::from(record.events));
+                shared.checkpointer.complete(&shared.key, seq, record.end);
+                seq += 1;
+                continue;
+            }
+        };
+        let n = routed.batch.len();
+        if let Some(token) = BatchAck::new(
+            &shared.checkpointer,
+            Arc::clone(&shared.key),
+            seq,
+            record.end,
+            n,
+        ) {
+            for event in &mut routed.batch.events {
+                match event {
+                    Event::Log(log) => log.ack = Some(Arc::clone(&token)),
+                    Event::Metric(m) => m.ack = Some(Arc::clone(&token)),
+                }
+            }
+        }
+        seq += 1;
+        let bytes = routed.batch.bytes;
+        tokio::select! {
+            sent = output.send(routed, bytes) => if sent.is_err() { return },
+            // Not acknowledged: replayed again on the next start.
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{MetricKind, MetricPoint, Resource};
+    use crate::pipeline::acks::ack_events;
+    use crate::pipeline::channel::batch_channel;
+
+    fn metrics(tag: usize) -> RoutedBatch {
+        let source: Arc<str> = Arc::from("node");
+        let mut batch = EventBatch::from_source(&source, 10);
+        let r = Arc::new(Resource::default());
+        for i in 0..10 {
+            let p = MetricPoint::new(
+                "m",
+                "1",
+                MetricKind::Gauge,
+                (tag * 10 + i) as f64,
+                1,
+                Arc::clone(&r),
+            );
+            batch.push(Event::Metric(p));
+        }
+        RoutedBatch {
+            stream: Arc::from("s"),
+            batch,
+        }
+    }
+
+    #[tokio::test]
+    async fn full_memory_queue_spills_then_replays_in_order_and_deletes_acked_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let spill = SpillBuffer::open("o2", SpillOptions::default(), dir.path(), &cp).unwrap();
+        let (in_tx, in_rx) = batch_channel::<RoutedBatch>(1 << 20);
+        let (out_tx, mut out_rx) = batch_channel::<RoutedBatch>(2000);
+        let task = spill.spawn(in_rx, out_tx);
+        for tag in 0..50 {
+            let b = metrics(tag);
+            let bytes = b.batch.bytes;
+            in_tx.send(b, bytes).await.unwrap();
+        }
+        let segments = dir.path().join("buffer/o2");
+        let mut values = Vec::new();
+        while values.len() < 500 {
+            let got = out_rx.recv().await.unwrap().item;
+            for e in &got.batch.events {
+                let Event::Metric(m) = e else { panic!() };
+                values.push(m.value as usize);
+            }
+            if values.len() == 100 {
+                assert!(
+                    std::fs::read_dir(&segments).unwrap().count() > 0,
+                    "the rest waits on disk"
+                );
+            }
+            ack_events(&got.batch.events);
+        }
+        assert_eq!(
+            values,
+            (0..500).collect::<Vec<_>>(),
+            "memory first, then disk, in order"
+        );
+        let emptied = async {
+            while std::fs::read_dir(&segments).unwrap().count() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), emptied)
+            .await
+            .expect("acked segments deleted");
+        drop(in_tx);
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn only_batches_without_ack_tokens_spill() {
+        assert!(is_spillable(&metrics(0).batch));
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let key: SourceKey = Arc::from("files|1");
+        cp.start_unflushed(
+            &key,
+            Entry {
+                path: "/x".into(),
+                offset: 0,
+                cursor: None,
+            },
+        );
+        let mut batch = metrics(0);
+        let token = BatchAck::new(&cp, key, 0, 10, 1);
+        if let Event::Metric(m) = &mut batch.batch.events[0] {
+            m.ack = token;
+        }
+        assert!(
+            !is_spillable(&batch.batch),
+            "a replayable event keeps the batch in memory"
+        );
+    }
+}
