@@ -11,6 +11,7 @@ use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
 use crate::sources::host_metrics::HostMetricsSource;
 use crate::sources::journald::JournaldSource;
+use crate::sources::otlp::{OtlpReceiverError, OtlpReceiverSource};
 use crate::sources::prometheus::scrape::ScrapeConfigError;
 use crate::sources::prometheus::PrometheusScrapeSource;
 use crate::telemetry;
@@ -32,6 +33,8 @@ pub enum StartError {
     Sink(#[from] OpenObserveError),
     #[error(transparent)]
     Scrape(#[from] ScrapeConfigError),
+    #[error(transparent)]
+    Otlp(#[from] OtlpReceiverError),
     #[error("cannot bind the API on {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -95,6 +98,9 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             }
             SourceConfig::PrometheusScrape(scrape) => {
                 sources.push(PrometheusScrapeSource::new(scrape.clone(), ctx).spawn()?)
+            }
+            SourceConfig::Otlp(otlp) => {
+                sources.push(OtlpReceiverSource::bind(otlp.clone(), ctx)?.spawn())
             }
         }
     }
