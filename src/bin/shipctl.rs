@@ -45,6 +45,9 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Run SQL against OpenObserve with the agent's credentials
+    /// (OPENOBSERVE_URL, _ORG, _USER, _PASSWORD or _PASSWORD_FILE) and print the rows.
+    Query(shipd::cli::query::QueryArgs),
     /// Print the version of shipctl.
     Version,
 }
@@ -60,6 +63,7 @@ fn main() {
         }
         Command::Explain { file } => shipd::cli::pipeline::explain(&file, &mut out, &mut err),
         Command::Health { addr, timeout } => health(&addr, timeout),
+        Command::Query(args) => shipd::cli::query::query_command(&args, &mut out, &mut err),
         Command::Version => {
             println!("shipctl {}", env!("CARGO_PKG_VERSION"));
             0

@@ -1,4 +1,7 @@
 //! `shipctl` subcommands. Each returns the process exit code and writes its
 //! report to the given output; the binary only parses arguments.
 
+pub mod openobserve_search;
 pub mod pipeline;
+pub mod query;
+pub mod table;
