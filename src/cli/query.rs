@@ -255,34 +255,6 @@ pub async fn tail_openobserve(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_durations_back_from_now_or_rfc3339() {
-        let now = 1_800_000_000_000_000;
-        assert_eq!(parse_time("1h", now).unwrap(), now - 3_600_000_000);
-        assert_eq!(
-            parse_time("2026-11-26T00:00:00Z", now).unwrap(),
-            1_795_651_200_000_000
-        );
-        assert!(parse_time("yesterday-ish", now).is_err());
-    }
-
-    #[test]
-    fn tail_sql_quotes_the_stream_and_brackets_the_condition() {
-        assert_eq!(
-            tail_sql("node_logs", Some("a = 1 OR b = 2")),
-            "SELECT * FROM \"node_logs\" WHERE (a = 1 OR b = 2) ORDER BY _timestamp ASC"
-        );
-        assert_eq!(
-            tail_sql("x\"y", None),
-            "SELECT * FROM \"x\"\"y\" ORDER BY _timestamp ASC"
-        );
-    }
-}
-
 /// Exit code of a search OpenObserve refused or could not answer.
 pub const FAILED: i32 = 1;
 /// Exit code of unusable settings (no URL, unreadable password file, bad time).
@@ -344,4 +316,32 @@ pub fn tail_openobserve_command(
 
 fn config_from_env_or_err() -> Result<OpenObserveConfig, QueryError> {
     Ok(super::openobserve_search::config_from_env()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_durations_back_from_now_or_rfc3339() {
+        let now = 1_800_000_000_000_000;
+        assert_eq!(parse_time("1h", now).unwrap(), now - 3_600_000_000);
+        assert_eq!(
+            parse_time("2026-11-26T00:00:00Z", now).unwrap(),
+            1_795_651_200_000_000
+        );
+        assert!(parse_time("yesterday-ish", now).is_err());
+    }
+
+    #[test]
+    fn tail_sql_quotes_the_stream_and_brackets_the_condition() {
+        assert_eq!(
+            tail_sql("node_logs", Some("a = 1 OR b = 2")),
+            "SELECT * FROM \"node_logs\" WHERE (a = 1 OR b = 2) ORDER BY _timestamp ASC"
+        );
+        assert_eq!(
+            tail_sql("x\"y", None),
+            "SELECT * FROM \"x\"\"y\" ORDER BY _timestamp ASC"
+        );
+    }
 }
