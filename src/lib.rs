@@ -15,7 +15,8 @@
 //! - [`pipeline`]: byte-bounded channels, acknowledgements, checkpoints,
 //!   routing and the wiring ([`pipeline::topology`]).
 //! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.
-//! - [`control`]: health and the HTTP API; [`telemetry`]: internal counters.
+//! - [`control`]: health and the HTTP API; [`telemetry`]: internal counters;
+//!   [`logging`]: shipd's own log lines (human on a TTY, JSON otherwise).
 //! - [`lang`]: the pipeline language (`.ship` files): lex, parse, compile, eval.
 //! - [`config`]: the typed agent configuration and the default pipeline.
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod event;
 pub mod lang;
+pub mod logging;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;

@@ -4,8 +4,6 @@
 use anyhow::Context;
 use clap::Parser;
 use shipd::config::AgentConfig;
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
 
 /// Ships logs and metrics from this node to OpenObserve over OTLP.
 ///
@@ -26,13 +24,7 @@ const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.ship");
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    shipd::logging::init(shipd::logging::LogFormat::for_stderr());
     let cfg = match load(args.config.as_deref()) {
         Ok(cfg) => cfg,
         Err(text) => {
