@@ -12,8 +12,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, DataPointFlags, HistogramDataPoint,
-    NumberDataPoint, SummaryDataPoint,
+    metric::Data, number_data_point, AggregationTemporality, DataPointFlags,
+    ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use std::collections::BTreeMap;
@@ -31,7 +31,7 @@ pub struct Origin {
 #[derive(Debug)]
 pub struct Converted {
     pub batch: EventBatch,
-    /// Exponential histogram points and points flagged "no recorded value".
+    /// Points flagged "no recorded value" or without a value.
     pub skipped_points: u64,
 }
 
@@ -140,7 +140,9 @@ pub fn metrics(request: ExportMetricsServiceRequest, origin: &Origin) -> Convert
                         }
                     }
                     Some(Data::ExponentialHistogram(e)) => {
-                        skipped_points += e.data_points.len() as u64;
+                        for p in e.data_points {
+                            push(&mut batch, &mut skipped_points, exponential(&shape, p));
+                        }
                     }
                     None => {}
                 }
@@ -230,6 +232,62 @@ fn histogram(shape: &Shape<'_>, p: HistogramDataPoint) -> Option<MetricPoint> {
         sum,
         bounds: p.explicit_bounds,
         bucket_counts: p.bucket_counts,
+    }));
+    Some(point)
+}
+
+/// An exponential histogram as explicit buckets with the same edges:
+/// negative buckets (most negative first), the zero bucket, the positive
+/// buckets, then an empty overflow bucket.
+fn exponential(shape: &Shape<'_>, p: ExponentialHistogramDataPoint) -> Option<MetricPoint> {
+    if no_value(p.flags) {
+        return None;
+    }
+    let base = 2f64.powf(2f64.powi(-p.scale));
+    let mut bounds: Vec<f64> = Vec::new();
+    let mut counts: Vec<u64> = Vec::new();
+    let mut bucket = |upper: f64, count: u64| match bounds.last() {
+        Some(&last) if upper <= last || !upper.is_finite() => {
+            if let Some(c) = counts.last_mut() {
+                *c += count;
+            }
+        }
+        _ => {
+            bounds.push(upper);
+            counts.push(count);
+        }
+    };
+    if let Some(neg) = &p.negative {
+        for (j, count) in neg.bucket_counts.iter().enumerate().rev() {
+            bucket(-base.powf(f64::from(neg.offset) + j as f64), *count);
+        }
+    }
+    let has_negative = p
+        .negative
+        .as_ref()
+        .is_some_and(|n| !n.bucket_counts.is_empty());
+    if p.zero_count > 0 || has_negative {
+        bucket(p.zero_threshold.max(0.0), p.zero_count);
+    }
+    if let Some(pos) = &p.positive {
+        for (i, count) in pos.bucket_counts.iter().enumerate() {
+            bucket(base.powf(f64::from(pos.offset) + i as f64 + 1.0), *count);
+        }
+    }
+    counts.push(0);
+    let sum = p.sum.unwrap_or(0.0);
+    let mut point = shape.point(
+        MetricKind::Histogram,
+        sum,
+        p.time_unix_nano,
+        p.start_time_unix_nano,
+        p.attributes,
+    );
+    point.distribution = Some(Box::new(Distribution::Histogram {
+        count: p.count,
+        sum,
+        bounds,
+        bucket_counts: counts,
     }));
     Some(point)
 }
@@ -324,8 +382,8 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpLog, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{
-        ExponentialHistogram, ExponentialHistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
-        Sum,
+        exponential_histogram_data_point::Buckets, ExponentialHistogram, Gauge, Metric,
+        ResourceMetrics, ScopeMetrics, Sum,
     };
 
     fn origin() -> Origin {
@@ -380,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn delta_sums_become_gauges_and_exponential_histograms_are_counted_as_skipped() {
+    fn delta_sums_become_gauges_and_valueless_points_are_skipped() {
         let point = NumberDataPoint {
             time_unix_nano: 5,
             value: Some(number_data_point::Value::AsInt(3)),
@@ -400,11 +458,21 @@ mod tests {
                             ..Default::default()
                         },
                         Metric {
-                            name: "latency".into(),
-                            data: Some(Data::ExponentialHistogram(ExponentialHistogram {
-                                data_points: vec![ExponentialHistogramDataPoint::default(); 2],
-                                aggregation_temporality: 2,
-                            })),
+                            name: "idle".into(),
+                            data: Some(Data::Gauge(
+                                opentelemetry_proto::tonic::metrics::v1::Gauge {
+                                    data_points: vec![
+                                        NumberDataPoint {
+                                            flags: DataPointFlags::NoRecordedValueMask as u32,
+                                            ..point.clone()
+                                        },
+                                        NumberDataPoint {
+                                            value: None,
+                                            ..point.clone()
+                                        },
+                                    ],
+                                },
+                            )),
                             ..Default::default()
                         },
                     ],
@@ -422,6 +490,58 @@ mod tests {
         assert_eq!(
             (m.name.as_str(), m.kind, m.value),
             ("requests", MetricKind::Gauge, 3.0)
+        );
+    }
+
+    #[test]
+    fn exponential_histograms_become_explicit_buckets_with_the_same_edges() {
+        // scale 0: base 2. Positive offset 1: (2,4] 3, (4,8] 5; negative offset 0:
+        // [-2,-1) 1; zero bucket 2.
+        let point = ExponentialHistogramDataPoint {
+            count: 11,
+            sum: Some(30.0),
+            scale: 0,
+            zero_count: 2,
+            positive: Some(Buckets {
+                offset: 1,
+                bucket_counts: vec![3, 5],
+            }),
+            negative: Some(Buckets {
+                offset: 0,
+                bucket_counts: vec![1],
+            }),
+            ..Default::default()
+        };
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "latency".into(),
+                        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![point],
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let converted = metrics(request, &origin());
+        assert_eq!(converted.skipped_points, 0);
+        let Event::Metric(m) = &converted.batch.events[0] else {
+            panic!("not a metric");
+        };
+        assert_eq!(m.kind, MetricKind::Histogram);
+        assert_eq!(
+            m.distribution.as_deref(),
+            Some(&Distribution::Histogram {
+                count: 11,
+                sum: 30.0,
+                bounds: vec![-1.0, 0.0, 4.0, 8.0],
+                bucket_counts: vec![1, 2, 3, 5, 0],
+            })
         );
     }
 }

@@ -139,7 +139,7 @@ impl Intake {
         if converted.skipped_points > 0 {
             self.counters.skipped_points.add(converted.skipped_points);
             if let Some(suppressed) = self.log_limit.allow() {
-                tracing::warn!(source = %self.origin.source, points = converted.skipped_points, suppressed, "exponential histogram or valueless points are not supported; skipped");
+                tracing::warn!(source = %self.origin.source, points = converted.skipped_points, suppressed, "metric points without a recorded value skipped");
             }
         }
         let batch: EventBatch = converted.batch;
