@@ -459,20 +459,18 @@ mod tests {
                         },
                         Metric {
                             name: "idle".into(),
-                            data: Some(Data::Gauge(
-                                opentelemetry_proto::tonic::metrics::v1::Gauge {
-                                    data_points: vec![
-                                        NumberDataPoint {
-                                            flags: DataPointFlags::NoRecordedValueMask as u32,
-                                            ..point.clone()
-                                        },
-                                        NumberDataPoint {
-                                            value: None,
-                                            ..point.clone()
-                                        },
-                                    ],
-                                },
-                            )),
+                            data: Some(Data::Gauge(Gauge {
+                                data_points: vec![
+                                    NumberDataPoint {
+                                        flags: DataPointFlags::NoRecordedValueMask as u32,
+                                        ..point.clone()
+                                    },
+                                    NumberDataPoint {
+                                        value: None,
+                                        ..point.clone()
+                                    },
+                                ],
+                            })),
                             ..Default::default()
                         },
                     ],
