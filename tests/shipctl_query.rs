@@ -386,7 +386,14 @@ fn tail_follows_new_records_prints_each_once_and_catches_late_arrivals() {
     let printed = rt
         .block_on(async {
             let stop = tokio::time::sleep(Duration::from_secs(30));
-            tail_openobserve(&config(addr, PASSWORD), &tail_args(6), &mut out, stop).await
+            tail_openobserve(
+                &config(addr, PASSWORD),
+                &tail_args(6),
+                &mut out,
+                &mut Vec::new(),
+                stop,
+            )
+            .await
         })
         .unwrap();
     feeder.join().unwrap();
@@ -420,6 +427,7 @@ fn tail_stops_on_401_with_the_message_and_when_told_to() {
             &config(addr, "wrong"),
             &tail_args(1),
             &mut out,
+            &mut Vec::new(),
             std::future::pending(),
         ))
         .unwrap_err();
@@ -432,7 +440,14 @@ fn tail_stops_on_401_with_the_message_and_when_told_to() {
     let printed = rt
         .block_on(async {
             let stop = tokio::time::sleep(Duration::from_millis(500));
-            tail_openobserve(&config(addr, PASSWORD), &tail_args(10), &mut out, stop).await
+            tail_openobserve(
+                &config(addr, PASSWORD),
+                &tail_args(10),
+                &mut out,
+                &mut Vec::new(),
+                stop,
+            )
+            .await
         })
         .unwrap();
     assert_eq!(

@@ -179,11 +179,13 @@ const PAGE: u64 = 1000;
 
 /// Follows new records of a stream until `stop` resolves or `--limit` records
 /// were printed; returns how many were printed. Errors end the tail (a 401 or
-/// a bad condition does not fix itself); a transport error is retried.
+/// a bad condition does not fix itself); an unreachable OpenObserve is
+/// reported on `err` and asked again at the next poll.
 pub async fn tail_openobserve(
     cfg: &OpenObserveConfig,
     args: &OpenObserveTailArgs,
     out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
     stop: impl Future<Output = ()>,
 ) -> Result<u64, QueryError> {
     let stream = args
@@ -216,8 +218,12 @@ pub async fn tail_openobserve(
             };
             let hits = match answer {
                 Ok(a) => a.hits,
-                Err(SearchError::Transport { url, error }) => {
-                    tracing::warn!(%url, %error, "OpenObserve unreachable; retrying");
+                Err(e @ SearchError::Transport { .. }) => {
+                    writeln!(
+                        err,
+                        "{e}; asking again in {}",
+                        humantime::format_duration(args.every)
+                    )?;
                     break;
                 }
                 Err(e) => return Err(e.into()),
@@ -301,7 +307,7 @@ pub fn tail_openobserve_command(
     err: &mut (dyn Write + Send),
 ) -> i32 {
     let result = config_from_env_or_err().and_then(|cfg| {
-        block_on(tail_openobserve(&cfg, args, out, async {
+        block_on(tail_openobserve(&cfg, args, out, &mut *err, async {
             let _ = tokio::signal::ctrl_c().await;
         }))
     });
