@@ -13,9 +13,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-if ! python3 -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2, grpc' 2>/dev/null; then
-  echo "installing opentelemetry-proto and grpcio from PyPI"
-  python3 -m pip install -q --disable-pip-version-check opentelemetry-proto grpcio
+if ! python3 -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2, grpc, prometheus_client' 2>/dev/null; then
+  echo "installing opentelemetry-proto, grpcio and prometheus_client from PyPI"
+  python3 -m pip install -q --disable-pip-version-check opentelemetry-proto grpcio prometheus_client
 fi
 
 if ! python3 -c 'import yaml, ansible' 2>/dev/null || ! command -v ansible-lint >/dev/null || ! command -v hadolint >/dev/null; then

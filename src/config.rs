@@ -6,6 +6,7 @@ use crate::sinks::openobserve::OpenObserveConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
+use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ pub enum SourceConfig {
     Journald(JournaldSourceConfig),
     HostMetrics(HostMetricsConfig),
     PrometheusScrape(PrometheusScrapeConfig),
+    Otlp(OtlpReceiverConfig),
 }
 
 impl SourceConfig {
@@ -28,6 +30,7 @@ impl SourceConfig {
             SourceConfig::Journald(c) => &c.name,
             SourceConfig::HostMetrics(c) => &c.name,
             SourceConfig::PrometheusScrape(c) => &c.name,
+            SourceConfig::Otlp(c) => &c.name,
         }
     }
 }

@@ -19,6 +19,7 @@
 //! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.
 //! - [`control`]: health, the HTTP API and the control socket (taps, status,
 //!   reload); [`telemetry`]: internal counters.
+//! - [`logging`]: shipd's own log lines (human on a TTY, JSON otherwise).
 //! - [`cli`]: `shipctl` subcommands.
 //! - [`lang`]: the pipeline language (`.ship` files): lex, parse, compile, eval.
 //! - [`config`]: the typed agent configuration and the default pipeline.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod control;
 pub mod event;
 pub mod lang;
+pub mod logging;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;

@@ -65,9 +65,14 @@ enum Command {
         /// At most this many events, e.g. 100/s or 600/m.
         #[arg(long, value_parser = shipd::cli::tail::parse_rate)]
         rate: Option<u32>,
-        /// Follow OpenObserve instead of this agent (cluster-wide view).
+        /// Follow OpenObserve instead of this agent (cluster-wide view);
+        /// `--where` is then an SQL condition.
         #[arg(long)]
         openobserve: bool,
+        /// With --openobserve: the stream to follow (default
+        /// $OPENOBSERVE_STREAM, else `default`).
+        #[arg(long, requires = "openobserve")]
+        stream: Option<String>,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -90,6 +95,9 @@ enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Run SQL against OpenObserve with the agent's credentials
+    /// (OPENOBSERVE_URL, _ORG, _USER, _PASSWORD or _PASSWORD_FILE) and print the rows.
+    Query(shipd::cli::query::QueryArgs),
     /// Print the version of shipctl and of the running agent.
     Version {
         #[command(flatten)]
@@ -134,12 +142,28 @@ fn main() {
             limit,
             rate,
             openobserve,
+            stream,
             socket,
         } => {
             if openobserve {
-                // Wired to the OpenObserve follower (`tail_openobserve`) at merge.
-                eprintln!("shipctl tail --openobserve: not built here");
-                2
+                let format = match format {
+                    None | Some(TailFormat::Json) => shipd::cli::table::Format::Json,
+                    Some(TailFormat::Pretty) => shipd::cli::table::Format::Table,
+                    Some(TailFormat::Logfmt) => {
+                        eprintln!("shipctl tail --openobserve: --format is json or pretty");
+                        std::process::exit(2);
+                    }
+                };
+                let args = shipd::cli::query::OpenObserveTailArgs {
+                    stream,
+                    condition: filter,
+                    format,
+                    since: Duration::from_secs(60),
+                    every: Duration::from_secs(2),
+                    overlap: Duration::from_secs(30),
+                    limit,
+                };
+                shipd::cli::query::tail_openobserve_command(&args, &mut out, &mut err)
             } else {
                 let tty = std::io::stdout().is_terminal();
                 let format = match format {
@@ -160,6 +184,7 @@ fn main() {
                 })
             }
         }
+        Command::Query(args) => shipd::cli::query::query_command(&args, &mut out, &mut err),
         Command::Status {
             watch,
             interval,

@@ -6,8 +6,6 @@ use clap::Parser;
 use shipd::config::AgentConfig;
 use shipd::control::reload::PipelineOrigin;
 use shipd::pipeline::topology::Reloading;
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
 
 /// Ships logs and metrics from this node to OpenObserve over OTLP.
 ///
@@ -29,13 +27,7 @@ const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.ship");
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    shipd::logging::init(shipd::logging::LogFormat::for_stderr());
     let origin = PipelineOrigin {
         path: args.config,
         embedded: DEFAULT_PIPELINE,

@@ -174,6 +174,19 @@ pub static KINDS: &[KindSpec] = &[
         ],
     },
     KindSpec {
+        name: "otlp",
+        role: Role::Source,
+        doc: "Receives OTLP logs and metrics that local apps push over gRPC and HTTP (protobuf, gzip or zstd); refuses with RESOURCE_EXHAUSTED / 429 while the pipeline is full.",
+        options: &[
+            o("grpc_address", OptTy::Str, "OTLP/gRPC listen address, or \"off\" (default 127.0.0.1:4317)"),
+            o("http_address", OptTy::Str, "OTLP/HTTP listen address (POST /v1/logs, /v1/metrics), or \"off\" (default 127.0.0.1:4318)"),
+            o("max_message_bytes", OptTy::Size, "largest request, compressed and decompressed (default 16MiB)"),
+            o("accept_timeout", OptTy::Duration, "how long a request waits for room in the pipeline before it is refused (default 1s)"),
+            o("retry_after", OptTy::Duration, "Retry-After advice of a refused HTTP request (default 1s)"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
         name: "openobserve",
         role: Role::Sink,
         doc: "Ships OTLP to OpenObserve over HTTP (default) or gRPC.",

@@ -17,6 +17,7 @@ use crate::sources::containers;
 use crate::sources::file::{FileSourceConfig, LogFormat, MultilineConfig, MultilineMode, ReadFrom};
 use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
+use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -779,6 +780,43 @@ fn build_source(
             p.job = opts.str("job");
             p.honor_labels = opts.bool("honor_labels").unwrap_or(false);
             Some(SourceConfig::PrometheusScrape(p))
+        }
+        "otlp" => {
+            let mut r = OtlpReceiverConfig::new(name);
+            for (option, slot) in [
+                ("grpc_address", &mut r.grpc_address),
+                ("http_address", &mut r.http_address),
+            ] {
+                let Some(text) = opts.str(option) else {
+                    continue;
+                };
+                if text.trim() == "off" {
+                    *slot = None;
+                    continue;
+                }
+                match text.trim().parse() {
+                    Ok(addr) => *slot = Some(addr),
+                    Err(_) => c.diagnostics.push(
+                        Diagnostic::new(
+                            opts.span(option).unwrap_or(at),
+                            format!("option `{option}` is not an address like 127.0.0.1:4318"),
+                        )
+                        .hint("IP:port, or \"off\" to disable this protocol"),
+                    ),
+                }
+            }
+            if r.grpc_address.is_none() && r.http_address.is_none() {
+                c.diagnostics.push(
+                    Diagnostic::new(at, "`otlp` with both protocols off receives nothing")
+                        .hint("set `enabled = false` to leave the source out"),
+                );
+            }
+            if let Some(n) = opts.size("max_message_bytes") {
+                r.max_message_bytes = n.max(1024) as usize;
+            }
+            r.accept_timeout = opts.duration("accept_timeout").unwrap_or(r.accept_timeout);
+            r.retry_after = opts.duration("retry_after").unwrap_or(r.retry_after);
+            Some(SourceConfig::Otlp(r))
         }
         "docker" => {
             let dir = opts

@@ -18,6 +18,7 @@ use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
 use crate::sources::host_metrics::HostMetricsSource;
 use crate::sources::journald::JournaldSource;
+use crate::sources::otlp::{OtlpReceiverError, OtlpReceiverSource};
 use crate::sources::prometheus::scrape::ScrapeConfigError;
 use crate::sources::prometheus::PrometheusScrapeSource;
 use crate::telemetry;
@@ -43,6 +44,8 @@ pub enum StartError {
     Spill(#[from] crate::buffer::queue::QueueError),
     #[error(transparent)]
     Scrape(#[from] ScrapeConfigError),
+    #[error(transparent)]
+    Otlp(#[from] OtlpReceiverError),
     #[error("cannot bind the API on {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -317,6 +320,16 @@ impl RunningPipeline {
                         }
                     }
                 }
+                SourceConfig::Otlp(otlp) => match OtlpReceiverSource::bind(otlp.clone(), ctx) {
+                    Ok(receiver) => sources.push(receiver.spawn()),
+                    Err(e) => {
+                        stop_sources.cancel();
+                        for task in sources {
+                            task.abort();
+                        }
+                        return Err(e.into());
+                    }
+                },
             }
         }
         drop(events_tx);

@@ -6,4 +6,5 @@ pub mod containers;
 pub mod file;
 pub mod host_metrics;
 pub mod journald;
+pub mod otlp;
 pub mod prometheus;

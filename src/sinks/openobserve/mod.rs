@@ -108,7 +108,7 @@ impl OpenObserveConfig {
     }
 
     /// `Basic base64(user:password)`, when a user is set.
-    fn authorization(&self) -> Option<String> {
+    pub fn authorization(&self) -> Option<String> {
         let user = self.user.as_ref()?;
         let password = self.password.as_deref().unwrap_or_default();
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -1,0 +1,288 @@
+//! The OpenObserve search client of `shipctl query` and `shipctl tail
+//! --openobserve`: `POST /api/{org}/_search` (JSON answer `{took, hits,
+//! total}`) and `POST /api/{org}/_search_stream` (server-sent events), with
+//! the agent's own credentials (`OPENOBSERVE_URL`, `_ORG`, `_USER`,
+//! `_PASSWORD` or `_PASSWORD_FILE`). It turns 401 and 400 answers into errors
+//! that carry OpenObserve's message; it never prints and never retries.
+
+use crate::sinks::openobserve::OpenObserveConfig;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// One row of a search answer.
+pub type Hit = Map<String, Value>;
+
+/// A search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(
+        "OPENOBSERVE_URL is not set (the agent's OpenObserve base URL, e.g. http://pi-obs:5080)"
+    )]
+    NoUrl,
+    #[error("cannot read OPENOBSERVE_PASSWORD_FILE {path}: {error}")]
+    PasswordFile { path: String, error: std::io::Error },
+    #[error("OpenObserve refused the credentials (401): {message}; check OPENOBSERVE_USER and OPENOBSERVE_PASSWORD (search needs the user's password, not an ingestion token)")]
+    Unauthorized { message: String },
+    #[error("OpenObserve refused the query (400): {message}")]
+    BadQuery { message: String },
+    #[error("OpenObserve answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("cannot reach OpenObserve at {url}: {error}")]
+    Transport { url: String, error: reqwest::Error },
+    #[error("OpenObserve's answer is not a search response: {0}")]
+    Answer(String),
+}
+
+/// The connection settings from the agent's environment (design §5).
+pub fn config_from_env() -> Result<OpenObserveConfig, SearchError> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let url = var("OPENOBSERVE_URL").ok_or(SearchError::NoUrl)?;
+    let mut cfg = OpenObserveConfig::new("shipctl", url.trim_end_matches('/'));
+    if let Some(org) = var("OPENOBSERVE_ORG") {
+        cfg.org = org;
+    }
+    cfg.user = var("OPENOBSERVE_USER");
+    cfg.password = match (
+        var("OPENOBSERVE_PASSWORD"),
+        var("OPENOBSERVE_PASSWORD_FILE"),
+    ) {
+        (Some(p), _) => Some(p),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|error| SearchError::PasswordFile { path, error })?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    Ok(cfg)
+}
+
+/// One SQL search over a time range (µs since the epoch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchQuery {
+    pub sql: String,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub from: u64,
+    pub size: u64,
+}
+
+/// A search answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchAnswer {
+    pub took_ms: u64,
+    pub total: u64,
+    pub hits: Vec<Hit>,
+}
+
+/// Searches one OpenObserve organisation.
+pub struct SearchClient {
+    http: reqwest::Client,
+    base: String,
+    org: String,
+    authorization: Option<String>,
+}
+
+impl SearchClient {
+    pub fn new(cfg: &OpenObserveConfig, timeout: Duration) -> Self {
+        SearchClient {
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .unwrap_or_default(),
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            org: cfg.org.clone(),
+            authorization: cfg.authorization(),
+        }
+    }
+
+    async fn post(&self, endpoint: &str, q: &SearchQuery) -> Result<String, SearchError> {
+        let url = format!("{}/api/{}/{endpoint}", self.base, self.org);
+        let body = serde_json::json!({
+            "query": {
+                "sql": q.sql,
+                "start_time": q.start_us,
+                "end_time": q.end_us,
+                "from": q.from,
+                "size": q.size,
+            }
+        });
+        let mut req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(auth) = &self.authorization {
+            req = req.header("authorization", auth);
+        }
+        let transport = |error| SearchError::Transport {
+            url: url.clone(),
+            error,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(transport)?;
+        match status {
+            200..=299 => Ok(text),
+            401 | 403 => Err(SearchError::Unauthorized {
+                message: error_message(&text),
+            }),
+            400 => Err(SearchError::BadQuery {
+                message: error_message(&text),
+            }),
+            status => Err(SearchError::Status {
+                status,
+                message: error_message(&text),
+            }),
+        }
+    }
+
+    /// `POST /api/{org}/_search`.
+    pub async fn search(&self, q: &SearchQuery) -> Result<SearchAnswer, SearchError> {
+        let text = self.post("_search", q).await?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| SearchError::Answer(e.to_string()))?;
+        let hits = v
+            .get("hits")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SearchError::Answer("no `hits` array".into()))?;
+        Ok(SearchAnswer {
+            took_ms: v.get("took").and_then(Value::as_u64).unwrap_or(0),
+            total: v
+                .get("total")
+                .and_then(Value::as_u64)
+                .unwrap_or(hits.len() as u64),
+            hits: rows(hits),
+        })
+    }
+
+    /// `POST /api/{org}/_search_stream`: the same query answered as
+    /// server-sent events (`search_response_metadata`,
+    /// `search_response_hits`, `error`), collected into one answer.
+    pub async fn search_stream(&self, q: &SearchQuery) -> Result<SearchAnswer, SearchError> {
+        let text = self.post("_search_stream", q).await?;
+        parse_events(&text)
+    }
+}
+
+fn rows(hits: &[Value]) -> Vec<Hit> {
+    hits.iter().filter_map(|h| h.as_object().cloned()).collect()
+}
+
+/// OpenObserve's error text: the `message` (or `error`) of a JSON body, else the body.
+fn error_message(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let field = parsed.as_ref().and_then(|v| {
+        ["message", "error", "error_detail"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str))
+            .map(str::to_owned)
+    });
+    match field {
+        Some(m) => m,
+        None if body.trim().is_empty() => "(empty answer)".into(),
+        None => body.trim().chars().take(500).collect(),
+    }
+}
+
+/// Collects the hits of a `_search_stream` event stream.
+pub fn parse_events(text: &str) -> Result<SearchAnswer, SearchError> {
+    let mut answer = SearchAnswer::default();
+    let mut saw_total = false;
+    let mut event = String::new();
+    let mut data = String::new();
+    let mut dispatch = |event: &str, data: &str| -> Result<(), SearchError> {
+        let data = data.trim();
+        if data.is_empty() || data == "[[DONE]]" {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| SearchError::Answer(format!("event `{event}`: {e}")))?;
+        let results = v.get("results").unwrap_or(&v);
+        match event {
+            "search_response_hits" => {
+                if let Some(hits) = results.get("hits").and_then(Value::as_array) {
+                    answer.hits.extend(rows(hits));
+                }
+            }
+            "search_response_metadata" => {
+                if let Some(total) = results.get("total").and_then(Value::as_u64) {
+                    answer.total = total;
+                    saw_total = true;
+                }
+                if let Some(took) = results.get("took").and_then(Value::as_u64) {
+                    answer.took_ms = took;
+                }
+            }
+            "error" => {
+                return Err(SearchError::BadQuery {
+                    message: error_message(data),
+                })
+            }
+            _ => {}
+        }
+        Ok(())
+    };
+    for line in text.lines().chain(std::iter::once("")) {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            dispatch(&event, &data)?;
+            event.clear();
+            data.clear();
+        } else if let Some(e) = line.strip_prefix("event:") {
+            event = e.trim().to_owned();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(d.strip_prefix(' ').unwrap_or(d));
+        }
+    }
+    if !saw_total {
+        answer.total = answer.hits.len() as u64;
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_stream_hits_are_collected_and_done_marker_ignored() {
+        let text =
+            "event: search_response_metadata\ndata: {\"results\":{\"total\":3,\"took\":12}}\n\n\
+                    event: search_response_hits\ndata: {\"hits\":[{\"a\":1},{\"a\":2}]}\n\n\
+                    event: search_response_hits\ndata: {\"results\":{\"hits\":[{\"a\":3}]}}\n\n\
+                    data: [[DONE]]\n\n";
+        let answer = parse_events(text).unwrap();
+        assert_eq!(
+            (answer.total, answer.took_ms, answer.hits.len()),
+            (3, 12, 3)
+        );
+        assert_eq!(answer.hits[2]["a"], 3);
+    }
+
+    #[test]
+    fn error_event_carries_openobserve_message() {
+        let text =
+            "event: error\ndata: {\"code\":400,\"message\":\"Search field not found: foo\"}\n\n";
+        match parse_events(text) {
+            Err(SearchError::BadQuery { message }) => {
+                assert_eq!(message, "Search field not found: foo")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_text_is_the_json_message_or_the_body() {
+        assert_eq!(
+            error_message("{\"code\":401,\"message\":\"Unauthorized Access\"}"),
+            "Unauthorized Access"
+        );
+        assert_eq!(error_message("plain words\n"), "plain words");
+        assert_eq!(error_message(""), "(empty answer)");
+    }
+}
