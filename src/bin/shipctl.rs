@@ -45,6 +45,9 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Measure a shipd binary end to end (throughput, CPU per GB, memory,
+    /// disk writes, latency) and write a table and a JSON file.
+    Bench(shipd::cli::bench::BenchArgs),
     /// Print the version of shipctl.
     Version,
 }
@@ -60,6 +63,7 @@ fn main() {
         }
         Command::Explain { file } => shipd::cli::pipeline::explain(&file, &mut out, &mut err),
         Command::Health { addr, timeout } => health(&addr, timeout),
+        Command::Bench(args) => shipd::cli::bench::run(&args, &mut out, &mut err),
         Command::Version => {
             println!("shipctl {}", env!("CARGO_PKG_VERSION"));
             0
