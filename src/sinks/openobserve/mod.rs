@@ -334,10 +334,9 @@ enum Prepared<'a> {
 /// Sends one batch of `signal` events until it is accepted or refused for
 /// good, then acknowledges it.
 async fn deliver(shared: &Shared, signal: Signal, batch: StreamBatch) {
-    let request = OtlpRequest::encode(signal, &batch.events);
     let n = batch.events.len() as u64;
     let prepared = match &shared.transport {
-        Transport::Http(http) => match http.prepare(&request) {
+        Transport::Http(http) => match http.prepare(signal, &batch.events, batch.bytes) {
             Ok(body) => Prepared::Http(http, body),
             Err(e) => {
                 // Compression into memory cannot fail short of allocation
@@ -348,7 +347,7 @@ async fn deliver(shared: &Shared, signal: Signal, batch: StreamBatch) {
                 return;
             }
         },
-        Transport::Grpc(grpc) => Prepared::Grpc(grpc, request),
+        Transport::Grpc(grpc) => Prepared::Grpc(grpc, OtlpRequest::encode(signal, &batch.events)),
     };
     let wire_bytes = match &prepared {
         Prepared::Http(_, body) => body.len() as u64,
