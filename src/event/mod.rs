@@ -91,12 +91,14 @@ impl LogRecord {
 
     /// Rough in-memory size, used to bound channels and batches by bytes.
     pub fn size_hint(&self) -> usize {
-        64 + self.body.size_hint()
+        std::mem::size_of::<Event>()
+            + self.body.size_hint()
             + self
                 .attributes
                 .iter()
-                .map(|(k, v)| k.len() + v.size_hint())
+                .map(|(k, v)| value::entry_size_hint(k, v))
                 .sum::<usize>()
+            + self.severity_text.as_ref().map_or(0, |t| t.len() + 16)
     }
 }
 
@@ -189,14 +191,14 @@ impl MetricPoint {
         let labels: usize = self
             .labels
             .iter()
-            .map(|(k, v)| k.len() + v.size_hint())
+            .map(|(k, v)| value::entry_size_hint(k, v))
             .sum();
         let dist = match self.distribution.as_deref() {
             Some(Distribution::Histogram { bounds, .. }) => 16 * bounds.len() + 16,
             Some(Distribution::Summary { quantiles, .. }) => 16 * quantiles.len(),
             None => 0,
         };
-        64 + self.name.len() + labels + dist
+        std::mem::size_of::<Event>() + self.name.len() + self.unit.len() + labels + dist
     }
 }
 
