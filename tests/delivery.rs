@@ -90,15 +90,19 @@ fn appended_lines_arrive_exactly_once(transport: &str) {
                 h.get("content-type").map(String::as_str),
                 Some("application/x-protobuf")
             );
-            assert_eq!(h.get("content-encoding").map(String::as_str), Some("gzip"));
-            assert_eq!(&captured.wire[..2], &[0x1f, 0x8b], "body is gzip");
+            assert_eq!(h.get("content-encoding").map(String::as_str), Some("zstd"));
+            assert_eq!(
+                &captured.wire[..4],
+                &[0x28, 0xb5, 0x2f, 0xfd],
+                "body is zstd (the default over HTTP)"
+            );
         }
     }
     assert_eq!(shipd.terminate(), Some(0), "SIGTERM exits 0");
 }
 
 #[test]
-fn http_appended_lines_arrive_exactly_once_with_headers_and_gzip() {
+fn http_appended_lines_arrive_exactly_once_with_headers_and_zstd() {
     appended_lines_arrive_exactly_once("http");
 }
 

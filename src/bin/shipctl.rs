@@ -98,6 +98,9 @@ enum Command {
     /// Run SQL against OpenObserve with the agent's credentials
     /// (OPENOBSERVE_URL, _ORG, _USER, _PASSWORD or _PASSWORD_FILE) and print the rows.
     Query(shipd::cli::query::QueryArgs),
+    /// Measure a shipd binary end to end (throughput, CPU per GB, memory,
+    /// disk writes, latency) and write a table and a JSON file.
+    Bench(shipd::cli::bench::BenchArgs),
     /// Print the version of shipctl and of the running agent.
     Version {
         #[command(flatten)]
@@ -185,6 +188,7 @@ fn main() {
             }
         }
         Command::Query(args) => shipd::cli::query::query_command(&args, &mut out, &mut err),
+        Command::Bench(args) => shipd::cli::bench::run(&args, &mut out, &mut err),
         Command::Status {
             watch,
             interval,

@@ -5,6 +5,7 @@
 //! [`query`] reads OpenObserve's search API.
 
 pub mod agent;
+pub mod bench;
 pub mod openobserve_search;
 pub mod pipeline;
 pub mod query;

@@ -35,10 +35,23 @@ pub struct Position {
 impl Position {
     /// The deterministic record id exported as `log.record.uid`.
     pub fn uid(&self) -> String {
+        self.uid_hex().iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// The same id as [`Position::uid`], as 32 lowercase hex digits on the
+    /// stack (the sink writes it without allocating).
+    pub fn uid_hex(&self) -> [u8; 32] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut key = [0u8; 16];
         key[..8].copy_from_slice(&self.origin.to_le_bytes());
         key[8..].copy_from_slice(&self.offset.to_le_bytes());
-        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&key))
+        let id = xxhash_rust::xxh3::xxh3_128(&key).to_be_bytes();
+        let mut hex = [0u8; 32];
+        for (i, byte) in id.iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(byte >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        hex
     }
 }
 
@@ -78,12 +91,14 @@ impl LogRecord {
 
     /// Rough in-memory size, used to bound channels and batches by bytes.
     pub fn size_hint(&self) -> usize {
-        64 + self.body.size_hint()
+        std::mem::size_of::<Event>()
+            + self.body.size_hint()
             + self
                 .attributes
                 .iter()
-                .map(|(k, v)| k.len() + v.size_hint())
+                .map(|(k, v)| value::entry_size_hint(k, v))
                 .sum::<usize>()
+            + self.severity_text.as_ref().map_or(0, |t| t.len() + 16)
     }
 }
 
@@ -180,14 +195,14 @@ impl MetricPoint {
         let labels: usize = self
             .labels
             .iter()
-            .map(|(k, v)| k.len() + v.size_hint())
+            .map(|(k, v)| value::entry_size_hint(k, v))
             .sum();
         let dist = match self.distribution.as_deref() {
             Some(Distribution::Histogram { bounds, .. }) => 16 * bounds.len() + 16,
             Some(Distribution::Summary { quantiles, .. }) => 16 * quantiles.len(),
             None => 0,
         };
-        64 + self.name.len() + labels + dist
+        std::mem::size_of::<Event>() + self.name.len() + self.unit.len() + labels + dist
     }
 }
 

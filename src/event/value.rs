@@ -24,7 +24,10 @@ pub enum Value {
 }
 
 impl Value {
-    /// Rough in-memory size in bytes.
+    /// Rough in-memory size in bytes, heap allocations and their
+    /// bookkeeping included, so that byte budgets bound real memory (a
+    /// parsed line of a dozen small fields costs several times its text).
+    /// Raw `Bytes` count their length only: they share the source's buffer.
     pub fn size_hint(&self) -> usize {
         match self {
             Value::Null
@@ -32,14 +35,20 @@ impl Value {
             | Value::Int(_)
             | Value::Float(_)
             | Value::Timestamp(_) => 8,
-            Value::String(s) => s.len(),
+            Value::String(s) => s.len() + ALLOC_OVERHEAD,
             Value::Bytes(b) => b.len(),
-            Value::Array(items) => items.iter().map(Value::size_hint).sum::<usize>() + 8,
+            Value::Array(items) => {
+                items
+                    .iter()
+                    .map(|v| std::mem::size_of::<Value>() + v.size_hint())
+                    .sum::<usize>()
+                    + ALLOC_OVERHEAD
+            }
             Value::Map(map) => {
                 map.iter()
-                    .map(|(k, v)| k.len() + v.size_hint())
+                    .map(|(k, v)| entry_size_hint(k, v))
                     .sum::<usize>()
-                    + 8
+                    + ALLOC_OVERHEAD
             }
         }
     }
@@ -52,6 +61,15 @@ impl Value {
             _ => None,
         }
     }
+}
+
+/// What the allocator adds to each heap block (glibc: 8–16 bytes plus rounding).
+const ALLOC_OVERHEAD: usize = 16;
+
+/// Size of one key/value entry of a map or attribute list: the slot, the
+/// key's heap block and the value.
+pub fn entry_size_hint(key: &str, value: &Value) -> usize {
+    std::mem::size_of::<(String, Value)>() + key.len() + ALLOC_OVERHEAD + value.size_hint()
 }
 
 impl From<&str> for Value {

@@ -9,6 +9,7 @@ pub mod log_limit;
 pub mod openobserve;
 pub mod otlp_encode;
 pub mod otlp_encode_metrics;
+pub mod otlp_wire;
 pub mod retry;
 
 use crate::event::EventBatch;

@@ -4,6 +4,7 @@
 //! (rejected log records or data points) from the answer.
 
 use super::transport::{Accepted, OtlpRequest, SendError, Signal};
+use crate::event::Event;
 use crate::sinks::compression::Compression;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
@@ -45,9 +46,23 @@ impl HttpTransport {
         })
     }
 
-    /// Encodes and compresses once; the body is reused across retries.
-    pub fn prepare(&self, request: &OtlpRequest) -> std::io::Result<Bytes> {
-        let raw = request.encode_to_vec();
+    /// Encodes the `signal` events of `events` and compresses them once; the
+    /// body is reused across retries. Logs are written straight to protobuf
+    /// bytes ([`crate::sinks::otlp_wire`]), metrics through prost.
+    pub fn prepare(
+        &self,
+        signal: Signal,
+        events: &[Event],
+        size_hint: usize,
+    ) -> std::io::Result<Bytes> {
+        let raw = match signal {
+            Signal::Logs => {
+                let mut raw = Vec::with_capacity(size_hint);
+                crate::sinks::otlp_wire::write_logs_request(events, &mut raw);
+                raw
+            }
+            Signal::Metrics => OtlpRequest::encode(signal, events).encode_to_vec(),
+        };
         self.compression.compress(&raw).map(Bytes::from)
     }
 

@@ -365,10 +365,9 @@ async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
             return;
         }
     }
-    let request = OtlpRequest::encode(signal, &batch.events);
     let n = batch.events.len() as u64;
     let prepared = match &shared.transport {
-        Transport::Http(http) => match http.prepare(&request) {
+        Transport::Http(http) => match http.prepare(signal, &batch.events, batch.bytes) {
             Ok(body) => Prepared::Http(http, body),
             Err(e) => {
                 // Compression into memory cannot fail short of allocation
@@ -379,7 +378,7 @@ async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
                 return;
             }
         },
-        Transport::Grpc(grpc) => Prepared::Grpc(grpc, request),
+        Transport::Grpc(grpc) => Prepared::Grpc(grpc, OtlpRequest::encode(signal, &batch.events)),
     };
     let wire_bytes = match &prepared {
         Prepared::Http(_, body) => body.len() as u64,
