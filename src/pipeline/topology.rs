@@ -193,6 +193,9 @@ pub async fn run_with(
     Ok(())
 }
 
+/// An OpenObserve sink with the spill buffer in front of it.
+type ShippingSink = (OpenObserveSink, SpillBuffer);
+
 /// Settings a reload cannot change (they need a restart).
 struct FixedSettings {
     data_dir: std::path::PathBuf,
@@ -248,7 +251,7 @@ impl RunningPipeline {
         view: &AgentView,
     ) -> Result<Self, StartError> {
         let stop_sources = CancellationToken::new();
-        let mut built: Vec<(Arc<str>, Option<(OpenObserveSink, SpillBuffer)>)> = Vec::new();
+        let mut built: Vec<(Arc<str>, Option<ShippingSink>)> = Vec::new();
         for sink in &cfg.sinks {
             built.push(match sink {
                 SinkConfig::OpenObserve(o2) => {
