@@ -737,8 +737,30 @@ fn decode_rpc_status(body: &[u8]) -> (i32, String) {
     (s.code, s.message)
 }
 
+/// Records that compress poorly (a pseudo-random hex tail), so a small
+/// spill buffer fills after a few dozen requests.
+fn bulky_bodies(tag: &str, n: usize) -> Vec<String> {
+    let mut x = tag.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (0..n)
+        .map(|k| {
+            let noise: String = (0..64)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("{x:016x}")
+                })
+                .collect();
+            format!("{tag} order {k} failed: {noise}")
+        })
+        .collect()
+}
+
 #[test]
-fn full_pipeline_answers_429_and_resource_exhausted_then_recovers_without_loss() {
+fn received_data_spills_while_openobserve_is_down_then_a_full_spill_answers_429_and_resource_exhausted_and_nothing_is_lost(
+) {
     let rt = runtime();
     let (o2, delivered) = openobserve(&rt);
     delivered.down.store(true, Ordering::SeqCst);
@@ -747,17 +769,21 @@ fn full_pipeline_answers_429_and_resource_exhausted_then_recovers_without_loss()
         &[
             ("SHIPD_CHANNEL_BYTES", "32KiB"),
             ("SHIPD_IN_FLIGHT", "1"),
-            ("SHIPD_BATCH_MAX_BYTES", "8KiB"),
+            ("SHIPD_BATCH_MAX_BYTES", "64KiB"),
             ("SHIPD_BATCH_MAX_EVENTS", "50"),
+            ("SHIPD_BUFFER_MAX_SIZE", "1MiB"),
+            ("SHIPD_BUFFER_SEGMENT_SIZE", "256KiB"),
+            ("SHIPD_BUFFER_WHEN_FULL", "block"),
         ],
     );
     let url = format!("http://{}/v1/logs", agent.http);
-    let request_bodies = |n: usize| bodies(&format!("bp{n:03}"), 50);
+    let request_bodies = |n: usize| bulky_bodies(&format!("bp{n:03}"), 50);
 
-    // While OpenObserve refuses, send until the receiver pushes back.
+    // While OpenObserve refuses, received data goes to the spill buffer
+    // (it cannot be read again); once that is full, the receiver pushes back.
     let mut accepted: Vec<String> = Vec::new();
     let mut refused: Option<usize> = None;
-    for n in 0..100 {
+    for n in 0..400 {
         let answer = post(
             &rt,
             &url,
@@ -775,7 +801,14 @@ fn full_pipeline_answers_429_and_resource_exhausted_then_recovers_without_loss()
             other => panic!("unexpected status {other}"),
         }
     }
-    let refused = refused.expect("a full pipeline answers 429 within 100 requests");
+    let refused = refused.expect("a full spill buffer answers 429 within 400 requests");
+    assert!(
+        agent
+            .shipd
+            .metric("shipd_spilled_events_total{component=\"openobserve\"}")
+            > 0,
+        "received data spilled to disk while OpenObserve was down"
+    );
     assert!(
         !accepted.is_empty(),
         "some requests fit before the pipeline filled"

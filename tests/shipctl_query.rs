@@ -455,3 +455,45 @@ fn tail_stops_on_401_with_the_message_and_when_told_to() {
         "nothing to print; the stop future ends the tail"
     );
 }
+
+#[test]
+fn shipctl_tail_openobserve_prints_the_streams_recent_records_as_json() {
+    let rt = common::runtime();
+    let (addr, server) = start(&rt);
+    let t = now_us();
+    *server.records.lock().unwrap() = vec![
+        json!({"_timestamp": t - 10_000_000, "body": "disk full", "severity": "ERROR"}),
+        json!({"_timestamp": t - 5_000_000, "body": "disk full again", "severity": "ERROR"}),
+        // Older than the minute a tail starts with.
+        json!({"_timestamp": t - 600_000_000i64, "body": "old news", "severity": "ERROR"}),
+    ];
+    let out = shipctl(
+        addr,
+        PASSWORD,
+        &[
+            "tail",
+            "--openobserve",
+            "--stream",
+            "web",
+            "--where",
+            "severity = 'ERROR'",
+            "--limit",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let records = server.records.lock().unwrap().clone();
+    // The last minute holds the two recent records; the old one stays out.
+    assert_eq!(rows, records[..2].to_vec());
+    assert!(!stdout(&out).contains("old news"));
+    let (_, _, body) = server.requests.lock().unwrap()[0].clone();
+    let sql = body["query"]["sql"].as_str().unwrap().to_owned();
+    assert!(sql.contains("web"), "{sql}");
+    assert!(sql.contains("severity = 'ERROR'"), "{sql}");
+}

@@ -497,10 +497,11 @@ fn healthy_run_at_1000_lines_per_second_writes_only_checkpoints() {
     let checkpoint_bytes = wear["wear"]["checkpoint_bytes"].as_u64().unwrap();
     assert!(checkpoint_bytes > 0 && checkpoint_bytes <= 100 * 1024);
     // The kernel counts whole pages: a checkpoint write (temp file, fsync,
-    // rename, directory fsync) is charged about two 4 KiB pages on ext4,
-    // however few bytes it holds; anything beyond that is not checkpoints.
+    // rename, directory fsync) is charged two to three 4 KiB pages on ext4
+    // (file data, directory block, sometimes an inode block), however few
+    // bytes it holds; anything beyond that is not checkpoints.
     let checkpoint_writes = wear["wear"]["fsyncs"].as_u64().unwrap() / 2;
-    let page_bound = 2 * 4096 * (checkpoint_writes + 1);
+    let page_bound = 3 * 4096 * (checkpoint_writes + 1);
     println!(
         "{checkpoint_writes} checkpoint writes ({checkpoint_bytes} bytes): storage writes bounded by {page_bound} \
          bytes of pages; 100 KiB goal by write_bytes {}",
