@@ -76,7 +76,7 @@ step parse on lines {
 source lines = files {{ include = ["{include}"], read_from = "beginning" }}
 source probe = files {{ include = ["{probe}"], read_from = "beginning" }}
 {step}
-sink o2 = openobserve {{ url = "{url}", compression = "{compression}" }}
+sink o2 = openobserve {{ url = "{url}", compression = "{compression}", too_old = "keep" }}
 
 route {{
   source == probe => o2 stream "probe"
@@ -392,7 +392,7 @@ fn journald(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
 }}
 source journal = journald {{ directory = "{journal}", read_from = "beginning" }}
 source probe = files {{ include = ["{probe}"], read_from = "beginning" }}
-sink o2 = openobserve {{ url = "{url}", compression = "{compression}" }}
+sink o2 = openobserve {{ url = "{url}", compression = "{compression}", too_old = "keep" }}
 route {{
   source == probe => o2 stream "probe"
   else => o2 stream "journal"
