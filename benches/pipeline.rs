@@ -120,7 +120,7 @@ async fn ingest(State(state): State<Ingest>, headers: HeaderMap, body: Bytes) ->
         },
         Some(_) => return StatusCode::UNSUPPORTED_MEDIA_TYPE,
     };
-    let Some(n) = count_log_records(&raw) else {
+    let Some(n) = shipd::cli::bench::receiver::count_log_records(&raw) else {
         return StatusCode::BAD_REQUEST;
     };
     // Once, check the cheap count against a full decode.
@@ -136,64 +136,6 @@ async fn ingest(State(state): State<Ingest>, headers: HeaderMap, body: Bytes) ->
     }
     state.count.send_modify(|c| *c += n);
     StatusCode::OK
-}
-
-/// Counts `ExportLogsServiceRequest.resource_logs[].scope_logs[].log_records[]`
-/// by walking the protobuf wire format without decoding the records
-/// (field 1 of the request, field 2 of `ResourceLogs`, field 2 of `ScopeLogs`).
-fn count_log_records(request: &[u8]) -> Option<u64> {
-    let mut n = 0;
-    for_each_len_field(request, 1, |resource_logs| {
-        for_each_len_field(resource_logs, 2, |scope_logs| {
-            for_each_len_field(scope_logs, 2, |_| {
-                n += 1;
-                Some(())
-            })
-        })
-    })?;
-    Some(n)
-}
-
-/// Calls `f` with the payload of every length-delimited field `wanted` of
-/// `msg`, skipping all other fields; `None` on malformed input.
-fn for_each_len_field(
-    mut msg: &[u8],
-    wanted: u64,
-    mut f: impl FnMut(&[u8]) -> Option<()>,
-) -> Option<()> {
-    while !msg.is_empty() {
-        let key = varint(&mut msg)?;
-        match key & 7 {
-            0 => {
-                varint(&mut msg)?;
-            }
-            1 => msg = msg.get(8..)?,
-            2 => {
-                let len = usize::try_from(varint(&mut msg)?).ok()?;
-                let payload = msg.get(..len)?;
-                msg = &msg[len..];
-                if key >> 3 == wanted {
-                    f(payload)?;
-                }
-            }
-            5 => msg = msg.get(4..)?,
-            _ => return None,
-        }
-    }
-    Some(())
-}
-
-fn varint(buf: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = buf.split_first()?;
-        *buf = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(value);
-        }
-    }
-    None
 }
 
 // ---------------------------------------------------------------- CPU time

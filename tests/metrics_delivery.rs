@@ -135,11 +135,7 @@ fn http_receiver(rt: &tokio::runtime::Runtime, script: Script) -> (SocketAddr, A
                 }
             }),
         );
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::serve_http(rt, app);
     (addr, received)
 }
 

@@ -157,11 +157,7 @@ fn openobserve(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Delivered>) {
         .route("/api/{org}/v1/logs", axum::routing::post(o2_logs))
         .route("/api/{org}/v1/metrics", axum::routing::post(o2_metrics))
         .with_state(Arc::clone(&delivered));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::serve_http(rt, app);
     (addr, delivered)
 }
 

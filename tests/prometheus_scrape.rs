@@ -61,12 +61,7 @@ fn serve(rt: &tokio::runtime::Runtime) -> SocketAddr {
             "/broken",
             axum::routing::get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         );
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    common::serve_http(rt, app)
 }
 
 fn config(urls: Vec<String>) -> PrometheusScrapeConfig {

@@ -109,11 +109,7 @@ fn start(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Search>) {
     let app = axum::Router::new()
         .route("/api/{org}/{endpoint}", axum::routing::post(search))
         .with_state(Arc::clone(&state));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::serve_http(rt, app);
     (addr, state)
 }
 

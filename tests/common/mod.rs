@@ -261,6 +261,16 @@ async fn http_logs(
     }
 }
 
+/// Serves `app` on a free port of 127.0.0.1 for the rest of the test.
+pub fn serve_http(rt: &tokio::runtime::Runtime, app: axum::Router) -> std::net::SocketAddr {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 /// Starts an OTLP/HTTP receiver on 127.0.0.1 serving `/api/{org}/v1/logs`.
 pub fn http_receiver(rt: &tokio::runtime::Runtime, script: Script) -> Receiver {
     let log = Arc::new(Log::default());
@@ -271,11 +281,7 @@ pub fn http_receiver(rt: &tokio::runtime::Runtime, script: Script) -> Receiver {
     let app = axum::Router::new()
         .route("/api/{org}/v1/logs", axum::routing::post(http_logs))
         .with_state(state);
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = serve_http(rt, app);
     Receiver { addr, log }
 }
 

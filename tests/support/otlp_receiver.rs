@@ -253,10 +253,6 @@ pub fn start(rt: &tokio::runtime::Runtime) -> FaultReceiver {
         .route("/api/{org}/v1/logs", axum::routing::post(logs))
         .route("/api/{org}/v1/metrics", axum::routing::post(metrics))
         .with_state(Arc::clone(&received));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::common::serve_http(rt, app);
     FaultReceiver { addr, received }
 }

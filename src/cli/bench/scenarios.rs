@@ -246,18 +246,36 @@ fn backlog(s: &Settings, dir: &Path, parse: Parse) -> Result<ScenarioResult, Ben
             parse,
         ),
     )?;
-    let mut agent = Agent::start(&s.shipd, &pipeline, &[], &dir.join("shipd.log"))?;
+    let agent = Agent::start(&s.shipd, &pipeline, &[], &dir.join("shipd.log"))?;
     let probes = Writer::probes(dir.join("probe.log"));
-    let (done, at) = wait_for(&receiver, &mut agent, lines, BACKLOG_TIMEOUT)?;
+    let notes = format!(
+        "{lines} lines, {:.0} MB backlog read from the beginning; start-up included",
+        bytes as f64 / 1e6
+    );
+    backlog_result(receiver, agent, probes, lines, bytes, notes)
+}
+
+/// Waits until `expected` records arrived (or the backlog timeout) and
+/// measures the run; `input_bytes` is scaled down when it timed out.
+fn backlog_result(
+    receiver: Receiver,
+    mut agent: Agent,
+    probes: Writer,
+    expected: u64,
+    input_bytes: u64,
+    notes: String,
+) -> Result<ScenarioResult, BenchError> {
+    let (done, at) = wait_for(&receiver, &mut agent, expected, BACKLOG_TIMEOUT)?;
     let snap = agent.snapshot()?;
     let wall = at.duration_since(agent.started);
     probes.finish()?;
+    let events = receiver.counts.payload_records();
     let mut r = ScenarioResult {
-        events: receiver.counts.payload_records(),
+        events,
         input_bytes: if done {
-            bytes
+            input_bytes
         } else {
-            bytes * receiver.counts.payload_records() / lines.max(1)
+            input_bytes * events / expected.max(1)
         },
         wall_seconds: wall.as_secs_f64(),
         cpu_seconds: snap.cpu_seconds,
@@ -265,10 +283,7 @@ fn backlog(s: &Settings, dir: &Path, parse: Parse) -> Result<ScenarioResult, Ben
         steady_rss_bytes: agent.steady_rss(wall / 2),
         disk_write_bytes: snap.write_bytes,
         wire_bytes: receiver.counts.wire_bytes.load(Ordering::Relaxed),
-        notes: format!(
-            "{lines} lines, {:.0} MB backlog read from the beginning; start-up included",
-            bytes as f64 / 1e6
-        ),
+        notes,
         ..Default::default()
     };
     if !done {
@@ -405,34 +420,20 @@ route {{
         compression = s.compression,
     );
     let pipeline = write_pipeline(dir, &text)?;
-    let mut agent = Agent::start(&s.shipd, &pipeline, &[], &dir.join("shipd.log"))?;
+    let agent = Agent::start(&s.shipd, &pipeline, &[], &dir.join("shipd.log"))?;
     let probes = Writer::probes(dir.join("probe.log"));
-    let (done, at) = wait_for(&receiver, &mut agent, entries as u64, BACKLOG_TIMEOUT)?;
-    let snap = agent.snapshot()?;
-    let wall = at.duration_since(agent.started);
-    probes.finish()?;
-    let mut r = ScenarioResult {
-        events: receiver.counts.payload_records(),
-        input_bytes: message_bytes,
-        wall_seconds: wall.as_secs_f64(),
-        cpu_seconds: snap.cpu_seconds,
-        peak_rss_bytes: snap.hwm,
-        steady_rss_bytes: agent.steady_rss(wall / 2),
-        disk_write_bytes: snap.write_bytes,
-        wire_bytes: receiver.counts.wire_bytes.load(Ordering::Relaxed),
-        notes: format!(
-            "{entries} entries ({:.0} MB of MESSAGE); CPU is shipd's only (journalctl is a child, not counted)",
-            message_bytes as f64 / 1e6
-        ),
-        ..Default::default()
-    };
-    if !done {
-        r.notes
-            .push_str(&format!("; TIMED OUT after {BACKLOG_TIMEOUT:?}"));
-    }
-    latencies(&receiver, &mut r);
-    agent.stop(Duration::from_secs(15));
-    Ok(r)
+    let notes = format!(
+        "{entries} entries ({:.0} MB of MESSAGE); CPU is shipd's only (journalctl is a child, not counted)",
+        message_bytes as f64 / 1e6
+    );
+    backlog_result(
+        receiver,
+        agent,
+        probes,
+        entries as u64,
+        message_bytes,
+        notes,
+    )
 }
 
 /// (5) the embedded default pipeline (one idle tailed file, host metrics
