@@ -131,6 +131,7 @@ fn start_source(rt: &tokio::runtime::Runtime, include: Vec<String>, until: Optio
     let mut cfg = FileSourceConfig::new("bench", include);
     cfg.read_from = ReadFrom::Beginning;
     let ctx = SourceContext {
+        unreplayable: shipd::buffer::journal::JournaledSender::new(tx.clone(), None),
         out: tx,
         checkpointer,
         cancel: cancel.clone(),

@@ -68,7 +68,7 @@ fn encoded_batches(n: usize) -> (Vec<RoutedBatch>, u64) {
         .iter()
         .map(|b| {
             let mut out = Vec::new();
-            codec::encode_batch(b, &mut out);
+            codec::encode_batch(&b.stream, &b.batch, &mut out);
             out.len() as u64
         })
         .sum();
@@ -80,7 +80,7 @@ fn spill_all(dir: &Path, batches: &[RoutedBatch]) {
     let mut encoded = Vec::new();
     for b in batches {
         encoded.clear();
-        codec::encode_batch(b, &mut encoded);
+        codec::encode_batch(&b.stream, &b.batch, &mut encoded);
         let record = segment::frame(&encoded, b.batch.len() as u32).unwrap();
         q.append(&record, b.batch.len() as u32, encoded.len() as u64)
             .unwrap();
@@ -154,7 +154,7 @@ fn report_replay_memory() {
         let b = batch(seed);
         seed += 1;
         encoded.clear();
-        codec::encode_batch(&b, &mut encoded);
+        codec::encode_batch(&b.stream, &b.batch, &mut encoded);
         let record = segment::frame(&encoded, POINTS as u32).unwrap();
         q.append(&record, POINTS as u32, encoded.len() as u64)
             .unwrap();

@@ -46,6 +46,9 @@ pub enum SinkConfig {
 #[derive(Debug)]
 pub struct AgentConfig {
     pub data_dir: PathBuf,
+    /// RAM-backed directory journaling in-flight data no source can re-read
+    /// (see [`crate::buffer::journal`]); `None` turns the journal off.
+    pub runtime_dir: Option<PathBuf>,
     /// `None` disables the HTTP API.
     pub api_addr: Option<SocketAddr>,
     /// The control socket (tap, status, reload); `None` disables it.

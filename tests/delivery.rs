@@ -266,12 +266,17 @@ fn healthy_sink_leaves_only_the_checkpoint_file_in_the_data_directory() {
         lines.len()
     );
     assert_eq!(listing.len(), 1, "only the checkpoint file: {listing:?}");
-    assert_eq!(listing[0].0, "checkpoints.json");
-    assert!(listing[0].1 < 4096, "checkpoint file stays small");
-    let state = std::fs::read_to_string(dir.path().join("data/checkpoints.json")).unwrap();
+    assert_eq!(listing[0].0, "checkpoints.state");
+    assert!(
+        listing[0].1 <= 4096,
+        "checkpoint file stays within one page"
+    );
+    let state =
+        String::from_utf8_lossy(&std::fs::read(dir.path().join("data/checkpoints.state")).unwrap())
+            .into_owned();
     let size = std::fs::metadata(&file).unwrap().len();
     assert!(
-        state.contains(&format!("\"offset\": {size}")),
+        state.contains(&format!("\"offset\":{size}")),
         "final checkpoint at end of file: {state}"
     );
 }

@@ -132,6 +132,7 @@ fn unit_is_type_notify_with_watchdog_reload_dedicated_user_and_hardening() {
         ("ReadWritePaths", "/var/lib/shipd"),
         ("StateDirectory", "shipd"),
         ("RuntimeDirectory", "shipd"),
+        ("RuntimeDirectoryPreserve", "restart"),
         ("NoNewPrivileges", "yes"),
         ("PrivateTmp", "yes"),
         ("ProtectHome", "yes"),

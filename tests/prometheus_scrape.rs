@@ -184,6 +184,7 @@ fn running_source_scrapes_every_target_on_its_interval_until_cancelled() {
     let (tx, mut rx) = batch_channel(1 << 20);
     let cancel = tokio_util::sync::CancellationToken::new();
     let ctx = SourceContext {
+        unreplayable: shipd::buffer::journal::JournaledSender::new(tx.clone(), None),
         out: tx,
         checkpointer: Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap(),
         cancel: cancel.clone(),

@@ -27,14 +27,14 @@ pub enum DecodeError {
     Invalid(&'static str),
 }
 
-/// Appends the encoding of `batch` to `out`.
-pub fn encode_batch(batch: &RoutedBatch, out: &mut Vec<u8>) {
+/// Appends the encoding of `batch`, bound for `stream`, to `out`.
+pub fn encode_batch(stream: &str, batch: &EventBatch, out: &mut Vec<u8>) {
     out.push(VERSION);
-    put_str(out, &batch.stream);
-    put_str(out, &batch.batch.source);
+    put_str(out, stream);
+    put_str(out, &batch.source);
     let mut resources: Vec<&Arc<Resource>> = Vec::new();
     let mut events = Vec::new();
-    for event in &batch.batch.events {
+    for event in &batch.events {
         match event {
             Event::Log(log) => {
                 events.push(0u8);
@@ -52,7 +52,7 @@ pub fn encode_batch(batch: &RoutedBatch, out: &mut Vec<u8>) {
     for r in resources {
         put_attrs(out, &r.attributes);
     }
-    put_u32(out, batch.batch.events.len() as u32);
+    put_u32(out, batch.events.len() as u32);
     out.extend_from_slice(&events);
 }
 
@@ -469,7 +469,7 @@ mod tests {
     fn batch_round_trips_with_shared_resource() {
         let original = sample();
         let mut bytes = Vec::new();
-        encode_batch(&original, &mut bytes);
+        encode_batch(&original.stream, &original.batch, &mut bytes);
         let decoded = decode_batch(&bytes).unwrap();
         assert_eq!(&*decoded.stream, "node_metrics");
         assert_eq!(&*decoded.batch.source, "node");
@@ -505,7 +505,8 @@ mod tests {
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
         let mut bytes = Vec::new();
-        encode_batch(&sample(), &mut bytes);
+        let sample = sample();
+        encode_batch(&sample.stream, &sample.batch, &mut bytes);
         for cut in 0..bytes.len() {
             assert!(decode_batch(&bytes[..cut]).is_err(), "cut at {cut}");
         }

@@ -1,9 +1,10 @@
 //! Per-sink buffering of data that cannot be read again from its source.
 //!
 //! A [`SpillBuffer`] sits between the processing stage and one sink. Every
-//! routed batch is either *replayable* (its events carry ack tokens: files,
-//! journald) or *spillable* (no tokens: host metrics, scrapes, OTLP
-//! received, stdin) — decided in one place, [`is_spillable`]. Replayable
+//! routed batch is either *replayable* (its events carry checkpoint ack
+//! tokens: files, journald) or *spillable* (host metrics, scrapes, OTLP
+//! received, stdin: no token, or one of the [`journal`]) — decided in one
+//! place, [`is_spillable`]. Replayable
 //! batches wait for room in the sink's memory queue (the source is their
 //! buffer). Spillable batches go to memory while it has room; when it is
 //! full they are appended to segment files ([`queue::DiskQueue`], framed
@@ -15,13 +16,14 @@
 //! A healthy sink never makes this module touch the disk.
 
 pub mod codec;
+pub mod journal;
 pub mod queue;
 pub mod segment;
 
 pub use queue::{SpillOptions, WhenFull};
 
-use crate::event::{Event, EventBatch};
-use crate::pipeline::acks::BatchAck;
+use crate::event::EventBatch;
+use crate::pipeline::acks::{ack_events, BatchAck};
 use crate::pipeline::channel::{BatchReceiver, BatchSender, TrySendError};
 use crate::pipeline::checkpoint::{Checkpointer, Entry, SourceKey};
 use crate::sinks::log_limit::LogLimit;
@@ -36,9 +38,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Whether `batch` may be written to disk: only when none of its events can
-/// be read again from its source (no event carries an ack token).
+/// be read again from its source (no event waits on a checkpoint).
 pub fn is_spillable(batch: &EventBatch) -> bool {
-    batch.events.iter().all(|e| e.ack_token().is_none())
+    batch
+        .events
+        .iter()
+        .all(|e| e.ack_token().is_none_or(|t| t.is_journaled()))
 }
 
 /// How often acknowledgements are checked and the active segment synced.
@@ -172,38 +177,42 @@ async fn intake(
     output: BatchSender<RoutedBatch>,
 ) {
     while let Some(routed) = input.recv().await {
-        let routed = routed.item;
-        let bytes = routed.batch.bytes;
-        if !is_spillable(&routed.batch) {
-            if output.send(routed, bytes).await.is_err() {
-                return;
-            }
-            continue;
+        if !pass_on(shared, routed.item, &output).await {
+            return;
         }
-        // Memory first, unless older batches wait on disk (keep the order).
-        let routed = if shared.queue().has_unread() {
-            routed
-        } else {
-            match output.try_send(routed, bytes) {
-                Ok(()) => continue,
-                Err(TrySendError::Full(routed)) => routed,
-                Err(TrySendError::Closed(_)) => return,
-            }
-        };
-        if let Some(routed) = spill(shared, routed).await {
-            // Not writable (disk full, I/O error): keep it in memory and
-            // let backpressure do the rest, rather than lose it.
-            if output.send(routed, bytes).await.is_err() {
-                return;
-            }
+    }
+}
+
+/// Moves one batch on: replayable ones wait for room in memory; spillable
+/// ones go to memory or, when it is full, to disk. False when the sink is
+/// gone.
+async fn pass_on(shared: &Shared, routed: RoutedBatch, output: &BatchSender<RoutedBatch>) -> bool {
+    let bytes = routed.batch.bytes;
+    if !is_spillable(&routed.batch) {
+        return output.send(routed, bytes).await.is_ok();
+    }
+    // Memory first, unless older batches wait on disk (keep the order).
+    let routed = if shared.queue().has_unread() {
+        routed
+    } else {
+        match output.try_send(routed, bytes) {
+            Ok(()) => return true,
+            Err(TrySendError::Full(routed)) => routed,
+            Err(TrySendError::Closed(_)) => return false,
         }
+    };
+    match spill(shared, routed).await {
+        // Not writable (disk full, I/O error): keep it in memory and let
+        // backpressure do the rest, rather than lose it.
+        Some(routed) => output.send(routed, bytes).await.is_ok(),
+        None => true,
     }
 }
 
 /// Appends `routed` to the spill; gives it back when it cannot be written.
 async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
     let mut encoded = Vec::with_capacity(routed.batch.bytes / 2);
-    codec::encode_batch(&routed, &mut encoded);
+    codec::encode_batch(&routed.stream, &routed.batch, &mut encoded);
     let events = routed.batch.len() as u32;
     let uncompressed = encoded.len() as u64;
     let record = match segment::frame(&encoded, events) {
@@ -251,6 +260,8 @@ async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
                     Ok(()) => {
                         drop(queue);
                         shared.appended.notify_one();
+                        // On disk now: its RAM journal copies may go.
+                        ack_events(&routed.batch.events);
                         None
                     }
                     Err(e) => {
@@ -320,10 +331,7 @@ async fn replay(shared: Arc<Shared>, output: BatchSender<RoutedBatch>, stop: Can
             n,
         ) {
             for event in &mut routed.batch.events {
-                match event {
-                    Event::Log(log) => log.ack = Some(Arc::clone(&token)),
-                    Event::Metric(m) => m.ack = Some(Arc::clone(&token)),
-                }
+                event.set_ack(Arc::clone(&token));
             }
         }
         seq += 1;
@@ -339,8 +347,7 @@ async fn replay(shared: Arc<Shared>, output: BatchSender<RoutedBatch>, stop: Can
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{MetricKind, MetricPoint, Resource};
-    use crate::pipeline::acks::ack_events;
+    use crate::event::{Event, MetricKind, MetricPoint, Resource};
     use crate::pipeline::channel::batch_channel;
 
     fn metrics(tag: usize) -> RoutedBatch {

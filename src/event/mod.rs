@@ -227,6 +227,14 @@ impl Event {
             Event::Metric(m) => m.ack.as_ref(),
         }
     }
+
+    /// Makes `token` the one whose batch this event belongs to.
+    pub fn set_ack(&mut self, token: AckToken) {
+        match self {
+            Event::Log(log) => log.ack = Some(token),
+            Event::Metric(m) => m.ack = Some(token),
+        }
+    }
 }
 
 /// The unit that moves through channels: events of one source plus their

@@ -80,6 +80,25 @@ fn env_or(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
+/// Where the RAM journal goes when no `runtime_dir` is set: systemd's
+/// `$RUNTIME_DIRECTORY` (tmpfs under /run), else a directory in /dev/shm
+/// named after the data directory, so agents with different data
+/// directories never share one.
+fn default_runtime_dir(data_dir: &std::path::Path) -> PathBuf {
+    if let Some(dir) = env_or("RUNTIME_DIRECTORY") {
+        return PathBuf::from(dir).join("journal");
+    }
+    // FNV-1a: stable across runs and versions, unlike std's hasher.
+    let id = data_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+    PathBuf::from(format!("/dev/shm/shipd-{id:016x}"))
+}
+
 /// Loads pipeline text; `Err` holds every diagnostic.
 pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     let (file, parse_errors) = super::parse::parse(src);
@@ -506,12 +525,22 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         steps,
         Router::new(rules, dead_letter, max_streams, &overflow),
     );
+    let data_dir: PathBuf = settings
+        .str("data_dir")
+        .or_else(|| env_or("SHIPD_DATA_DIR"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/shipd".into());
+    let runtime_dir = match settings
+        .str("runtime_dir")
+        .or_else(|| env_or("SHIPD_RUNTIME_DIR"))
+    {
+        Some(s) if s == "off" => None,
+        Some(s) => Some(PathBuf::from(s)),
+        None => Some(default_runtime_dir(&data_dir)),
+    };
     let agent = AgentConfig {
-        data_dir: settings
-            .str("data_dir")
-            .or_else(|| env_or("SHIPD_DATA_DIR"))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/var/lib/shipd".into()),
+        data_dir,
+        runtime_dir,
         api_addr,
         control_socket: match settings
             .str("control_socket")

@@ -5,11 +5,14 @@
 //! [`AckToken`] to it. A sink acknowledges events once the receiver accepted
 //! them; when the last event of a batch is acknowledged the batch's completion
 //! goes to the [`Checkpointer`](super::checkpoint::Checkpointer), which advances
-//! the source only past contiguous completions. Dropping a token never
-//! acknowledges: an event lost in a crash is simply read again.
+//! the source only past contiguous completions. A batch journaled in RAM
+//! (data no source can re-read) instead removes its journal file once
+//! delivered. Dropping a token never acknowledges: an event lost in a crash
+//! is simply read again.
 
 use super::checkpoint::{Checkpointer, SourceKey};
 use crate::event::Event;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -17,12 +20,23 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct BatchAck {
     remaining: AtomicUsize,
-    key: SourceKey,
-    seq: u64,
-    end: u64,
-    /// Source-specific resume token at `end` (a journal cursor).
-    cursor: Option<String>,
-    checkpointer: Arc<Checkpointer>,
+    on_complete: Completion,
+}
+
+/// What delivery of a whole batch does.
+#[derive(Debug)]
+enum Completion {
+    /// Advance a source's checkpoint.
+    Checkpoint {
+        key: SourceKey,
+        seq: u64,
+        end: u64,
+        /// Source-specific resume token at `end` (a journal cursor).
+        cursor: Option<String>,
+        checkpointer: Arc<Checkpointer>,
+    },
+    /// Remove the RAM journal file holding the batch.
+    RemoveFile(PathBuf),
 }
 
 /// A shared handle to the [`BatchAck`] of the batch an event came from.
@@ -58,24 +72,51 @@ impl BatchAck {
         }
         Some(Arc::new(BatchAck {
             remaining: AtomicUsize::new(events),
-            key,
-            seq,
-            end,
-            cursor,
-            checkpointer: Arc::clone(checkpointer),
+            on_complete: Completion::Checkpoint {
+                key,
+                seq,
+                end,
+                cursor,
+                checkpointer: Arc::clone(checkpointer),
+            },
         }))
+    }
+
+    /// A batch of `events` (at least one) journaled in the file `path`,
+    /// removed once all are delivered.
+    pub fn removing(path: PathBuf, events: usize) -> BatchAck {
+        BatchAck {
+            remaining: AtomicUsize::new(events),
+            on_complete: Completion::RemoveFile(path),
+        }
+    }
+
+    /// Whether the batch lives in the RAM journal (no source can read it
+    /// again) rather than behind a source's checkpoint.
+    pub fn is_journaled(&self) -> bool {
+        matches!(self.on_complete, Completion::RemoveFile(_))
     }
 
     /// Acknowledges `n` events of this batch.
     pub fn ack(&self, n: usize) {
         let before = self.remaining.fetch_sub(n, Ordering::AcqRel);
-        if before == n {
-            self.checkpointer.complete_with_cursor(
-                &self.key,
-                self.seq,
-                self.end,
-                self.cursor.clone(),
-            );
+        if before != n {
+            return;
+        }
+        match &self.on_complete {
+            Completion::Checkpoint {
+                key,
+                seq,
+                end,
+                cursor,
+                checkpointer,
+            } => checkpointer.complete_with_cursor(key, *seq, *end, cursor.clone()),
+            Completion::RemoveFile(path) => {
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "cannot remove a delivered batch from the RAM journal");
+                }
+            }
         }
     }
 }

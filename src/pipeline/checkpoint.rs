@@ -2,15 +2,15 @@
 //!
 //! The [`Checkpointer`] advances a source key (one tailed file, one journal)
 //! to its highest *contiguously* acknowledged position and persists the state
-//! file by write-temp + fsync + rename, at most every interval and only when
-//! something changed. The start position of a newly seen key is persisted at
-//! once, so a crash before the first interval neither skips nor re-reads.
+//! (JSON in a [`SlotFile`], written in place) at most every interval and
+//! only when something changed. The start position of a newly seen key is
+//! persisted and synced at once, so a crash before the first interval
+//! neither skips nor re-reads; so is the final state at shutdown.
 //! It never writes event data.
 
-use crate::telemetry;
+use super::checkpoint_file::{SlotFile, SlotFileError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -32,11 +32,8 @@ pub enum CheckpointError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("cannot write checkpoint file {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] SlotFileError),
 }
 
 /// One persisted position.
@@ -78,37 +75,61 @@ pub struct Checkpointer {
     interval: Duration,
     state: Mutex<State>,
     /// Held across snapshot and write: two flushers (a source starting a
-    /// key, the interval task) would otherwise race on the temp file or
-    /// rename an older snapshot over a newer one.
-    write_lock: Mutex<()>,
+    /// key, the interval task) would otherwise write an older snapshot
+    /// over a newer one.
+    file: Mutex<SlotFile>,
+    /// The state file of earlier versions, removed after the first write.
+    legacy: Mutex<Option<PathBuf>>,
 }
 
-const FILE_NAME: &str = "checkpoints.json";
+const FILE_NAME: &str = "checkpoints.state";
+/// Whole-file JSON written by write-temp + rename (before 0.2).
+const LEGACY_FILE_NAME: &str = "checkpoints.json";
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, CheckpointError> {
+    serde_json::from_slice::<StateFile>(bytes)
+        .map(|file| file.entries)
+        .map_err(|source| CheckpointError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+}
 
 impl Checkpointer {
-    /// Loads `data_dir/checkpoints.json` (absent means empty).
+    /// Loads `data_dir/checkpoints.state` (absent means empty; a
+    /// `checkpoints.json` of an earlier version is taken over).
     pub fn open(data_dir: &Path, interval: Duration) -> Result<Arc<Self>, CheckpointError> {
         let path = data_dir.join(FILE_NAME);
-        let entries = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<StateFile>(&bytes)
-                    .map_err(|source| CheckpointError::Parse {
-                        path: path.clone(),
+        let loaded = SlotFile::open(&path)?;
+        let legacy_path = data_dir.join(LEGACY_FILE_NAME);
+        let mut legacy = None;
+        let entries = match loaded.payload {
+            Some(payload) => parse(&path, &payload)?,
+            None => match std::fs::read(&legacy_path) {
+                Ok(bytes) => {
+                    legacy = Some(legacy_path.clone());
+                    parse(&legacy_path, &bytes)?
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+                Err(source) => {
+                    return Err(CheckpointError::Read {
+                        path: legacy_path,
                         source,
-                    })?
-                    .entries
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => return Err(CheckpointError::Read { path, source }),
+                    })
+                }
+            },
         };
+        let dirty = legacy.is_some();
         Ok(Arc::new(Checkpointer {
             path,
             interval,
             state: Mutex::new(State {
                 entries,
+                dirty,
                 ..State::default()
             }),
-            write_lock: Mutex::new(()),
+            file: Mutex::new(loaded.file),
+            legacy: Mutex::new(legacy),
         }))
     }
 
@@ -138,13 +159,13 @@ impl Checkpointer {
     /// differs from what is stored.
     pub fn start(&self, key: &SourceKey, entry: Entry) -> Result<(), CheckpointError> {
         if self.start_unflushed(key, entry) {
-            self.flush()?;
+            self.flush_synced()?;
         }
         Ok(())
     }
 
     /// Like [`start`](Self::start) without writing, for a source starting
-    /// many keys at once: it must [`flush`](Self::flush) once afterwards,
+    /// many keys at once: it must [`flush_synced`](Self::flush_synced) once afterwards,
     /// before reading from them. Returns whether anything changed.
     pub fn start_unflushed(&self, key: &SourceKey, entry: Entry) -> bool {
         let mut state = self.lock();
@@ -206,46 +227,50 @@ impl Checkpointer {
         }
     }
 
-    /// Writes the state file if anything changed since the last write.
+    /// Writes the state file if anything changed since the last write: into
+    /// the page cache, which a process crash does not lose.
     pub fn flush(&self) -> Result<(), CheckpointError> {
-        let _writing = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.write(false)
+    }
+
+    /// Like [`flush`](Self::flush), and forces the state to storage.
+    pub fn flush_synced(&self) -> Result<(), CheckpointError> {
+        self.write(true)
+    }
+
+    fn write(&self, sync: bool) -> Result<(), CheckpointError> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let bytes = {
             let mut state = self.lock();
             if !state.dirty {
                 return Ok(());
             }
             state.dirty = false;
-            let file = StateFile {
+            let snapshot = StateFile {
                 version: 1,
                 entries: state.entries.clone(),
             };
-            serde_json::to_vec_pretty(&file).map_err(|source| CheckpointError::Parse {
+            serde_json::to_vec(&snapshot).map_err(|source| CheckpointError::Parse {
                 path: self.path.clone(),
                 source,
             })?
         };
-        self.write_atomically(&bytes).inspect_err(|_| {
+        let mut legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner());
+        let written = file.write(&bytes).and_then(|()| {
+            if sync || legacy.is_some() {
+                file.sync()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
             self.lock().dirty = true;
-        })
-    }
-
-    fn write_atomically(&self, bytes: &[u8]) -> Result<(), CheckpointError> {
-        let tmp = self.path.with_extension("json.tmp");
-        let err = |source| CheckpointError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let mut file = std::fs::File::create(&tmp).map_err(err)?;
-        file.write_all(bytes).map_err(err)?;
-        file.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(err)?;
+            return Err(e.into());
         }
-        telemetry::disk_written("checkpoint", bytes.len() as u64);
-        telemetry::fsyncs(2);
+        if let Some(old) = legacy.take() {
+            if let Err(e) = std::fs::remove_file(&old) {
+                tracing::warn!(path = %old.display(), error = %e, "cannot remove the old checkpoint file");
+            }
+        }
         Ok(())
     }
 
@@ -262,7 +287,7 @@ impl Checkpointer {
                 tracing::error!(error = %e, "checkpoint not persisted; will retry");
             }
         }
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush_synced() {
             tracing::error!(error = %e, "final checkpoint not persisted");
         }
     }
@@ -349,8 +374,51 @@ mod tests {
     #[test]
     fn corrupt_state_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), vec![0u8; 4096]).unwrap();
+        let err = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap_err();
+        assert!(err.to_string().contains("no intact slot"), "{err}");
+        std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        std::fs::write(dir.path().join(LEGACY_FILE_NAME), b"{not json").unwrap();
         let err = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap_err();
         assert!(err.to_string().contains("not valid"), "{err}");
+    }
+
+    #[test]
+    fn state_of_the_earlier_json_file_is_taken_over_and_the_old_file_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join(LEGACY_FILE_NAME);
+        std::fs::write(
+            &legacy,
+            br#"{"version":1,"entries":{"files|1:2":{"path":"/x","offset":42}}}"#,
+        )
+        .unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        assert_eq!(cp.entry("files|1:2").unwrap().offset, 42);
+        cp.flush().unwrap();
+        assert!(
+            !legacy.exists(),
+            "the old file is gone once the new one is written"
+        );
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        assert_eq!(cp.entry("files|1:2").unwrap().offset, 42);
+    }
+
+    #[test]
+    fn periodic_writes_reuse_the_page_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let k = key("files|1:2");
+        cp.start(&k, entry(0)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().ino();
+        for seq in 0..10 {
+            cp.complete(&k, seq, (seq + 1) * 100);
+            cp.flush().unwrap();
+        }
+        let meta = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(meta.ino(), inode, "no new file per write");
+        assert_eq!(meta.len(), 4096, "two slots in one page");
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        assert_eq!(cp.entry(&k).unwrap().offset, 1000);
     }
 }

@@ -4,6 +4,7 @@
 pub mod acks;
 pub mod channel;
 pub mod checkpoint;
+pub mod checkpoint_file;
 pub mod processor;
 pub mod router;
 pub mod topology;

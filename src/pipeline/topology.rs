@@ -8,11 +8,13 @@
 use super::channel::{batch_channel, BatchReceiver, BatchSender};
 use super::checkpoint::{CheckpointError, Checkpointer};
 use super::processor::Processor;
+use crate::buffer::journal::{JournaledSender, RamJournal, SharedJournal};
 use crate::buffer::SpillBuffer;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::control::reload::{Apply, PipelineOrigin, Reloader};
 use crate::control::status::{AgentView, Layout};
 use crate::control::tap::{self, Point};
+use crate::event::EventBatch;
 use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
 use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
@@ -23,7 +25,8 @@ use crate::sources::prometheus::scrape::ScrapeConfigError;
 use crate::sources::prometheus::PrometheusScrapeSource;
 use crate::telemetry;
 use std::future::Future;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -239,7 +242,62 @@ struct RunningPipeline {
     sources: Vec<tokio::task::JoinHandle<()>>,
     stage: tokio::task::JoinHandle<()>,
     sinks: Vec<tokio::task::JoinHandle<()>>,
+    /// The RAM journals of the sources, emptied by a complete drain.
+    journals: Vec<SharedJournal>,
     drain_timeout: Duration,
+}
+
+/// The way into the pipeline for what `source` cannot read again: through
+/// its RAM journal under `runtime_dir`, whose leftovers from a crashed run
+/// are sent first (by a task pushed to `tasks`); the journal is pushed to
+/// `journals`. Replayable sources (and an agent without a usable journal
+/// directory) get a plain sender.
+fn journaled_sender(
+    source: &SourceConfig,
+    runtime_dir: Option<&Path>,
+    events_tx: &BatchSender,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    journals: &mut Vec<SharedJournal>,
+) -> JournaledSender {
+    let replayable = matches!(source, SourceConfig::File(_) | SourceConfig::Journald(_));
+    let Some(dir) = runtime_dir.filter(|_| !replayable) else {
+        return JournaledSender::new(events_tx.clone(), None);
+    };
+    let name = source.name();
+    match RamJournal::open(dir, name) {
+        Ok((journal, recovered)) => {
+            if !recovered.is_empty() {
+                let events: usize = recovered.iter().map(EventBatch::len).sum();
+                tracing::info!(
+                    source = name,
+                    batches = recovered.len(),
+                    events,
+                    "sending again what a crashed run left in the RAM journal"
+                );
+                telemetry::counter(
+                    "shipd_journal_recovered_events_total",
+                    &[("component", name)],
+                )
+                .add(events as u64);
+                let tx = events_tx.clone();
+                tasks.push(tokio::spawn(async move {
+                    for batch in recovered {
+                        if tx.send_batch(batch).await.is_err() {
+                            return;
+                        }
+                    }
+                }));
+            }
+            let journal = Arc::new(Mutex::new(journal));
+            journals.push(Arc::clone(&journal));
+            JournaledSender::new(events_tx.clone(), Some(journal))
+        }
+        Err(e) => {
+            tracing::warn!(source = name, error = %e,
+                "no RAM journal: a crash would lose what this source collected and not yet delivered");
+            JournaledSender::new(events_tx.clone(), None)
+        }
+    }
 }
 
 impl RunningPipeline {
@@ -293,8 +351,17 @@ impl RunningPipeline {
         let stage = tokio::spawn(process(events_rx, cfg.processor, sink_txs));
 
         let mut sources = Vec::new();
+        let mut journals = Vec::new();
         for source in &cfg.sources {
+            let unreplayable = journaled_sender(
+                source,
+                cfg.runtime_dir.as_deref(),
+                &events_tx,
+                &mut sources,
+                &mut journals,
+            );
             let ctx = SourceContext {
+                unreplayable,
                 out: events_tx.clone(),
                 checkpointer: Arc::clone(checkpointer),
                 cancel: stop_sources.clone(),
@@ -346,6 +413,7 @@ impl RunningPipeline {
             sources,
             stage,
             sinks: sink_tasks,
+            journals,
             drain_timeout: cfg.drain_timeout,
         })
     }
@@ -373,6 +441,14 @@ impl RunningPipeline {
             }
         })
         .await;
+        if drained.is_ok() {
+            for journal in &self.journals {
+                journal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove_dir_if_empty();
+            }
+        }
         if drained.is_err() {
             tracing::warn!(
                 "drain timed out; undelivered events will be re-read from the checkpoints"

@@ -32,6 +32,7 @@ pub use identity::{FileIdentity, Fingerprint};
 pub use lines::{Line, LineSplitter};
 pub use multiline::{Aggregator, MultilineConfig, MultilineMode};
 
+use crate::buffer::journal::JournaledSender;
 use crate::event::{EventBatch, Resource, Value};
 use crate::pipeline::channel::BatchSender;
 use crate::pipeline::checkpoint::{Checkpointer, Entry, SourceKey};
@@ -108,6 +109,8 @@ impl FileSourceConfig {
 #[derive(Debug, Clone)]
 pub struct SourceContext {
     pub out: BatchSender,
+    /// The same way in, journaled in RAM: for data that cannot be read again.
+    pub unreplayable: JournaledSender,
     pub checkpointer: Arc<Checkpointer>,
     pub cancel: CancellationToken,
     pub host_name: String,
@@ -304,7 +307,7 @@ impl FileSource {
             }
         }
         if started {
-            if let Err(e) = self.ctx.checkpointer.flush() {
+            if let Err(e) = self.ctx.checkpointer.flush_synced() {
                 tracing::error!(source = %self.cfg.name, error = %e, "start positions not persisted; will retry");
             }
         }
@@ -758,6 +761,7 @@ mod tests {
         multiline.timeout = Duration::from_millis(500);
         cfg.multiline = Some(multiline);
         let ctx = SourceContext {
+            unreplayable: JournaledSender::new(tx.clone(), None),
             out: tx,
             checkpointer: Arc::clone(&checkpointer),
             cancel: cancel.clone(),

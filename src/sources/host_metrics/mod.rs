@@ -391,7 +391,7 @@ impl HostMetricsSource {
             for point in collection.points {
                 batch.push(Event::Metric(point));
             }
-            if self.ctx.out.send_batch(batch).await.is_err() {
+            if self.ctx.unreplayable.send(batch).await.is_err() {
                 return;
             }
         }

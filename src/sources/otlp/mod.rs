@@ -16,8 +16,8 @@ pub mod convert;
 pub mod grpc;
 pub mod http;
 
+use crate::buffer::journal::{JournaledSender, NotSent};
 use crate::event::EventBatch;
-use crate::pipeline::channel::BatchSender;
 use crate::sinks::log_limit::LogLimit;
 use crate::sources::file::SourceContext;
 use crate::telemetry::{self, Metric};
@@ -88,7 +88,7 @@ struct Counters {
 
 /// Hands converted requests to the pipeline; shared by both servers.
 pub struct Intake {
-    out: BatchSender,
+    out: JournaledSender,
     origin: Origin,
     accept_timeout: Duration,
     counters: Counters,
@@ -96,7 +96,7 @@ pub struct Intake {
 }
 
 impl Intake {
-    fn new(cfg: &OtlpReceiverConfig, out: BatchSender, host_name: String) -> Self {
+    fn new(cfg: &OtlpReceiverConfig, out: JournaledSender, host_name: String) -> Self {
         let c = |metric, extra: Option<(&str, &str)>| {
             let mut labels = vec![("component", cfg.name.as_str())];
             labels.extend(extra);
@@ -147,13 +147,13 @@ impl Intake {
             return Ok(());
         }
         let n = batch.len() as u64;
-        match tokio::time::timeout(self.accept_timeout, self.out.send_batch(batch)).await {
-            Ok(Ok(())) => {
+        match self.out.send_within(batch, self.accept_timeout).await {
+            Ok(()) => {
                 self.counters.events.add(n);
                 Ok(())
             }
-            Ok(Err(_)) => Err(Refusal::Closed),
-            Err(_) => {
+            Err(NotSent::Closed) => Err(Refusal::Closed),
+            Err(NotSent::Full) => {
                 self.counters.refused_full.inc();
                 Err(Refusal::Full)
             }
@@ -198,7 +198,7 @@ impl OtlpReceiverSource {
             .http_address
             .map(|a| bind(&cfg.name, "HTTP", a))
             .transpose()?;
-        let intake = Arc::new(Intake::new(&cfg, ctx.out, ctx.host_name));
+        let intake = Arc::new(Intake::new(&cfg, ctx.unreplayable, ctx.host_name));
         Ok(OtlpReceiverSource {
             grpc,
             http,

@@ -377,7 +377,7 @@ async fn scrape_loop(
         for p in report.points {
             batch.push(Event::Metric(p));
         }
-        if ctx.out.send_batch(batch).await.is_err() {
+        if ctx.unreplayable.send(batch).await.is_err() {
             return;
         }
     }

@@ -1,0 +1,330 @@
+//! The RAM journal: batches that no source can read again (metrics,
+//! scrapes, OTLP received), kept in a RAM-backed directory (tmpfs) from the
+//! moment their source made them until delivered, so a crash of the process
+//! (kill -9, OOM kill, panic) loses none of them, wherever they waited.
+//!
+//! Each journaled batch is one file `<seq>.rec` (a [`segment`] record:
+//! length, event count, CRC32C, zstd) in the source's directory, written
+//! before the source sends the batch and removed when every event is
+//! acknowledged: delivered, dropped by a step, or moved to the disk spill.
+//! On start, the files left by a crashed run are read back in order and
+//! sent again, each still owned by its file. tmpfs lives in RAM: this costs no flash
+//! writes (the kernel charges tmpfs nothing in `write_bytes`), and a power
+//! cut or reboot loses what it holds, like any memory queue. A directory
+//! that is not RAM-backed is refused, so the journal never wears the card.
+
+use super::codec;
+use super::segment::{self, ReadOutcome};
+use crate::event::EventBatch;
+use crate::pipeline::acks::{AckToken, BatchAck};
+use crate::pipeline::channel::{BatchSender, Closed};
+use crate::telemetry::{self, Metric};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// statfs magic numbers of RAM-backed file systems.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+/// The journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("RAM journal directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("RAM journal directory {path} is not on tmpfs or ramfs; it would wear the storage")]
+    NotInRam { path: PathBuf },
+}
+
+/// One source's journal directory.
+#[derive(Debug)]
+pub struct RamJournal {
+    dir: PathBuf,
+    next_seq: u64,
+    source: String,
+    write_errors: Metric,
+}
+
+/// Whether `dir` (or its nearest existing ancestor) lives in RAM.
+fn in_ram(dir: &Path) -> io::Result<bool> {
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| Path::new("/"));
+    let stat = rustix::fs::statfs(existing)?;
+    let kind = stat.f_type as i64;
+    Ok(kind == TMPFS_MAGIC || kind == RAMFS_MAGIC)
+}
+
+fn seq_of(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".rec")?
+        .parse()
+        .ok()
+}
+
+impl RamJournal {
+    /// Opens `dir/<source>` and reads back the batches a crashed run left,
+    /// oldest first, each carrying the token that removes its file.
+    pub fn open(dir: &Path, source: &str) -> Result<(Self, Vec<EventBatch>), JournalError> {
+        let dir = dir.join(source);
+        let err = |source| JournalError::Io {
+            path: dir.clone(),
+            source,
+        };
+        if !in_ram(&dir).map_err(err)? {
+            return Err(JournalError::NotInRam { path: dir });
+        }
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+            .map_err(err)?
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                Some((seq_of(&path)?, path))
+            })
+            .collect();
+        files.sort();
+        let next_seq = files.last().map_or(0, |(seq, _)| seq + 1);
+        let mut recovered = Vec::new();
+        for (_, path) in files {
+            match read(&path) {
+                Ok(mut batch) => {
+                    own(&mut batch, path);
+                    recovered.push(batch);
+                }
+                Err(e) => {
+                    tracing::error!(source, path = %path.display(), error = %e,
+                        "journaled batch cannot be read back; its events are lost");
+                    telemetry::counter(
+                        "shipd_events_dropped_total",
+                        &[("component", source), ("reason", "journal_damaged")],
+                    )
+                    .inc();
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        Ok((
+            RamJournal {
+                dir,
+                next_seq,
+                source: source.to_owned(),
+                write_errors: telemetry::counter(
+                    "shipd_journal_write_errors_total",
+                    &[("component", source)],
+                ),
+            },
+            recovered,
+        ))
+    }
+
+    /// Writes `batch` to the journal and gives each of its events the ack
+    /// token that removes the file once every event was acknowledged; the
+    /// token is returned too, for a caller that must give the batch up
+    /// ([`BatchAck::ack`] all of it). When the batch cannot be written it
+    /// goes on unjournaled (logged, counted).
+    pub fn add(&mut self, batch: &mut EventBatch) -> Option<AckToken> {
+        if batch.is_empty() {
+            return None;
+        }
+        let path = self.dir.join(format!("{:020}.rec", self.next_seq));
+        self.next_seq += 1;
+        let mut encoded = Vec::with_capacity(batch.bytes / 2);
+        codec::encode_batch("", batch, &mut encoded);
+        let written = segment::frame(&encoded, batch.len() as u32)
+            .and_then(|record| std::fs::write(&path, record));
+        if let Err(e) = written {
+            self.write_errors.inc();
+            tracing::error!(source = %self.source, path = %path.display(), error = %e,
+                "cannot journal a batch in RAM; a crash before it is delivered would lose it");
+            return None;
+        }
+        Some(own(batch, path))
+    }
+
+    /// Removes the directory when nothing is left in it (clean shutdown).
+    pub fn remove_dir_if_empty(&self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A source's way into the pipeline for batches it cannot read again:
+/// journaled in RAM first (when the agent has a journal for it).
+#[derive(Debug, Clone)]
+pub struct JournaledSender {
+    out: BatchSender,
+    journal: Option<SharedJournal>,
+}
+
+/// A journal shared by the clones of a [`JournaledSender`].
+pub type SharedJournal = Arc<Mutex<RamJournal>>;
+
+/// Why [`JournaledSender::send_within`] gave a batch up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotSent {
+    /// The pipeline stayed full for the whole wait.
+    Full,
+    /// The pipeline is gone (shutdown).
+    Closed,
+}
+
+impl JournaledSender {
+    pub fn new(out: BatchSender, journal: Option<SharedJournal>) -> Self {
+        JournaledSender { out, journal }
+    }
+
+    fn journal(&self, batch: &mut EventBatch) -> Option<AckToken> {
+        let journal = self.journal.as_ref()?;
+        journal.lock().unwrap_or_else(|p| p.into_inner()).add(batch)
+    }
+
+    /// Journals `batch` and sends it, waiting for room. After a crash
+    /// the journal sends it again, whether or not it got in here.
+    pub async fn send(&self, mut batch: EventBatch) -> Result<(), Closed> {
+        self.journal(&mut batch);
+        self.out.send_batch(batch).await
+    }
+
+    /// Like [`send`](Self::send), giving up after `wait`: a batch given up
+    /// leaves the journal too (its sender was told so and sends again).
+    pub async fn send_within(&self, mut batch: EventBatch, wait: Duration) -> Result<(), NotSent> {
+        let n = batch.len();
+        let token = self.journal(&mut batch);
+        match tokio::time::timeout(wait, self.out.send_batch(batch)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Closed)) => Err(NotSent::Closed),
+            Err(_) => {
+                if let Some(token) = token {
+                    token.ack(n);
+                }
+                Err(NotSent::Full)
+            }
+        }
+    }
+}
+
+/// Makes the file at `path` the owner of every event in `batch`.
+fn own(batch: &mut EventBatch, path: PathBuf) -> AckToken {
+    let token: AckToken = Arc::new(BatchAck::removing(path, batch.len()));
+    for event in &mut batch.events {
+        event.set_ack(Arc::clone(&token));
+    }
+    token
+}
+
+fn read(path: &Path) -> io::Result<EventBatch> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    match segment::read_record(&mut file, 0, len)? {
+        ReadOutcome::Record(record) => codec::decode_batch(&record.encoded)
+            .map(|routed| routed.batch)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        ReadOutcome::End => Err(io::Error::new(io::ErrorKind::InvalidData, "empty file")),
+        ReadOutcome::Damaged(damage) => {
+            Err(io::Error::new(io::ErrorKind::InvalidData, damage.as_str()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, MetricKind, MetricPoint, Resource};
+    use crate::pipeline::acks::ack_events;
+
+    fn shm_dir() -> Option<tempfile::TempDir> {
+        tempfile::tempdir_in("/dev/shm").ok()
+    }
+
+    fn batch(values: &[f64]) -> EventBatch {
+        let source: Arc<str> = Arc::from("node");
+        let mut batch = EventBatch::from_source(&source, values.len());
+        let r = Arc::new(Resource::default());
+        for v in values {
+            let p = MetricPoint::new("m", "1", MetricKind::Gauge, *v, 1, Arc::clone(&r));
+            batch.push(Event::Metric(p));
+        }
+        batch
+    }
+
+    fn values(b: &EventBatch) -> Vec<f64> {
+        b.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Metric(m) => Some(m.value),
+                Event::Log(_) => None,
+            })
+            .collect()
+    }
+
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("node")).unwrap().count()
+    }
+
+    #[test]
+    fn unacknowledged_batches_come_back_in_order_after_a_crash() {
+        let Some(dir) = shm_dir() else { return };
+        let (mut journal, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        assert!(recovered.is_empty());
+        let mut first = batch(&[1.0, 2.0]);
+        let mut second = batch(&[3.0]);
+        let mut third = batch(&[4.0]);
+        journal.add(&mut first);
+        journal.add(&mut second);
+        journal.add(&mut third);
+        ack_events(&second.events);
+        drop((journal, first, third)); // the crash: tokens dropped, never acked
+        let (_, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        let got: Vec<Vec<f64>> = recovered.iter().map(values).collect();
+        assert_eq!(got, vec![vec![1.0, 2.0], vec![4.0]]);
+        assert_eq!(recovered[0].source.as_ref(), "node", "the source is kept");
+    }
+
+    #[test]
+    fn recovered_batches_keep_their_files_until_delivered_and_numbering_continues() {
+        let Some(dir) = shm_dir() else { return };
+        let (mut journal, _) = RamJournal::open(dir.path(), "node").unwrap();
+        let mut b = batch(&[1.0]);
+        journal.add(&mut b);
+        let (mut journal, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        let mut newer = batch(&[2.0]);
+        journal.add(&mut newer);
+        assert_eq!(files(dir.path()), 2, "a new file beside the recovered one");
+        ack_events(&recovered[0].events);
+        assert_eq!(files(dir.path()), 1);
+        ack_events(&newer.events);
+        assert_eq!(files(dir.path()), 0);
+        journal.remove_dir_if_empty();
+        assert!(!dir.path().join("node").exists());
+    }
+
+    #[test]
+    fn damaged_file_is_counted_and_the_others_recovered() {
+        let Some(dir) = shm_dir() else { return };
+        let (mut journal, _) = RamJournal::open(dir.path(), "node").unwrap();
+        let (mut a, mut b) = (batch(&[1.0]), batch(&[2.0]));
+        journal.add(&mut a);
+        journal.add(&mut b);
+        let first = dir.path().join("node").join(format!("{:020}.rec", 0));
+        let mut bytes = std::fs::read(&first).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&first, bytes).unwrap();
+        let (_, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        let got: Vec<Vec<f64>> = recovered.iter().map(values).collect();
+        assert_eq!(got, vec![vec![2.0]]);
+        assert_eq!(files(dir.path()), 1, "the damaged file is removed");
+    }
+
+    #[test]
+    fn a_directory_on_disk_is_refused() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        if in_ram(dir.path()).unwrap() {
+            return;
+        }
+        let err = RamJournal::open(dir.path(), "node").unwrap_err();
+        assert!(err.to_string().contains("not on tmpfs"), "{err}");
+    }
+}
