@@ -622,3 +622,63 @@ fn file_truncated_mid_read_restarts_at_zero_and_delivers_every_line_written_afte
     assert!(!shipd.log().contains("panicked"), "{}", shipd.log());
     assert_eq!(shipd.terminate(), Some(0));
 }
+
+/// A service restarted with `> app.log` truncates its log and writes the
+/// same banner first: the file keeps its identity (inode and first line).
+/// Batches of the old content still in flight when reading restarts at 0
+/// must not move the new content's checkpoint: after a restart of shipd,
+/// nothing is read twice.
+#[test]
+fn truncated_file_starting_with_the_same_line_keeps_its_checkpoint_through_late_acks() {
+    let rt = runtime();
+    let receiver = http_receiver(
+        &rt,
+        Arc::new(|_, _| Reply::slow_accept(Duration::from_millis(500))),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.log");
+    let banner = vec!["app 1.0 starting, listening on :8080 with 4 workers".to_owned()];
+    append_lines(&file, &banner, 1, Duration::ZERO);
+    append_lines(
+        &file,
+        &nginx_lines("before", 200_000),
+        10_000,
+        Duration::ZERO,
+    );
+    let data = dir.path().join("data");
+    let mut env = ship_env(&receiver, "http", &file.display().to_string(), &data);
+    env.extend([
+        ("SHIPD_READ_FROM", "beginning".to_owned()),
+        ("SHIPD_BATCH_MAX_EVENTS", "1000".to_owned()),
+        ("SHIPD_CHANNEL_BYTES", "256KiB".to_owned()),
+    ]);
+    let log = dir.path().join("shipd.log");
+    let shipd = Shipd::start(&env, &log);
+    assert!(receiver.wait_for(8_000, WAIT) >= 8_000, "{}", shipd.log());
+    std::fs::write(&file, b"").unwrap();
+    append_lines(&file, &banner, 1, Duration::ZERO);
+    let new = nginx_lines("after", 2_000);
+    append_lines(&file, &new, 500, Duration::from_millis(50));
+    assert_eq!(receiver.wait_for_all(&new, WAIT), 0, "{}", shipd.log());
+    let old_in_flight = shipd.metric("shipd_events_out_total{component=\"openobserve\"}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(shipd.terminate(), Some(0));
+    let size = std::fs::metadata(&file).unwrap().len();
+    let state = std::fs::read_to_string(data.join("checkpoints.json")).unwrap();
+    println!(
+        "after truncation ({old_in_flight} delivered), file size {size}, checkpoints: {state}"
+    );
+
+    let delivered = receiver.count();
+    let again = Shipd::start(&env, &log);
+    assert!(again.wait_log("reading file", WAIT));
+    std::thread::sleep(Duration::from_secs(3));
+    let repeated = receiver.count() - delivered;
+    println!("after restarting shipd: {repeated} records delivered again");
+    assert!(
+        state.contains(&format!("\"offset\": {size}")),
+        "the checkpoint is the end of the new content ({size}): {state}"
+    );
+    assert_eq!(repeated, 0, "nothing read twice after a restart");
+    assert_eq!(again.terminate(), Some(0));
+}
