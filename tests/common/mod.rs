@@ -44,8 +44,8 @@ impl Reply {
         Reply::After(delay, Box::new(Reply::Accept))
     }
 
-    /// The total delay and the reply it wraps.
-    fn delayed(self) -> (Duration, Reply) {
+    /// The total delay and the reply it wraps (never `After`).
+    pub fn delayed(self) -> (Duration, Reply) {
         match self {
             Reply::After(delay, inner) => {
                 let (more, reply) = inner.delayed();
