@@ -1,6 +1,7 @@
-//! Faults: kill -9 mid-stream and restart, hostile input files, and the
-//! seeded chaos run (kill -9 ten times, receiver down three times, logs and
-//! metrics at once).
+//! Faults: kill -9 mid-stream and restart, hostile input files, a receiver
+//! answering after 5 s, 500 and 429/500 storms, a file truncated mid-read,
+//! and the seeded chaos run (kill -9 ten times, receiver down three times,
+//! logs and metrics at once).
 
 mod common;
 #[path = "support/otlp_receiver.rs"]
@@ -8,6 +9,8 @@ mod otlp_receiver;
 
 use common::*;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -320,4 +323,371 @@ fn now_nanos() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
+}
+
+/// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+fn assert_each_delivered_once(bodies: &[String], expected: &[String]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for b in bodies {
+        *seen.entry(b.as_str()).or_default() += 1;
+    }
+    let missing = expected
+        .iter()
+        .filter(|l| !seen.contains_key(l.as_str()))
+        .count();
+    let duplicated = seen.values().filter(|n| **n > 1).count();
+    assert_eq!(missing, 0, "lines lost");
+    assert_eq!(duplicated, 0, "lines delivered more than once");
+    assert_eq!(seen.len(), expected.len(), "nothing unexpected arrived");
+}
+
+/// Every request is answered 200 after 5 s (well under the 30 s default
+/// request timeout, so nothing is re-sent). A 100,000-line backlog at 4
+/// requests of 5,000 lines in flight takes five rounds: every line arrives
+/// once, the file source stops reading while the sink is saturated (what it
+/// read but shipd has not yet seen acknowledged stays bounded by the batches
+/// in flight and the byte-bounded channels), and resident memory stays small.
+#[test]
+fn receiver_answering_after_5_s_gets_every_line_once_while_reading_waits_and_memory_stays_bounded()
+{
+    const DELAY: Duration = Duration::from_secs(5);
+    let rt = runtime();
+    let receiver = http_receiver(&rt, Arc::new(|_, _| Reply::slow_accept(DELAY)));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backlog.log");
+    let lines = nginx_lines("slow", 100_000);
+    append_lines(&file, &lines, 10_000, Duration::ZERO);
+    let file_bytes = std::fs::metadata(&file).unwrap().len();
+    let mut env = ship_env(
+        &receiver,
+        "http",
+        &file.display().to_string(),
+        &dir.path().join("data"),
+    );
+    env.extend([
+        ("SHIPD_READ_FROM", "beginning".to_owned()),
+        ("SHIPD_BATCH_MAX_EVENTS", "5000".to_owned()),
+        ("SHIPD_BATCH_MAX_BYTES", "4MiB".to_owned()),
+        ("SHIPD_IN_FLIGHT", "4".to_owned()),
+        ("SHIPD_CHANNEL_BYTES", "256KiB".to_owned()),
+    ]);
+    let started = Instant::now();
+    let shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
+    let read = || shipd.metric("shipd_events_in_total{component=\"files\"}");
+
+    let delivered = || shipd.metric("shipd_events_out_total{component=\"openobserve\"}");
+
+    // Until the first answer, 5 s after the first request, the sink has four
+    // requests in flight and asks for no more; the source fills the
+    // pipeline, then waits.
+    while receiver.log.attempts.load(Ordering::SeqCst) < 4 {
+        assert!(started.elapsed() < WAIT, "no request:\n{}", shipd.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let read_at_2s = read();
+    std::thread::sleep(Duration::from_secs(2));
+    let read_at_4s = read();
+    let requests_at_4s = receiver.log.attempts.load(Ordering::SeqCst);
+    assert_eq!(delivered(), 0, "answers take 5 s");
+
+    let mut most_outstanding = 0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (read, delivered) = (read(), delivered());
+        most_outstanding = most_outstanding.max(read.saturating_sub(delivered));
+        if delivered >= lines.len() as u64 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = shipd.child.id();
+    let (rss, peak) = (
+        proc_status_bytes(pid, "VmRSS"),
+        proc_status_bytes(pid, "VmHWM"),
+    );
+    let requests = shipd.metric("shipd_requests_total{component=\"openobserve\"}");
+    let retries = shipd.metric("shipd_retries_total{component=\"openobserve\"}");
+    println!(
+        "5 s answers: {} lines ({file_bytes} bytes) in {took:.1?} over {requests} requests, {retries} retries; \
+         before the first answer: {requests_at_4s} requests, {read_at_2s} lines read at 2 s, {read_at_4s} at 4 s; \
+         at most {most_outstanding} lines read but not yet acknowledged; VmRSS {} KiB (peak {} KiB)",
+        lines.len(),
+        rss / 1024,
+        peak / 1024
+    );
+    assert_each_delivered_once(&receiver.bodies(), &lines);
+    assert_eq!(retries, 0, "no request timed out");
+    assert_eq!(
+        requests as usize,
+        receiver.log.attempts.load(Ordering::SeqCst),
+        "one request per batch"
+    );
+    assert_eq!(requests_at_4s, 4, "no more requests than in_flight");
+    assert_eq!(
+        read_at_2s, read_at_4s,
+        "reading stopped while the sink was full"
+    );
+    assert!(
+        read_at_4s < lines.len() as u64 / 2,
+        "the source did not read the backlog ahead ({read_at_4s} lines)"
+    );
+    // In flight 4 × 5,000, one batch of 5,000 being filled, and about five
+    // 256 KiB reads (~2,700 lines each) held by the source, the processor,
+    // the sink and the two 256 KiB channels: ~38,000 lines (37,253 measured).
+    assert!(
+        most_outstanding < 45_000,
+        "{most_outstanding} lines buffered ahead of the receiver"
+    );
+    assert!(peak < 200 * 1024 * 1024, "peak RSS {} KiB", peak / 1024);
+    assert_eq!(http_get(shipd.api, "/health").0, 200);
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+/// The first 40 requests fail with `status(n)`, the rest are accepted:
+/// every line arrives once, each failure is counted as a retry and nothing
+/// is counted as rejected.
+fn storm_of_40_then_recovery_delivers_every_line(tag: &str, status: fn(usize) -> u16) {
+    const STORM: usize = 40;
+    let rt = runtime();
+    let receiver = http_receiver(
+        &rt,
+        Arc::new(move |n, _| {
+            if n < STORM {
+                Reply::Fail(status(n))
+            } else {
+                Reply::Accept
+            }
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.log");
+    std::fs::write(&file, b"").unwrap();
+    let env = ship_env(
+        &receiver,
+        "http",
+        &file.display().to_string(),
+        &dir.path().join("data"),
+    );
+    let shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
+    assert!(shipd.wait_log("tailing file", WAIT), "{}", shipd.log());
+    let started = Instant::now();
+    let lines = nginx_lines(tag, 3_000);
+    append_lines(&file, &lines, 300, Duration::from_millis(100));
+    assert_eq!(
+        receiver.wait_for(lines.len(), WAIT),
+        lines.len(),
+        "log:\n{}",
+        shipd.log()
+    );
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_each_delivered_once(&receiver.bodies(), &lines);
+    let attempts = receiver.log.attempts.load(Ordering::SeqCst);
+    let retries = shipd.metric("shipd_retries_total{component=\"openobserve\"}");
+    let requests = shipd.metric("shipd_requests_total{component=\"openobserve\"}");
+    let rejected =
+        shipd.metric("shipd_events_dropped_total{component=\"openobserve\",reason=\"rejected\"}");
+    println!(
+        "{tag}: {STORM} failed answers, {} lines delivered {took:.1?} after the first was written; \
+         {requests} requests ({retries} retries), {rejected} rejected",
+        lines.len()
+    );
+    assert_eq!(retries, STORM as u64, "every failed answer is one retry");
+    assert_eq!(requests as usize, attempts, "every request counted");
+    assert_eq!(rejected, 0, "nothing refused for good");
+    assert_eq!(http_get(shipd.api, "/health").0, 200, "healthy again");
+    assert!(
+        shipd.log().contains("delivery failed; retrying"),
+        "retries logged"
+    );
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+#[test]
+fn storm_of_40_http_500_answers_is_retried_until_every_line_is_delivered_once() {
+    storm_of_40_then_recovery_delivers_every_line("storm500", |_| 500);
+}
+
+#[test]
+fn alternating_429_and_500_storm_is_retried_until_every_line_is_delivered_once() {
+    storm_of_40_then_recovery_delivers_every_line("storm429x500", |n| {
+        if n % 2 == 0 {
+            429
+        } else {
+            500
+        }
+    });
+}
+
+/// A 200,000-line file is being shipped to a receiver answering after
+/// 500 ms when it is truncated to 0 and written again. What was read before
+/// the truncation arrives once (a prefix of the old lines, its last line
+/// maybe cut where the read stopped), the rest of the old content is gone
+/// (the truncation is counted and logged), every line written afterwards
+/// arrives once, and shipd stays up and healthy.
+#[test]
+fn file_truncated_mid_read_restarts_at_zero_and_delivers_every_line_written_after() {
+    let rt = runtime();
+    let receiver = http_receiver(
+        &rt,
+        Arc::new(|_, _| Reply::slow_accept(Duration::from_millis(500))),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.log");
+    let old = nginx_lines("before", 200_000);
+    append_lines(&file, &old, 10_000, Duration::ZERO);
+    let old_bytes = std::fs::metadata(&file).unwrap().len();
+    let mut env = ship_env(
+        &receiver,
+        "http",
+        &file.display().to_string(),
+        &dir.path().join("data"),
+    );
+    env.extend([
+        ("SHIPD_READ_FROM", "beginning".to_owned()),
+        ("SHIPD_BATCH_MAX_EVENTS", "1000".to_owned()),
+        ("SHIPD_CHANNEL_BYTES", "256KiB".to_owned()),
+    ]);
+    let mut shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
+    let got = receiver.wait_for(8_000, WAIT);
+    assert!(got >= 8_000, "shipping never got going:\n{}", shipd.log());
+    let read_before = shipd.metric("shipd_bytes_in_total{component=\"files\"}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let delivered_at_truncation = receiver.count();
+    let new = nginx_lines("after", 5_000);
+    append_lines(&file, &new, 500, Duration::from_millis(50));
+    let missing = receiver.wait_for_all(&new, WAIT);
+    assert_eq!(
+        missing,
+        0,
+        "lines written after the truncation lost:\n{}",
+        shipd.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    let bodies = receiver.bodies();
+    let new_set: HashSet<&str> = new.iter().map(String::as_str).collect();
+    let (after, before): (Vec<String>, Vec<String>) = bodies
+        .into_iter()
+        .partition(|b| new_set.contains(b.as_str()));
+    assert_each_delivered_once(&after, &new);
+    // What was read of the old content: its first `whole` lines, each
+    // once, maybe followed by the line the read stopped in, cut there.
+    let old_set: HashSet<&str> = old.iter().map(String::as_str).collect();
+    let (whole_lines, cut): (Vec<String>, Vec<String>) = before
+        .into_iter()
+        .partition(|b| old_set.contains(b.as_str()));
+    let whole = whole_lines.len();
+    assert_each_delivered_once(&whole_lines, &old[..whole]);
+    assert!(
+        cut.is_empty() || (cut.len() == 1 && old[whole].starts_with(cut[0].as_str())),
+        "besides the first {whole} old lines only one cut line may arrive: {:?}",
+        &cut[..cut.len().min(3)]
+    );
+    let truncations = shipd.metric("shipd_file_truncations_total{component=\"files\"}");
+    println!(
+        "truncated after {read_before} of {old_bytes} bytes read ({delivered_at_truncation} lines delivered): \
+         {whole} whole old lines and {} cut line delivered, {} old lines never read; \
+         all {} lines written after arrived once; {truncations} truncation counted",
+        cut.len(),
+        old.len() - whole - cut.len(),
+        new.len()
+    );
+    assert!(
+        whole >= delivered_at_truncation && whole < old.len() / 2,
+        "{whole} old lines delivered"
+    );
+    assert_eq!(truncations, 1, "the truncation is counted once");
+    assert!(
+        shipd
+            .log()
+            .contains("file truncated; reading it again from the start"),
+        "the truncation is logged:\n{}",
+        shipd.log()
+    );
+    assert!(
+        shipd.child.try_wait().unwrap().is_none(),
+        "shipd still running"
+    );
+    assert_eq!(http_get(shipd.api, "/health").0, 200);
+    assert!(!shipd.log().contains("panicked"), "{}", shipd.log());
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+/// A service restarted with `> app.log` truncates its log and writes the
+/// same banner first: the file keeps its identity (inode and first line).
+/// Batches of the old content still in flight when reading restarts at 0
+/// must not move the new content's checkpoint: after a restart of shipd,
+/// nothing is read twice.
+#[test]
+fn truncated_file_starting_with_the_same_line_keeps_its_checkpoint_through_late_acks() {
+    let rt = runtime();
+    let receiver = http_receiver(
+        &rt,
+        Arc::new(|_, _| Reply::slow_accept(Duration::from_millis(500))),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.log");
+    let banner = vec!["app 1.0 starting, listening on :8080 with 4 workers".to_owned()];
+    append_lines(&file, &banner, 1, Duration::ZERO);
+    append_lines(
+        &file,
+        &nginx_lines("before", 200_000),
+        10_000,
+        Duration::ZERO,
+    );
+    let data = dir.path().join("data");
+    let mut env = ship_env(&receiver, "http", &file.display().to_string(), &data);
+    env.extend([
+        ("SHIPD_READ_FROM", "beginning".to_owned()),
+        ("SHIPD_BATCH_MAX_EVENTS", "1000".to_owned()),
+        ("SHIPD_CHANNEL_BYTES", "256KiB".to_owned()),
+    ]);
+    let log = dir.path().join("shipd.log");
+    let shipd = Shipd::start(&env, &log);
+    assert!(receiver.wait_for(8_000, WAIT) >= 8_000, "{}", shipd.log());
+    std::fs::write(&file, b"").unwrap();
+    append_lines(&file, &banner, 1, Duration::ZERO);
+    let new = nginx_lines("after", 2_000);
+    append_lines(&file, &new, 500, Duration::from_millis(50));
+    assert_eq!(receiver.wait_for_all(&new, WAIT), 0, "{}", shipd.log());
+    let old_in_flight = shipd.metric("shipd_events_out_total{component=\"openobserve\"}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(shipd.terminate(), Some(0));
+    let size = std::fs::metadata(&file).unwrap().len();
+    let state = std::fs::read_to_string(data.join("checkpoints.json")).unwrap();
+    println!(
+        "after truncation ({old_in_flight} delivered), file size {size}, checkpoints: {state}"
+    );
+
+    let delivered = receiver.count();
+    let again = Shipd::start(&env, &log);
+    assert!(again.wait_log("reading file", WAIT));
+    std::thread::sleep(Duration::from_secs(3));
+    let repeated = receiver.count() - delivered;
+    println!("after restarting shipd: {repeated} records delivered again");
+    assert!(
+        state.contains(&format!("\"offset\": {size}")),
+        "the checkpoint is the end of the new content ({size}): {state}"
+    );
+    assert_eq!(repeated, 0, "nothing read twice after a restart");
+    assert_eq!(again.terminate(), Some(0));
 }

@@ -75,7 +75,8 @@ async fn http_metrics(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Vec<u8>) {
-    let reply = reply_for(&state.received, &state.script);
+    let (delay, reply) = reply_for(&state.received, &state.script).delayed();
+    tokio::time::sleep(delay).await;
     let headers = headers_of(&headers);
     let raw = decompress(&headers, &body);
     let Ok(request) = ExportMetricsServiceRequest::decode(&raw[..]) else {
@@ -88,6 +89,7 @@ async fn http_metrics(
             error_message: message,
         }),
         Reply::Accept => None,
+        Reply::After(..) => unreachable!("delayed() unwraps every After"),
     };
     state
         .received

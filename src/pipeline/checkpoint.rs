@@ -168,8 +168,23 @@ impl Checkpointer {
     /// many keys at once: it must [`flush_synced`](Self::flush_synced) once afterwards,
     /// before reading from them. Returns whether anything changed.
     pub fn start_unflushed(&self, key: &SourceKey, entry: Entry) -> bool {
+        self.start_unflushed_at(key, entry, 0)
+    }
+
+    /// Like [`start_unflushed`](Self::start_unflushed), numbering the
+    /// batches from `first_seq`: a key started again (a file truncated and
+    /// written with the same first line) continues its numbering, so
+    /// acknowledgements of batches read before the restart, still in flight,
+    /// are told apart and ignored instead of moving the new position.
+    pub fn start_unflushed_at(&self, key: &SourceKey, entry: Entry, first_seq: u64) -> bool {
         let mut state = self.lock();
-        state.progress.insert(Arc::clone(key), Progress::default());
+        state.progress.insert(
+            Arc::clone(key),
+            Progress {
+                next_seq: first_seq,
+                completed: BTreeMap::new(),
+            },
+        );
         let changed = state.entries.get(&**key) != Some(&entry);
         if changed {
             state.entries.insert(key.to_string(), entry);
@@ -196,6 +211,10 @@ impl Checkpointer {
         let Some(progress) = state.progress.get_mut(key) else {
             return;
         };
+        if seq < progress.next_seq {
+            // A batch of an earlier reading of this key.
+            return;
+        }
         progress.completed.insert(seq, (end, cursor));
         let mut advanced = None;
         let mut advanced_cursor = None;
@@ -319,6 +338,26 @@ mod tests {
         assert_eq!(cp.entry(&k).unwrap().offset, 10, "batch 0 still in flight");
         cp.complete(&k, 0, 20);
         assert_eq!(cp.entry(&k).unwrap().offset, 30);
+    }
+
+    #[test]
+    fn late_acks_of_an_earlier_reading_do_not_move_a_key_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let k = key("files|1:2:abc");
+        cp.start(&k, entry(0)).unwrap();
+        cp.complete(&k, 0, 1_000);
+        // Truncated with batches 1..=4 in flight; reading starts again at 0
+        // under the same key, numbering on from 5.
+        cp.forget(&k);
+        assert!(cp.start_unflushed_at(&k, entry(0), 5));
+        for (seq, end) in [(1, 2_000), (2, 3_000), (3, 4_000), (4, 5_000)] {
+            cp.complete(&k, seq, end);
+        }
+        assert_eq!(cp.entry(&k).unwrap().offset, 0, "old acks ignored");
+        cp.complete(&k, 5, 100);
+        cp.complete(&k, 6, 200);
+        assert_eq!(cp.entry(&k).unwrap().offset, 200);
     }
 
     #[test]

@@ -32,6 +32,28 @@ pub enum Reply {
     Partial(i64, String),
     /// HTTP status (mapped to a gRPC code for the gRPC receiver).
     Fail(u16),
+    /// The reply, sent after a delay (a slow receiver). An accepted request
+    /// is recorded when it arrives, as a server that ingests first and
+    /// answers late: a client giving up and re-sending shows as a duplicate.
+    After(Duration, Box<Reply>),
+}
+
+impl Reply {
+    /// Accepts, answering after `delay`.
+    pub fn slow_accept(delay: Duration) -> Reply {
+        Reply::After(delay, Box::new(Reply::Accept))
+    }
+
+    /// The total delay and the reply it wraps (never `After`).
+    pub fn delayed(self) -> (Duration, Reply) {
+        match self {
+            Reply::After(delay, inner) => {
+                let (more, reply) = inner.delayed();
+                (delay + more, reply)
+            }
+            reply => (Duration::ZERO, reply),
+        }
+    }
 }
 
 /// Decides the reply from the request's index (0-based) and time since the first request.
@@ -215,7 +237,7 @@ async fn http_logs(
     body: Bytes,
 ) -> impl IntoResponse {
     let (n, since) = state.log.next();
-    let reply = (state.script)(n, since);
+    let (delay, reply) = (state.script)(n, since).delayed();
     let headers: HashMap<String, String> = headers
         .iter()
         .map(|(k, v)| {
@@ -235,11 +257,12 @@ async fn http_logs(
             )
         }
     };
-    match reply {
+    let answer = match reply {
         Reply::Fail(code) => (
             StatusCode::from_u16(code).unwrap(),
             b"scripted failure".to_vec(),
         ),
+        Reply::After(..) => unreachable!("delayed() unwraps every After"),
         Reply::Accept | Reply::Partial(..) => {
             let partial = match reply {
                 Reply::Partial(rejected, message) => Some(ExportLogsPartialSuccess {
@@ -258,7 +281,9 @@ async fn http_logs(
             };
             (StatusCode::OK, resp.encode_to_vec())
         }
-    }
+    };
+    tokio::time::sleep(delay).await;
+    answer
 }
 
 /// Serves `app` on a free port of 127.0.0.1 for the rest of the test.
@@ -309,7 +334,8 @@ impl LogsService for GrpcLogs {
                 )
             })
             .collect();
-        match (self.script)(n, since) {
+        let (delay, reply) = (self.script)(n, since).delayed();
+        let answer = match reply {
             Reply::Fail(code) => Err(match code {
                 400 => tonic::Status::invalid_argument("scripted failure"),
                 401 => tonic::Status::unauthenticated("scripted failure"),
@@ -334,7 +360,9 @@ impl LogsService for GrpcLogs {
                     partial_success,
                 }))
             }
-        }
+        };
+        tokio::time::sleep(delay).await;
+        answer
     }
 }
 

@@ -84,6 +84,10 @@ pub struct TailedFile {
     /// Fingerprint and safe end it had before it was last truncated, so a
     /// copy made just before (copytruncate) resumes where it was.
     pub before_truncation: Option<(super::identity::Fingerprint, u64)>,
+    /// Number of the next batch. It goes on across a truncation: read again
+    /// with the same first line, the file keeps its checkpoint key, and the
+    /// acknowledgements of batches read before must not pass for new ones.
+    next_seq: u64,
     active: Option<Active>,
 }
 
@@ -110,6 +114,7 @@ impl TailedFile {
             read_from_end,
             finished: false,
             before_truncation: None,
+            next_seq: 0,
             active: None,
         }
     }
@@ -139,7 +144,7 @@ impl TailedFile {
         let key: SourceKey = Arc::from(identity.key(&cfg.name));
         let offset = self.reader.skip_to(offset)?;
         ctx.checkpointer
-            .start_unflushed(&key, start_entry(&self.path, offset));
+            .start_unflushed_at(&key, start_entry(&self.path, offset), self.next_seq);
         self.active = Some(Active {
             identity,
             origin: xxhash_rust::xxh3::xxh3_64(key.as_bytes()),
@@ -147,7 +152,7 @@ impl TailedFile {
             splitter: LineSplitter::new(cfg.max_line_bytes, offset),
             decoder: Decoder::new(cfg.format, cfg.max_line_bytes),
             multiline: cfg.multiline.clone().map(Aggregator::new),
-            seq: 0,
+            seq: self.next_seq,
             pos: offset,
             acked_end: offset,
         });
@@ -239,6 +244,7 @@ impl TailedFile {
         counters.truncations.inc();
         let flushed = self.flush_all(ctx, counters);
         if let Some(active) = self.active.take() {
+            self.next_seq = active.seq;
             self.before_truncation = Some((active.identity.fingerprint, active.safe_end()));
             tracing::warn!(path = %self.path.display(), size = len, offset = active.pos, "file truncated; reading it again from the start");
             ctx.checkpointer.forget(&active.key);
