@@ -4,10 +4,15 @@
 //! growth while replaying a 256 MiB buffer (`SHIPD_BENCH_REPLAY_MIB` to
 //! change), reported on stdout: it must stay a few batches, never the buffer.
 //!
+//! Also the RAM journal every metric batch goes through while healthy:
+//! encode + zstd + one file written on tmpfs, removed on acknowledgement.
+//!
 //! Run with `cargo bench --bench spill`.
 
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
+use shipd::buffer::journal::RamJournal;
 use shipd::buffer::queue::{DiskQueue, SpillOptions};
+use shipd::pipeline::acks::ack_events;
 use shipd::buffer::{codec, segment};
 use shipd::event::{Event, EventBatch, MetricKind, MetricPoint, Resource, Value};
 use shipd::sinks::RoutedBatch;
@@ -116,6 +121,31 @@ fn bench_spill(c: &mut Criterion) {
     g.bench_function("replay_100k_points", |b| {
         b.iter(|| black_box(replay_all(dir.path())))
     });
+    if let Ok(shm) = tempfile::tempdir_in("/dev/shm") {
+        let (mut journal, _) = RamJournal::open(shm.path(), "host_metrics").unwrap();
+        g.bench_function("ram_journal_then_ack_100k_points", |b| {
+            b.iter_batched(
+                || {
+                    batches
+                        .iter()
+                        .map(|r| EventBatch {
+                            events: r.batch.events.clone(),
+                            bytes: r.batch.bytes,
+                            source: Arc::clone(&r.batch.source),
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |mut copies| {
+                    for batch in &mut copies {
+                        journal.add(batch);
+                        ack_events(&batch.events);
+                    }
+                    copies
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 
