@@ -12,9 +12,9 @@
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use shipd::buffer::journal::RamJournal;
 use shipd::buffer::queue::{DiskQueue, SpillOptions};
-use shipd::pipeline::acks::ack_events;
 use shipd::buffer::{codec, segment};
 use shipd::event::{Event, EventBatch, MetricKind, MetricPoint, Resource, Value};
+use shipd::pipeline::acks::ack_events;
 use shipd::sinks::RoutedBatch;
 use std::hint::black_box;
 use std::path::Path;

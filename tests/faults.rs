@@ -79,6 +79,29 @@ fn kill_9_mid_stream_then_restart_loses_no_line() {
     assert_eq!(second.terminate(), Some(0));
 }
 
+/// `lines` written to `dir/backlog.log` before shipd starts, and the
+/// environment that ships that file from its beginning to `receiver` over
+/// HTTP with small channels.
+fn backlog(
+    receiver: &Receiver,
+    dir: &std::path::Path,
+    lines: &[String],
+) -> (std::path::PathBuf, Vec<(&'static str, String)>) {
+    let file = dir.join("backlog.log");
+    append_lines(&file, lines, 10_000, Duration::ZERO);
+    let mut env = ship_env(
+        receiver,
+        "http",
+        &file.display().to_string(),
+        &dir.join("data"),
+    );
+    env.extend([
+        ("SHIPD_READ_FROM", "beginning".to_owned()),
+        ("SHIPD_CHANNEL_BYTES", "256KiB".to_owned()),
+    ]);
+    (file, env)
+}
+
 /// A deterministic pseudo-random byte generator (xorshift64*).
 fn random_bytes(n: usize, mut seed: u64) -> Vec<u8> {
     (0..n)
@@ -364,22 +387,13 @@ fn receiver_answering_after_5_s_gets_every_line_once_while_reading_waits_and_mem
     let rt = runtime();
     let receiver = http_receiver(&rt, Arc::new(|_, _| Reply::slow_accept(DELAY)));
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("backlog.log");
     let lines = nginx_lines("slow", 100_000);
-    append_lines(&file, &lines, 10_000, Duration::ZERO);
+    let (file, mut env) = backlog(&receiver, dir.path(), &lines);
     let file_bytes = std::fs::metadata(&file).unwrap().len();
-    let mut env = ship_env(
-        &receiver,
-        "http",
-        &file.display().to_string(),
-        &dir.path().join("data"),
-    );
     env.extend([
-        ("SHIPD_READ_FROM", "beginning".to_owned()),
         ("SHIPD_BATCH_MAX_EVENTS", "5000".to_owned()),
         ("SHIPD_BATCH_MAX_BYTES", "4MiB".to_owned()),
         ("SHIPD_IN_FLIGHT", "4".to_owned()),
-        ("SHIPD_CHANNEL_BYTES", "256KiB".to_owned()),
     ]);
     let started = Instant::now();
     let shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
@@ -546,21 +560,10 @@ fn file_truncated_mid_read_restarts_at_zero_and_delivers_every_line_written_afte
         Arc::new(|_, _| Reply::slow_accept(Duration::from_millis(500))),
     );
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("big.log");
     let old = nginx_lines("before", 200_000);
-    append_lines(&file, &old, 10_000, Duration::ZERO);
+    let (file, mut env) = backlog(&receiver, dir.path(), &old);
     let old_bytes = std::fs::metadata(&file).unwrap().len();
-    let mut env = ship_env(
-        &receiver,
-        "http",
-        &file.display().to_string(),
-        &dir.path().join("data"),
-    );
-    env.extend([
-        ("SHIPD_READ_FROM", "beginning".to_owned()),
-        ("SHIPD_BATCH_MAX_EVENTS", "1000".to_owned()),
-        ("SHIPD_CHANNEL_BYTES", "256KiB".to_owned()),
-    ]);
+    env.push(("SHIPD_BATCH_MAX_EVENTS", "1000".to_owned()));
     let mut shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
     let got = receiver.wait_for(8_000, WAIT);
     assert!(got >= 8_000, "shipping never got going:\n{}", shipd.log());

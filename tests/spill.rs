@@ -104,14 +104,7 @@ fn outage_spills_metrics_compressed_and_replays_every_point_in_order_of_collecti
     });
     assert!(drained, "spill never drained:\n{}", shipd.log());
     let produced = shipd.metric("shipd_events_in_total{component=\"host_metrics\"}");
-    let delivered_all = receiver.wait_points(WAIT, |points| {
-        points
-            .iter()
-            .map(|p| p.key())
-            .collect::<std::collections::HashSet<_>>()
-            .len() as u64
-            >= produced
-    });
+    let delivered_all = receiver.wait_distinct_points(produced, WAIT);
     let points = receiver.points();
     let total = points.len();
     let distinct = points
@@ -174,14 +167,7 @@ fn metric_points_in_memory_at_kill_9_are_taken_back_from_the_ram_journal() {
         .count();
     receiver.set_down(false);
     let second = Shipd::start(&env, &log);
-    let delivered_all = receiver.wait_points(WAIT, |points| {
-        points
-            .iter()
-            .map(|p| p.key())
-            .collect::<std::collections::HashSet<_>>()
-            .len() as u64
-            >= produced
-    });
+    let delivered_all = receiver.wait_distinct_points(produced, WAIT);
     let recovered =
         second.metric("shipd_journal_recovered_events_total{component=\"host_metrics\"}");
     println!(
@@ -473,14 +459,7 @@ fn full_data_directory_keeps_batches_in_memory_and_loses_nothing() {
     let drained = wait_until(WAIT, || segments(&buffer).is_empty());
     assert!(drained, "spill drained once delivery resumed");
     let produced = shipd.metric("shipd_events_in_total{component=\"host_metrics\"}");
-    let all = receiver.wait_points(WAIT, |points| {
-        points
-            .iter()
-            .map(|p| p.key())
-            .collect::<std::collections::HashSet<_>>()
-            .len() as u64
-            >= produced
-    });
+    let all = receiver.wait_distinct_points(produced, WAIT);
     println!(
         "disk full: {spilled} points spilled before the disk filled, {errors} spill writes refused (held in memory), \
          {produced} points produced, {} distinct delivered",

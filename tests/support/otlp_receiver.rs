@@ -106,6 +106,13 @@ impl FaultReceiver {
         }
     }
 
+    /// Waits until at least `n` distinct points (name, labels, time) arrived.
+    pub fn wait_distinct_points(&self, n: u64, timeout: Duration) -> bool {
+        self.wait_points(timeout, |points| {
+            points.iter().map(Point::key).collect::<HashSet<_>>().len() as u64 >= n
+        })
+    }
+
     /// Waits until `done` holds for the accepted points.
     pub fn wait_points(&self, timeout: Duration, done: impl Fn(&[Point]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
