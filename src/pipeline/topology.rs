@@ -242,7 +242,7 @@ struct RunningPipeline {
     sources: Vec<tokio::task::JoinHandle<()>>,
     stage: tokio::task::JoinHandle<()>,
     sinks: Vec<tokio::task::JoinHandle<()>>,
-    /// The RAM journals of the sources, emptied by a complete drain.
+    /// The RAM journals of the sources (removed at stop when empty).
     journals: Vec<SharedJournal>,
     drain_timeout: Duration,
 }
@@ -441,21 +441,20 @@ impl RunningPipeline {
             }
         })
         .await;
-        if drained.is_ok() {
-            for journal in &self.journals {
-                journal
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove_dir_if_empty();
-            }
-        }
         if drained.is_err() {
             tracing::warn!(
-                "drain timed out; undelivered events will be re-read from the checkpoints"
+                "drain timed out; undelivered events will be read again from the checkpoints or the RAM journal by the next start"
             );
             for abort in aborts {
                 abort.abort();
             }
+        }
+        // What was not delivered stays journaled for the next start.
+        for journal in &self.journals {
+            journal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove_dir_if_empty();
         }
     }
 }
