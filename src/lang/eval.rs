@@ -152,16 +152,16 @@ impl<'a> Ctx<'a> {
 
 /// Runs statements; the value of the last expression statement is returned.
 pub fn run_block(stmts: &[CStmt], ctx: &mut Ctx) -> EvalResult {
-    let mut last = Value::Null;
+    let mut last = None;
     for s in stmts {
         if ctx.dropped {
             break;
         }
-        last = match s {
+        match s {
             CStmt::Assign(place, e) => {
                 let v = e.eval(ctx)?;
                 write(ctx.event, place, v)?;
-                Value::Null
+                last = None;
             }
             CStmt::Drop(cond) => {
                 let hit = match cond {
@@ -169,12 +169,12 @@ pub fn run_block(stmts: &[CStmt], ctx: &mut Ctx) -> EvalResult {
                     None => true,
                 };
                 ctx.dropped |= hit;
-                Value::Null
+                last = None;
             }
-            CStmt::Expr(e) => e.eval(ctx)?,
-        };
+            CStmt::Expr(e) => last = Some(e.eval(ctx)?),
+        }
     }
-    Ok(last)
+    Ok(last.unwrap_or(Value::Null))
 }
 
 /// `true` and nothing else is true; conditions never coerce.
@@ -524,7 +524,15 @@ fn set_attr(
     v: Value,
 ) -> Result<(), EvalError> {
     match attrs.iter_mut().find(|(k, _)| k == key) {
+        Some((_, slot)) if rest.is_empty() => {
+            *slot = v;
+            Ok(())
+        }
         Some((_, slot)) => set_in(slot, rest, v),
+        None if rest.is_empty() => {
+            attrs.push((key.clone(), v));
+            Ok(())
+        }
         None => {
             let mut slot = Value::Null;
             set_in(&mut slot, rest, v)?;

@@ -97,16 +97,8 @@ impl Processor {
 
     /// Runs every applicable step; `Err` carries the failure of an aborting step.
     pub fn run_steps(&self, event: &mut Event, source: &str) -> Result<bool, String> {
-        for step in self.steps.iter().filter(|s| s.applies_to(source)) {
-            match step.apply(event, source) {
-                Outcome::Continue => {
-                    tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event))
-                }
-                Outcome::Dropped => return Ok(false),
-                Outcome::Failed(e) => return Err(e),
-            }
-        }
-        Ok(true)
+        let steps: Vec<&Step> = self.steps.iter().filter(|s| s.applies_to(source)).collect();
+        run_applicable(&steps, event, source)
     }
 
     /// Processes a batch into per-destination batches. When every event
@@ -115,11 +107,17 @@ impl Processor {
     pub fn process(&mut self, batch: EventBatch) -> Vec<(Route, EventBatch)> {
         let source = Arc::clone(&batch.source);
         let mut events = batch.events;
+        // Every event of a batch comes from one source: pick its steps once.
+        let steps: Vec<&Step> = self
+            .steps
+            .iter()
+            .filter(|s| s.applies_to(&source))
+            .collect();
         let mut routes: Vec<Route> = Vec::new();
         // Index into `routes` per event; `None` when the event is gone.
         let mut dest: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for event in events.iter_mut() {
-            let route = match self.run_steps(event, &source) {
+            let route = match run_applicable(&steps, event, &source) {
                 Ok(true) => self.router.route(event, &source),
                 Ok(false) => {
                     self.dropped.inc();
@@ -140,36 +138,62 @@ impl Processor {
                 }),
             );
         }
-        if routes.len() == 1 && dest.iter().all(Option::is_some) {
-            if let Some(route) = routes.pop() {
-                let bytes = events.iter().map(Event::size_hint).sum();
-                let out = EventBatch {
-                    events,
-                    bytes,
-                    source,
-                };
-                return vec![(route, out)];
-            }
-        }
-        let mut counts = vec![0usize; routes.len()];
-        for i in dest.iter().flatten() {
-            counts[*i as usize] += 1;
-        }
-        let mut out: Vec<(Route, EventBatch)> = routes
-            .into_iter()
-            .zip(counts)
-            .map(|(r, n)| (r, EventBatch::from_source(&source, n)))
-            .collect();
-        let mut gone = Vec::new();
-        for (event, d) in events.into_iter().zip(dest) {
-            match d {
-                Some(i) => out[i as usize].1.push(event),
-                None => gone.push(event),
-            }
-        }
-        ack_events(&gone);
-        out
+        split_by_route(events, routes, dest, source)
     }
+}
+
+/// Runs `steps` (those that apply to the event's source) in order; `Err`
+/// carries the failure of an aborting step.
+fn run_applicable(steps: &[&Step], event: &mut Event, source: &str) -> Result<bool, String> {
+    for step in steps {
+        match step.apply(event, source) {
+            Outcome::Continue => {
+                tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event))
+            }
+            Outcome::Dropped => return Ok(false),
+            Outcome::Failed(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Moves processed events into one batch per destination; events without
+/// one (dropped, unroutable) are acknowledged.
+fn split_by_route(
+    events: Vec<Event>,
+    mut routes: Vec<Route>,
+    dest: Vec<Option<u32>>,
+    source: Arc<str>,
+) -> Vec<(Route, EventBatch)> {
+    if routes.len() == 1 && dest.iter().all(Option::is_some) {
+        if let Some(route) = routes.pop() {
+            let bytes = events.iter().map(Event::size_hint).sum();
+            let out = EventBatch {
+                events,
+                bytes,
+                source,
+            };
+            return vec![(route, out)];
+        }
+    }
+    let mut counts = vec![0usize; routes.len()];
+    for i in dest.iter().flatten() {
+        counts[*i as usize] += 1;
+    }
+    let mut out: Vec<(Route, EventBatch)> = routes
+        .into_iter()
+        .zip(counts)
+        .map(|(r, n)| (r, EventBatch::from_source(&source, n)))
+        .collect();
+    let mut gone = Vec::new();
+    for (event, d) in events.into_iter().zip(dest) {
+        match d {
+            Some(i) => out[i as usize].1.push(event),
+            None => gone.push(event),
+        }
+    }
+    ack_events(&gone);
+    out
 }
 
 #[cfg(test)]

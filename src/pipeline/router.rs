@@ -11,10 +11,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// A destination: a sink (by index in the topology) and a stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Route {
     pub sink: usize,
     pub stream: Arc<str>,
+}
+
+impl PartialEq for Route {
+    /// Equal sinks and stream names; a fixed stream is one shared `Arc`, so
+    /// the per-event comparison in the processor rarely reads the text.
+    fn eq(&self, other: &Self) -> bool {
+        self.sink == other.sink
+            && (Arc::ptr_eq(&self.stream, &other.stream) || self.stream == other.stream)
+    }
 }
 
 /// How a rule names its stream.

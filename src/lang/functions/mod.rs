@@ -21,8 +21,9 @@ use std::borrow::Cow;
 pub enum Prepared {
     None,
     Regex(regex::Regex),
-    /// A regex with the conversions of its `%{NAME:field:int}` captures.
-    Grok(regex::Regex, Vec<(String, &'static str)>),
+    /// A regex with the fields and conversions (`%{NAME:field:int}`) of its
+    /// named captures.
+    Grok(Box<parse_structured::NamedCaptures>),
     Redact(Vec<redact::Rule>),
 }
 
