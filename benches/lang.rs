@@ -9,10 +9,6 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use shipd::event::{Event, EventBatch, LogRecord, Resource, Value};
 use std::sync::Arc;
 
-/// The allocator shipd runs with, so that the numbers are shipd's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const N: usize = 10_000;
 
 fn pipeline(steps: &str) -> shipd::config::AgentConfig {

@@ -7,11 +7,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// mimalloc: several times cheaper per allocation than glibc's malloc for
-/// the many small, short-lived blocks of events (see docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Validate, test and format pipelines; watch and steer shipd agents.
 #[derive(Parser)]
 #[command(name = "shipctl", version, about, arg_required_else_help = true)]

@@ -7,11 +7,6 @@ use shipd::config::AgentConfig;
 use shipd::control::reload::PipelineOrigin;
 use shipd::pipeline::topology::Reloading;
 
-/// mimalloc: several times cheaper per allocation than glibc's malloc for
-/// the many small, short-lived blocks of events (see docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Ships logs and metrics from this node to OpenObserve over OTLP.
 ///
 /// Without options it runs the embedded default pipeline, configured by the
