@@ -360,18 +360,10 @@ fn proc_status_bytes(pid: u32, field: &str) -> u64 {
 }
 
 fn assert_each_delivered_once(bodies: &[String], expected: &[String]) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for b in bodies {
-        *seen.entry(b.as_str()).or_default() += 1;
-    }
-    let missing = expected
-        .iter()
-        .filter(|l| !seen.contains_key(l.as_str()))
-        .count();
-    let duplicated = seen.values().filter(|n| **n > 1).count();
-    assert_eq!(missing, 0, "lines lost");
-    assert_eq!(duplicated, 0, "lines delivered more than once");
-    assert_eq!(seen.len(), expected.len(), "nothing unexpected arrived");
+    let t = tally(bodies, expected);
+    assert_eq!(t.missing, 0, "lines lost");
+    assert_eq!(t.duplicates, 0, "lines delivered more than once");
+    assert_eq!(t.unexpected, 0, "nothing unexpected arrived");
 }
 
 /// Every request is answered 200 after 5 s (well under the 30 s default

@@ -6,37 +6,11 @@
 mod common;
 
 use common::*;
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Lines written but not delivered, and deliveries beyond the first.
-struct Tally {
-    missing: usize,
-    duplicates: usize,
-    unexpected: usize,
-}
-
-fn tally(bodies: &[String], expected: &[String]) -> Tally {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for b in bodies {
-        *seen.entry(b.as_str()).or_default() += 1;
-    }
-    let missing = expected
-        .iter()
-        .filter(|l| !seen.contains_key(l.as_str()))
-        .count();
-    let wanted: std::collections::HashSet<&str> = expected.iter().map(String::as_str).collect();
-    let unexpected = seen.keys().filter(|b| !wanted.contains(*b)).count();
-    Tally {
-        missing,
-        duplicates: bodies.len() - seen.len(),
-        unexpected,
-    }
-}
 
 fn assert_exactly_once(receiver: &Receiver, expected: &[String], shipd: &Shipd) {
     let got = receiver.wait_for(expected.len(), WAIT);

@@ -614,3 +614,28 @@ pub fn ship_env(
     }
     env
 }
+
+/// Lines written but not delivered, and deliveries beyond the first.
+pub struct Tally {
+    pub missing: usize,
+    pub duplicates: usize,
+    pub unexpected: usize,
+}
+
+pub fn tally(bodies: &[String], expected: &[String]) -> Tally {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for b in bodies {
+        *seen.entry(b.as_str()).or_default() += 1;
+    }
+    let missing = expected
+        .iter()
+        .filter(|l| !seen.contains_key(l.as_str()))
+        .count();
+    let wanted: std::collections::HashSet<&str> = expected.iter().map(String::as_str).collect();
+    let unexpected = seen.keys().filter(|b| !wanted.contains(*b)).count();
+    Tally {
+        missing,
+        duplicates: bodies.len() - seen.len(),
+        unexpected,
+    }
+}
