@@ -159,6 +159,41 @@ fn http_429_storm_then_recovery_delivers_every_line() {
     outage_then_recovery_loses_nothing("http", 429);
 }
 
+/// A 429 with `Retry-After: 2` is retried after two seconds (the OTLP/HTTP
+/// rule), although the backoff alone would retry within 300 ms.
+#[test]
+fn http_429_with_retry_after_is_retried_no_sooner_than_asked() {
+    let rt = runtime();
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let script: Script = {
+        let arrivals = std::sync::Arc::clone(&arrivals);
+        std::sync::Arc::new(move |n, since| {
+            arrivals.lock().unwrap().push(since);
+            if n == 0 {
+                Reply::Throttle(429, 2)
+            } else {
+                Reply::Accept
+            }
+        })
+    };
+    let receiver = http_receiver(&rt, script);
+    let dir = tempfile::tempdir().unwrap();
+    let (shipd, file) = start_on_empty_file(&receiver, "http", dir.path());
+    let lines = nginx_lines("throttled", 100);
+    append_lines(&file, &lines, 100, Duration::ZERO);
+    assert_eq!(receiver.wait_for(lines.len(), WAIT), lines.len());
+    assert_exactly_once(&receiver.bodies(), &lines);
+    let arrivals = arrivals.lock().unwrap().clone();
+    println!("requests arrived at {arrivals:?}");
+    assert!(
+        arrivals[1] >= Duration::from_millis(1_950),
+        "retried {:?} after the 429 that asked for 2 s",
+        arrivals[1]
+    );
+    assert!(shipd.log().contains("Retry-After"), "the wait is logged");
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
 #[test]
 fn http_400_batch_is_counted_as_rejected_and_later_batches_are_delivered() {
     let rt = runtime();

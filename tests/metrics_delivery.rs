@@ -83,7 +83,9 @@ async fn http_metrics(
         return (StatusCode::BAD_REQUEST, b"bad protobuf".to_vec());
     };
     let partial = match reply {
-        Reply::Fail(code) => return (StatusCode::from_u16(code).unwrap(), b"scripted".to_vec()),
+        Reply::Fail(code) | Reply::Throttle(code, _) => {
+            return (StatusCode::from_u16(code).unwrap(), b"scripted".to_vec())
+        }
         Reply::Partial(n, message) => Some(ExportMetricsPartialSuccess {
             rejected_data_points: n,
             error_message: message,

@@ -32,6 +32,8 @@ pub enum Reply {
     Partial(i64, String),
     /// HTTP status (mapped to a gRPC code for the gRPC receiver).
     Fail(u16),
+    /// This HTTP status with `Retry-After: secs` (gRPC: RESOURCE_EXHAUSTED).
+    Throttle(u16, u64),
     /// The reply, sent after a delay (a slow receiver). An accepted request
     /// is recorded when it arrives, as a server that ingests first and
     /// answers late: a client giving up and re-sending shows as a duplicate.
@@ -235,7 +237,7 @@ async fn http_logs(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> impl IntoResponse {
+) -> axum::response::Response {
     let (n, since) = state.log.next();
     let (delay, reply) = (state.script)(n, since).delayed();
     let headers: HashMap<String, String> = headers
@@ -255,13 +257,21 @@ async fn http_logs(
                 StatusCode::BAD_REQUEST,
                 format!("bad protobuf: {e}").into_bytes(),
             )
+                .into_response()
         }
     };
     let answer = match reply {
         Reply::Fail(code) => (
             StatusCode::from_u16(code).unwrap(),
             b"scripted failure".to_vec(),
-        ),
+        )
+            .into_response(),
+        Reply::Throttle(code, secs) => (
+            StatusCode::from_u16(code).unwrap(),
+            [(axum::http::header::RETRY_AFTER, secs.to_string())],
+            b"slow down".to_vec(),
+        )
+            .into_response(),
         Reply::After(..) => unreachable!("delayed() unwraps every After"),
         Reply::Accept | Reply::Partial(..) => {
             let partial = match reply {
@@ -279,7 +289,7 @@ async fn http_logs(
             let resp = ExportLogsServiceResponse {
                 partial_success: partial,
             };
-            (StatusCode::OK, resp.encode_to_vec())
+            (StatusCode::OK, resp.encode_to_vec()).into_response()
         }
     };
     tokio::time::sleep(delay).await;
@@ -342,6 +352,7 @@ impl LogsService for GrpcLogs {
                 429 => tonic::Status::resource_exhausted("scripted failure"),
                 _ => tonic::Status::unavailable("scripted failure"),
             }),
+            Reply::Throttle(..) => Err(tonic::Status::resource_exhausted("scripted throttle")),
             reply => {
                 let request = request.into_inner();
                 self.log.accepted.lock().unwrap().push(Captured {

@@ -95,6 +95,7 @@ impl HttpTransport {
             SendError::Retryable(format!("request to {} failed: {}", url, error_chain(&e)))
         })?;
         let status = resp.status();
+        let retry_after = retry_after(resp.headers());
         let is_json = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -110,11 +111,27 @@ impl HttpTransport {
         let reason = format!("HTTP {status}: {}", text.trim());
         Err(match status.as_u16() {
             401 | 403 | 404 => SendError::Auth(reason),
+            429 | 503 if retry_after.is_some() => SendError::Throttled {
+                reason,
+                retry_after: retry_after.unwrap_or_default(),
+            },
             408 | 429 => SendError::Retryable(reason),
             s if s >= 500 => SendError::Retryable(reason),
             _ => SendError::Rejected(reason),
         })
     }
+}
+
+/// `Retry-After` as delay-seconds (an HTTP date is ignored: backoff applies).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
 }
 
 /// Reads `partial_success` from a protobuf or JSON answer; an empty or

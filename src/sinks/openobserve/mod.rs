@@ -180,6 +180,8 @@ pub struct OpenObserveSink {
 static REJECT_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
 static PARTIAL_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
 static RETRY_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
+/// The longest `Retry-After` honoured; a longer one waits this long.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
 impl OpenObserveSink {
     pub fn new(cfg: OpenObserveConfig) -> Result<Self, OpenObserveError> {
@@ -430,6 +432,22 @@ async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
                     sink = %shared.name, %reason, retry_in = ?wait,
                     "OpenObserve refused the credentials or organisation; check user, password and org"
                 );
+                tokio::time::sleep(wait).await;
+            }
+            Err(SendError::Throttled {
+                reason,
+                retry_after,
+            }) => {
+                shared.counters.retries.inc();
+                shared.health.failed(&reason);
+                // The receiver's word, within reason, unless backoff says longer.
+                let wait = backoff.next_delay().max(retry_after.min(RETRY_AFTER_CAP));
+                if let Some(suppressed) = RETRY_LOG.allow() {
+                    tracing::warn!(
+                        sink = %shared.name, %reason, attempt = backoff.attempts(), retry_in = ?wait, suppressed,
+                        "OpenObserve asked to retry later (Retry-After); waiting"
+                    );
+                }
                 tokio::time::sleep(wait).await;
             }
             Err(SendError::Retryable(reason)) => {

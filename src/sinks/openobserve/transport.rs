@@ -1,5 +1,7 @@
-//! What a transport reports back: accepted (maybe partially) or one of three
+//! What a transport reports back: accepted (maybe partially) or one of the
 //! failure kinds that decide the retry policy.
+
+use std::time::Duration;
 
 /// The receiver accepted the request.
 #[derive(Debug, Default, PartialEq)]
@@ -15,6 +17,12 @@ pub enum SendError {
     /// Worth retrying soon: connection errors, timeouts, 429, 5xx, UNAVAILABLE.
     #[error("{0}")]
     Retryable(String),
+    /// A 429 or 503 naming when to come back (`Retry-After` in seconds).
+    #[error("{reason}")]
+    Throttled {
+        reason: String,
+        retry_after: Duration,
+    },
     /// Credentials or organisation refused: retried slowly, logged loudly.
     #[error("{0}")]
     Auth(String),
