@@ -160,7 +160,7 @@ fn http_429_storm_then_recovery_delivers_every_line() {
 }
 
 /// A 429 with `Retry-After: 2` is retried after two seconds (the OTLP/HTTP
-/// rule), although the backoff alone would retry within 300 ms.
+/// rule), although the backoff alone would retry within 1 s.
 #[test]
 fn http_429_with_retry_after_is_retried_no_sooner_than_asked() {
     let rt = runtime();

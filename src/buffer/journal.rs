@@ -106,6 +106,20 @@ impl RamJournal {
                 }
             }
         }
+        if !recovered.is_empty() {
+            let events: usize = recovered.iter().map(EventBatch::len).sum();
+            tracing::info!(
+                source,
+                batches = recovered.len(),
+                events,
+                "sending again what a crashed run left in the RAM journal"
+            );
+            telemetry::counter(
+                "shipd_journal_recovered_events_total",
+                &[("component", source)],
+            )
+            .add(events as u64);
+        }
         Ok((
             RamJournal {
                 dir,

@@ -3,7 +3,7 @@
 //! A [`SpillBuffer`] sits between the processing stage and one sink. Every
 //! routed batch is either *replayable* (its events carry checkpoint ack
 //! tokens: files, journald) or *spillable* (host metrics, scrapes, OTLP
-//! received, stdin: no token, or one of the [`journal`]) — decided in one
+//! received, stdin: no token, or a [`journal`] token) — decided in one
 //! place, [`is_spillable`]. Replayable
 //! batches wait for room in the sink's memory queue (the source is their
 //! buffer). Spillable batches go to memory while it has room; when it is
@@ -177,35 +177,31 @@ async fn intake(
     output: BatchSender<RoutedBatch>,
 ) {
     while let Some(routed) = input.recv().await {
-        if !pass_on(shared, routed.item, &output).await {
-            return;
+        let routed = routed.item;
+        let bytes = routed.batch.bytes;
+        if !is_spillable(&routed.batch) {
+            if output.send(routed, bytes).await.is_err() {
+                return;
+            }
+            continue;
         }
-    }
-}
-
-/// Moves one batch on: replayable ones wait for room in memory; spillable
-/// ones go to memory or, when it is full, to disk. False when the sink is
-/// gone.
-async fn pass_on(shared: &Shared, routed: RoutedBatch, output: &BatchSender<RoutedBatch>) -> bool {
-    let bytes = routed.batch.bytes;
-    if !is_spillable(&routed.batch) {
-        return output.send(routed, bytes).await.is_ok();
-    }
-    // Memory first, unless older batches wait on disk (keep the order).
-    let routed = if shared.queue().has_unread() {
-        routed
-    } else {
-        match output.try_send(routed, bytes) {
-            Ok(()) => return true,
-            Err(TrySendError::Full(routed)) => routed,
-            Err(TrySendError::Closed(_)) => return false,
+        // Memory first, unless older batches wait on disk (keep the order).
+        let routed = if shared.queue().has_unread() {
+            routed
+        } else {
+            match output.try_send(routed, bytes) {
+                Ok(()) => continue,
+                Err(TrySendError::Full(routed)) => routed,
+                Err(TrySendError::Closed(_)) => return,
+            }
+        };
+        if let Some(routed) = spill(shared, routed).await {
+            // Not writable (disk full, I/O error): keep it in memory and
+            // let backpressure do the rest, rather than lose it.
+            if output.send(routed, bytes).await.is_err() {
+                return;
+            }
         }
-    };
-    match spill(shared, routed).await {
-        // Not writable (disk full, I/O error): keep it in memory and let
-        // backpressure do the rest, rather than lose it.
-        Some(routed) => output.send(routed, bytes).await.is_ok(),
-        None => true,
     }
 }
 

@@ -14,7 +14,6 @@ use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::control::reload::{Apply, PipelineOrigin, Reloader};
 use crate::control::status::{AgentView, Layout};
 use crate::control::tap::{self, Point};
-use crate::event::EventBatch;
 use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
 use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
@@ -267,18 +266,6 @@ fn journaled_sender(
     match RamJournal::open(dir, name) {
         Ok((journal, recovered)) => {
             if !recovered.is_empty() {
-                let events: usize = recovered.iter().map(EventBatch::len).sum();
-                tracing::info!(
-                    source = name,
-                    batches = recovered.len(),
-                    events,
-                    "sending again what a crashed run left in the RAM journal"
-                );
-                telemetry::counter(
-                    "shipd_journal_recovered_events_total",
-                    &[("component", name)],
-                )
-                .add(events as u64);
                 let tx = events_tx.clone();
                 tasks.push(tokio::spawn(async move {
                     for batch in recovered {
