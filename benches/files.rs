@@ -125,7 +125,11 @@ struct Running {
 
 fn start_source(rt: &tokio::runtime::Runtime, include: Vec<String>, until: Option<u64>) -> Running {
     let data = tempfile::tempdir().unwrap();
-    let checkpointer = Checkpointer::open(data.path(), Duration::from_secs(5)).unwrap();
+    let checkpointer = Checkpointer::open(
+        data.path(),
+        &shipd::pipeline::checkpoint::CheckpointSettings::disk_only(Duration::from_secs(5)),
+    )
+    .unwrap();
     let (tx, mut rx) = batch_channel(4 * 1024 * 1024);
     let cancel = CancellationToken::new();
     let mut cfg = FileSourceConfig::new("bench", include);

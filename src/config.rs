@@ -53,7 +53,11 @@ pub struct AgentConfig {
     pub api_addr: Option<SocketAddr>,
     /// The control socket (tap, status, reload); `None` disables it.
     pub control_socket: Option<PathBuf>,
+    /// How often changed positions are saved (to the RAM copy, see
+    /// [`crate::pipeline::checkpoint`]).
     pub checkpoint_interval: Duration,
+    /// How often the checkpoint copy on disk is brought up to date.
+    pub checkpoint_disk_interval: Duration,
     /// How long shutdown waits for in-flight batches.
     pub drain_timeout: Duration,
     /// Byte budget of each channel between stages.

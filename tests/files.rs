@@ -315,8 +315,9 @@ fn kill_9_during_rotations_loses_no_line() {
     assert_eq!(t.unexpected, 0);
     assert!(
         t.duplicates < before_kill,
-        "restart resumed from checkpoints ({} duplicates)",
-        t.duplicates
+        "restart resumed from checkpoints ({} duplicates):\n{}",
+        t.duplicates,
+        second.log()
     );
     assert!(
         second.log().contains("file rotated while shipd was down"),

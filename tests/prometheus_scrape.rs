@@ -186,7 +186,11 @@ fn running_source_scrapes_every_target_on_its_interval_until_cancelled() {
     let ctx = SourceContext {
         unreplayable: shipd::buffer::journal::JournaledSender::new(tx.clone(), None),
         out: tx,
-        checkpointer: Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap(),
+        checkpointer: Checkpointer::open(
+            dir.path(),
+            &shipd::pipeline::checkpoint::CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap(),
         cancel: cancel.clone(),
         host_name: "pi1".into(),
     };

@@ -47,7 +47,7 @@ pub struct RamJournal {
 }
 
 /// Whether `dir` (or its nearest existing ancestor) lives in RAM.
-fn in_ram(dir: &Path) -> io::Result<bool> {
+pub(crate) fn in_ram(dir: &Path) -> io::Result<bool> {
     let existing = dir
         .ancestors()
         .find(|p| p.exists())

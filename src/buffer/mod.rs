@@ -370,7 +370,11 @@ mod tests {
     #[tokio::test]
     async fn full_memory_queue_spills_then_replays_in_order_and_deletes_acked_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &crate::pipeline::checkpoint::CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let spill = SpillBuffer::open("o2", SpillOptions::default(), dir.path(), &cp).unwrap();
         let (in_tx, in_rx) = batch_channel::<RoutedBatch>(1 << 20);
         let (out_tx, mut out_rx) = batch_channel::<RoutedBatch>(2000);
@@ -417,7 +421,11 @@ mod tests {
     fn only_batches_without_ack_tokens_spill() {
         assert!(is_spillable(&metrics(0).batch));
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &crate::pipeline::checkpoint::CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let key: SourceKey = Arc::from("files|1");
         cp.start_unflushed(
             &key,

@@ -226,10 +226,11 @@ pub static KINDS: &[KindSpec] = &[
         doc: "Agent-wide settings.",
         options: &[
             o("data_dir", OptTy::Str, "checkpoints and buffers (default $SHIPD_DATA_DIR or /var/lib/shipd)"),
-            o("runtime_dir", OptTy::Str, "RAM-backed directory (tmpfs) where metrics and received data are journaled until delivered, so a crash of the process loses none of them, or \"off\" (default $SHIPD_RUNTIME_DIR, else $RUNTIME_DIRECTORY/journal, else /dev/shm/shipd-<id of data_dir>)"),
+            o("runtime_dir", OptTy::Str, "RAM-backed directory (tmpfs) where metrics and received data are journaled until delivered, so a crash of the process loses none of them, and where checkpoints are saved every checkpoint_interval without wearing the storage, or \"off\" (default $SHIPD_RUNTIME_DIR, else $RUNTIME_DIRECTORY/journal, else /dev/shm/shipd-<id of data_dir>)"),
             o("api_addr", OptTy::Str, "address of /health and /metrics, or \"off\" (default $SHIPD_API_ADDR or 127.0.0.1:9717)"),
             o("control_socket", OptTy::Str, "unix socket of the control API (shipctl tail, status, reload), or \"off\" (default $SHIPD_CONTROL_SOCKET or /run/shipd/control.sock)"),
-            o("checkpoint_interval", OptTy::Duration, "at most one checkpoint write per interval (default 30s)"),
+            o("checkpoint_interval", OptTy::Duration, "how often delivered positions are saved to the RAM copy in runtime_dir, which a crash or restart of the process keeps (default 5s; without a RAM runtime_dir, to disk)"),
+            o("checkpoint_disk_interval", OptTy::Duration, "how often the checkpoint copy on disk, which a reboot keeps, is brought up to date: at most one 4 KiB page of flash per interval (default 60s)"),
             o("drain_timeout", OptTy::Duration, "how long shutdown waits for in-flight batches (default 10s)"),
             o("hostname", OptTy::Str, "host.name of every record (default: the kernel's)"),
             o("max_streams", OptTy::Int, "distinct computed stream names before overflow (default 100)"),

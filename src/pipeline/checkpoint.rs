@@ -7,13 +7,23 @@
 //! persisted and synced at once, so a crash before the first interval
 //! neither skips nor re-reads; so is the final state at shutdown.
 //! It never writes event data.
+//!
+//! Two copies spare the flash: every interval (5 s) the state goes to a copy
+//! in RAM (tmpfs, beside the RAM journal), which survives a crash or restart
+//! of the process and costs no storage writes; the copy in the data
+//! directory is rewritten at most every `disk_interval` (60 s), so at most
+//! that many 4 KiB pages per hour reach the storage whatever the kernel's
+//! writeback does. Both carry a generation; the newest intact one wins at
+//! start. After a reboot (RAM gone) the disk copy is up to `disk_interval`
+//! older: the difference is read again (duplicates), never skipped. Without
+//! a RAM directory every write goes to disk.
 
 use super::checkpoint_file::{SlotFile, SlotFileError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Identifies one replayable stream of a source, e.g. `files|2049:1311`.
@@ -77,9 +87,51 @@ pub struct Checkpointer {
     /// Held across snapshot and write: two flushers (a source starting a
     /// key, the interval task) would otherwise write an older snapshot
     /// over a newer one.
-    file: Mutex<SlotFile>,
+    files: Mutex<Copies>,
     /// The state file of earlier versions, removed after the first write.
     legacy: Mutex<Option<PathBuf>>,
+}
+
+/// Where checkpoints are written, and when the disk copy is next due.
+#[derive(Debug)]
+struct Copies {
+    disk: SlotFile,
+    ram: Option<SlotFile>,
+    /// Generation of the newest state written to either copy.
+    generation: u64,
+    disk_interval: Duration,
+    disk_written_at: Instant,
+    /// The RAM copy holds a newer state than the disk copy.
+    disk_behind: bool,
+}
+
+impl Copies {
+    fn disk_due(&self) -> bool {
+        self.disk_behind && self.disk_written_at.elapsed() >= self.disk_interval
+    }
+}
+
+/// Where and how often checkpoints are persisted.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    /// How often changed positions are saved (to the RAM copy when there is one).
+    pub interval: Duration,
+    /// How often the disk copy takes the RAM copy's state.
+    pub disk_interval: Duration,
+    /// The RAM-backed directory of the RAM copy; `None`, or a directory not
+    /// on tmpfs/ramfs, writes every checkpoint to disk.
+    pub ram_dir: Option<PathBuf>,
+}
+
+impl CheckpointSettings {
+    /// Disk only, at `interval`.
+    pub fn disk_only(interval: Duration) -> Self {
+        CheckpointSettings {
+            interval,
+            disk_interval: interval,
+            ram_dir: None,
+        }
+    }
 }
 
 const FILE_NAME: &str = "checkpoints.state";
@@ -95,16 +147,81 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, Checkpoin
         })
 }
 
+/// Opens the RAM copy in `dir` with its newest payload, or `None` when
+/// `dir` is not RAM-backed or unusable (logged). Without a disk copy
+/// (`on_disk` false: a first start, or the data directory was emptied) a
+/// RAM copy left over is removed rather than trusted.
+fn open_ram_copy(dir: &Path, on_disk: bool) -> Option<(SlotFile, Option<Vec<u8>>)> {
+    let path = dir.join(FILE_NAME);
+    let usable = std::fs::create_dir_all(dir).and_then(|()| crate::buffer::journal::in_ram(dir));
+    match usable {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(dir = %dir.display(),
+                "runtime directory is not RAM-backed: every checkpoint goes to disk");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e,
+                "no RAM copy of checkpoints: every checkpoint goes to disk");
+            return None;
+        }
+    }
+    if !on_disk {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "RAM copy of checkpoints without a disk copy removed")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "cannot remove a stale RAM copy of checkpoints; every checkpoint goes to disk");
+                return None;
+            }
+        }
+    }
+    match SlotFile::open(&path, true) {
+        Ok(loaded) => Some((loaded.file, loaded.payload)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e,
+                "RAM copy of checkpoints unreadable; using the disk copy");
+            std::fs::remove_file(&path).ok()?;
+            SlotFile::open(&path, true)
+                .ok()
+                .map(|loaded| (loaded.file, None))
+        }
+    }
+}
+
 impl Checkpointer {
-    /// Loads `data_dir/checkpoints.state` (absent means empty; a
-    /// `checkpoints.json` of an earlier version is taken over).
-    pub fn open(data_dir: &Path, interval: Duration) -> Result<Arc<Self>, CheckpointError> {
+    /// Loads `data_dir/checkpoints.state` or, when newer, its RAM copy
+    /// (absent means empty; a `checkpoints.json` of an earlier version is
+    /// taken over).
+    pub fn open(
+        data_dir: &Path,
+        settings: &CheckpointSettings,
+    ) -> Result<Arc<Self>, CheckpointError> {
         let path = data_dir.join(FILE_NAME);
-        let loaded = SlotFile::open(&path)?;
+        let loaded = SlotFile::open(&path, false)?;
+        let ram = settings
+            .ram_dir
+            .as_deref()
+            .and_then(|dir| open_ram_copy(dir, loaded.payload.is_some()));
+        let mut generation = loaded.file.generation();
+        let mut payload = loaded.payload;
+        let mut state_path = path.clone();
+        let ram = ram.map(|(file, ram_payload)| {
+            if let Some(newer) = ram_payload.filter(|_| file.generation() > generation) {
+                generation = file.generation();
+                payload = Some(newer);
+                state_path = file.path().to_owned();
+            }
+            file
+        });
         let legacy_path = data_dir.join(LEGACY_FILE_NAME);
         let mut legacy = None;
-        let entries = match loaded.payload {
-            Some(payload) => parse(&path, &payload)?,
+        let entries = match payload {
+            Some(payload) => parse(&state_path, &payload)?,
             None => match std::fs::read(&legacy_path) {
                 Ok(bytes) => {
                     legacy = Some(legacy_path.clone());
@@ -120,15 +237,24 @@ impl Checkpointer {
             },
         };
         let dirty = legacy.is_some();
+        // A newer RAM copy goes to disk at the first due write.
+        let disk_behind = generation > loaded.file.generation();
         Ok(Arc::new(Checkpointer {
             path,
-            interval,
+            interval: settings.interval,
             state: Mutex::new(State {
                 entries,
                 dirty,
                 ..State::default()
             }),
-            file: Mutex::new(loaded.file),
+            files: Mutex::new(Copies {
+                disk: loaded.file,
+                ram,
+                generation,
+                disk_interval: settings.disk_interval,
+                disk_written_at: Instant::now(),
+                disk_behind,
+            }),
             legacy: Mutex::new(legacy),
         }))
     }
@@ -258,10 +384,12 @@ impl Checkpointer {
     }
 
     fn write(&self, sync: bool) -> Result<(), CheckpointError> {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let files = &mut *files;
         let bytes = {
             let mut state = self.lock();
-            if !state.dirty {
+            let disk_wanted = files.disk_due() || (sync && files.disk_behind);
+            if !state.dirty && !disk_wanted {
                 return Ok(());
             }
             state.dirty = false;
@@ -275,9 +403,27 @@ impl Checkpointer {
             })?
         };
         let mut legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner());
-        let written = file.write(&bytes).and_then(|()| {
+        files.generation += 1;
+        let generation = files.generation;
+        let to_disk =
+            sync || legacy.is_some() || files.disk_written_at.elapsed() >= files.disk_interval;
+        if let Some(ram) = files.ram.as_mut().filter(|_| !to_disk) {
+            match ram.write(generation, &bytes) {
+                Ok(()) => {
+                    files.disk_behind = true;
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e,
+                        "cannot keep the checkpoint copy in RAM; writing checkpoints to disk every interval");
+                    files.ram = None;
+                }
+            }
+        }
+        let disk = &mut files.disk;
+        let written = disk.write(generation, &bytes).and_then(|()| {
             if sync || legacy.is_some() {
-                file.sync()?;
+                disk.sync()?;
             }
             Ok(())
         });
@@ -285,6 +431,8 @@ impl Checkpointer {
             self.lock().dirty = true;
             return Err(e.into());
         }
+        files.disk_behind = false;
+        files.disk_written_at = Instant::now();
         if let Some(old) = legacy.take() {
             if let Err(e) = std::fs::remove_file(&old) {
                 tracing::warn!(path = %old.display(), error = %e, "cannot remove the old checkpoint file");
@@ -306,8 +454,26 @@ impl Checkpointer {
                 tracing::error!(error = %e, "checkpoint not persisted; will retry");
             }
         }
-        if let Err(e) = self.flush_synced() {
-            tracing::error!(error = %e, "final checkpoint not persisted");
+        match self.flush_synced() {
+            Ok(()) => self.retire_ram_copy(),
+            Err(e) => tracing::error!(error = %e, "final checkpoint not persisted"),
+        }
+    }
+
+    /// Removes the RAM copy (and its directory when empty) once the disk
+    /// copy holds the final state: nothing is left behind in RAM.
+    fn retire_ram_copy(&self) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if files.disk_behind {
+            return;
+        }
+        if let Some(ram) = files.ram.take() {
+            if let Err(e) = std::fs::remove_file(ram.path()) {
+                tracing::warn!(path = %ram.path().display(), error = %e, "cannot remove the RAM copy of checkpoints");
+            }
+            if let Some(dir) = ram.path().parent() {
+                let _ = std::fs::remove_dir(dir); // kept while the journal uses it
+            }
         }
     }
 }
@@ -328,10 +494,135 @@ mod tests {
         }
     }
 
+    /// A data directory on disk and a RAM directory on tmpfs.
+    fn dirs() -> (tempfile::TempDir, tempfile::TempDir) {
+        let ram = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (tmpfs) on this machine");
+        (tempfile::tempdir().unwrap(), ram)
+    }
+
+    fn with_ram(ram: &Path, disk_interval: Duration) -> CheckpointSettings {
+        CheckpointSettings {
+            interval: Duration::from_secs(5),
+            disk_interval,
+            ram_dir: Some(ram.to_owned()),
+        }
+    }
+
+    /// The offset of `key` in the disk copy, read as the next start would
+    /// after a reboot (RAM gone).
+    fn on_disk(data: &Path, key: &str) -> u64 {
+        let cp = Checkpointer::open(data, &CheckpointSettings::disk_only(Duration::from_secs(5)))
+            .unwrap();
+        cp.entry(key).unwrap().offset
+    }
+
+    #[test]
+    fn interval_writes_go_to_the_ram_copy_which_a_restart_reads_first() {
+        let (data, ram) = dirs();
+        let settings = with_ram(ram.path(), Duration::from_secs(3600));
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        let k = key("files|1:2");
+        cp.start(&k, entry(0)).unwrap();
+        let disk_before = std::fs::read(data.path().join(FILE_NAME)).unwrap();
+        cp.complete(&k, 0, 500);
+        cp.flush().unwrap();
+        assert_eq!(
+            std::fs::read(data.path().join(FILE_NAME)).unwrap(),
+            disk_before,
+            "the disk copy is not due for an hour"
+        );
+        drop(cp); // a crash: no final flush
+        let again = Checkpointer::open(data.path(), &settings).unwrap();
+        assert_eq!(
+            again.entry(&k).unwrap().offset,
+            500,
+            "the RAM copy is newer"
+        );
+        assert_eq!(
+            on_disk(data.path(), &k),
+            0,
+            "a reboot falls back to the disk copy"
+        );
+    }
+
+    #[test]
+    fn the_disk_copy_catches_up_once_due_and_at_shutdown() {
+        let (data, ram) = dirs();
+        let settings = with_ram(ram.path(), Duration::from_millis(50));
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        let k = key("files|1:2");
+        cp.start(&k, entry(0)).unwrap();
+        cp.complete(&k, 0, 100);
+        std::thread::sleep(Duration::from_millis(60));
+        cp.flush().unwrap();
+        assert_eq!(on_disk(data.path(), &k), 100, "due: written to disk");
+        cp.complete(&k, 1, 200);
+        cp.flush().unwrap();
+        assert_eq!(on_disk(data.path(), &k), 100, "not due again yet");
+        std::thread::sleep(Duration::from_millis(60));
+        cp.flush().unwrap();
+        assert_eq!(
+            on_disk(data.path(), &k),
+            200,
+            "nothing changed since the RAM write, but the disk copy was behind"
+        );
+        cp.complete(&k, 2, 300);
+        cp.flush_synced().unwrap();
+        assert_eq!(
+            on_disk(data.path(), &k),
+            300,
+            "a synced flush always reaches disk"
+        );
+    }
+
+    #[test]
+    fn a_ram_copy_without_a_disk_copy_is_not_trusted() {
+        let (data, ram) = dirs();
+        let settings = with_ram(ram.path(), Duration::from_secs(3600));
+        let k = key("files|1:2");
+        {
+            let cp = Checkpointer::open(data.path(), &settings).unwrap();
+            cp.start(&k, entry(0)).unwrap();
+            cp.complete(&k, 0, 700);
+            cp.flush().unwrap();
+        }
+        std::fs::remove_file(data.path().join(FILE_NAME)).unwrap(); // data directory emptied
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        assert!(cp.entry(&k).is_none(), "starts afresh");
+        cp.start(&k, entry(5)).unwrap();
+        cp.complete(&k, 0, 9);
+        cp.flush().unwrap();
+        drop(cp);
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        assert_eq!(
+            cp.entry(&k).unwrap().offset,
+            9,
+            "the old RAM state never comes back"
+        );
+    }
+
+    #[test]
+    fn a_runtime_dir_on_disk_is_not_used_for_the_frequent_copy() {
+        let data = tempfile::tempdir().unwrap();
+        let not_ram = tempfile::tempdir().unwrap();
+        let settings = with_ram(not_ram.path(), Duration::from_secs(3600));
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        let k = key("files|1:2");
+        cp.start(&k, entry(0)).unwrap();
+        cp.complete(&k, 0, 42);
+        cp.flush().unwrap();
+        assert_eq!(on_disk(data.path(), &k), 42, "every write went to disk");
+        assert!(!not_ram.path().join(FILE_NAME).exists());
+    }
+
     #[test]
     fn advances_only_past_contiguous_completions() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let k = key("files|1:2");
         cp.start(&k, entry(10)).unwrap();
         cp.complete(&k, 1, 30);
@@ -343,7 +634,11 @@ mod tests {
     #[test]
     fn late_acks_of_an_earlier_reading_do_not_move_a_key_started_again() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let k = key("files|1:2:abc");
         cp.start(&k, entry(0)).unwrap();
         cp.complete(&k, 0, 1_000);
@@ -363,7 +658,11 @@ mod tests {
     #[test]
     fn cursor_of_the_furthest_contiguous_batch_wins_when_completed_out_of_order() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let k = key("journald|system");
         cp.start(&k, entry(0)).unwrap();
         cp.complete_with_cursor(&k, 1, 20, Some("c20".into()));
@@ -377,23 +676,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = key("files|1:2");
         {
-            let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+            let cp = Checkpointer::open(
+                dir.path(),
+                &CheckpointSettings::disk_only(Duration::from_secs(5)),
+            )
+            .unwrap();
             cp.start(&k, entry(7)).unwrap();
         }
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let resumed = cp.entry(&k).unwrap();
         assert_eq!(resumed.offset, 7);
         cp.start(&k, resumed).unwrap();
         cp.complete(&k, 0, 99);
         cp.flush().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         assert_eq!(cp.entry(&k).unwrap().offset, 99);
     }
 
     #[test]
     fn unchanged_state_is_not_rewritten() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let k = key("files|1:2");
         cp.start(&k, entry(7)).unwrap();
         let before = std::fs::metadata(dir.path().join(FILE_NAME))
@@ -414,11 +729,19 @@ mod tests {
     fn corrupt_state_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), vec![0u8; 4096]).unwrap();
-        let err = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap_err();
+        let err = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no intact slot"), "{err}");
         std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
         std::fs::write(dir.path().join(LEGACY_FILE_NAME), b"{not json").unwrap();
-        let err = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap_err();
+        let err = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("not valid"), "{err}");
     }
 
@@ -431,21 +754,33 @@ mod tests {
             br#"{"version":1,"entries":{"files|1:2":{"path":"/x","offset":42}}}"#,
         )
         .unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         assert_eq!(cp.entry("files|1:2").unwrap().offset, 42);
         cp.flush().unwrap();
         assert!(
             !legacy.exists(),
             "the old file is gone once the new one is written"
         );
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         assert_eq!(cp.entry("files|1:2").unwrap().offset, 42);
     }
 
     #[test]
     fn periodic_writes_reuse_the_page_in_place() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         let k = key("files|1:2");
         cp.start(&k, entry(0)).unwrap();
         use std::os::unix::fs::MetadataExt;
@@ -457,7 +792,11 @@ mod tests {
         let meta = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap();
         assert_eq!(meta.ino(), inode, "no new file per write");
         assert_eq!(meta.len(), 4096, "two slots in one page");
-        let cp = Checkpointer::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let cp = Checkpointer::open(
+            dir.path(),
+            &CheckpointSettings::disk_only(Duration::from_secs(5)),
+        )
+        .unwrap();
         assert_eq!(cp.entry(&k).unwrap().offset, 1000);
     }
 }

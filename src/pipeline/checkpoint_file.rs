@@ -17,6 +17,11 @@
 //! the page out where a position must survive power loss at once (a newly
 //! seen source, shutdown); the file is created and resized by
 //! write-temp + fsync + rename.
+//!
+//! The same format serves the copy kept in RAM (tmpfs, see
+//! [`crate::pipeline::checkpoint`]): such a file counts no wear and is
+//! never synced. Generations are given by the caller, so that the newest
+//! state of the two files can be told apart.
 
 use crate::telemetry;
 use std::fs::File;
@@ -54,7 +59,11 @@ pub struct SlotFile {
     path: PathBuf,
     file: Option<File>,
     slot_size: usize,
+    /// Slot (0 or 1) holding the newest state; the next write takes the other.
+    newest_slot: usize,
     generation: u64,
+    /// A copy in RAM (tmpfs): no wear to count, nothing to sync.
+    in_ram: bool,
 }
 
 /// What [`SlotFile::open`] found.
@@ -66,8 +75,9 @@ pub struct Loaded {
 }
 
 impl SlotFile {
-    /// Opens `path` (absent means empty) and returns its newest intact payload.
-    pub fn open(path: &Path) -> Result<Loaded, SlotFileError> {
+    /// Opens `path` (absent means empty) and returns its newest intact
+    /// payload. `in_ram` marks a file on tmpfs.
+    pub fn open(path: &Path, in_ram: bool) -> Result<Loaded, SlotFileError> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -76,7 +86,9 @@ impl SlotFile {
                         path: path.to_owned(),
                         file: None,
                         slot_size: MIN_SLOT,
+                        newest_slot: 0,
                         generation: 0,
+                        in_ram,
                     },
                     payload: None,
                 });
@@ -95,9 +107,10 @@ impl SlotFile {
         ];
         let newest = slots
             .iter()
-            .flatten()
-            .max_by_key(|(generation, _)| *generation);
-        let Some(&(generation, payload)) = newest else {
+            .enumerate()
+            .filter_map(|(i, slot)| slot.map(|(generation, payload)| (i, generation, payload)))
+            .max_by_key(|&(_, generation, _)| generation);
+        let Some((newest_slot, generation, payload)) = newest else {
             return Err(SlotFileError::Damaged {
                 path: path.to_owned(),
             });
@@ -119,32 +132,51 @@ impl SlotFile {
                 path: path.to_owned(),
                 file: Some(file),
                 slot_size,
+                newest_slot,
                 generation,
+                in_ram,
             },
         })
     }
 
-    /// Writes `payload` into the slot not holding the newest state. Not
-    /// synced: see [`sync`](Self::sync).
-    pub fn write(&mut self, payload: &[u8]) -> Result<(), SlotFileError> {
-        let generation = self.generation + 1;
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The generation of the newest state written or read.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Writes `payload` as `generation` (higher than any before) into the
+    /// slot not holding the newest state. Not synced: see [`sync`](Self::sync).
+    pub fn write(&mut self, generation: u64, payload: &[u8]) -> Result<(), SlotFileError> {
         let slot = encode_slot(generation, payload);
+        let target = 1 - self.newest_slot;
         match &self.file {
             Some(file) if slot.len() <= self.slot_size => {
-                let offset = (generation % 2) as usize * self.slot_size;
+                let offset = target * self.slot_size;
                 file.write_all_at(&slot, offset as u64)
                     .map_err(|source| self.write_error(source))?;
-                telemetry::disk_written("checkpoint", slot.len() as u64);
+                self.count_written(slot.len());
             }
-            _ => self.recreate(generation, &slot)?,
+            _ => self.recreate(target, &slot)?,
         }
+        self.newest_slot = target;
         self.generation = generation;
         Ok(())
     }
 
-    /// Forces what was written to storage.
+    fn count_written(&self, bytes: usize) {
+        if !self.in_ram {
+            telemetry::disk_written("checkpoint", bytes as u64);
+        }
+    }
+
+    /// Forces what was written to storage (nothing to do in RAM).
     pub fn sync(&self) -> Result<(), SlotFileError> {
-        if let Some(file) = &self.file {
+        if let Some(file) = self.file.as_ref().filter(|_| !self.in_ram) {
             file.sync_data()
                 .map_err(|source| self.write_error(source))?;
             telemetry::fsyncs(1);
@@ -153,23 +185,27 @@ impl SlotFile {
     }
 
     /// Creates the file (or grows its slots) by write-temp + fsync + rename,
-    /// `slot` in its place and the other slot empty.
-    fn recreate(&mut self, generation: u64, slot: &[u8]) -> Result<(), SlotFileError> {
+    /// `slot` in slot `target` and the other slot empty.
+    fn recreate(&mut self, target: usize, slot: &[u8]) -> Result<(), SlotFileError> {
         let slot_size = slot.len().next_power_of_two().max(MIN_SLOT);
         let mut image = vec![0u8; 2 * slot_size];
-        let offset = (generation % 2) as usize * slot_size;
+        let offset = target * slot_size;
         image[offset..offset + slot.len()].copy_from_slice(slot);
         let tmp = self.path.with_extension("tmp");
         let err = |source| self.write_error(source);
         let mut file = File::create(&tmp).map_err(err)?;
         file.write_all(&image).map_err(err)?;
-        file.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        if !self.in_ram {
+            file.sync_all().map_err(err)?;
         }
-        telemetry::disk_written("checkpoint", image.len() as u64);
-        telemetry::fsyncs(2);
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        if !self.in_ram {
+            if let Some(dir) = self.path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+            }
+            telemetry::fsyncs(2);
+        }
+        self.count_written(image.len());
         self.file = Some(
             std::fs::OpenOptions::new()
                 .write(true)
@@ -224,17 +260,21 @@ fn decode_slot(slot: &[u8]) -> Option<(u64, &[u8])> {
 mod tests {
     use super::*;
 
+    fn next(f: &mut SlotFile, payload: &[u8]) {
+        f.write(f.generation() + 1, payload).unwrap();
+    }
+
     fn reopen(path: &Path) -> Option<Vec<u8>> {
-        SlotFile::open(path).unwrap().payload
+        SlotFile::open(path, false).unwrap().payload
     }
 
     #[test]
     fn writes_alternate_slots_and_the_newest_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
-        let mut f = SlotFile::open(&path).unwrap().file;
+        let mut f = SlotFile::open(&path, false).unwrap().file;
         for n in 0..5 {
-            f.write(format!("state {n}").as_bytes()).unwrap();
+            next(&mut f, format!("state {n}").as_bytes());
             assert_eq!(reopen(&path).unwrap(), format!("state {n}").as_bytes());
         }
         assert_eq!(
@@ -248,9 +288,9 @@ mod tests {
     fn a_torn_newest_slot_falls_back_to_the_previous_state() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
-        let mut f = SlotFile::open(&path).unwrap().file;
-        f.write(b"older").unwrap();
-        f.write(b"newer").unwrap();
+        let mut f = SlotFile::open(&path, false).unwrap().file;
+        next(&mut f, b"older");
+        next(&mut f, b"newer");
         let mut bytes = std::fs::read(&path).unwrap();
         // generation 2 lives in slot 0: flip a payload byte there.
         bytes[HEADER + 1] ^= 0xff;
@@ -259,18 +299,38 @@ mod tests {
     }
 
     #[test]
+    fn slots_alternate_whatever_the_generations_given() {
+        // A file written every third generation (the disk copy beside a RAM
+        // copy) must still keep its previous state in the other slot.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp");
+        let mut f = SlotFile::open(&path, false).unwrap().file;
+        f.write(3, b"older").unwrap();
+        f.write(9, b"newer").unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let newest = (0..2)
+            .find(|i| decode_slot(&bytes[i * MIN_SLOT..]).map(|(g, _)| g) == Some(9))
+            .unwrap();
+        bytes[newest * MIN_SLOT + HEADER] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let loaded = SlotFile::open(&path, false).unwrap();
+        assert_eq!(loaded.payload.unwrap(), b"older");
+        assert_eq!(loaded.file.generation(), 3);
+    }
+
+    #[test]
     fn growing_state_moves_to_bigger_slots_and_keeps_alternating() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
-        let mut f = SlotFile::open(&path).unwrap().file;
-        f.write(b"small").unwrap();
+        let mut f = SlotFile::open(&path, false).unwrap().file;
+        next(&mut f, b"small");
         let big = vec![b'x'; 5000];
-        f.write(&big).unwrap();
+        next(&mut f, &big);
         assert_eq!(reopen(&path).unwrap(), big);
-        f.write(b"small again").unwrap();
+        next(&mut f, b"small again");
         assert_eq!(reopen(&path).unwrap(), b"small again");
-        let mut f = SlotFile::open(&path).unwrap().file;
-        f.write(b"after reopen").unwrap();
+        let mut f = SlotFile::open(&path, false).unwrap().file;
+        next(&mut f, b"after reopen");
         assert_eq!(reopen(&path).unwrap(), b"after reopen");
     }
 
@@ -279,7 +339,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
         std::fs::write(&path, vec![0xa5u8; 4096]).unwrap();
-        let err = SlotFile::open(&path).unwrap_err();
+        let err = SlotFile::open(&path, false).unwrap_err();
         assert!(err.to_string().contains("no intact slot"), "{err}");
     }
 }

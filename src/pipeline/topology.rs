@@ -6,7 +6,7 @@
 //! [`Checkpointer`], the API and the control socket.
 
 use super::channel::{batch_channel, BatchReceiver, BatchSender};
-use super::checkpoint::{CheckpointError, Checkpointer};
+use super::checkpoint::{CheckpointError, CheckpointSettings, Checkpointer};
 use super::processor::Processor;
 use crate::buffer::journal::{JournaledSender, RamJournal, SharedJournal};
 use crate::buffer::SpillBuffer;
@@ -80,7 +80,14 @@ pub async fn run_with(
         path: cfg.data_dir.clone(),
         source,
     })?;
-    let checkpointer = Checkpointer::open(&cfg.data_dir, cfg.checkpoint_interval)?;
+    let checkpointer = Checkpointer::open(
+        &cfg.data_dir,
+        &CheckpointSettings {
+            interval: cfg.checkpoint_interval,
+            disk_interval: cfg.checkpoint_disk_interval,
+            ram_dir: cfg.runtime_dir.clone(),
+        },
+    )?;
     let _ = telemetry::wear(); // the wear counters show in /metrics from the start
     let stop_background = CancellationToken::new();
 
@@ -204,6 +211,7 @@ struct FixedSettings {
     api_addr: Option<std::net::SocketAddr>,
     control_socket: Option<std::path::PathBuf>,
     checkpoint_interval: Duration,
+    checkpoint_disk_interval: Duration,
 }
 
 impl FixedSettings {
@@ -213,6 +221,7 @@ impl FixedSettings {
             api_addr: cfg.api_addr,
             control_socket: cfg.control_socket.clone(),
             checkpoint_interval: cfg.checkpoint_interval,
+            checkpoint_disk_interval: cfg.checkpoint_disk_interval,
         }
     }
 
@@ -224,6 +233,10 @@ impl FixedSettings {
             (
                 "checkpoint_interval",
                 self.checkpoint_interval != new.checkpoint_interval,
+            ),
+            (
+                "checkpoint_disk_interval",
+                self.checkpoint_disk_interval != new.checkpoint_disk_interval,
             ),
         ];
         for (setting, _) in changed.iter().filter(|(_, c)| *c) {

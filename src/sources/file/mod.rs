@@ -749,8 +749,11 @@ mod tests {
         let first = "2026 first\n  at a\n  at b\n";
         let second = "2026 second\n  at c\n";
         std::fs::write(&path, format!("{first}{second}")).unwrap();
-        let checkpointer =
-            Checkpointer::open(&dir.path().join("data"), Duration::from_secs(60)).unwrap();
+        let checkpointer = Checkpointer::open(
+            &dir.path().join("data"),
+            &crate::pipeline::checkpoint::CheckpointSettings::disk_only(Duration::from_secs(60)),
+        )
+        .unwrap();
         let (tx, mut rx) = batch_channel(1 << 20);
         let cancel = CancellationToken::new();
         let mut cfg = FileSourceConfig::new("files", vec![path.display().to_string()]);
