@@ -230,7 +230,7 @@ pub static KINDS: &[KindSpec] = &[
             o("api_addr", OptTy::Str, "address of /health and /metrics, or \"off\" (default $SHIPD_API_ADDR or 127.0.0.1:9717)"),
             o("control_socket", OptTy::Str, "unix socket of the control API (shipctl tail, status, reload), or \"off\" (default $SHIPD_CONTROL_SOCKET or /run/shipd/control.sock)"),
             o("checkpoint_interval", OptTy::Duration, "how often delivered positions are saved to the RAM copy in runtime_dir, which a crash or restart of the process keeps (default 5s; without a RAM runtime_dir, to disk)"),
-            o("checkpoint_disk_interval", OptTy::Duration, "how often the checkpoint copy on disk, which a reboot keeps, is brought up to date: at most one 4 KiB page of flash per interval (default 60s)"),
+            o("checkpoint_disk_interval", OptTy::Duration, "how often the checkpoint copy on disk, which a reboot keeps, is brought up to date: at most one write per interval, each costing one or two 4 KiB pages of flash (the data, and the inode's new mtime) (default 120s)"),
             o("drain_timeout", OptTy::Duration, "how long shutdown waits for in-flight batches (default 10s)"),
             o("hostname", OptTy::Str, "host.name of every record (default: the kernel's)"),
             o("max_streams", OptTy::Int, "distinct computed stream names before overflow (default 100)"),

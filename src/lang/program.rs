@@ -553,11 +553,12 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         checkpoint_interval: settings
             .duration("checkpoint_interval")
             .unwrap_or(std::time::Duration::from_secs(5)),
-        // Each disk write may cost a 4 KiB page of flash: at most 10 per
-        // 10 minutes, whatever the kernel's writeback does.
+        // Each disk write may cost one or two 4 KiB pages of flash (the data
+        // page, and the inode's new mtime): at most 5 writes per 10 minutes,
+        // whatever the kernel's writeback does.
         checkpoint_disk_interval: settings
             .duration("checkpoint_disk_interval")
-            .unwrap_or(std::time::Duration::from_secs(60)),
+            .unwrap_or(std::time::Duration::from_secs(120)),
         drain_timeout: settings
             .duration("drain_timeout")
             .unwrap_or(std::time::Duration::from_secs(10)),

@@ -11,7 +11,7 @@
 //! Two copies spare the flash: every interval (5 s) the state goes to a copy
 //! in RAM (tmpfs, beside the RAM journal), which survives a crash or restart
 //! of the process and costs no storage writes; the copy in the data
-//! directory is rewritten at most every `disk_interval` (60 s), so at most
+//! directory is rewritten at most every `disk_interval` (120 s), so at most
 //! that many 4 KiB pages per hour reach the storage whatever the kernel's
 //! writeback does. Both carry a generation; the newest intact one wins at
 //! start. After a reboot (RAM gone) the disk copy is up to `disk_interval`
