@@ -110,7 +110,7 @@ mod tests {
         let mut buf = [0u8; 64];
 
         let before = stale_atime(&path);
-        File::open(&path).unwrap().read(&mut buf).unwrap();
+        assert_eq!(File::open(&path).unwrap().read(&mut buf).unwrap(), 8);
         assert_ne!(
             std::fs::metadata(&path).unwrap().accessed().unwrap(),
             before,
