@@ -507,7 +507,9 @@ fn healthy_run_at_1000_lines_per_second_writes_only_checkpoints() {
     ]);
     let shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
     assert!(
-        wait_until(WAIT, || shipd.metric("shipd_fsync_total") > 0),
+        wait_until(WAIT, || shipd
+            .metric("shipd_files_open{component=\"files\"}")
+            > 0),
         "started: {}",
         shipd.log()
     );
