@@ -531,9 +531,11 @@ fn healthy_run_at_1000_lines_per_second_writes_only_checkpoints() {
     let wear: serde_json::Value = serde_json::from_str(&health).unwrap();
     let write_bytes = io.get("write_bytes").copied().unwrap_or(0);
     let wchar = io.get("wchar").copied().unwrap_or(0);
+    let sent = shipd.metric("shipd_bytes_out_total{component=\"openobserve\"}");
     println!(
         "healthy {secs} s at 1000 lines/s: /proc io write_bytes={write_bytes} wchar={wchar} \
-         (wchar counts socket writes too); shipd's own count: {}",
+         (wchar counts socket and tmpfs writes too: {sent} request body bytes sent to \
+         OpenObserve); shipd's own count: {}",
         wear["wear"]
     );
     assert_eq!(status, 200);

@@ -468,8 +468,12 @@ impl Checkpointer {
             return;
         }
         if let Some(ram) = files.ram.take() {
-            if let Err(e) = std::fs::remove_file(ram.path()) {
-                tracing::warn!(path = %ram.path().display(), error = %e, "cannot remove the RAM copy of checkpoints");
+            match std::fs::remove_file(ram.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // never written
+                Err(e) => {
+                    tracing::warn!(path = %ram.path().display(), error = %e, "cannot remove the RAM copy of checkpoints")
+                }
             }
             if let Some(dir) = ram.path().parent() {
                 let _ = std::fs::remove_dir(dir); // kept while the journal uses it
