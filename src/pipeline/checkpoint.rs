@@ -11,12 +11,13 @@
 //! Two copies spare the flash: every interval (5 s) the state goes to a copy
 //! in RAM (tmpfs, beside the RAM journal), which survives a crash or restart
 //! of the process and costs no storage writes; the copy in the data
-//! directory is rewritten at most every `disk_interval` (120 s), so at most
-//! that many 4 KiB pages per hour reach the storage whatever the kernel's
-//! writeback does. Both carry a generation; the newest intact one wins at
-//! start. After a reboot (RAM gone) the disk copy is up to `disk_interval`
+//! directory is rewritten at most every `disk_interval` (120 s), plus once,
+//! synced, per newly seen source key: so few writes reach the storage
+//! whatever the kernel's writeback does. Both carry a generation; the newest
+//! intact one wins at start, the RAM copy only beside the disk copy it was
+//! written with. After a reboot (RAM gone) the disk copy is up to `disk_interval`
 //! older: the difference is read again (duplicates), never skipped. Without
-//! a RAM directory every write goes to disk.
+//! a RAM directory every write goes to disk, at most every `disk_interval`.
 
 use super::checkpoint_file::{SlotFile, SlotFileError};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,11 @@ pub struct Entry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
+    /// Generation of the disk copy when this state was written: a RAM copy
+    /// counts only beside that very disk copy, never beside one a later run
+    /// (without the RAM copy) has rewritten since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disk_generation: Option<u64>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -103,12 +109,10 @@ struct Copies {
     disk_written_at: Instant,
     /// The RAM copy holds a newer state than the disk copy.
     disk_behind: bool,
-}
-
-impl Copies {
-    fn disk_due(&self) -> bool {
-        self.disk_behind && self.disk_written_at.elapsed() >= self.disk_interval
-    }
+    /// The last disk write was not forced to storage.
+    disk_unsynced: bool,
+    /// A forced write failed: the next write forces again.
+    sync_owed: bool,
 }
 
 /// Where and how often checkpoints are persisted.
@@ -124,11 +128,12 @@ pub struct CheckpointSettings {
 }
 
 impl CheckpointSettings {
-    /// Disk only, at `interval`.
+    /// Disk only: every flush writes (the interval task flushes every
+    /// `interval`).
     pub fn disk_only(interval: Duration) -> Self {
         CheckpointSettings {
             interval,
-            disk_interval: interval,
+            disk_interval: Duration::ZERO,
             ram_dir: None,
         }
     }
@@ -138,57 +143,68 @@ const FILE_NAME: &str = "checkpoints.state";
 /// Whole-file JSON written by write-temp + rename (before 0.2).
 const LEGACY_FILE_NAME: &str = "checkpoints.json";
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, CheckpointError> {
-    serde_json::from_slice::<StateFile>(bytes)
-        .map(|file| file.entries)
-        .map_err(|source| CheckpointError::Parse {
-            path: path.to_owned(),
-            source,
-        })
+fn parse(path: &Path, bytes: &[u8]) -> Result<StateFile, CheckpointError> {
+    serde_json::from_slice::<StateFile>(bytes).map_err(|source| CheckpointError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
-/// Opens the RAM copy in `dir` with its newest payload, or `None` when
-/// `dir` is not RAM-backed or unusable (logged). Without a disk copy
-/// (`on_disk` false: a first start, or the data directory was emptied) a
-/// RAM copy left over is removed rather than trusted.
-fn open_ram_copy(dir: &Path, on_disk: bool) -> Option<(SlotFile, Option<Vec<u8>>)> {
+/// Opens the RAM copy in `dir`, or `None` when `dir` is not RAM-backed or
+/// unusable (logged). Its state comes back only when it is newer than the
+/// disk copy (`disk`: generation of an existing disk copy) and was written
+/// beside that very disk copy; otherwise (a first start, an emptied data
+/// directory, a later run without the RAM copy) it is removed, not trusted.
+fn open_ram_copy(dir: &Path, disk: Option<u64>) -> Option<(SlotFile, Option<StateFile>)> {
     let path = dir.join(FILE_NAME);
-    let usable = std::fs::create_dir_all(dir).and_then(|()| crate::buffer::journal::in_ram(dir));
+    let usable = crate::buffer::journal::in_ram(dir).and_then(|in_ram| {
+        if in_ram {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(in_ram)
+    });
     match usable {
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(dir = %dir.display(),
-                "runtime directory is not RAM-backed: every checkpoint goes to disk");
+                "runtime directory is not RAM-backed: checkpoints go to disk only, every checkpoint_disk_interval");
             return None;
         }
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e,
-                "no RAM copy of checkpoints: every checkpoint goes to disk");
+                "no RAM copy of checkpoints: they go to disk only, every checkpoint_disk_interval");
             return None;
         }
     }
-    if !on_disk {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "RAM copy of checkpoints without a disk copy removed")
+    let trusted = match SlotFile::open(&path, true) {
+        Ok(loaded) => match (loaded.payload, disk) {
+            (Some(payload), Some(disk)) if loaded.file.generation() > disk => {
+                match parse(&path, &payload) {
+                    Ok(state) if state.disk_generation == Some(disk) => {
+                        return Some((loaded.file, Some(state)))
+                    }
+                    Ok(_) => "written beside another disk copy",
+                    Err(_) => "unreadable",
+                }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e,
-                    "cannot remove a stale RAM copy of checkpoints; every checkpoint goes to disk");
-                return None;
-            }
-        }
+            (None, _) => return Some((loaded.file, None)),
+            (Some(_), None) => "no disk copy",
+            (Some(_), Some(_)) => "older than the disk copy",
+        },
+        Err(_) => "damaged",
+    };
+    tracing::info!(path = %path.display(), reason = trusted, "RAM copy of checkpoints not used; removed");
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(path = %path.display(), error = %e,
+            "cannot remove the RAM copy of checkpoints; they go to disk only, every checkpoint_disk_interval");
+        return None;
     }
     match SlotFile::open(&path, true) {
-        Ok(loaded) => Some((loaded.file, loaded.payload)),
+        Ok(loaded) => Some((loaded.file, None)),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e,
-                "RAM copy of checkpoints unreadable; using the disk copy");
-            std::fs::remove_file(&path).ok()?;
-            SlotFile::open(&path, true)
-                .ok()
-                .map(|loaded| (loaded.file, None))
+                "no RAM copy of checkpoints: they go to disk only, every checkpoint_disk_interval");
+            None
         }
     }
 }
@@ -203,29 +219,26 @@ impl Checkpointer {
     ) -> Result<Arc<Self>, CheckpointError> {
         let path = data_dir.join(FILE_NAME);
         let loaded = SlotFile::open(&path, false)?;
-        let ram = settings
-            .ram_dir
-            .as_deref()
-            .and_then(|dir| open_ram_copy(dir, loaded.payload.is_some()));
-        let mut generation = loaded.file.generation();
-        let mut payload = loaded.payload;
-        let mut state_path = path.clone();
-        let ram = ram.map(|(file, ram_payload)| {
-            if let Some(newer) = ram_payload.filter(|_| file.generation() > generation) {
-                generation = file.generation();
-                payload = Some(newer);
-                state_path = file.path().to_owned();
-            }
-            file
+        let disk_generation = loaded.file.generation();
+        let ram = settings.ram_dir.as_deref().and_then(|dir| {
+            open_ram_copy(dir, loaded.payload.is_some().then_some(disk_generation))
         });
+        let (ram, newer) = match ram {
+            Some((file, newer)) => (Some(file), newer),
+            None => (None, None),
+        };
+        let generation = ram
+            .as_ref()
+            .map_or(disk_generation, |r| r.generation().max(disk_generation));
         let legacy_path = data_dir.join(LEGACY_FILE_NAME);
         let mut legacy = None;
-        let entries = match payload {
-            Some(payload) => parse(&state_path, &payload)?,
-            None => match std::fs::read(&legacy_path) {
+        let entries = match (newer, loaded.payload) {
+            (Some(state), _) => state.entries,
+            (None, Some(payload)) => parse(&path, &payload)?.entries,
+            (None, None) => match std::fs::read(&legacy_path) {
                 Ok(bytes) => {
                     legacy = Some(legacy_path.clone());
-                    parse(&legacy_path, &bytes)?
+                    parse(&legacy_path, &bytes)?.entries
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
                 Err(source) => {
@@ -237,8 +250,15 @@ impl Checkpointer {
             },
         };
         let dirty = legacy.is_some();
-        // A newer RAM copy goes to disk at the first due write.
-        let disk_behind = generation > loaded.file.generation();
+        // A newer RAM copy goes to disk at the first write: due at once, so
+        // that a run restarting faster than the disk interval still moves
+        // the disk copy on.
+        let disk_behind = generation > disk_generation;
+        let now = Instant::now();
+        let disk_written_at = match disk_behind {
+            true => now.checked_sub(settings.disk_interval).unwrap_or(now),
+            false => now,
+        };
         Ok(Arc::new(Checkpointer {
             path,
             interval: settings.interval,
@@ -252,8 +272,10 @@ impl Checkpointer {
                 ram,
                 generation,
                 disk_interval: settings.disk_interval,
-                disk_written_at: Instant::now(),
+                disk_written_at,
                 disk_behind,
+                disk_unsynced: false,
+                sync_owed: false,
             }),
             legacy: Mutex::new(legacy),
         }))
@@ -386,15 +408,24 @@ impl Checkpointer {
     fn write(&self, sync: bool) -> Result<(), CheckpointError> {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let files = &mut *files;
+        let mut legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner());
+        let sync = sync || files.sync_owed || legacy.is_some();
+        // Without a RAM copy the disk takes every write, but no more often
+        // than its own interval: the wear bound holds either way.
+        let to_disk = sync || files.disk_written_at.elapsed() >= files.disk_interval;
         let bytes = {
             let mut state = self.lock();
-            let disk_wanted = files.disk_due() || (sync && files.disk_behind);
-            if !state.dirty && !disk_wanted {
+            let wanted = match to_disk {
+                true => state.dirty || files.disk_behind || (sync && files.disk_unsynced),
+                false => state.dirty && files.ram.is_some(),
+            };
+            if !wanted {
                 return Ok(());
             }
             state.dirty = false;
             let snapshot = StateFile {
                 version: 1,
+                disk_generation: Some(files.disk.generation()),
                 entries: state.entries.clone(),
             };
             serde_json::to_vec(&snapshot).map_err(|source| CheckpointError::Parse {
@@ -402,11 +433,8 @@ impl Checkpointer {
                 source,
             })?
         };
-        let mut legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner());
         files.generation += 1;
         let generation = files.generation;
-        let to_disk =
-            sync || legacy.is_some() || files.disk_written_at.elapsed() >= files.disk_interval;
         if let Some(ram) = files.ram.as_mut().filter(|_| !to_disk) {
             match ram.write(generation, &bytes) {
                 Ok(()) => {
@@ -415,23 +443,31 @@ impl Checkpointer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e,
-                        "cannot keep the checkpoint copy in RAM; writing checkpoints to disk every interval");
+                        "cannot keep the checkpoint copy in RAM; checkpoints go to disk only, every checkpoint_disk_interval");
                     files.ram = None;
                 }
             }
         }
         let disk = &mut files.disk;
-        let written = disk.write(generation, &bytes).and_then(|()| {
-            if sync || legacy.is_some() {
-                disk.sync()?;
-            }
-            Ok(())
+        let written = disk.write(generation, &bytes).and_then(|()| match sync {
+            true => disk.sync(),
+            false => Ok(()),
         });
         if let Err(e) = written {
             self.lock().dirty = true;
+            files.sync_owed |= sync;
+            // Keep the RAM copy current meanwhile: a crash then does not
+            // roll back to the last good disk write.
+            if let Some(ram) = files.ram.as_mut() {
+                if ram.write(generation, &bytes).is_ok() {
+                    files.disk_behind = true;
+                }
+            }
             return Err(e.into());
         }
         files.disk_behind = false;
+        files.disk_unsynced = !sync;
+        files.sync_owed = false;
         files.disk_written_at = Instant::now();
         if let Some(old) = legacy.take() {
             if let Err(e) = std::fs::remove_file(&old) {
@@ -552,18 +588,18 @@ mod tests {
     #[test]
     fn the_disk_copy_catches_up_once_due_and_at_shutdown() {
         let (data, ram) = dirs();
-        let settings = with_ram(ram.path(), Duration::from_millis(50));
+        let settings = with_ram(ram.path(), Duration::from_millis(400));
         let cp = Checkpointer::open(data.path(), &settings).unwrap();
         let k = key("files|1:2");
         cp.start(&k, entry(0)).unwrap();
         cp.complete(&k, 0, 100);
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(450));
         cp.flush().unwrap();
         assert_eq!(on_disk(data.path(), &k), 100, "due: written to disk");
         cp.complete(&k, 1, 200);
         cp.flush().unwrap();
         assert_eq!(on_disk(data.path(), &k), 100, "not due again yet");
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(450));
         cp.flush().unwrap();
         assert_eq!(
             on_disk(data.path(), &k),
@@ -606,17 +642,79 @@ mod tests {
     }
 
     #[test]
-    fn a_runtime_dir_on_disk_is_not_used_for_the_frequent_copy() {
+    fn a_runtime_dir_on_disk_is_not_used_and_disk_writes_keep_their_interval() {
         let data = tempfile::tempdir().unwrap();
-        let not_ram = tempfile::tempdir().unwrap();
-        let settings = with_ram(not_ram.path(), Duration::from_secs(3600));
+        // A directory on disk (the build directory, never tmpfs here).
+        let not_ram = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        assert!(!crate::buffer::journal::in_ram(not_ram.path()).unwrap());
+        let settings = with_ram(not_ram.path(), Duration::from_millis(400));
         let cp = Checkpointer::open(data.path(), &settings).unwrap();
         let k = key("files|1:2");
         cp.start(&k, entry(0)).unwrap();
         cp.complete(&k, 0, 42);
         cp.flush().unwrap();
-        assert_eq!(on_disk(data.path(), &k), 42, "every write went to disk");
+        assert_eq!(
+            on_disk(data.path(), &k),
+            0,
+            "no RAM copy, and the disk copy is not due"
+        );
+        std::thread::sleep(Duration::from_millis(450));
+        cp.flush().unwrap();
+        assert_eq!(on_disk(data.path(), &k), 42, "written once due");
         assert!(!not_ram.path().join(FILE_NAME).exists());
+    }
+
+    #[test]
+    fn a_ram_copy_left_by_an_earlier_run_is_not_trusted_after_a_run_without_it() {
+        let (data, ram) = dirs();
+        let with = with_ram(ram.path(), Duration::from_secs(3600));
+        let k = key("files|1:2");
+        {
+            let first = Checkpointer::open(data.path(), &with).unwrap();
+            first.start(&k, entry(0)).unwrap();
+            for n in 0..5 {
+                first.complete(&k, n, 700 + n);
+                first.flush().unwrap(); // RAM generations run ahead of the disk
+            }
+        } // killed
+        {
+            // A run without the RAM copy: the file was truncated and read again.
+            let second =
+                Checkpointer::open(data.path(), &CheckpointSettings::disk_only(Duration::ZERO))
+                    .unwrap();
+            assert_eq!(second.entry(&k).unwrap().offset, 0, "the disk copy");
+            second.start(&k, entry(0)).unwrap();
+            second.complete(&k, 0, 50);
+            second.flush_synced().unwrap();
+        }
+        let third = Checkpointer::open(data.path(), &with).unwrap();
+        assert_eq!(
+            third.entry(&k).unwrap().offset,
+            50,
+            "the first run's RAM copy, of a higher generation, would skip lines"
+        );
+    }
+
+    #[test]
+    fn a_newer_ram_copy_reaches_disk_at_the_first_flush_after_a_restart() {
+        let (data, ram) = dirs();
+        let settings = with_ram(ram.path(), Duration::from_secs(3600));
+        let k = key("files|1:2");
+        {
+            let cp = Checkpointer::open(data.path(), &settings).unwrap();
+            cp.start(&k, entry(0)).unwrap();
+            cp.complete(&k, 0, 300);
+            cp.flush().unwrap();
+        } // killed before the disk copy was due
+        assert_eq!(on_disk(data.path(), &k), 0);
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        assert_eq!(cp.entry(&k).unwrap().offset, 300);
+        cp.flush().unwrap();
+        assert_eq!(
+            on_disk(data.path(), &k),
+            300,
+            "a run restarting faster than the disk interval still moves the disk copy on"
+        );
     }
 
     #[test]

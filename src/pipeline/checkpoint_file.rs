@@ -115,7 +115,11 @@ impl SlotFile {
                 path: path.to_owned(),
             });
         };
-        if slots.iter().any(Option::is_none) && generation > 1 {
+        // A slot never written yet is all zeros: empty, not damaged.
+        let damaged = |half: &[u8], slot: &Option<(u64, &[u8])>| {
+            slot.is_none() && half.iter().any(|&b| b != 0)
+        };
+        if damaged(&bytes[..slot_size], &slots[0]) || damaged(&bytes[slot_size..], &slots[1]) {
             tracing::warn!(path = %path.display(), generation,
                 "one checkpoint slot is damaged (a write cut short); using the other");
         }

@@ -208,6 +208,7 @@ type ShippingSink = (OpenObserveSink, SpillBuffer);
 /// Settings a reload cannot change (they need a restart).
 struct FixedSettings {
     data_dir: std::path::PathBuf,
+    runtime_dir: Option<std::path::PathBuf>,
     api_addr: Option<std::net::SocketAddr>,
     control_socket: Option<std::path::PathBuf>,
     checkpoint_interval: Duration,
@@ -218,6 +219,7 @@ impl FixedSettings {
     fn of(cfg: &AgentConfig) -> Self {
         FixedSettings {
             data_dir: cfg.data_dir.clone(),
+            runtime_dir: cfg.runtime_dir.clone(),
             api_addr: cfg.api_addr,
             control_socket: cfg.control_socket.clone(),
             checkpoint_interval: cfg.checkpoint_interval,
@@ -228,6 +230,8 @@ impl FixedSettings {
     fn warn_changes(&self, new: &AgentConfig) {
         let changed = [
             ("data_dir", self.data_dir != new.data_dir),
+            // The RAM journals move at once; the checkpoint copy at restart.
+            ("runtime_dir", self.runtime_dir != new.runtime_dir),
             ("api_addr", self.api_addr != new.api_addr),
             ("control_socket", self.control_socket != new.control_socket),
             (
