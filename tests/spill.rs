@@ -498,11 +498,13 @@ fn healthy_run_at_1000_lines_per_second_writes_only_checkpoints() {
     let data = dir.path().join("data");
     let logs = dir.path().join("app.log");
     std::fs::write(&logs, b"").unwrap();
+    let ram = tempfile::tempdir_in("/dev/shm").unwrap();
     let mut env = shipd_env(&receiver, &data);
     env.retain(|(k, _)| *k != "SHIPD_CHECKPOINT_INTERVAL");
     env.extend([
         ("SHIPD_LOG_FILES", logs.display().to_string()),
         ("SHIPD_METRICS_INTERVAL", "1s".to_owned()),
+        ("SHIPD_RUNTIME_DIR", ram.path().display().to_string()),
         ("RUST_LOG", "warn".to_owned()),
     ]);
     let shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
@@ -564,6 +566,16 @@ fn healthy_run_at_1000_lines_per_second_writes_only_checkpoints() {
         }
     );
     assert_eq!(listing, ["checkpoints.state"], "only the checkpoint file");
+    // Positions of every 5 s live in the RAM copy (a crash of shipd keeps
+    // it); the disk copy follows every 2 minutes.
+    let end = format!("\"offset\":{}", std::fs::metadata(&logs).unwrap().len());
+    let in_ram =
+        String::from_utf8_lossy(&std::fs::read(ram.path().join("checkpoints.state")).unwrap())
+            .into_owned();
+    assert!(
+        in_ram.contains(&end),
+        "the RAM copy holds the end of the log: {in_ram}"
+    );
     assert!(
         write_bytes <= 100 * 1024,
         "{write_bytes} bytes reached storage in {secs} s, more than 100 KiB"
