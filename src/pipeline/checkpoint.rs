@@ -556,6 +556,20 @@ mod tests {
         cp.entry(key).unwrap().offset
     }
 
+    /// A run that saved `offset` for `k` to the RAM copy only, then was
+    /// killed (no final flush).
+    fn killed_after_a_ram_write(
+        data: &Path,
+        settings: &CheckpointSettings,
+        k: &SourceKey,
+        offset: u64,
+    ) {
+        let cp = Checkpointer::open(data, settings).unwrap();
+        cp.start(k, entry(0)).unwrap();
+        cp.complete(k, 0, offset);
+        cp.flush().unwrap();
+    }
+
     #[test]
     fn interval_writes_go_to_the_ram_copy_which_a_restart_reads_first() {
         let (data, ram) = dirs();
@@ -620,12 +634,7 @@ mod tests {
         let (data, ram) = dirs();
         let settings = with_ram(ram.path(), Duration::from_secs(3600));
         let k = key("files|1:2");
-        {
-            let cp = Checkpointer::open(data.path(), &settings).unwrap();
-            cp.start(&k, entry(0)).unwrap();
-            cp.complete(&k, 0, 700);
-            cp.flush().unwrap();
-        }
+        killed_after_a_ram_write(data.path(), &settings, &k, 700);
         std::fs::remove_file(data.path().join(FILE_NAME)).unwrap(); // data directory emptied
         let cp = Checkpointer::open(data.path(), &settings).unwrap();
         assert!(cp.entry(&k).is_none(), "starts afresh");
@@ -700,12 +709,7 @@ mod tests {
         let (data, ram) = dirs();
         let settings = with_ram(ram.path(), Duration::from_secs(3600));
         let k = key("files|1:2");
-        {
-            let cp = Checkpointer::open(data.path(), &settings).unwrap();
-            cp.start(&k, entry(0)).unwrap();
-            cp.complete(&k, 0, 300);
-            cp.flush().unwrap();
-        } // killed before the disk copy was due
+        killed_after_a_ram_write(data.path(), &settings, &k, 300); // disk copy not yet due
         assert_eq!(on_disk(data.path(), &k), 0);
         let cp = Checkpointer::open(data.path(), &settings).unwrap();
         assert_eq!(cp.entry(&k).unwrap().offset, 300);
