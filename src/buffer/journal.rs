@@ -57,6 +57,16 @@ pub(crate) fn in_ram(dir: &Path) -> io::Result<bool> {
     Ok(kind == TMPFS_MAGIC || kind == RAMFS_MAGIC)
 }
 
+/// Creates `dir` when it would live in RAM; `Ok(false)`, creating nothing,
+/// when it would wear the storage instead.
+pub(crate) fn prepare_ram_dir(dir: &Path) -> io::Result<bool> {
+    if !in_ram(dir)? {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(true)
+}
+
 fn seq_of(path: &Path) -> Option<u64> {
     path.file_name()?
         .to_str()?
@@ -74,10 +84,9 @@ impl RamJournal {
             path: dir.clone(),
             source,
         };
-        if !in_ram(&dir).map_err(err)? {
+        if !prepare_ram_dir(&dir).map_err(err)? {
             return Err(JournalError::NotInRam { path: dir });
         }
-        std::fs::create_dir_all(&dir).map_err(err)?;
         let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
             .map_err(err)?
             .filter_map(|e| {

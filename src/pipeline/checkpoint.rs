@@ -122,8 +122,8 @@ pub struct CheckpointSettings {
     pub interval: Duration,
     /// How often the disk copy takes the RAM copy's state.
     pub disk_interval: Duration,
-    /// The RAM-backed directory of the RAM copy; `None`, or a directory not
-    /// on tmpfs/ramfs, writes every checkpoint to disk.
+    /// The RAM-backed directory of the RAM copy; with `None`, or a directory
+    /// not on tmpfs/ramfs, checkpoints go to disk only, every `disk_interval`.
     pub ram_dir: Option<PathBuf>,
 }
 
@@ -150,6 +150,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<StateFile, CheckpointError> {
     })
 }
 
+/// What happens without a RAM copy, said in every log line about losing it.
+const DISK_ONLY: &str = "checkpoints go to disk only, every checkpoint_disk_interval";
+
 /// Opens the RAM copy in `dir`, or `None` when `dir` is not RAM-backed or
 /// unusable (logged). Its state comes back only when it is newer than the
 /// disk copy (`disk`: generation of an existing disk copy) and was written
@@ -157,22 +160,16 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<StateFile, CheckpointError> {
 /// directory, a later run without the RAM copy) it is removed, not trusted.
 fn open_ram_copy(dir: &Path, disk: Option<u64>) -> Option<(SlotFile, Option<StateFile>)> {
     let path = dir.join(FILE_NAME);
-    let usable = crate::buffer::journal::in_ram(dir).and_then(|in_ram| {
-        if in_ram {
-            std::fs::create_dir_all(dir)?;
-        }
-        Ok(in_ram)
-    });
-    match usable {
+    match crate::buffer::journal::prepare_ram_dir(dir) {
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(dir = %dir.display(),
-                "runtime directory is not RAM-backed: checkpoints go to disk only, every checkpoint_disk_interval");
+                "runtime directory is not RAM-backed: {DISK_ONLY}");
             return None;
         }
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e,
-                "no RAM copy of checkpoints: they go to disk only, every checkpoint_disk_interval");
+                "no RAM copy of checkpoints: {DISK_ONLY}");
             return None;
         }
     }
@@ -196,14 +193,14 @@ fn open_ram_copy(dir: &Path, disk: Option<u64>) -> Option<(SlotFile, Option<Stat
     tracing::info!(path = %path.display(), reason = trusted, "RAM copy of checkpoints not used; removed");
     if let Err(e) = std::fs::remove_file(&path) {
         tracing::warn!(path = %path.display(), error = %e,
-            "cannot remove the RAM copy of checkpoints; they go to disk only, every checkpoint_disk_interval");
+            "cannot remove the RAM copy of checkpoints: {DISK_ONLY}");
         return None;
     }
     match SlotFile::open(&path, true) {
         Ok(loaded) => Some((loaded.file, None)),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e,
-                "no RAM copy of checkpoints: they go to disk only, every checkpoint_disk_interval");
+                "no RAM copy of checkpoints: {DISK_ONLY}");
             None
         }
     }
@@ -443,7 +440,7 @@ impl Checkpointer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e,
-                        "cannot keep the checkpoint copy in RAM; checkpoints go to disk only, every checkpoint_disk_interval");
+                        "cannot keep the checkpoint copy in RAM: {DISK_ONLY}");
                     files.ram = None;
                 }
             }
