@@ -4,12 +4,12 @@
 //! tokens are never encoded (a spilled batch has none, a replayed one gets
 //! fresh ones).
 
+use crate::event::Map;
 use crate::event::{
     Attributes, Distribution, Event, EventBatch, LogRecord, MetricKind, MetricPoint, Position,
     Resource, Value,
 };
 use crate::sinks::RoutedBatch;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const VERSION: u8 = 1;
@@ -340,7 +340,7 @@ impl<'a> Reader<'a> {
             }
             8 => {
                 let n = self.count(5)?;
-                let mut map = BTreeMap::new();
+                let mut map = Map::new();
                 for _ in 0..n {
                     let k = self.str()?.into();
                     map.insert(k, self.value(depth + 1)?);
@@ -433,7 +433,7 @@ mod tests {
         let source: Arc<str> = Arc::from("node");
         let mut batch = EventBatch::from_source(&source, 3);
         let mut log = LogRecord::new(Value::Bytes("hello".into()), Arc::clone(&r));
-        let mut map = BTreeMap::new();
+        let mut map = Map::new();
         map.insert(
             "a".into(),
             Value::Array(vec![Value::Int(-3), Value::Null, Value::Timestamp(7)]),

@@ -5,8 +5,10 @@
 //! [`Value::Bytes`]) until something parses them. Events from replayable
 //! sources carry an [`AckToken`] and a [`Position`]; this module never does I/O.
 
+mod map;
 mod value;
 
+pub use map::Map;
 pub use value::{Str, Value};
 
 use crate::pipeline::acks::AckToken;

@@ -1,7 +1,7 @@
 //! Typed values carried in bodies, attributes and labels.
 
+use super::map::Map;
 use bytes::Bytes;
-use std::collections::BTreeMap;
 
 /// Text in events: inline up to 24 bytes, so short keys and values (most
 /// attribute names, levels, methods, status codes) cost no allocation.
@@ -20,7 +20,7 @@ pub enum Value {
     /// Nanoseconds since the Unix epoch.
     Timestamp(i64),
     Array(Vec<Value>),
-    Map(BTreeMap<Str, Value>),
+    Map(Map),
 }
 
 impl Value {

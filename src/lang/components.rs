@@ -255,7 +255,7 @@ pub enum OptVal {
     Duration(Duration),
     Size(u64),
     Regex(String),
-    Map(BTreeMap<crate::event::Str, Value>),
+    Map(crate::event::Map),
 }
 
 /// Evaluated options of one component, by name.

@@ -5,9 +5,9 @@
 
 use super::ast::{BinOp, Segment};
 use super::functions::{convert, Function, Prepared};
+use crate::event::Map;
 use crate::event::{Event, LogRecord, MetricPoint, Str, Value};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Why an evaluation failed (a fallible function, a type error).
@@ -195,7 +195,7 @@ impl CExpr {
                 .collect::<Result<_, _>>()
                 .map(Value::Array),
             CExpr::Map(entries) => {
-                let mut m = BTreeMap::new();
+                let mut m = Map::new();
                 for (k, e) in entries {
                     m.insert(k.clone(), e.eval(ctx)?);
                 }
@@ -493,12 +493,12 @@ fn set_in(target: &mut Value, segments: &[Segment], v: Value) -> Result<(), Eval
     match first {
         Segment::Field(k) => {
             if !matches!(target, Value::Map(_)) {
-                *target = Value::Map(BTreeMap::new());
+                *target = Value::Map(Map::new());
             }
             let Value::Map(m) = target else {
                 return fail("internal: not a map");
             };
-            set_in(m.entry(k.clone()).or_insert(Value::Null), tail, v)
+            set_in(m.get_or_insert(k, Value::Null), tail, v)
         }
         Segment::Index(i) => match target {
             Value::Array(a) => {

@@ -123,9 +123,9 @@ pub fn encode_value(value: &Value) -> AnyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Map;
     use crate::event::Position;
     use bytes::Bytes;
-    use std::collections::BTreeMap;
 
     fn resource(service: &str) -> Arc<Resource> {
         Arc::new(Resource {
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn attributes_keep_their_types_and_uid_is_deterministic() {
         let mut log = LogRecord::new(Value::Bytes(Bytes::from_static(b"hello")), resource("a"));
-        let mut nested = BTreeMap::new();
+        let mut nested = Map::new();
         nested.insert("inner".to_string().into(), Value::Float(1.5));
         log.attributes = vec![
             ("count".into(), Value::Int(3)),

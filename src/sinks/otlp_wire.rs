@@ -245,10 +245,10 @@ fn write_value(v: &Value, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Map;
     use crate::event::Position;
     use bytes::Bytes;
     use prost::Message;
-    use std::collections::BTreeMap;
 
     fn resource(service: &str) -> Arc<Resource> {
         Arc::new(Resource {
@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn bytes_equal_prost_for_every_value_kind() {
         let (a, b) = (resource("a"), resource("b"));
-        let mut nested = BTreeMap::new();
+        let mut nested = Map::new();
         nested.insert("inner".into(), Value::Float(-1.5));
         nested.insert("empty".into(), Value::from(""));
         nested.insert(

@@ -4,10 +4,10 @@
 use super::convert::parse_time;
 use super::parse_structured::json_to_value;
 use super::{arg_text, Prepared};
+use crate::event::Map;
 use crate::event::{Str, Value};
 use chrono::Datelike;
 use regex::Regex;
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 fn re(pattern: &str) -> Regex {
@@ -63,7 +63,7 @@ const FACILITIES: [&str; 24] = [
     "local7",
 ];
 
-fn put_pri(out: &mut BTreeMap<Str, Value>, pri: &str) -> Result<(), String> {
+fn put_pri(out: &mut Map, pri: &str) -> Result<(), String> {
     let pri: usize = pri.parse().map_err(|_| "bad priority")?;
     let (fac, sev) = (pri / 8, pri % 8);
     let facility = FACILITIES
@@ -83,7 +83,7 @@ fn unescape_sd(v: &str) -> String {
 pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
     let line = text.trim_end_matches(['\n', '\r']);
-    let mut out = BTreeMap::new();
+    let mut out = Map::new();
     let nil = |v: &str| if v == "-" { Value::Null } else { s(v) };
     if let Some(c) = SYSLOG_5424.captures(line) {
         put_pri(&mut out, &c["pri"])?;
@@ -101,7 +101,7 @@ pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
         out.insert("appname".into(), nil(&c["app"]));
         out.insert("procid".into(), nil(&c["procid"]));
         out.insert("msgid".into(), nil(&c["msgid"]));
-        let mut sd = BTreeMap::new();
+        let mut sd = Map::new();
         for el in SD_ELEMENT.captures_iter(&c["sd"]) {
             let params = SD_PARAM
                 .captures_iter(&el["params"])
@@ -161,7 +161,7 @@ static NGINX_ERROR_KV: LazyLock<Regex> = LazyLock::new(|| {
     re(r#", (?<k>client|server|request|upstream|host|referrer): (?<v>"[^"]*"|[^,]*)"#)
 });
 
-fn access_fields(c: &regex::Captures, out: &mut BTreeMap<Str, Value>) -> Result<(), String> {
+fn access_fields(c: &regex::Captures, out: &mut Map) -> Result<(), String> {
     out.insert("client".into(), s(&c["client"]));
     let user = &c["user"];
     out.insert(
@@ -227,7 +227,7 @@ fn format_arg(args: &[Value], default: &'static str) -> Result<String, String> {
 
 pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
-    let mut out = BTreeMap::new();
+    let mut out = Map::new();
     match format_arg(args, "combined")?.as_str() {
         "combined" => {
             let c = NGINX_COMBINED
@@ -297,7 +297,7 @@ pub fn parse_apache(args: &[Value], _: &Prepared) -> Result<Value, String> {
             ))
         }
     }
-    let mut out = BTreeMap::new();
+    let mut out = Map::new();
     access_fields(&c, &mut out)?;
     if format == "common" {
         out.remove("referer");
@@ -322,7 +322,7 @@ pub fn parse_cri(args: &[Value], _: &Prepared) -> Result<Value, String> {
         Some("F") => false,
         _ => return Err(format!("CRI tag must be P or F, got `{tag}`")),
     };
-    let mut out = BTreeMap::new();
+    let mut out = Map::new();
     out.insert("timestamp".into(), Value::Timestamp(parse_time(ts, None)?));
     out.insert("stream".into(), s(stream));
     out.insert("partial".into(), Value::Bool(partial));
@@ -341,7 +341,7 @@ pub fn parse_docker_json(args: &[Value], _: &Prepared) -> Result<Value, String> 
         Some(Value::String(l)) => l,
         _ => return Err("docker json-file line has no `log` string".into()),
     };
-    let mut out = BTreeMap::new();
+    let mut out = Map::new();
     out.insert("partial".into(), Value::Bool(!log.ends_with('\n')));
     out.insert("message".into(), s(log.strip_suffix('\n').unwrap_or(&log)));
     if let Some(stream) = m.remove("stream") {
@@ -357,7 +357,7 @@ pub fn parse_docker_json(args: &[Value], _: &Prepared) -> Result<Value, String> 
 mod tests {
     use super::*;
 
-    fn map(v: Result<Value, String>) -> BTreeMap<Str, Value> {
+    fn map(v: Result<Value, String>) -> Map {
         match v {
             Ok(Value::Map(m)) => m,
             other => panic!("expected a map, got {other:?}"),

@@ -2,9 +2,9 @@
 //! grok-like named patterns expanded at load into one linear-time regex).
 
 use super::{arg_text, Prepared};
+use crate::event::Map;
 use crate::event::{Str, Value};
 use crate::lang::ast::Lit;
-use std::collections::BTreeMap;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
 /// Parses JSON text straight into a [`Value`], without an intermediate tree:
@@ -60,15 +60,8 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
         while let Some((k, JsonValue(v))) = map.next_entry::<Str, JsonValue>()? {
             entries.push((k, v));
         }
-        Ok(Value::Map(sorted_map(entries)))
+        Ok(Value::Map(Map::from_entries(entries)))
     }
-}
-
-/// A map from entries in any order. Building it in one go (a stable sort,
-/// then a bulk build) is several times cheaper than inserting one by one;
-/// as with inserting, the last of equal keys wins.
-fn sorted_map(entries: Vec<(Str, Value)>) -> BTreeMap<Str, Value> {
-    entries.into_iter().collect()
 }
 
 /// Converts a value to JSON.
@@ -97,7 +90,7 @@ pub fn parse_json(args: &[Value], _: &Prepared) -> Result<Value, String> {
 
 pub fn parse_logfmt(args: &[Value], _: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
-    let mut out = BTreeMap::new();
+    let mut out = Map::new();
     let mut rest = text.trim_start();
     while !rest.is_empty() {
         let key_end = rest
@@ -313,7 +306,7 @@ impl NamedCaptures {
             };
             entries.push((name.clone(), v));
         }
-        Ok(Value::Map(sorted_map(entries)))
+        Ok(Value::Map(Map::from_entries(entries)))
     }
 }
 

@@ -2,9 +2,8 @@
 
 use super::parse_structured::compile_regex;
 use super::{arg_text, Prepared};
-use crate::event::{Str, Value};
+use crate::event::{Map, Value};
 use crate::lang::ast::Lit;
-use std::collections::BTreeMap;
 
 pub fn lowercase(a: &[Value], _: &Prepared) -> Result<Value, String> {
     Ok(Value::String(arg_text(a, 0)?.to_lowercase().into()))
@@ -99,7 +98,7 @@ pub fn len(a: &[Value], _: &Prepared) -> Result<Value, String> {
 pub fn merge(a: &[Value], _: &Prepared) -> Result<Value, String> {
     match (&a[0], &a[1]) {
         (Value::Map(to), Value::Map(from)) => {
-            let mut out: BTreeMap<Str, Value> = to.clone();
+            let mut out: Map = to.clone();
             out.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
             Ok(Value::Map(out))
         }

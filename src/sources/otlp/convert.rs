@@ -4,6 +4,7 @@
 //! `otel.scope.*` attributes, trace context as `trace_id` / `span_id`.
 //! Pure: no I/O, no channels; the only clock read fills missing timestamps.
 
+use crate::event::Map;
 use crate::event::{
     unix_nanos, Attributes, Distribution, Event, EventBatch, LogRecord, MetricKind, MetricPoint,
     Resource, Value,
@@ -16,7 +17,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
     ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -364,7 +364,7 @@ pub fn value_of(v: AnyValue) -> Value {
             kv.values
                 .into_iter()
                 .map(|kv| (kv.key.into(), kv.value.map(value_of).unwrap_or(Value::Null)))
-                .collect::<BTreeMap<_, _>>(),
+                .collect::<Map>(),
         ),
         Some(any_value::Value::StringValueStrindex(_)) => Value::Null,
     }

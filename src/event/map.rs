@@ -1,0 +1,294 @@
+//! [`Map`]: the key/value map inside values (parsed JSON objects, regex
+//! captures, nested attributes). A vector sorted by key: building one from
+//! parsed entries is a sort of a few dozen items, a lookup a binary search,
+//! a walk a slice iteration, and it is one heap block — several times
+//! cheaper than a B-tree for the small maps events carry.
+
+use super::value::{Str, Value};
+
+/// Entries sorted by key, each key once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Map {
+    entries: Vec<(Str, Value)>,
+}
+
+impl Map {
+    pub fn new() -> Self {
+        Map::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.entries
+            .binary_search_by(|(k, _)| k.as_bytes().cmp(key.as_bytes()))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.find(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.find(key).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key`, returning the value it replaced.
+    pub fn insert(&mut self, key: Str, value: Value) -> Option<Value> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// The value of `key`, inserting `default` first when it is missing.
+    pub fn get_or_insert(&mut self, key: &Str, default: Value) -> &mut Value {
+        let i = match self.find(key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (key.clone(), default));
+                i
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.find(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&Str, &Value)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &Str> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// The map from entries in any order; of repeated keys the last wins
+    /// (as when inserting one by one).
+    pub fn from_entries(mut entries: Vec<(Str, Value)>) -> Self {
+        let ascending = entries
+            .windows(2)
+            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes());
+        if !ascending && sort_keeping_order_of_equals(&mut entries) {
+            // `dedup_by` keeps the earlier of two equal entries: give it
+            // the later value first.
+            entries.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    std::mem::swap(&mut later.1, &mut kept.1);
+                }
+                same
+            });
+        }
+        Map { entries }
+    }
+}
+
+/// Sorts entries by key, equal keys in their original order. Up to
+/// [`SMALL`] entries (nearly every parsed object) are sorted as (prefix,
+/// index) pairs on the stack and then each entry is moved once: a fraction
+/// of the cost of sorting the entries themselves (there a comparison
+/// decodes two strings, a move copies 64 bytes). Returns whether some keys
+/// are equal.
+fn sort_keeping_order_of_equals(entries: &mut [(Str, Value)]) -> bool {
+    let n = entries.len();
+    if n > SMALL {
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        return true;
+    }
+    let mut order = [(0u64, 0u8); SMALL];
+    for (slot, (i, (k, _))) in order.iter_mut().zip(entries.iter().enumerate()) {
+        *slot = (prefix(k.as_bytes()), i as u8);
+    }
+    let less = |a: (u64, u8), b: (u64, u8)| {
+        a.0 < b.0
+            || (a.0 == b.0
+                && entries[usize::from(a.1)].0.as_bytes() < entries[usize::from(b.1)].0.as_bytes())
+    };
+    let key = |o: (u64, u8)| entries[usize::from(o.1)].0.as_bytes();
+    let mut equal_keys = false;
+    // Insertion sort: stable, and the fastest for a few dozen items.
+    for i in 1..n {
+        let item = order[i];
+        let mut j = i;
+        while j > 0 && less(item, order[j - 1]) {
+            order[j] = order[j - 1];
+            j -= 1;
+        }
+        // Only the neighbour it stopped at can be equal.
+        equal_keys |= j > 0 && order[j - 1].0 == item.0 && key(order[j - 1]) == key(item);
+        order[j] = item;
+    }
+    // `source[i]`: where the entry that belongs at `i` is now. Each cycle
+    // of the permutation is walked once, one swap per entry.
+    let mut source = [0u8; SMALL];
+    for (s, &(_, i)) in source.iter_mut().zip(&order[..n]) {
+        *s = i;
+    }
+    for start in 0..n {
+        let mut at = start;
+        while usize::from(source[at]) != start {
+            let next = usize::from(source[at]);
+            entries.swap(at, next);
+            source[at] = at as u8;
+            at = next;
+        }
+        source[at] = at as u8;
+    }
+    equal_keys
+}
+
+/// Maps up to this many entries are sorted on the stack.
+const SMALL: usize = 32;
+
+/// The first eight bytes of a key as a number that orders like the bytes
+/// (shorter keys padded with zeros; ties are settled by the whole key).
+fn prefix(key: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(head)
+}
+
+impl std::ops::Index<&str> for Map {
+    type Output = Value;
+
+    /// Panics when `key` is missing, like indexing a `BTreeMap` (tests only
+    /// index keys they know).
+    fn index(&self, key: &str) -> &Value {
+        match self.get(key) {
+            Some(v) => v,
+            None => panic!("no key {key:?} in map"),
+        }
+    }
+}
+
+impl FromIterator<(Str, Value)> for Map {
+    fn from_iter<I: IntoIterator<Item = (Str, Value)>>(iter: I) -> Self {
+        Map::from_entries(iter.into_iter().collect())
+    }
+}
+
+impl<const N: usize> From<[(Str, Value); N]> for Map {
+    fn from(entries: [(Str, Value); N]) -> Self {
+        Map::from_entries(entries.into())
+    }
+}
+
+impl Extend<(Str, Value)> for Map {
+    fn extend<I: IntoIterator<Item = (Str, Value)>>(&mut self, iter: I) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.extend(iter);
+        *self = Map::from_entries(entries);
+    }
+}
+
+impl IntoIterator for Map {
+    type Item = (Str, Value);
+    type IntoIter = std::vec::IntoIter<(Str, Value)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Map {
+    type Item = (&'a Str, &'a Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Str, Value)>,
+        fn(&'a (Str, Value)) -> (&'a Str, &'a Value),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(m: &Map) -> Vec<&str> {
+        m.keys().map(|k| k.as_str()).collect()
+    }
+
+    #[test]
+    fn entries_in_any_order_become_sorted_and_the_last_repeated_key_wins() {
+        let m: Map = [
+            ("b".into(), Value::Int(1)),
+            ("a".into(), Value::Int(2)),
+            ("b".into(), Value::Int(3)),
+            ("c".into(), Value::Int(4)),
+            ("b".into(), Value::Int(5)),
+        ]
+        .into();
+        assert_eq!(keys(&m), ["a", "b", "c"]);
+        assert_eq!(m["b"], Value::Int(5));
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn insert_replaces_or_places_a_key_in_order() {
+        let mut m = Map::new();
+        assert_eq!(m.insert("m".into(), Value::Int(1)), None);
+        assert_eq!(m.insert("a".into(), Value::Int(2)), None);
+        assert_eq!(m.insert("z".into(), Value::Int(3)), None);
+        assert_eq!(m.insert("m".into(), Value::Int(4)), Some(Value::Int(1)));
+        assert_eq!(keys(&m), ["a", "m", "z"]);
+        *m.get_or_insert(&"b".into(), Value::Null) = Value::Int(9);
+        assert_eq!(m.get_or_insert(&"a".into(), Value::Null), &Value::Int(2));
+        assert_eq!(keys(&m), ["a", "b", "m", "z"]);
+        assert_eq!(m.remove("m"), Some(Value::Int(4)));
+        assert_eq!(m.remove("m"), None);
+        assert!(!m.contains_key("m") && m.contains_key("b"));
+        assert_eq!(m.get("nope"), None);
+    }
+
+    #[test]
+    fn building_agrees_with_inserting_one_by_one() {
+        use proptest::prelude::*;
+        let keys = proptest::collection::vec("[ab\\x00é]{0,10}", 0..50);
+        proptest!(|(keys in keys)| {
+            let entries: Vec<(Str, Value)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (Str::from(k.as_str()), Value::Int(i as i64)))
+                .collect();
+            let mut by_insert = Map::new();
+            for (k, v) in entries.clone() {
+                by_insert.insert(k, v);
+            }
+            prop_assert_eq!(Map::from_entries(entries), by_insert);
+        });
+    }
+
+    #[test]
+    fn order_is_by_bytes_like_the_btree_it_replaced() {
+        let m: Map = ["é", "Z", "a", "", "ab"]
+            .into_iter()
+            .map(|k| (Str::from(k), Value::Null))
+            .collect();
+        let mut expected = vec!["é", "Z", "a", "", "ab"];
+        expected.sort();
+        assert_eq!(keys(&m), expected);
+    }
+}
