@@ -31,6 +31,7 @@ pub mod control;
 pub mod event;
 pub mod lang;
 pub mod logging;
+pub mod memory;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;

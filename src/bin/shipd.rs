@@ -53,12 +53,16 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cfg: AgentConfig, origin: PipelineOrigin, started_with: String) -> anyhow::Result<()> {
+    if !shipd::memory::keep_freed_heap() {
+        tracing::debug!("the C library keeps its own heap thresholds");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    runtime.spawn(shipd::memory::release_periodically());
     runtime.block_on(async {
         let reloading = Reloading {
             origin,

@@ -85,10 +85,7 @@ impl Map {
     /// The map from entries in any order; of repeated keys the last wins
     /// (as when inserting one by one).
     pub fn from_entries(mut entries: Vec<(Str, Value)>) -> Self {
-        let ascending = entries
-            .windows(2)
-            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes());
-        if !ascending && sort_keeping_order_of_equals(&mut entries) {
+        if sort_keeping_order_of_equals(&mut entries) {
             // `dedup_by` keeps the earlier of two equal entries: give it
             // the later value first.
             entries.dedup_by(|later, kept| {
@@ -104,45 +101,45 @@ impl Map {
 }
 
 /// Sorts entries by key, equal keys in their original order. Up to
-/// [`SMALL`] entries (nearly every parsed object) are sorted as (prefix,
-/// index) pairs on the stack and then each entry is moved once: a fraction
-/// of the cost of sorting the entries themselves (there a comparison
-/// decodes two strings, a move copies 64 bytes). Returns whether some keys
-/// are equal.
+/// [`SMALL`] entries (nearly every parsed object) are sorted as integers on
+/// the stack — the first eight bytes of the key above the entry's index —
+/// and then each entry is moved once: a fraction of the cost of sorting
+/// the entries themselves (there a comparison decodes two strings, a move
+/// copies 64 bytes). Returns whether some keys are equal.
 fn sort_keeping_order_of_equals(entries: &mut [(Str, Value)]) -> bool {
     let n = entries.len();
     if n > SMALL {
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         return true;
     }
-    let mut order = [(0u64, 0u8); SMALL];
+    let mut order = [0u128; SMALL];
     for (slot, (i, (k, _))) in order.iter_mut().zip(entries.iter().enumerate()) {
-        *slot = (prefix(k.as_bytes()), i as u8);
+        *slot = u128::from(prefix(k.as_bytes())) << 64 | i as u128;
     }
-    let less = |a: (u64, u8), b: (u64, u8)| {
-        a.0 < b.0
-            || (a.0 == b.0
-                && entries[usize::from(a.1)].0.as_bytes() < entries[usize::from(b.1)].0.as_bytes())
-    };
-    let key = |o: (u64, u8)| entries[usize::from(o.1)].0.as_bytes();
+    let order = &mut order[..n];
+    order.sort_unstable();
+    let index = |o: u128| o as u64 as usize;
+    let key = |o: u128| entries[index(o)].0.as_bytes();
+    // Keys that share their first eight bytes: by the whole key, then (as
+    // already) by position.
     let mut equal_keys = false;
-    // Insertion sort: stable, and the fastest for a few dozen items.
-    for i in 1..n {
-        let item = order[i];
-        let mut j = i;
-        while j > 0 && less(item, order[j - 1]) {
-            order[j] = order[j - 1];
-            j -= 1;
+    let mut run = 0;
+    for i in 1..=n {
+        if i < n && order[i] >> 64 == order[run] >> 64 {
+            continue;
         }
-        // Only the neighbour it stopped at can be equal.
-        equal_keys |= j > 0 && order[j - 1].0 == item.0 && key(order[j - 1]) == key(item);
-        order[j] = item;
+        if i - run > 1 {
+            let same_prefix = &mut order[run..i];
+            same_prefix.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
+            equal_keys |= same_prefix.windows(2).any(|w| key(w[0]) == key(w[1]));
+        }
+        run = i;
     }
     // `source[i]`: where the entry that belongs at `i` is now. Each cycle
     // of the permutation is walked once, one swap per entry.
     let mut source = [0u8; SMALL];
-    for (s, &(_, i)) in source.iter_mut().zip(&order[..n]) {
-        *s = i;
+    for (s, &o) in source.iter_mut().zip(order.iter()) {
+        *s = index(o) as u8;
     }
     for start in 0..n {
         let mut at = start;
@@ -163,10 +160,12 @@ const SMALL: usize = 32;
 /// The first eight bytes of a key as a number that orders like the bytes
 /// (shorter keys padded with zeros; ties are settled by the whole key).
 fn prefix(key: &[u8]) -> u64 {
-    let mut head = [0u8; 8];
-    let n = key.len().min(8);
-    head[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(head)
+    if let Some(head) = key.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    key.iter()
+        .enumerate()
+        .fold(0, |v, (i, &b)| v | u64::from(b) << (56 - 8 * i))
 }
 
 impl std::ops::Index<&str> for Map {

@@ -4,6 +4,7 @@
 //! must be known at load (regex patterns, redaction rules) are prepared once.
 
 pub mod convert;
+mod json;
 mod parse_formats;
 mod parse_structured;
 mod redact;

@@ -7,9 +7,18 @@ use crate::event::{Str, Value};
 use crate::lang::ast::Lit;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
-/// Parses JSON text straight into a [`Value`], without an intermediate tree:
-/// short keys and strings stay inline (no allocation).
+/// Parses JSON text into a [`Value`]: [`super::json`] reads what logs are
+/// made of; serde_json reads the rest and words the errors.
 pub fn json_to_value(text: &str) -> Result<Value, serde_json::Error> {
+    match super::json::parse(text) {
+        Some(v) => Ok(v),
+        None => json_with_serde(text),
+    }
+}
+
+/// serde_json's reading, straight into a [`Value`] without an intermediate
+/// tree.
+pub(super) fn json_with_serde(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str::<JsonValue>(text).map(|j| j.0)
 }
 

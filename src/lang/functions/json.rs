@@ -1,0 +1,454 @@
+//! JSON text straight into [`Value`]s, the hot path of `parse_json`: one
+//! pass, short keys and strings inline, numbers read in place, objects
+//! built as sorted maps in one go. It takes the documents logs are made of
+//! and declines (returns `None`) anything unusual — a number it cannot read
+//! exactly as serde_json does, nesting deeper than serde_json allows, or
+//! any invalid input; the caller then asks serde_json, which also words the
+//! error. So results and error texts are serde_json's, only faster.
+
+use crate::event::{Map, Str, Value};
+
+/// Deeper documents are left to serde_json (which refuses 128 levels).
+const MAX_DEPTH: u32 = 100;
+
+/// The value of a whole JSON document, or `None` when this parser leaves
+/// the document to serde_json.
+pub fn parse(text: &str) -> Option<Value> {
+    let mut p = Parser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let v = p.value(0)?;
+    p.skip_space();
+    (p.pos == p.bytes.len()).then_some(v)
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Skips spaces, then takes `byte` if it is next.
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        let hit = self.peek() == Some(byte);
+        self.pos += usize::from(hit);
+        hit
+    }
+
+    fn value(&mut self, depth: u32) -> Option<Value> {
+        self.skip_space();
+        match self.peek()? {
+            b'{' => self.object(depth + 1),
+            b'[' => self.array(depth + 1),
+            b'"' => self.string().map(Value::String),
+            b't' => self.word("true", Value::Bool(true)),
+            b'f' => self.word("false", Value::Bool(false)),
+            b'n' => self.word("null", Value::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn word(&mut self, word: &str, v: Value) -> Option<Value> {
+        let end = self.pos + word.len();
+        (self.bytes.get(self.pos..end)? == word.as_bytes()).then(|| {
+            self.pos = end;
+            v
+        })
+    }
+
+    fn object(&mut self, depth: u32) -> Option<Value> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        let mut entries = Vec::new();
+        if !self.eat(b'}') {
+            entries.reserve(16);
+            loop {
+                self.skip_space();
+                if self.peek() != Some(b'"') {
+                    return None;
+                }
+                let key = self.string()?;
+                if !self.eat(b':') {
+                    return None;
+                }
+                entries.push((key, self.value(depth)?));
+                if self.eat(b',') {
+                    continue;
+                }
+                if self.eat(b'}') {
+                    break;
+                }
+                return None;
+            }
+        }
+        Some(Value::Map(Map::from_entries(entries)))
+    }
+
+    fn array(&mut self, depth: u32) -> Option<Value> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        let mut items = Vec::new();
+        if !self.eat(b']') {
+            loop {
+                items.push(self.value(depth)?);
+                if self.eat(b',') {
+                    continue;
+                }
+                if self.eat(b']') {
+                    break;
+                }
+                return None;
+            }
+        }
+        Some(Value::Array(items))
+    }
+
+    /// A string at `"`. Its text is valid UTF-8: it lies between ASCII
+    /// delimiters of a `str`.
+    fn string(&mut self) -> Option<Str> {
+        let start = self.pos + 1;
+        let i = special_byte(self.bytes, start)?;
+        match self.bytes[i] {
+            b'"' => {
+                self.pos = i + 1;
+                Some(Str::from(self.text.get(start..i)?))
+            }
+            b'\\' => self.escaped_string(start, i),
+            _ => None,
+        }
+    }
+
+    /// The rest of a string from its first backslash at `at`.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, mut at: usize) -> Option<Str> {
+        let mut out = String::from(self.text.get(start..at)?);
+        loop {
+            match self.bytes.get(at)? {
+                b'"' => {
+                    self.pos = at + 1;
+                    return Some(out.into());
+                }
+                b'\\' => {
+                    let c = match self.bytes.get(at + 1)? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let (c, len) = self.unicode_escape(at)?;
+                            out.push(c);
+                            at += len;
+                            continue;
+                        }
+                        _ => return None,
+                    };
+                    out.push(c);
+                    at += 2;
+                }
+                0..=0x1f => return None,
+                _ => {
+                    // Copy the run up to the next quote or backslash.
+                    let run_end = special_byte(self.bytes, at)?;
+                    out.push_str(self.text.get(at..run_end)?);
+                    at = run_end;
+                }
+            }
+        }
+    }
+
+    /// `\uXXXX` at `at` (with its low surrogate when it is a high one): the
+    /// character and the bytes it took. Lone surrogates are serde_json's.
+    fn unicode_escape(&self, at: usize) -> Option<(char, usize)> {
+        let unit = |from: usize| {
+            let hex = self.text.get(from + 2..from + 6)?;
+            if self.bytes.get(from..from + 2)? != b"\\u"
+                || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return None;
+            }
+            u32::from_str_radix(hex, 16).ok()
+        };
+        let first = unit(at)?;
+        match first {
+            0xD800..=0xDBFF => {
+                let low = unit(at + 6)?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return None;
+                }
+                let c = 0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00);
+                Some((char::from_u32(c)?, 12))
+            }
+            0xDC00..=0xDFFF => None,
+            _ => Some((char::from_u32(first)?, 6)),
+        }
+    }
+
+    /// A number: integers of up to 18 digits exactly, other numbers as
+    /// the nearest float. `-0` and longer integers are left to serde_json
+    /// (which reads them as floats or unsigned integers).
+    fn number(&mut self) -> Option<Value> {
+        let start = self.pos;
+        let b = self.bytes;
+        let mut i = start + usize::from(b[start] == b'-');
+        let int_start = i;
+        match b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        let int_end = i;
+        let mut float = false;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let digits = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == digits {
+                return None;
+            }
+            float = true;
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            let digits = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == digits {
+                return None;
+            }
+            float = true;
+        }
+        self.pos = i;
+        let text = self.text.get(start..i)?;
+        if float {
+            return text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Value::Float);
+        }
+        if int_end - int_start > 18 || text == "-0" {
+            return None;
+        }
+        text.parse::<i64>().ok().map(Value::Int)
+    }
+}
+
+/// The index of the first quote, backslash or control byte at or after
+/// `from`, looking at eight bytes at a time.
+fn special_byte(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    // High bit of each byte that is zero; exact up to the first such byte
+    // (a borrow can only mark bytes after it).
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let hits = zero_bytes(w ^ (ONES * u64::from(b'"')))
+            | zero_bytes(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|n| at + n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// serde_json's reading, the reference.
+    fn reference(text: &str) -> Result<Value, serde_json::Error> {
+        super::super::parse_structured::json_with_serde(text)
+    }
+
+    /// Equal, floats within the last bit or so: serde_json's float reading
+    /// is not always correctly rounded, Rust's is.
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Float(x), Value::Float(y)) => x == y || ((x - y) / x).abs() < 1e-15,
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+            }
+            (Value::Map(x), Value::Map(y)) => {
+                x.len() == y.len()
+                    && x.iter()
+                        .zip(y.iter())
+                        .all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+            }
+            _ => a == b,
+        }
+    }
+
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        if let Some(fast) = parse(text) {
+            match reference(text) {
+                Ok(r) => prop_assert!(same(&fast, &r), "{text:?}: {fast:?} vs serde_json {r:?}"),
+                Err(e) => prop_assert!(false, "{text:?}: took {fast:?}, serde_json refuses: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_first_quote_backslash_or_control_byte_is_found_in_any_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    // Bytes that sit next to the specials in value.
+                    for (i, b) in bytes.iter_mut().enumerate() {
+                        *b = [b'!', b'#', b'[', b']', 0x20, 0x80, 0xff][i % 7];
+                    }
+                    bytes[at] = special;
+                    if at + 1 < len {
+                        bytes[at + 1] = b'"';
+                    }
+                    assert_eq!(special_byte(&bytes, 0), Some(at), "{bytes:?}");
+                }
+            }
+            assert_eq!(special_byte(&vec![b'x'; len], 0), None);
+        }
+    }
+
+    #[test]
+    fn log_documents_are_read_here_as_serde_json_reads_them() {
+        for text in [
+            r#"{"level":"info","ts":"2026-11-25T10:00:00Z","msg":"request served","status":200,"duration_ms":12.5,"tags":["web","edge"],"ok":true,"none":null}"#,
+            r#" { "a" : [ 1 , -2 , 3.5e2 , 0.25 , -0.0 , 1E-3 ] , "b" : { } , "c" : [ ] } "#,
+            r#"{"esc":"q\" b\\ s\/ \b\f\n\r\t \u00e9 \ud83d\ude00 tail","é":"ü"}"#,
+            r#"{"b":1,"a":2,"b":3}"#,
+            "[]",
+            "\"just a string\"",
+            "123456789012345678",
+            "-9",
+        ] {
+            let fast = parse(text).unwrap_or_else(|| panic!("declined {text:?}"));
+            assert!(same(&fast, &reference(text).unwrap()), "{text}");
+        }
+    }
+
+    #[test]
+    fn unusual_or_invalid_documents_are_left_to_serde_json() {
+        for text in [
+            "-0",
+            "1234567890123456789",
+            "{\"a\":1,}",
+            "[1 2]",
+            "{\"a\" 1}",
+            "\"tab\there\"",
+            "\"\\ud800\"",
+            "\"\\x\"",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "tru",
+            "{\"a\":1} x",
+            "",
+            "1e999",
+            &"[".repeat(200),
+        ] {
+            assert_eq!(parse(text), None, "{text:?}");
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "\\PC{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::vec(("[a-c\"\\\\é]{0,3}", inner), 0..6)
+                    .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn documents_agree_with_serde_json(v in json_value(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&v)
+            } else {
+                serde_json::to_string(&v)
+            };
+            let text = text.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            check(&text)?;
+        }
+
+        #[test]
+        fn damaged_documents_never_disagree_or_panic(
+            v in json_value(),
+            cut in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let text = serde_json::to_string(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut bytes = text.into_bytes();
+            if !bytes.is_empty() {
+                let at = cut.index(bytes.len());
+                if byte % 2 == 0 {
+                    bytes.truncate(at);
+                } else {
+                    bytes[at] = byte;
+                }
+            }
+            if let Ok(text) = String::from_utf8(bytes) {
+                check(&text)?;
+            }
+        }
+
+        #[test]
+        fn any_text_never_disagrees_or_panics(text in "[\\[\\]{}:,\"\\\\0-9a-fnrtule.+ -]{0,40}") {
+            check(&text)?;
+        }
+    }
+}
