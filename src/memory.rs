@@ -17,7 +17,7 @@ pub const KEEP_FREED: usize = 8 << 20;
 /// How often free memory is given back to the kernel.
 pub const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Sets the heap thresholds; call once at start, before the runtime.
+/// Sets the heap thresholds; call once at start, before any thread.
 /// Returns whether the C library took them.
 pub fn keep_freed_heap() -> bool {
     imp::keep_freed_heap()
@@ -44,11 +44,16 @@ mod imp {
 
     pub fn keep_freed_heap() -> bool {
         let keep = libc::c_int::try_from(KEEP_FREED).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only changes allocator parameters; it takes plain
-        // integers and may be called at any time.
+        // SAFETY: mallopt takes plain integers and only changes allocator
+        // parameters; it is not thread-safe, so shipd calls it before it
+        // starts any thread.
         unsafe {
-            libc::mallopt(libc::M_TRIM_THRESHOLD, keep) == 1
-                && libc::mallopt(libc::M_MMAP_THRESHOLD, keep) == 1
+            let trim = libc::mallopt(libc::M_TRIM_THRESHOLD, keep) == 1;
+            // 32-bit glibc caps the mmap threshold (at 512 KiB): take that.
+            if libc::mallopt(libc::M_MMAP_THRESHOLD, keep) != 1 {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 10);
+            }
+            trim
         }
     }
 

@@ -254,11 +254,12 @@ impl Parser<'_> {
         self.pos = i;
         let text = self.text.get(start..i)?;
         if float {
-            return text
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(Value::Float);
+            // At the ends of the range serde_json's reading differs (it
+            // refuses what rounds down to f64::MAX, flushes tiny values):
+            // those are its to read.
+            let f = text.parse::<f64>().ok()?;
+            let ordinary = f == 0.0 || (1e-300..=1e300).contains(&f.abs());
+            return ordinary.then_some(Value::Float(f));
         }
         if int_end - int_start > 18 || text == "-0" {
             return None;
@@ -392,6 +393,9 @@ mod tests {
             "{\"a\":1} x",
             "",
             "1e999",
+            "1.7976931348623158e308",
+            "-1.7976931348623157e308",
+            "5e-324",
             &"[".repeat(200),
         ] {
             assert_eq!(parse(text), None, "{text:?}");
