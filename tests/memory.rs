@@ -3,11 +3,8 @@
 //! moves the numbers.
 
 fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    shipd::cli::bench::process::snapshot(std::process::id())
+        .map(|s| s.rss / 1024)
         .unwrap_or(0)
 }
 

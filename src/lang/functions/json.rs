@@ -213,28 +213,23 @@ impl Parser<'_> {
     fn number(&mut self) -> Option<Value> {
         let start = self.pos;
         let b = self.bytes;
-        let mut i = start + usize::from(b[start] == b'-');
-        let int_start = i;
-        match b.get(i)? {
-            b'0' => i += 1,
-            b'1'..=b'9' => {
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                }
-            }
-            _ => return None,
-        }
+        // The end of the run of digits from `i`, `None` when there is none.
+        let digits = |i: usize| {
+            let end = i + b[i.min(b.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            (end > i).then_some(end)
+        };
+        let int_start = start + usize::from(b[start] == b'-');
+        let mut i = match b.get(int_start)? {
+            b'0' => int_start + 1,
+            _ => digits(int_start)?,
+        };
         let int_end = i;
         let mut float = false;
         if b.get(i) == Some(&b'.') {
-            i += 1;
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == digits {
-                return None;
-            }
+            i = digits(i + 1)?;
             float = true;
         }
         if let Some(b'e' | b'E') = b.get(i) {
@@ -242,13 +237,7 @@ impl Parser<'_> {
             if let Some(b'+' | b'-') = b.get(i) {
                 i += 1;
             }
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == digits {
-                return None;
-            }
+            i = digits(i)?;
             float = true;
         }
         self.pos = i;
