@@ -215,10 +215,10 @@ impl Parser<'_> {
         let b = self.bytes;
         // The end of the run of digits from `i`, `None` when there is none.
         let digits = |i: usize| {
-            let end = i + b[i.min(b.len())..]
-                .iter()
-                .take_while(|c| c.is_ascii_digit())
-                .count();
+            let mut end = i;
+            while b.get(end).is_some_and(u8::is_ascii_digit) {
+                end += 1;
+            }
             (end > i).then_some(end)
         };
         let int_start = start + usize::from(b[start] == b'-');
