@@ -85,39 +85,60 @@ impl Map {
     /// The map from entries in any order; of repeated keys the last wins
     /// (as when inserting one by one).
     pub fn from_entries(mut entries: Vec<(Str, Value)>) -> Self {
-        if sort_keeping_order_of_equals(&mut entries) {
-            // `dedup_by` keeps the earlier of two equal entries: give it
-            // the later value first.
-            entries.dedup_by(|later, kept| {
-                let same = later.0 == kept.0;
-                if same {
-                    std::mem::swap(&mut later.1, &mut kept.1);
-                }
-                same
-            });
+        let n = entries.len();
+        if n > SMALL {
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            keep_last_of_equal_keys(&mut entries);
+            return Map { entries };
+        }
+        let mut order = [0u8; SMALL];
+        let equal_keys = key_order(&entries, &mut order[..n]);
+        // `order[i]`: where the entry that belongs at `i` is now. Each
+        // cycle of the permutation is walked once, one swap per entry.
+        for start in 0..n {
+            let mut at = start;
+            while usize::from(order[at]) != start {
+                let next = usize::from(order[at]);
+                entries.swap(at, next);
+                order[at] = at as u8;
+                at = next;
+            }
+            order[at] = at as u8;
+        }
+        if equal_keys {
+            keep_last_of_equal_keys(&mut entries);
         }
         Map { entries }
     }
 }
 
-/// Sorts entries by key, equal keys in their original order. Up to
-/// [`SMALL`] entries (nearly every parsed object) are sorted as integers on
-/// the stack — the first eight bytes of the key above the entry's index —
-/// and then each entry is moved once: a fraction of the cost of sorting
-/// the entries themselves (there a comparison decodes two strings, a move
-/// copies 64 bytes). Returns whether some keys are equal.
-fn sort_keeping_order_of_equals(entries: &mut [(Str, Value)]) -> bool {
-    let n = entries.len();
-    if n > SMALL {
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        return true;
-    }
-    let mut order = [0u128; SMALL];
-    for (slot, (i, (k, _))) in order.iter_mut().zip(entries.iter().enumerate()) {
+/// Of adjacent entries with equal keys, keeps one with the last value.
+fn keep_last_of_equal_keys(entries: &mut Vec<(Str, Value)>) {
+    // `dedup_by` keeps the earlier of two equal entries: give it the later
+    // value first.
+    entries.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(&mut later.1, &mut kept.1);
+        }
+        same
+    });
+}
+
+/// Writes into `order` (one slot per entry, at most [`SMALL`]) the
+/// positions of `entries` in key order, equal keys in their original
+/// order. Sorts integers on the stack — the first eight bytes of the key
+/// above the entry's index — a fraction of the cost of sorting the entries
+/// themselves (there a comparison decodes two strings, a move copies 64
+/// bytes). Returns whether some keys are equal.
+fn key_order(entries: &[(Str, Value)], order: &mut [u8]) -> bool {
+    let n = order.len();
+    let mut sorted = [0u128; SMALL];
+    for (slot, (i, (k, _))) in sorted.iter_mut().zip(entries.iter().enumerate()) {
         *slot = u128::from(prefix(k.as_bytes())) << 64 | i as u128;
     }
-    let order = &mut order[..n];
-    order.sort_unstable();
+    let sorted = &mut sorted[..n];
+    sorted.sort_unstable();
     let index = |o: u128| o as u64 as usize;
     let key = |o: u128| entries[index(o)].0.as_bytes();
     // Keys that share their first eight bytes: by the whole key, then (as
@@ -125,31 +146,18 @@ fn sort_keeping_order_of_equals(entries: &mut [(Str, Value)]) -> bool {
     let mut equal_keys = false;
     let mut run = 0;
     for i in 1..=n {
-        if i < n && order[i] >> 64 == order[run] >> 64 {
+        if i < n && sorted[i] >> 64 == sorted[run] >> 64 {
             continue;
         }
         if i - run > 1 {
-            let same_prefix = &mut order[run..i];
+            let same_prefix = &mut sorted[run..i];
             same_prefix.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
             equal_keys |= same_prefix.windows(2).any(|w| key(w[0]) == key(w[1]));
         }
         run = i;
     }
-    // `source[i]`: where the entry that belongs at `i` is now. Each cycle
-    // of the permutation is walked once, one swap per entry.
-    let mut source = [0u8; SMALL];
-    for (s, &o) in source.iter_mut().zip(order.iter()) {
-        *s = index(o) as u8;
-    }
-    for start in 0..n {
-        let mut at = start;
-        while usize::from(source[at]) != start {
-            let next = usize::from(source[at]);
-            entries.swap(at, next);
-            source[at] = at as u8;
-            at = next;
-        }
-        source[at] = at as u8;
+    for (slot, &o) in order.iter_mut().zip(sorted.iter()) {
+        *slot = index(o) as u8;
     }
     equal_keys
 }

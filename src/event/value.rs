@@ -9,7 +9,15 @@ pub type Str = compact_str::CompactString;
 
 /// A typed value. `Bytes` holds raw, not yet parsed data (usually a line);
 /// it is exported as a string when it is valid UTF-8, as bytes otherwise.
+///
+/// The tag is a whole word (`repr(C, u64)`), so every payload starts at
+/// offset 8 and a value is copied in aligned words. With a one-byte tag
+/// the compiler copies "bytes 1 to 40" in unaligned pieces, and reading a
+/// value back soon after writing it stalls (store forwarding fails): that
+/// cost parse_json a fifth of its time. Same size (40 bytes), and
+/// `Option<Value>` still fits in 40.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C, u64)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -30,17 +38,10 @@ impl Value {
     /// Raw `Bytes` count their length only: they share the source's buffer.
     pub fn size_hint(&self) -> usize {
         match self {
-            Value::Null
-            | Value::Bool(_)
-            | Value::Int(_)
-            | Value::Float(_)
-            | Value::Timestamp(_) => 8,
-            Value::String(s) => s.len() + ALLOC_OVERHEAD,
-            Value::Bytes(b) => b.len(),
             Value::Array(items) => {
                 items
                     .iter()
-                    .map(|v| std::mem::size_of::<Value>() + v.size_hint())
+                    .map(|v| std::mem::size_of::<Value>() + v.nested_size_hint())
                     .sum::<usize>()
                     + ALLOC_OVERHEAD
             }
@@ -50,6 +51,26 @@ impl Value {
                     .sum::<usize>()
                     + ALLOC_OVERHEAD
             }
+            leaf => leaf.leaf_size_hint(),
+        }
+    }
+
+    /// [`Value::size_hint`] of a value inside another: leaves (nearly
+    /// all) without a call.
+    #[inline(always)]
+    fn nested_size_hint(&self) -> usize {
+        match self {
+            Value::Array(_) | Value::Map(_) => self.size_hint(),
+            leaf => leaf.leaf_size_hint(),
+        }
+    }
+
+    #[inline(always)]
+    fn leaf_size_hint(&self) -> usize {
+        match self {
+            Value::String(s) => s.len() + ALLOC_OVERHEAD,
+            Value::Bytes(b) => b.len(),
+            _ => 8,
         }
     }
 
@@ -68,8 +89,9 @@ const ALLOC_OVERHEAD: usize = 16;
 
 /// Size of one key/value entry of a map or attribute list: the slot, the
 /// key's heap block and the value.
+#[inline]
 pub fn entry_size_hint(key: &str, value: &Value) -> usize {
-    std::mem::size_of::<(String, Value)>() + key.len() + ALLOC_OVERHEAD + value.size_hint()
+    std::mem::size_of::<(String, Value)>() + key.len() + ALLOC_OVERHEAD + value.nested_size_hint()
 }
 
 impl From<&str> for Value {
@@ -99,5 +121,17 @@ impl From<i64> for Value {
 impl From<bool> for Value {
     fn from(b: bool) -> Self {
         Value::Bool(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_and_an_optional_value_take_forty_bytes() {
+        assert_eq!(std::mem::size_of::<Value>(), 40);
+        assert_eq!(std::mem::size_of::<Option<Value>>(), 40);
+        assert_eq!(std::mem::size_of::<(Str, Value)>(), 64);
     }
 }

@@ -18,6 +18,7 @@ pub fn parse(text: &str) -> Option<Value> {
         text,
         bytes: text.as_bytes(),
         pos: 0,
+        entries: Vec::new(),
     };
     let v = p.value(0)?;
     p.skip_space();
@@ -28,6 +29,8 @@ struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// Entries of the objects being read, innermost last.
+    entries: Vec<(Str, Value)>,
 }
 
 impl Parser<'_> {
@@ -76,9 +79,9 @@ impl Parser<'_> {
             return None;
         }
         self.pos += 1;
-        let mut entries = Vec::new();
+        let mark = self.entries.len();
         if !self.eat(b'}') {
-            entries.reserve(16);
+            self.entries.reserve(16);
             loop {
                 self.skip_space();
                 if self.peek() != Some(b'"') {
@@ -88,7 +91,8 @@ impl Parser<'_> {
                 if !self.eat(b':') {
                     return None;
                 }
-                entries.push((key, self.value(depth)?));
+                let value = self.value(depth)?;
+                self.entries.push((key, value));
                 if self.eat(b',') {
                     continue;
                 }
@@ -98,6 +102,8 @@ impl Parser<'_> {
                 return None;
             }
         }
+        // A block of exactly the object's size.
+        let entries = self.entries.drain(mark..).collect();
         Some(Value::Map(Map::from_entries(entries)))
     }
 
