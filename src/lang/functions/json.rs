@@ -19,18 +19,24 @@ pub fn parse(text: &str) -> Option<Value> {
         bytes: text.as_bytes(),
         pos: 0,
         entries: Vec::new(),
+        declined: false,
     };
-    let v = p.value(0)?;
+    let v = p.value(0);
     p.skip_space();
-    (p.pos == p.bytes.len()).then_some(v)
+    (!p.declined && p.pos == p.bytes.len()).then_some(v)
 }
 
+/// Reads by returning values, not `Option`s: a failed read sets
+/// `declined` and returns a placeholder, and each caller checks the flag.
+/// (An `Option<Value>` is checked and copied again at every level.)
 struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
     /// Entries of the objects being read, innermost last.
     entries: Vec<(Str, Value)>,
+    /// The document is left to serde_json.
+    declined: bool,
 }
 
 impl Parser<'_> {
@@ -52,31 +58,42 @@ impl Parser<'_> {
         hit
     }
 
-    fn value(&mut self, depth: u32) -> Option<Value> {
+    /// Leaves the document to serde_json; the placeholder is never used.
+    #[cold]
+    fn decline<T: Default>(&mut self) -> T {
+        self.declined = true;
+        T::default()
+    }
+
+    fn value(&mut self, depth: u32) -> Value {
         self.skip_space();
-        match self.peek()? {
-            b'{' => self.object(depth + 1),
-            b'[' => self.array(depth + 1),
-            b'"' => self.string().map(Value::String),
-            b't' => self.word("true", Value::Bool(true)),
-            b'f' => self.word("false", Value::Bool(false)),
-            b'n' => self.word("null", Value::Null),
-            b'-' | b'0'..=b'9' => self.number(),
-            _ => None,
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => Value::String(self.string()),
+            Some(b't') => self.word("true", Value::Bool(true)),
+            Some(b'f') => self.word("false", Value::Bool(false)),
+            Some(b'n') => self.word("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => match self.number() {
+                Some(v) => v,
+                None => self.decline(),
+            },
+            _ => self.decline(),
         }
     }
 
-    fn word(&mut self, word: &str, v: Value) -> Option<Value> {
+    fn word(&mut self, word: &str, v: Value) -> Value {
         let end = self.pos + word.len();
-        (self.bytes.get(self.pos..end)? == word.as_bytes()).then(|| {
-            self.pos = end;
-            v
-        })
+        if self.bytes.get(self.pos..end) != Some(word.as_bytes()) {
+            return self.decline();
+        }
+        self.pos = end;
+        v
     }
 
-    fn object(&mut self, depth: u32) -> Option<Value> {
+    fn object(&mut self, depth: u32) -> Value {
         if depth > MAX_DEPTH {
-            return None;
+            return self.decline();
         }
         self.pos += 1;
         let mark = self.entries.len();
@@ -85,13 +102,16 @@ impl Parser<'_> {
             loop {
                 self.skip_space();
                 if self.peek() != Some(b'"') {
-                    return None;
+                    return self.decline();
                 }
-                let key = self.string()?;
-                if !self.eat(b':') {
-                    return None;
+                let key = self.string();
+                if self.declined || !self.eat(b':') {
+                    return self.decline();
                 }
-                let value = self.value(depth)?;
+                let value = self.value(depth);
+                if self.declined {
+                    return Value::Null;
+                }
                 self.entries.push((key, value));
                 if self.eat(b',') {
                     continue;
@@ -99,47 +119,54 @@ impl Parser<'_> {
                 if self.eat(b'}') {
                     break;
                 }
-                return None;
+                return self.decline();
             }
         }
         // A block of exactly the object's size.
         let entries = self.entries.drain(mark..).collect();
-        Some(Value::Map(Map::from_entries(entries)))
+        Value::Map(Map::from_entries(entries))
     }
 
-    fn array(&mut self, depth: u32) -> Option<Value> {
+    fn array(&mut self, depth: u32) -> Value {
         if depth > MAX_DEPTH {
-            return None;
+            return self.decline();
         }
         self.pos += 1;
         let mut items = Vec::new();
         if !self.eat(b']') {
             loop {
-                items.push(self.value(depth)?);
+                let item = self.value(depth);
+                if self.declined {
+                    return Value::Null;
+                }
+                items.push(item);
                 if self.eat(b',') {
                     continue;
                 }
                 if self.eat(b']') {
                     break;
                 }
-                return None;
+                return self.decline();
             }
         }
-        Some(Value::Array(items))
+        Value::Array(items)
     }
 
     /// A string at `"`. Its text is valid UTF-8: it lies between ASCII
     /// delimiters of a `str`.
-    fn string(&mut self) -> Option<Str> {
+    fn string(&mut self) -> Str {
         let start = self.pos + 1;
-        let i = special_byte(self.bytes, start)?;
-        match self.bytes[i] {
-            b'"' => {
+        let read = match special_byte(self.bytes, start) {
+            Some(i) if self.bytes[i] == b'"' => {
                 self.pos = i + 1;
-                Some(Str::from(self.text.get(start..i)?))
+                self.text.get(start..i).map(Str::from)
             }
-            b'\\' => self.escaped_string(start, i),
+            Some(i) if self.bytes[i] == b'\\' => self.escaped_string(start, i),
             _ => None,
+        };
+        match read {
+            Some(s) => s,
+            None => self.decline(),
         }
     }
 
