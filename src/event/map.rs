@@ -110,6 +110,31 @@ impl Map {
         }
         Map { entries }
     }
+
+    /// Takes the entries of `stack` above `mark` (in arrival order) off it
+    /// as a map; of repeated keys the last wins. Readers of nested
+    /// documents keep the entries of every open object on one stack: the
+    /// map gets a block of exactly its size, each entry moved into place
+    /// once.
+    pub fn from_stack_top(stack: &mut Vec<(Str, Value)>, mark: usize) -> Self {
+        let mark = mark.min(stack.len());
+        let n = stack.len() - mark;
+        if n > SMALL {
+            return Map::from_entries(stack.drain(mark..).collect());
+        }
+        let top = &mut stack[mark..];
+        let mut order = [0u8; SMALL];
+        let equal_keys = key_order(top, &mut order[..n]);
+        let mut entries = Vec::with_capacity(n);
+        for &i in &order[..n] {
+            entries.push(std::mem::take(&mut top[usize::from(i)]));
+        }
+        stack.truncate(mark);
+        if equal_keys {
+            keep_last_of_equal_keys(&mut entries);
+        }
+        Map { entries }
+    }
 }
 
 /// Of adjacent entries with equal keys, keeps one with the last value.
@@ -127,26 +152,26 @@ fn keep_last_of_equal_keys(entries: &mut Vec<(Str, Value)>) {
 
 /// Writes into `order` (one slot per entry, at most [`SMALL`]) the
 /// positions of `entries` in key order, equal keys in their original
-/// order. Sorts integers on the stack — the first eight bytes of the key
-/// above the entry's index — a fraction of the cost of sorting the entries
+/// order. Sorts integers on the stack — the first seven bytes of the key
+/// above the entry's index (one byte) — a fraction of the cost of sorting the entries
 /// themselves (there a comparison decodes two strings, a move copies 64
 /// bytes). Returns whether some keys are equal.
 fn key_order(entries: &[(Str, Value)], order: &mut [u8]) -> bool {
     let n = order.len();
-    let mut sorted = [0u128; SMALL];
+    let mut sorted = [0u64; SMALL];
     for (slot, (i, (k, _))) in sorted.iter_mut().zip(entries.iter().enumerate()) {
-        *slot = u128::from(prefix(k.as_bytes())) << 64 | i as u128;
+        *slot = prefix(k.as_bytes()) & !0xff | i as u64;
     }
     let sorted = &mut sorted[..n];
     sorted.sort_unstable();
-    let index = |o: u128| o as u64 as usize;
-    let key = |o: u128| entries[index(o)].0.as_bytes();
-    // Keys that share their first eight bytes: by the whole key, then (as
+    let index = |o: u64| usize::from(o as u8);
+    let key = |o: u64| entries[index(o)].0.as_bytes();
+    // Keys that share their first seven bytes: by the whole key, then (as
     // already) by position.
     let mut equal_keys = false;
     let mut run = 0;
     for i in 1..=n {
-        if i < n && sorted[i] >> 64 == sorted[run] >> 64 {
+        if i < n && sorted[i] >> 8 == sorted[run] >> 8 {
             continue;
         }
         if i - run > 1 {
@@ -284,6 +309,10 @@ mod tests {
             for (k, v) in entries.clone() {
                 by_insert.insert(k, v);
             }
+            let mut stack = vec![(Str::from("below"), Value::Null)];
+            stack.extend(entries.clone());
+            prop_assert_eq!(&Map::from_stack_top(&mut stack, 1), &by_insert);
+            prop_assert_eq!(stack.len(), 1, "only the entries above the mark are taken");
             prop_assert_eq!(Map::from_entries(entries), by_insert);
         });
     }

@@ -122,9 +122,7 @@ impl Parser<'_> {
                 return self.decline();
             }
         }
-        // A block of exactly the object's size.
-        let entries = self.entries.drain(mark..).collect();
-        Value::Map(Map::from_entries(entries))
+        Value::Map(Map::from_stack_top(&mut self.entries, mark))
     }
 
     fn array(&mut self, depth: u32) -> Value {
