@@ -114,6 +114,9 @@ impl Processor {
             .filter(|s| s.applies_to(&source))
             .collect();
         let mut routes: Vec<Route> = Vec::new();
+        // Bytes per entry of `routes`, counted while each event is still
+        // in cache (a second pass over a batch of parsed events misses it).
+        let mut route_bytes: Vec<usize> = Vec::new();
         // Index into `routes` per event; `None` when the event is gone.
         let mut dest: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for event in events.iter_mut() {
@@ -128,17 +131,25 @@ impl Processor {
                     self.router.dead_letter(event, &source, &e)
                 }
             };
-            dest.push(
-                route.map(|route| match routes.iter().position(|r| *r == route) {
-                    Some(i) => i as u32,
+            dest.push(route.map(|route| {
+                let i = match routes.iter().position(|r| *r == route) {
+                    Some(i) => i,
                     None => {
                         routes.push(route);
-                        (routes.len() - 1) as u32
+                        route_bytes.push(0);
+                        routes.len() - 1
                     }
-                }),
-            );
+                };
+                route_bytes[i] += event.size_hint();
+                i as u32
+            }));
         }
-        split_by_route(events, routes, dest, source)
+        split_by_route(
+            events,
+            routes.into_iter().zip(route_bytes).collect(),
+            dest,
+            source,
+        )
     }
 }
 
@@ -157,17 +168,17 @@ fn run_applicable(steps: &[&Step], event: &mut Event, source: &str) -> Result<bo
     Ok(true)
 }
 
-/// Moves processed events into one batch per destination; events without
-/// one (dropped, unroutable) are acknowledged.
+/// Moves processed events into one batch per destination (each route
+/// with the bytes of its events); events without one (dropped,
+/// unroutable) are acknowledged.
 fn split_by_route(
     events: Vec<Event>,
-    mut routes: Vec<Route>,
+    mut routes: Vec<(Route, usize)>,
     dest: Vec<Option<u32>>,
     source: Arc<str>,
 ) -> Vec<(Route, EventBatch)> {
     if routes.len() == 1 && dest.iter().all(Option::is_some) {
-        if let Some(route) = routes.pop() {
-            let bytes = events.iter().map(Event::size_hint).sum();
+        if let Some((route, bytes)) = routes.pop() {
             let out = EventBatch {
                 events,
                 bytes,
@@ -183,12 +194,16 @@ fn split_by_route(
     let mut out: Vec<(Route, EventBatch)> = routes
         .into_iter()
         .zip(counts)
-        .map(|(r, n)| (r, EventBatch::from_source(&source, n)))
+        .map(|((r, bytes), n)| {
+            let mut batch = EventBatch::from_source(&source, n);
+            batch.bytes = bytes;
+            (r, batch)
+        })
         .collect();
     let mut gone = Vec::new();
     for (event, d) in events.into_iter().zip(dest) {
         match d {
-            Some(i) => out[i as usize].1.push(event),
+            Some(i) => out[i as usize].1.events.push(event),
             None => gone.push(event),
         }
     }
@@ -247,5 +262,45 @@ mod tests {
         let mut e = event("nope");
         let err = aborting.run_steps(&mut e, "app");
         assert!(matches!(&err, Err(m) if m.contains("to_int")), "{err:?}");
+    }
+
+    #[test]
+    fn each_output_batch_counts_the_bytes_of_its_own_events() {
+        let src = "source app = files { include = [\"/none/*.log\"] }\nsink out = console {}\nstep s on app {\n .x = parse_json!(.message)\n}\nstep d on app { drop where .x.n == 0 }\nroute {\n .x.n == 1 => out stream \"one\"\n else => out stream \"other\"\n}\n";
+        let mut p = match crate::lang::load(src) {
+            Ok(p) => p.agent.processor,
+            Err(d) => panic!("{}", crate::lang::render("t.ship", src, &d)),
+        };
+        let source: Arc<str> = Arc::from("app");
+        let mut batch = EventBatch::from_source(&source, 4);
+        for body in [
+            r#"{"n":1}"#,
+            r#"{"n":2,"s":"a longer string value"}"#,
+            r#"{"n":0}"#,
+            r#"{"n":1,"k":[1,2]}"#,
+        ] {
+            batch.push(event(body));
+        }
+        let out = p.process(batch);
+        assert_eq!(out.len(), 2, "two streams");
+        for (route, b) in &out {
+            let expected: usize = b.events.iter().map(Event::size_hint).sum();
+            assert_eq!(b.bytes, expected, "stream {}", route.stream);
+        }
+        let one = out
+            .iter()
+            .find(|(r, _)| &*r.stream == "one")
+            .map(|(_, b)| b.len());
+        assert_eq!(one, Some(2));
+
+        // One destination: the batch's own vector, bytes of the events after the steps.
+        let mut single = processor("step s on app { .x = parse_json!(.message) }");
+        let mut batch = EventBatch::from_source(&source, 1);
+        batch.push(event(r#"{"a":"b"}"#));
+        let before = batch.bytes;
+        let out = single.process(batch);
+        let (_, b) = &out[0];
+        assert_eq!(b.bytes, b.events[0].size_hint());
+        assert!(b.bytes > before, "the parsed map counts");
     }
 }
