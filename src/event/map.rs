@@ -115,18 +115,26 @@ impl Map {
     /// as a map; of repeated keys the last wins. Readers of nested
     /// documents keep the entries of every open object on one stack: the
     /// map gets a block of exactly its size, each entry moved into place
-    /// once.
-    pub fn from_stack_top(stack: &mut Vec<(Str, Value)>, mark: usize) -> Self {
+    /// once. `last` is tried first: when it still puts the keys in order
+    /// (the objects of one log repeat their keys) no sort is needed;
+    /// otherwise it becomes this map's order.
+    pub fn from_stack_top(stack: &mut Vec<(Str, Value)>, mark: usize, last: &mut KeyOrder) -> Self {
         let mark = mark.min(stack.len());
         let n = stack.len() - mark;
         if n > SMALL {
             return Map::from_entries(stack.drain(mark..).collect());
         }
         let top = &mut stack[mark..];
-        let mut order = [0u8; SMALL];
-        let equal_keys = key_order(top, &mut order[..n]);
+        let order = &mut last.order[..n];
+        // Strictly increasing keys: the order holds, and no key repeats.
+        let holds = last.len == n
+            && order
+                .windows(2)
+                .all(|w| top[usize::from(w[0])].0.as_bytes() < top[usize::from(w[1])].0.as_bytes());
+        let equal_keys = !holds && key_order(top, order);
+        last.len = n;
         let mut entries = Vec::with_capacity(n);
-        for &i in &order[..n] {
+        for &i in order.iter() {
             entries.push(std::mem::take(&mut top[usize::from(i)]));
         }
         stack.truncate(mark);
@@ -134,6 +142,25 @@ impl Map {
             keep_last_of_equal_keys(&mut entries);
         }
         Map { entries }
+    }
+}
+
+/// The key order of the last map built with it (see
+/// [`Map::from_stack_top`]): checking that an order still holds costs a
+/// fraction of sorting again.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyOrder {
+    /// Entries `order` is a permutation of (`0..len`).
+    len: usize,
+    order: [u8; SMALL],
+}
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        KeyOrder {
+            len: usize::MAX,
+            order: [0; SMALL],
+        }
     }
 }
 
@@ -310,9 +337,25 @@ mod tests {
                 by_insert.insert(k, v);
             }
             let mut stack = vec![(Str::from("below"), Value::Null)];
-            stack.extend(entries.clone());
-            prop_assert_eq!(&Map::from_stack_top(&mut stack, 1), &by_insert);
-            prop_assert_eq!(stack.len(), 1, "only the entries above the mark are taken");
+            let mut last = KeyOrder::default();
+            for _ in 0..2 {
+                // Sorted, then with the order remembered from the first time.
+                stack.extend(entries.clone());
+                prop_assert_eq!(&Map::from_stack_top(&mut stack, 1, &mut last), &by_insert);
+                prop_assert_eq!(stack.len(), 1, "only the entries above the mark are taken");
+            }
+            // An order remembered from other keys is checked, not trusted.
+            let other: Vec<(Str, Value)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (Str::from(k.chars().rev().collect::<String>()), Value::Int(i as i64)))
+                .collect();
+            let mut expected = Map::new();
+            for (k, v) in other.clone() {
+                expected.insert(k, v);
+            }
+            stack.extend(other);
+            prop_assert_eq!(Map::from_stack_top(&mut stack, 1, &mut last), expected);
             prop_assert_eq!(Map::from_entries(entries), by_insert);
         });
     }

@@ -8,7 +8,7 @@
 mod map;
 mod value;
 
-pub use map::Map;
+pub use map::{KeyOrder, Map};
 pub use value::{Str, Value};
 
 use crate::pipeline::acks::AckToken;

@@ -6,7 +6,8 @@
 //! any invalid input; the caller then asks serde_json, which also words the
 //! error. So results and error texts are serde_json's, only faster.
 
-use crate::event::{Map, Str, Value};
+use crate::event::{KeyOrder, Map, Str, Value};
+use std::cell::Cell;
 
 /// Deeper documents are left to serde_json (which refuses 128 levels).
 const MAX_DEPTH: u32 = 100;
@@ -14,14 +15,21 @@ const MAX_DEPTH: u32 = 100;
 /// The value of a whole JSON document, or `None` when this parser leaves
 /// the document to serde_json.
 pub fn parse(text: &str) -> Option<Value> {
+    thread_local! {
+        /// The key order of the last top-level object read on this thread:
+        /// the documents of one log repeat their keys.
+        static LAST_ORDER: Cell<KeyOrder> = Cell::new(KeyOrder::default());
+    }
     let mut p = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
         entries: Vec::new(),
+        last_order: LAST_ORDER.get(),
         declined: false,
     };
     let v = p.value(0);
+    LAST_ORDER.set(p.last_order);
     p.skip_space();
     (!p.declined && p.pos == p.bytes.len()).then_some(v)
 }
@@ -35,6 +43,8 @@ struct Parser<'a> {
     pos: usize,
     /// Entries of the objects being read, innermost last.
     entries: Vec<(Str, Value)>,
+    /// Key order of the last top-level object.
+    last_order: KeyOrder,
     /// The document is left to serde_json.
     declined: bool,
 }
@@ -122,7 +132,14 @@ impl Parser<'_> {
                 return self.decline();
             }
         }
-        Value::Map(Map::from_stack_top(&mut self.entries, mark))
+        // Nested objects vary more: each is sorted.
+        let mut fresh = KeyOrder::default();
+        let order = if depth == 1 {
+            &mut self.last_order
+        } else {
+            &mut fresh
+        };
+        Value::Map(Map::from_stack_top(&mut self.entries, mark, order))
     }
 
     fn array(&mut self, depth: u32) -> Value {
