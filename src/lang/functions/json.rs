@@ -171,18 +171,19 @@ impl Parser<'_> {
     /// delimiters of a `str`.
     fn string(&mut self) -> Str {
         let start = self.pos + 1;
-        let read = match special_byte(self.bytes, start) {
-            Some(i) if self.bytes[i] == b'"' => {
-                self.pos = i + 1;
-                self.text.get(start..i).map(Str::from)
+        if let Some(i) = special_byte(self.bytes, start) {
+            if self.bytes[i] == b'"' {
+                if let Some(text) = self.text.get(start..i) {
+                    self.pos = i + 1;
+                    return Str::from(text);
+                }
+            } else if self.bytes[i] == b'\\' {
+                if let Some(s) = self.escaped_string(start, i) {
+                    return s;
+                }
             }
-            Some(i) if self.bytes[i] == b'\\' => self.escaped_string(start, i),
-            _ => None,
-        };
-        match read {
-            Some(s) => s,
-            None => self.decline(),
         }
+        self.decline()
     }
 
     /// The rest of a string from its first backslash at `at`.
