@@ -16,22 +16,32 @@ const MAX_DEPTH: u32 = 100;
 /// the document to serde_json.
 pub fn parse(text: &str) -> Option<Value> {
     thread_local! {
-        /// The key order of the last top-level object read on this thread:
-        /// the documents of one log repeat their keys.
-        static LAST_ORDER: Cell<KeyOrder> = Cell::new(KeyOrder::default());
+        static LAST_SHAPE: Cell<Shape> = Cell::new(Shape::default());
     }
     let mut p = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
         entries: Vec::new(),
-        last_order: LAST_ORDER.get(),
+        shape: LAST_SHAPE.take(),
         declined: false,
     };
     let v = p.value(0);
-    LAST_ORDER.set(p.last_order);
+    LAST_SHAPE.set(std::mem::take(&mut p.shape));
     p.skip_space();
     (!p.declined && p.pos == p.bytes.len()).then_some(v)
+}
+
+/// The keys (in arrival order) and key order of the last top-level object
+/// read on this thread: the documents of one log repeat their keys, and
+/// a key that is the one remembered at its place is copied, not read;
+/// the map then tries the remembered order before sorting.
+#[derive(Default)]
+struct Shape {
+    /// Keys without escapes, quotes or control bytes (their text in the
+    /// document is exactly their bytes); empty when some key had them.
+    keys: Vec<Str>,
+    order: KeyOrder,
 }
 
 /// Reads by returning values, not `Option`s: a failed read sets
@@ -43,8 +53,8 @@ struct Parser<'a> {
     pos: usize,
     /// Entries of the objects being read, innermost last.
     entries: Vec<(Str, Value)>,
-    /// Key order of the last top-level object.
-    last_order: KeyOrder,
+    /// Of the last top-level object.
+    shape: Shape,
     /// The document is left to serde_json.
     declined: bool,
 }
@@ -107,6 +117,9 @@ impl Parser<'_> {
         }
         self.pos += 1;
         let mark = self.entries.len();
+        let top_level = depth == 1;
+        // Keys that were the remembered one at their place.
+        let mut known = 0;
         if !self.eat(b'}') {
             self.entries.reserve(16);
             loop {
@@ -114,7 +127,13 @@ impl Parser<'_> {
                 if self.peek() != Some(b'"') {
                     return self.decline();
                 }
-                let key = self.string();
+                let at = self.entries.len() - mark;
+                let key = if top_level && self.at_remembered_key(at) {
+                    known += 1;
+                    self.remembered_key(at)
+                } else {
+                    self.string()
+                };
                 if self.declined || !self.eat(b':') {
                     return self.decline();
                 }
@@ -132,14 +151,41 @@ impl Parser<'_> {
                 return self.decline();
             }
         }
-        // Nested objects vary more: each is sorted.
-        let mut fresh = KeyOrder::default();
-        let order = if depth == 1 {
-            &mut self.last_order
-        } else {
-            &mut fresh
+        if !top_level {
+            // Nested objects vary more: each is sorted.
+            let mut order = KeyOrder::default();
+            return Value::Map(Map::from_stack_top(&mut self.entries, mark, &mut order));
+        }
+        let keys = &self.entries[mark..];
+        if known != keys.len() || self.shape.keys.len() != keys.len() {
+            self.shape.keys.clear();
+            if keys.iter().all(|(k, _)| plain(k)) {
+                self.shape.keys.extend(keys.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        Value::Map(Map::from_stack_top(
+            &mut self.entries,
+            mark,
+            &mut self.shape.order,
+        ))
+    }
+
+    /// Whether the document has the remembered key of place `at` next
+    /// (after its opening quote).
+    fn at_remembered_key(&self, at: usize) -> bool {
+        let Some(key) = self.shape.keys.get(at) else {
+            return false;
         };
-        Value::Map(Map::from_stack_top(&mut self.entries, mark, order))
+        let start = self.pos + 1;
+        let end = start + key.len();
+        self.bytes.get(start..end) == Some(key.as_bytes()) && self.bytes.get(end) == Some(&b'"')
+    }
+
+    /// Takes the remembered key of place `at` (see `at_remembered_key`).
+    fn remembered_key(&mut self, at: usize) -> Str {
+        let key = self.shape.keys.get(at).cloned().unwrap_or_default();
+        self.pos += key.len() + 2;
+        key
     }
 
     fn array(&mut self, depth: u32) -> Value {
@@ -306,6 +352,11 @@ impl Parser<'_> {
     }
 }
 
+/// A key whose JSON text is its bytes as they are.
+fn plain(key: &str) -> bool {
+    !key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// The index of the first quote, backslash or control byte at or after
 /// `from`, looking at eight bytes at a time.
 fn special_byte(bytes: &[u8], from: usize) -> Option<usize> {
@@ -413,6 +464,28 @@ mod tests {
     }
 
     #[test]
+    fn remembered_keys_are_taken_only_where_the_document_has_exactly_them() {
+        let read = |text: &str| parse(text).map(|v| format!("{v:?}"));
+        let expected = |text: &str| Some(format!("{:?}", reference(text).unwrap()));
+        for (first, second) in [
+            (r#"{"a":1,"b":2}"#, r#"{"ab":1,"b":2}"#),
+            (r#"{"a":1,"b":2}"#, r#"{"a\"":1,"b":2}"#),
+            (r#"{"a":1,"b":2}"#, r#"{"b":1,"a":2}"#),
+            (r#"{"a":1,"b":2}"#, r#"{"a":1}"#),
+            (r#"{"a":1}"#, r#"{"a":1,"b":2}"#),
+            (r#"{"a":1,"b":2}"#, r#"{"\u0061":1,"b":2}"#),
+            (r#"{"a":{"b":1}}"#, r#"{"b":{"a":1}}"#),
+        ] {
+            assert_eq!(read(first), expected(first), "{first}");
+            assert_eq!(read(second), expected(second), "{second} after {first}");
+        }
+        // A key read from escapes is not remembered: its raw bytes would
+        // match text that is not that key.
+        assert!(read(r#"{"q\"":1}"#).is_some());
+        assert_eq!(read(r#"{"q"":1}"#), None);
+    }
+
+    #[test]
     fn unusual_or_invalid_documents_are_left_to_serde_json() {
         for text in [
             "-0",
@@ -477,6 +550,8 @@ mod tests {
             byte in any::<u8>(),
         ) {
             let text = serde_json::to_string(&v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // Read whole first: the damaged copy meets its remembered keys.
+            check(&text)?;
             let mut bytes = text.into_bytes();
             if !bytes.is_empty() {
                 let at = cut.index(bytes.len());
