@@ -115,10 +115,16 @@ impl Map {
     /// as a map; of repeated keys the last wins. Readers of nested
     /// documents keep the entries of every open object on one stack: the
     /// map gets a block of exactly its size, each entry moved into place
-    /// once. `last` is tried first: when it still puts the keys in order
-    /// (the objects of one log repeat their keys) no sort is needed;
-    /// otherwise it becomes this map's order.
-    pub fn from_stack_top(stack: &mut Vec<(Str, Value)>, mark: usize, last: &mut KeyOrder) -> Self {
+    /// once. `last` is the order of the last map built with it: taken as
+    /// it is when the caller knows the keys are the same, place by place
+    /// (`same_keys`); tried first otherwise, and when it does not put the
+    /// keys in order they are sorted. Either way it becomes this map's.
+    pub fn from_stack_top(
+        stack: &mut Vec<(Str, Value)>,
+        mark: usize,
+        last: &mut KeyOrder,
+        same_keys: bool,
+    ) -> Self {
         let mark = mark.min(stack.len());
         let n = stack.len() - mark;
         if n > SMALL {
@@ -126,13 +132,20 @@ impl Map {
         }
         let top = &mut stack[mark..];
         let order = &mut last.order[..n];
-        // Strictly increasing keys: the order holds, and no key repeats.
-        let holds = last.len == n
-            && order
-                .windows(2)
-                .all(|w| top[usize::from(w[0])].0.as_bytes() < top[usize::from(w[1])].0.as_bytes());
-        let equal_keys = !holds && key_order(top, order);
+        let equal_keys = if same_keys && last.len == n {
+            last.equal_keys
+        } else if last.len == n
+            && order.windows(2).all(|w| {
+                // Strictly increasing: the order holds, no key repeats.
+                top[usize::from(w[0])].0.as_bytes() < top[usize::from(w[1])].0.as_bytes()
+            })
+        {
+            false
+        } else {
+            key_order(top, order)
+        };
         last.len = n;
+        last.equal_keys = equal_keys;
         let mut entries = Vec::with_capacity(n);
         for &i in order.iter() {
             entries.push(std::mem::take(&mut top[usize::from(i)]));
@@ -146,13 +159,15 @@ impl Map {
 }
 
 /// The key order of the last map built with it (see
-/// [`Map::from_stack_top`]): checking that an order still holds costs a
-/// fraction of sorting again.
+/// [`Map::from_stack_top`]): checking that an order still holds, or
+/// knowing it does, costs a fraction of sorting again.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyOrder {
     /// Entries `order` is a permutation of (`0..len`).
     len: usize,
     order: [u8; SMALL],
+    /// Some keys of that map were equal (it kept the last).
+    equal_keys: bool,
 }
 
 impl Default for KeyOrder {
@@ -160,6 +175,7 @@ impl Default for KeyOrder {
         KeyOrder {
             len: usize::MAX,
             order: [0; SMALL],
+            equal_keys: false,
         }
     }
 }
@@ -338,10 +354,11 @@ mod tests {
             }
             let mut stack = vec![(Str::from("below"), Value::Null)];
             let mut last = KeyOrder::default();
-            for _ in 0..2 {
-                // Sorted, then with the order remembered from the first time.
+            for same_keys in [false, false, true] {
+                // Sorted, then with the order remembered from the first
+                // time: checked, then known to hold.
                 stack.extend(entries.clone());
-                prop_assert_eq!(&Map::from_stack_top(&mut stack, 1, &mut last), &by_insert);
+                prop_assert_eq!(&Map::from_stack_top(&mut stack, 1, &mut last, same_keys), &by_insert);
                 prop_assert_eq!(stack.len(), 1, "only the entries above the mark are taken");
             }
             // An order remembered from other keys is checked, not trusted.
@@ -355,7 +372,7 @@ mod tests {
                 expected.insert(k, v);
             }
             stack.extend(other);
-            prop_assert_eq!(Map::from_stack_top(&mut stack, 1, &mut last), expected);
+            prop_assert_eq!(Map::from_stack_top(&mut stack, 1, &mut last, false), expected);
             prop_assert_eq!(Map::from_entries(entries), by_insert);
         });
     }

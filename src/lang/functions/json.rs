@@ -154,10 +154,16 @@ impl Parser<'_> {
         if !top_level {
             // Nested objects vary more: each is sorted.
             let mut order = KeyOrder::default();
-            return Value::Map(Map::from_stack_top(&mut self.entries, mark, &mut order));
+            return Value::Map(Map::from_stack_top(
+                &mut self.entries,
+                mark,
+                &mut order,
+                false,
+            ));
         }
         let keys = &self.entries[mark..];
-        if known != keys.len() || self.shape.keys.len() != keys.len() {
+        let same_keys = known == keys.len() && self.shape.keys.len() == keys.len();
+        if !same_keys {
             self.shape.keys.clear();
             if keys.iter().all(|(k, _)| plain(k)) {
                 self.shape.keys.extend(keys.iter().map(|(k, _)| k.clone()));
@@ -167,6 +173,7 @@ impl Parser<'_> {
             &mut self.entries,
             mark,
             &mut self.shape.order,
+            same_keys,
         ))
     }
 
