@@ -150,7 +150,12 @@ impl Map {
         for &i in order.iter() {
             entries.push(std::mem::take(&mut top[usize::from(i)]));
         }
-        stack.truncate(mark);
+        // SAFETY: shrinking: `mark` is at most the length (clamped above),
+        // so no uninitialised entry becomes visible. The entries above it
+        // were all taken (each is an empty key and a null, owning
+        // nothing): forgetting them leaks nothing and skips a drop call
+        // per entry, 6 % of reading a 300-byte JSON object.
+        unsafe { stack.set_len(mark) };
         if equal_keys {
             keep_last_of_equal_keys(&mut entries);
         }
