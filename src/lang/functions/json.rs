@@ -9,6 +9,9 @@
 use crate::event::{KeyOrder, Map, Str, Value};
 use std::cell::Cell;
 
+/// Top-level objects with more keys are not remembered (see [`Shape`]).
+const REMEMBERED_KEYS: usize = 32;
+
 /// Deeper documents are left to serde_json (which refuses 128 levels).
 const MAX_DEPTH: u32 = 100;
 
@@ -165,7 +168,7 @@ impl Parser<'_> {
         let same_keys = known == keys.len() && self.shape.keys.len() == keys.len();
         if !same_keys {
             self.shape.keys.clear();
-            if keys.iter().all(|(k, _)| plain(k)) {
+            if keys.len() <= REMEMBERED_KEYS && keys.iter().all(|(k, _)| plain(k)) {
                 self.shape.keys.extend(keys.iter().map(|(k, _)| k.clone()));
             }
         }
