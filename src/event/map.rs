@@ -201,9 +201,9 @@ fn keep_last_of_equal_keys(entries: &mut Vec<(Str, Value)>) {
 /// Writes into `order` (one slot per entry, at most [`SMALL`]) the
 /// positions of `entries` in key order, equal keys in their original
 /// order. Sorts integers on the stack — the first seven bytes of the key
-/// above the entry's index (one byte) — a fraction of the cost of sorting the entries
-/// themselves (there a comparison decodes two strings, a move copies 64
-/// bytes). Returns whether some keys are equal.
+/// above the entry's index (one byte) — a fraction of the cost of sorting
+/// the entries themselves (there a comparison decodes two strings, a move
+/// copies 64 bytes). Returns whether some keys are equal.
 fn key_order(entries: &[(Str, Value)], order: &mut [u8]) -> bool {
     let n = order.len();
     let mut sorted = [0u64; SMALL];

@@ -4,12 +4,14 @@
 //! and declines (returns `None`) anything unusual — a number it cannot read
 //! exactly as serde_json does, nesting deeper than serde_json allows, or
 //! any invalid input; the caller then asks serde_json, which also words the
-//! error. So results and error texts are serde_json's, only faster.
+//! error. So results and error texts are serde_json's, only faster. It
+//! remembers the keys of the last top-level object on the thread (see
+//! `Shape`).
 
 use crate::event::{KeyOrder, Map, Str, Value};
 use std::cell::Cell;
 
-/// Top-level objects with more keys are not remembered (see [`Shape`]).
+/// Top-level objects with more keys are not remembered (see `Shape`).
 const REMEMBERED_KEYS: usize = 32;
 
 /// Deeper documents are left to serde_json (which refuses 128 levels).
@@ -36,9 +38,10 @@ pub fn parse(text: &str) -> Option<Value> {
 }
 
 /// The keys (in arrival order) and key order of the last top-level object
-/// read on this thread: the documents of one log repeat their keys, and
-/// a key that is the one remembered at its place is copied, not read;
-/// the map then tries the remembered order before sorting.
+/// read on this thread: the documents of one log repeat their keys. A key
+/// that is the one remembered at its place is compared and copied, not
+/// scanned and built; when every key was, the map takes the remembered
+/// order as it is, otherwise it tries it before sorting.
 #[derive(Default)]
 struct Shape {
     /// Keys without escapes, quotes or control bytes (their text in the
