@@ -113,10 +113,10 @@ impl Processor {
             .iter()
             .filter(|s| s.applies_to(&source))
             .collect();
-        let mut routes: Vec<Route> = Vec::new();
-        // Bytes per entry of `routes`, counted while each event is still
-        // in cache (a second pass over a batch of parsed events misses it).
-        let mut route_bytes: Vec<usize> = Vec::new();
+        // Each destination with the bytes of its events, counted while each
+        // event is still in cache (a second pass over a batch of parsed
+        // events misses it).
+        let mut routes: Vec<(Route, usize)> = Vec::new();
         // Index into `routes` per event; `None` when the event is gone.
         let mut dest: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for event in events.iter_mut() {
@@ -132,24 +132,18 @@ impl Processor {
                 }
             };
             dest.push(route.map(|route| {
-                let i = match routes.iter().position(|r| *r == route) {
+                let i = match routes.iter().position(|(r, _)| *r == route) {
                     Some(i) => i,
                     None => {
-                        routes.push(route);
-                        route_bytes.push(0);
+                        routes.push((route, 0));
                         routes.len() - 1
                     }
                 };
-                route_bytes[i] += event.size_hint();
+                routes[i].1 += event.size_hint();
                 i as u32
             }));
         }
-        split_by_route(
-            events,
-            routes.into_iter().zip(route_bytes).collect(),
-            dest,
-            source,
-        )
+        split_by_route(events, routes, dest, source)
     }
 }
 

@@ -171,7 +171,11 @@ impl Parser<'_> {
         let same_keys = known == keys.len() && self.shape.keys.len() == keys.len();
         if !same_keys {
             self.shape.keys.clear();
-            if keys.len() <= REMEMBERED_KEYS && keys.iter().all(|(k, _)| plain(k)) {
+            if keys.len() <= REMEMBERED_KEYS
+                && keys
+                    .iter()
+                    .all(|(k, _)| special_byte(k.as_bytes(), 0).is_none())
+            {
                 self.shape.keys.extend(keys.iter().map(|(k, _)| k.clone()));
             }
         }
@@ -363,11 +367,6 @@ impl Parser<'_> {
         }
         text.parse::<i64>().ok().map(Value::Int)
     }
-}
-
-/// A key whose JSON text is its bytes as they are.
-fn plain(key: &str) -> bool {
-    !key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// The index of the first quote, backslash or control byte at or after
