@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 need_apt=()
 dpkg -s systemd-journal-remote >/dev/null 2>&1 || need_apt+=(systemd-journal-remote)
 dpkg -s prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
+# A real TLS terminator in front of the test receivers (tests/tls.rs).
+dpkg -s nginx >/dev/null 2>&1 || need_apt+=(nginx)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi

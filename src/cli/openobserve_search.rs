@@ -5,7 +5,7 @@
 //! `_PASSWORD` or `_PASSWORD_FILE`). It turns 401 and 400 answers into errors
 //! that carry OpenObserve's message; it never prints and never retries.
 
-use crate::sinks::openobserve::OpenObserveConfig;
+use crate::sinks::openobserve::{describe_failure, OpenObserveConfig};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -27,8 +27,10 @@ pub enum SearchError {
     BadQuery { message: String },
     #[error("OpenObserve answered {status}: {message}")]
     Status { status: u16, message: String },
-    #[error("cannot reach OpenObserve at {url}: {error}")]
-    Transport { url: String, error: reqwest::Error },
+    #[error("cannot reach OpenObserve at {url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("cannot set up the connection to OpenObserve: {0}")]
+    Client(String),
     #[error("OpenObserve's answer is not a search response: {0}")]
     Answer(String),
 }
@@ -37,13 +39,22 @@ pub enum SearchError {
 pub fn config_from_env() -> Result<OpenObserveConfig, SearchError> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let url = var("OPENOBSERVE_URL").ok_or(SearchError::NoUrl)?;
-    let mut cfg = OpenObserveConfig::new("shipctl", url.trim_end_matches('/'));
+    let split = crate::credentials::split_userinfo(url.trim_end_matches('/'));
+    let mut cfg = OpenObserveConfig::new("shipctl", split.url);
     if let Some(org) = var("OPENOBSERVE_ORG") {
         cfg.org = org;
     }
-    cfg.user = var("OPENOBSERVE_USER");
+    cfg.tls = crate::tls::TlsOptions {
+        ca_file: var("OPENOBSERVE_CA_FILE").map(Into::into),
+        cert_file: var("OPENOBSERVE_CERT_FILE").map(Into::into),
+        key_file: var("OPENOBSERVE_KEY_FILE").map(Into::into),
+        server_name: var("OPENOBSERVE_TLS_SERVER_NAME"),
+        insecure_skip_verify: var("OPENOBSERVE_TLS_INSECURE")
+            .is_some_and(|v| matches!(v.trim(), "true" | "1" | "yes" | "on")),
+    };
+    cfg.user = var("OPENOBSERVE_USER").or(split.user);
     cfg.password = match (
-        var("OPENOBSERVE_PASSWORD"),
+        var("OPENOBSERVE_PASSWORD").or(split.password),
         var("OPENOBSERVE_PASSWORD_FILE"),
     ) {
         (Some(p), _) => Some(p),
@@ -85,16 +96,21 @@ pub struct SearchClient {
 }
 
 impl SearchClient {
-    pub fn new(cfg: &OpenObserveConfig, timeout: Duration) -> Self {
-        SearchClient {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
+    pub fn new(cfg: &OpenObserveConfig, timeout: Duration) -> Result<Self, SearchError> {
+        let http = crate::tls::http_client_builder(&cfg.url, &cfg.tls)
+            .map_err(|e| SearchError::Client(e.to_string()))?
+            .timeout(timeout)
+            .build()
+            .map_err(|e| SearchError::Client(describe_failure(&e)))?;
+        for warning in cfg.security_warnings() {
+            tracing::warn!("{warning}");
+        }
+        Ok(SearchClient {
+            http,
             base: cfg.url.trim_end_matches('/').to_owned(),
             org: cfg.org.clone(),
             authorization: cfg.authorization(),
-        }
+        })
     }
 
     async fn post(&self, endpoint: &str, q: &SearchQuery) -> Result<String, SearchError> {
@@ -116,9 +132,9 @@ impl SearchClient {
         if let Some(auth) = &self.authorization {
             req = req.header("authorization", auth);
         }
-        let transport = |error| SearchError::Transport {
+        let transport = |error: reqwest::Error| SearchError::Transport {
             url: url.clone(),
-            error,
+            reason: describe_failure(&error),
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();

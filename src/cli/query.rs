@@ -114,7 +114,7 @@ pub async fn query(
     if start_us >= end_us {
         return Err(QueryError::EmptyRange);
     }
-    let client = SearchClient::new(cfg, args.timeout);
+    let client = SearchClient::new(cfg, args.timeout)?;
     let q = SearchQuery {
         sql: args.sql.clone(),
         start_us,
@@ -193,7 +193,7 @@ pub async fn tail_openobserve(
         .clone()
         .or_else(|| std::env::var("OPENOBSERVE_STREAM").ok())
         .unwrap_or_else(|| "default".into());
-    let client = SearchClient::new(cfg, Duration::from_secs(30));
+    let client = SearchClient::new(cfg, Duration::from_secs(30))?;
     let sql = tail_sql(&stream, args.condition.as_deref());
     let overlap_us = args.overlap.as_micros() as i64;
     let mut cursor = now_us() - args.since.as_micros() as i64;

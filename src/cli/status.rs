@@ -136,8 +136,17 @@ pub fn render(s: &proto::StatusReply) -> String {
         name.contains("spill") && name.contains("bytes") && !name.ends_with("_total")
     });
     let taps = metric_sum(s, |name| name == "shipd_tap_events_dropped_total");
+    let warnings: String = s
+        .components
+        .iter()
+        .flat_map(|c| {
+            c.warnings
+                .iter()
+                .map(move |w| format!("WARNING {}: {w}\n", c.name))
+        })
+        .collect();
     format!(
-        "shipd {} · up {} · pipeline {} · reloads {}\nhealth: {health}\n{table}\nbuffers: {} queued in memory, {} spilled to disk; {} tap event(s) dropped for slow readers\nwear: {} written to disk ({}), {} fsync(s)",
+        "shipd {} · up {} · pipeline {} · reloads {}\nhealth: {health}\n{warnings}{table}\nbuffers: {} queued in memory, {} spilled to disk; {} tap event(s) dropped for slow readers\nwear: {} written to disk ({}), {} fsync(s)",
         s.version,
         humantime::format_duration(Duration::from_secs(s.uptime_seconds)),
         pipeline,
@@ -205,6 +214,7 @@ pub fn to_json(s: &proto::StatusReply) -> serde_json::Value {
             "checkpoint_lag_bytes": c.checkpoint_lag_bytes,
             "failing": c.failing,
             "last_error": c.last_error,
+            "warnings": c.warnings,
         })).collect::<Vec<_>>(),
         "checkpoints": s.checkpoints.iter().map(|c| serde_json::json!({
             "key": c.key,

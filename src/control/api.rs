@@ -16,6 +16,7 @@ async fn health_handler() -> impl IntoResponse {
     let body = serde_json::json!({
         "status": if failing.is_empty() { "ok" } else { "failing" },
         "failing": failing.iter().map(|(c, e)| serde_json::json!({"component": c, "reason": e})).collect::<Vec<_>>(),
+        "warnings": health::warnings().iter().map(|(c, w)| serde_json::json!({"component": c, "warning": w})).collect::<Vec<_>>(),
         "wear": telemetry::wear(),
     });
     let status = if failing.is_empty() {

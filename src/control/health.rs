@@ -10,6 +10,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 pub struct ComponentHealth {
     failing: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Standing concerns about how the component is configured (TLS
+    /// verification off, cleartext credentials): shown, never failing.
+    warnings: Mutex<Vec<String>>,
 }
 
 static COMPONENTS: LazyLock<Mutex<BTreeMap<String, Arc<ComponentHealth>>>> =
@@ -31,6 +34,17 @@ impl ComponentHealth {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
     }
 
+    pub fn set_warnings(&self, warnings: Vec<String>) {
+        *self.warnings.lock().unwrap_or_else(|p| p.into_inner()) = warnings;
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn last_error(&self) -> Option<String> {
         self.last_error
             .lock()
@@ -39,17 +53,36 @@ impl ComponentHealth {
     }
 }
 
-/// Every registered component: name, whether it is failing, its last error.
-pub fn all() -> Vec<(String, bool, Option<String>)> {
+/// What one component's health says.
+#[derive(Debug, Clone, Default)]
+pub struct HealthView {
+    pub failing: bool,
+    pub last_error: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Every registered component by name.
+pub fn all() -> BTreeMap<String, HealthView> {
     let all = COMPONENTS.lock().unwrap_or_else(|p| p.into_inner());
     all.iter()
         .map(|(name, h)| {
             (
                 name.clone(),
-                h.failing.load(Ordering::Relaxed),
-                h.last_error(),
+                HealthView {
+                    failing: h.failing.load(Ordering::Relaxed),
+                    last_error: h.last_error(),
+                    warnings: h.warnings(),
+                },
             )
         })
+        .collect()
+}
+
+/// Every component's warnings, for `/health`.
+pub fn warnings() -> Vec<(String, String)> {
+    let all = COMPONENTS.lock().unwrap_or_else(|p| p.into_inner());
+    all.iter()
+        .flat_map(|(name, h)| h.warnings().into_iter().map(|w| (name.clone(), w)))
         .collect()
 }
 

@@ -9,7 +9,6 @@ use super::proto;
 use crate::pipeline::channel::QueueMeter;
 use crate::pipeline::checkpoint::Checkpointer;
 use crate::telemetry;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -90,10 +89,7 @@ impl AgentView {
     pub fn status(&self) -> proto::StatusReply {
         let layout = self.layout();
         let metrics = telemetry::snapshot();
-        let health: BTreeMap<String, (bool, Option<String>)> = health::all()
-            .into_iter()
-            .map(|(name, failing, last)| (name, (failing, last)))
-            .collect();
+        let health = health::all();
         let checkpoints: Vec<proto::Checkpoint> = self
             .checkpointer
             .entries_with_prefix("")
@@ -123,9 +119,10 @@ impl AgentView {
                     .filter(|(n, _)| *n == name)
                     .map(|(_, m)| m.queued_bytes() as u64)
                     .sum::<u64>();
-                if let Some((failing, last)) = health.get(&name) {
-                    row.failing = *failing;
-                    row.last_error = last.clone().unwrap_or_default();
+                if let Some(h) = health.get(&name) {
+                    row.failing = h.failing;
+                    row.last_error = h.last_error.clone().unwrap_or_default();
+                    row.warnings = h.warnings.clone();
                 }
                 let prefix = format!("{name}|");
                 row.checkpoint_lag_bytes = checkpoints
@@ -146,7 +143,7 @@ impl AgentView {
         proto::StatusReply {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.started.elapsed().as_secs(),
-            healthy: health.values().all(|(failing, _)| !failing),
+            healthy: health.values().all(|h| !h.failing),
             components,
             checkpoints,
             disk_bytes_written: sum_of("shipd_disk_bytes_written_total"),

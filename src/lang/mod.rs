@@ -8,6 +8,7 @@
 pub mod ast;
 pub mod compile;
 pub mod components;
+pub mod connection_options;
 pub mod diagnostics;
 pub mod eval;
 pub mod fmt;

@@ -5,6 +5,7 @@
 use super::ast::{self, Expr, ExprKind, Item, Lit, OnError, RuleKind};
 use super::compile::{Compiler, Scope};
 use super::components::{self, OptVal, Options, Role};
+use super::connection_options;
 use super::diagnostics::{suggest, Diagnostic, Span};
 use super::eval::{CExpr, CStmt, Place};
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
@@ -211,13 +212,21 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     );
                     continue;
                 }
-                let mut o2 = OpenObserveConfig::new(name.clone(), url.trim_end_matches('/'));
+                let creds = connection_options::credentials(
+                    &mut c,
+                    &opts,
+                    url.trim_end_matches('/'),
+                    decl.span,
+                );
+                let mut o2 = OpenObserveConfig::new(name.clone(), creds.url);
                 o2.grpc_url = opts
                     .str("grpc_url")
+                    .map(|u| crate::credentials::redact_url(&u))
                     .unwrap_or_else(|| default_grpc_url(&o2.url));
                 o2.org = opts.str("org").unwrap_or_else(|| "default".into());
-                o2.user = opts.str("user");
-                o2.password = opts.str("password");
+                o2.user = creds.user;
+                o2.password = creds.password;
+                o2.tls = connection_options::client_tls(&mut c, &opts, decl.span);
                 if let Some(t) = opts.str("transport") {
                     o2.transport = if t == "grpc" {
                         TransportKind::Grpc
@@ -814,6 +823,7 @@ fn build_source(
             p.timeout = opts.duration("timeout").unwrap_or(p.timeout);
             p.job = opts.str("job");
             p.honor_labels = opts.bool("honor_labels").unwrap_or(false);
+            p.tls = connection_options::client_tls(c, opts, at);
             Some(SourceConfig::PrometheusScrape(p))
         }
         "otlp" => {
@@ -851,6 +861,7 @@ fn build_source(
             }
             r.accept_timeout = opts.duration("accept_timeout").unwrap_or(r.accept_timeout);
             r.retry_after = opts.duration("retry_after").unwrap_or(r.retry_after);
+            r.tls = connection_options::server_tls(c, opts, at);
             Some(SourceConfig::Otlp(r))
         }
         "docker" => {

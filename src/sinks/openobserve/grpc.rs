@@ -4,6 +4,7 @@
 
 use super::transport::{Accepted, OtlpRequest, SendError};
 use crate::sinks::compression::Compression;
+use crate::tls::TlsOptions;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use std::time::Duration;
@@ -24,6 +25,28 @@ pub struct GrpcTransport {
     auth: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
+/// An HTTP/2 connector that speaks TLS per `opts` (ALPN h2), for `https://`
+/// endpoints; tonic itself is built without TLS so that one rustls
+/// configuration serves every connection.
+fn tls_connector(
+    opts: &TlsOptions,
+) -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    GrpcConfigError,
+> {
+    let config = opts
+        .client_config(&[])
+        .map_err(|e| GrpcConfigError(e.to_string()))?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http2()
+        .wrap_connector(http))
+}
+
 /// The gRPC endpoint or a metadata value is malformed.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid gRPC setting: {0}")]
@@ -36,13 +59,18 @@ impl GrpcTransport {
         auth: Option<&str>,
         compression: Compression,
         timeout: Duration,
+        tls: &TlsOptions,
     ) -> Result<Self, GrpcConfigError> {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| GrpcConfigError(format!("url {url}: {e}")))?
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .timeout(timeout)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = if crate::tls::is_https(url) {
+            endpoint.connect_with_connector_lazy(tls_connector(tls)?)
+        } else {
+            endpoint.connect_lazy()
+        };
         let mut logs = LogsServiceClient::new(channel.clone())
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -70,6 +98,12 @@ impl GrpcTransport {
             org: ascii("organization", org)?,
             auth: auth.map(|a| ascii("authorization", a)).transpose()?,
         })
+    }
+
+    /// Why a call failed: the named TLS cause when the handshake failed.
+    fn reason(status: &tonic::Status) -> String {
+        let cause = crate::tls::name_failure(status).unwrap_or_else(|| status.message().to_owned());
+        format!("gRPC {:?}: {cause}", status.code())
     }
 
     pub async fn send(&self, request: OtlpRequest, stream: &str) -> Result<Accepted, SendError> {
@@ -107,7 +141,7 @@ impl GrpcTransport {
                 .map(|(rejected, message)| Accepted { rejected, message })
                 .unwrap_or_default()),
             Err(status) => {
-                let reason = format!("gRPC {:?}: {}", status.code(), status.message());
+                let reason = Self::reason(&status);
                 Err(match status.code() {
                     Code::Unauthenticated | Code::PermissionDenied | Code::NotFound => {
                         SendError::Auth(reason)

@@ -6,12 +6,22 @@
 use super::transport::{Accepted, OtlpRequest, SendError, Signal};
 use crate::event::Event;
 use crate::sinks::compression::Compression;
+use crate::tls::TlsOptions;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use std::time::Duration;
+
+/// The HTTP client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpClientError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsConfigError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
 
 /// Sends encoded log and metric requests over HTTP.
 #[derive(Debug, Clone)]
@@ -30,8 +40,9 @@ impl HttpTransport {
         auth: Option<HeaderValue>,
         compression: Compression,
         timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        tls: &TlsOptions,
+    ) -> Result<Self, HttpClientError> {
+        let client = crate::tls::http_client_builder(base_url, tls)?
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -92,7 +103,7 @@ impl HttpTransport {
             req = req.header(AUTHORIZATION, auth.clone());
         }
         let resp = req.send().await.map_err(|e| {
-            SendError::Retryable(format!("request to {} failed: {}", url, error_chain(&e)))
+            SendError::Retryable(format!("request to {url} failed: {}", describe_failure(&e)))
         })?;
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
@@ -109,6 +120,11 @@ impl HttpTransport {
         }
         let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
         let reason = format!("HTTP {status}: {}", text.trim());
+        if let Some(named) = crate::tls::name_answer(&text) {
+            // A TLS terminator's word on the client certificate: fixable by
+            // configuration, so retried slowly like refused credentials.
+            return Err(SendError::Auth(format!("{named} ({reason})")));
+        }
         Err(match status.as_u16() {
             401 | 403 | 404 => SendError::Auth(reason),
             429 | 503 if retry_after.is_some() => SendError::Throttled {
@@ -176,6 +192,12 @@ fn parse_accepted(signal: Signal, body: &[u8], is_json: bool) -> Accepted {
     partial
         .map(|(rejected, message)| Accepted { rejected, message })
         .unwrap_or_default()
+}
+
+/// Why a connection or request failed: the named TLS cause when the
+/// handshake failed, else the error and its causes on one line.
+pub fn describe_failure(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::tls::name_failure(e).unwrap_or_else(|| error_chain(e))
 }
 
 /// The error and its causes on one line.

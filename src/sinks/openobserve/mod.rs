@@ -9,7 +9,7 @@ pub mod ingest_window;
 mod transport;
 
 pub use grpc::GrpcTransport;
-pub use http::{error_chain, HttpTransport};
+pub use http::{describe_failure, error_chain, HttpTransport};
 pub use ingest_window::TooOld;
 pub use transport::{Accepted, OtlpRequest, SendError, Signal};
 
@@ -69,6 +69,8 @@ pub struct OpenObserveConfig {
     pub buffer: crate::buffer::SpillOptions,
     /// Log records older than OpenObserve's ingest window.
     pub too_old: TooOld,
+    /// TLS of `https://` URLs (both transports).
+    pub tls: crate::tls::TlsOptions,
 }
 
 impl std::fmt::Debug for OpenObserveConfig {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for OpenObserveConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("transport", &self.transport)
             .field("compression", &self.compression)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +107,33 @@ impl OpenObserveConfig {
             retry: RetryPolicy::default(),
             buffer: crate::buffer::SpillOptions::default(),
             too_old: TooOld::default(),
+            tls: crate::tls::TlsOptions::default(),
         }
+    }
+
+    /// The URL the configured transport connects to.
+    pub fn transport_url(&self) -> &str {
+        match self.transport {
+            TransportKind::Http => &self.url,
+            TransportKind::Grpc => &self.grpc_url,
+        }
+    }
+
+    /// What an operator must know about how this sink connects: TLS
+    /// verification switched off, or credentials crossing the network in
+    /// cleartext. Empty when neither.
+    pub fn security_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let url = self.transport_url();
+        if self.tls.insecure_skip_verify && crate::tls::is_https(url) {
+            warnings.push(format!(
+                "TLS certificate verification is disabled (tls.insecure_skip_verify) for {url}"
+            ));
+        }
+        if self.user.is_some() {
+            warnings.extend(crate::credentials::cleartext_warning(url));
+        }
+        warnings
     }
 
     /// `Basic base64(user:password)`, when a user is set.
@@ -130,10 +159,10 @@ pub fn default_grpc_url(http_url: &str) -> String {
 /// The sink is misconfigured and cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenObserveError {
-    #[error("sink {sink}: cannot build the HTTP client: {source}")]
+    #[error("sink {sink}: {source}")]
     Http {
         sink: String,
-        source: reqwest::Error,
+        source: http::HttpClientError,
     },
     #[error("sink {sink}: {source}")]
     Grpc {
@@ -207,6 +236,7 @@ impl OpenObserveSink {
                         header,
                         cfg.compression,
                         cfg.request_timeout,
+                        &cfg.tls,
                     )
                     .map_err(|source| OpenObserveError::Http {
                         sink: cfg.name.clone(),
@@ -221,6 +251,7 @@ impl OpenObserveSink {
                     auth.as_deref(),
                     cfg.compression,
                     cfg.request_timeout,
+                    &cfg.tls,
                 )
                 .map_err(|source| OpenObserveError::Grpc {
                     sink: cfg.name.clone(),
@@ -248,12 +279,18 @@ impl OpenObserveSink {
             ),
             restamped: c("shipd_events_restamped_total"),
         };
+        let health = ComponentHealth::register(&cfg.name);
+        let warnings = cfg.security_warnings();
+        for warning in &warnings {
+            tracing::warn!(sink = %cfg.name, "{warning}");
+        }
+        health.set_warnings(warnings);
         let shared = Arc::new(Shared {
             name: cfg.name.clone(),
             transport,
             retry: cfg.retry,
             counters,
-            health: ComponentHealth::register(&cfg.name),
+            health,
             too_old: cfg.too_old,
         });
         Ok(OpenObserveSink { cfg, shared })

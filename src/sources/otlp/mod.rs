@@ -41,6 +41,8 @@ pub struct OtlpReceiverConfig {
     pub accept_timeout: Duration,
     /// The `Retry-After` advice of a refused HTTP request.
     pub retry_after: Duration,
+    /// Serve both protocols over TLS with this certificate chain and key.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl OtlpReceiverConfig {
@@ -52,6 +54,7 @@ impl OtlpReceiverConfig {
             max_message_bytes: 16 * 1024 * 1024,
             accept_timeout: Duration::from_secs(1),
             retry_after: Duration::from_secs(1),
+            tls: None,
         }
     }
 }

@@ -14,9 +14,10 @@
 //! emits only `up` 0 and the duration; it never stops the source.
 
 use super::text::{self, FamilyKind, Format, SampleValue};
+use crate::control::health::ComponentHealth;
 use crate::event::{Distribution, Event, EventBatch, MetricKind, MetricPoint, Resource, Value};
 use crate::sinks::log_limit::LogLimit;
-use crate::sinks::openobserve::error_chain;
+use crate::sinks::openobserve::{describe_failure, error_chain};
 use crate::sources::file::SourceContext;
 use crate::telemetry::{self, Metric};
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct PrometheusScrapeConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub honor_labels: bool,
+    /// TLS of `https://` targets.
+    pub tls: crate::tls::TlsOptions,
 }
 
 impl PrometheusScrapeConfig {
@@ -43,6 +46,7 @@ impl PrometheusScrapeConfig {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(10),
             honor_labels: false,
+            tls: crate::tls::TlsOptions::default(),
         }
     }
 
@@ -65,6 +69,11 @@ pub enum ScrapeConfigError {
         source_name: String,
         error: reqwest::Error,
     },
+    #[error("source {source_name}: {error}")]
+    Tls {
+        source_name: String,
+        error: crate::tls::TlsConfigError,
+    },
 }
 
 /// What one scrape of one target produced.
@@ -83,7 +92,9 @@ static MALFORMED_LOG: LogLimit = LogLimit::new(Duration::from_secs(300));
 
 /// One target and what is remembered between its scrapes.
 pub struct Target {
+    /// The URL without userinfo (which travels as `basic_auth`).
     url: String,
+    basic_auth: Option<(String, Option<String>)>,
     instance: String,
     job: String,
     honor_labels: bool,
@@ -100,6 +111,8 @@ impl Target {
         url: &str,
         host_name: &str,
     ) -> Result<Target, ScrapeConfigError> {
+        let split = crate::credentials::split_userinfo(url);
+        let url = split.url.as_str();
         let parsed = reqwest::Url::parse(url).map_err(|e| ScrapeConfigError::Url {
             source_name: cfg.name.clone(),
             url: url.to_owned(),
@@ -125,6 +138,7 @@ impl Target {
         let labels = [("component", cfg.name.as_str())];
         Ok(Target {
             url: url.to_owned(),
+            basic_auth: split.user.map(|u| (u, split.password)),
             instance,
             job: cfg.job().to_owned(),
             honor_labels: cfg.honor_labels,
@@ -143,7 +157,7 @@ impl Target {
     pub async fn scrape(&mut self, client: &reqwest::Client, timeout: Duration) -> ScrapeReport {
         let began = Instant::now();
         let now = crate::event::unix_nanos(SystemTime::now());
-        let fetched = fetch(client, &self.url, timeout).await;
+        let fetched = fetch(client, &self.url, self.basic_auth.as_ref(), timeout).await;
         let duration = began.elapsed();
         let mut report = ScrapeReport {
             points: Vec::new(),
@@ -284,10 +298,14 @@ impl Target {
 async fn fetch(
     client: &reqwest::Client,
     url: &str,
+    basic_auth: Option<&(String, Option<String>)>,
     timeout: Duration,
 ) -> Result<(String, Format), String> {
-    let resp = client
-        .get(url)
+    let mut req = client.get(url);
+    if let Some((user, password)) = basic_auth {
+        req = req.basic_auth(user, password.as_ref());
+    }
+    let resp = req
         .header(
             reqwest::header::ACCEPT,
             "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
@@ -295,7 +313,7 @@ async fn fetch(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("GET {url}: {}", describe_failure(&e)))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("GET {url}: HTTP {status}"));
@@ -325,7 +343,17 @@ impl PrometheusScrapeSource {
 
     /// Starts scraping; fails when a URL is invalid.
     pub fn spawn(self) -> Result<tokio::task::JoinHandle<()>, ScrapeConfigError> {
-        let client = reqwest::Client::builder()
+        let tls_url = self
+            .cfg
+            .urls
+            .iter()
+            .find(|u| crate::tls::is_https(u))
+            .map_or("", String::as_str);
+        let client = crate::tls::http_client_builder(tls_url, &self.cfg.tls)
+            .map_err(|error| ScrapeConfigError::Tls {
+                source_name: self.cfg.name.clone(),
+                error,
+            })?
             .timeout(self.cfg.timeout)
             .build()
             .map_err(|error| ScrapeConfigError::Client {
@@ -338,6 +366,12 @@ impl PrometheusScrapeSource {
             .iter()
             .map(|url| Target::new(&self.cfg, url, &self.ctx.host_name))
             .collect::<Result<Vec<_>, _>>()?;
+        let health = ComponentHealth::register(&self.cfg.name);
+        if self.cfg.tls.insecure_skip_verify && !tls_url.is_empty() {
+            let warning = "TLS certificate verification is disabled (tls.insecure_skip_verify) for the https targets".to_owned();
+            tracing::warn!(source = %self.cfg.name, "{warning}");
+            health.set_warnings(vec![warning]);
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for target in targets {
             tasks.spawn(scrape_loop(
@@ -360,6 +394,7 @@ async fn scrape_loop(
     ctx: SourceContext,
 ) {
     let events = telemetry::counter("shipd_events_in_total", &[("component", &cfg.name)]);
+    let health = ComponentHealth::register(&cfg.name);
     let mut ticks = tokio::time::interval(cfg.interval.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(source = %cfg.name, url = %target.url(), interval = ?cfg.interval, "scraping");
@@ -372,6 +407,10 @@ async fn scrape_loop(
             _ = ctx.cancel.cancelled() => return,
             r = target.scrape(&client, cfg.timeout) => r,
         };
+        match &report.error {
+            Some(reason) => health.failed(reason),
+            None => health.delivered(),
+        }
         let mut batch = EventBatch::with_capacity(report.points.len());
         events.add(report.points.len() as u64);
         for p in report.points {
