@@ -9,6 +9,12 @@
 #   sudo deploy/install.sh --uninstall --purge  # ... and settings, state and the user
 #   deploy/install.sh --root /tmp/r           # everything under /tmp/r (tests, images); no systemctl
 #   deploy/install.sh --bin-dir DIR           # take shipd and shipctl from DIR (default: target/release)
+#   sudo deploy/install.sh --ca-file ca.pem   # also trust this CA: /etc/shipd/ca.pem, OPENOBSERVE_CA_FILE
+#   sudo deploy/install.sh --ca-file ca.pem --client-cert web1.pem --client-key web1.key
+#                                             # mutual TLS: /etc/shipd/client.pem and client.key (0640,
+#                                             # group shipd), OPENOBSERVE_CERT_FILE, OPENOBSERVE_KEY_FILE
+# The TLS options set their variable in /etc/shipd/shipd.env (uncommenting or
+# adding the line) unless the file already sets it to something else.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,12 +22,18 @@ root=""
 bin_dir="$here/../target/release"
 mode=install
 purge=false
+ca_file=""
+client_cert=""
+client_key=""
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) root="${2:?--root needs a directory}"; shift 2 ;;
     --bin-dir) bin_dir="${2:?--bin-dir needs a directory}"; shift 2 ;;
+    --ca-file) ca_file="${2:?--ca-file needs a PEM file}"; shift 2 ;;
+    --client-cert) client_cert="${2:?--client-cert needs a PEM file}"; shift 2 ;;
+    --client-key) client_key="${2:?--client-key needs a PEM file}"; shift 2 ;;
     --uninstall) mode=uninstall; shift ;;
     --purge) purge=true; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -32,6 +44,18 @@ if [ -n "$root" ]; then
   mkdir -p "$root"
   root="$(cd "$root" && pwd)"
 fi
+# need_pem FILE WHAT PATTERN: FILE is readable and holds a PEM block of that kind.
+need_pem() {
+  if [ ! -r "$1" ] || ! grep -Eq -- "-----BEGIN $3-----" "$1"; then
+    echo "install.sh: $1 is not a readable PEM $2" >&2; exit 2
+  fi
+}
+if { [ -n "$client_cert" ] && [ -z "$client_key" ]; } || { [ -z "$client_cert" ] && [ -n "$client_key" ]; }; then
+  echo "install.sh: --client-cert and --client-key go together (mutual TLS needs both)" >&2; exit 2
+fi
+[ -z "$ca_file" ] || need_pem "$ca_file" "CA certificate" "CERTIFICATE"
+[ -z "$client_cert" ] || need_pem "$client_cert" "certificate" "CERTIFICATE"
+[ -z "$client_key" ] || need_pem "$client_key" "private key" "([A-Z]+ )?PRIVATE KEY"
 
 user=shipd
 changed=0
@@ -61,6 +85,41 @@ install_file() {
   install -m "$mode" "$src" "$dest.shipd-new"
   mv -f "$dest.shipd-new" "$dest"
   note_change "installed ${dest#"$root"}"
+}
+
+# ensure_group PATH GROUP: root:GROUP (names resolved in $root/etc), when the group exists.
+ensure_group() {
+  local path="$1" gid
+  gid="$(gid_of "$2")"
+  if [ -n "$gid" ] && [ "$(stat -c %u:%g "$path")" != "0:$gid" ]; then
+    chown "0:$gid" "$path"
+    note_change "owner root:$2 on ${path#"$root"}"
+  fi
+}
+
+# ensure_env VAR VALUE: shipd.env sets VAR=VALUE. A commented #VAR= line is
+# replaced, else the line is appended; a VAR the operator set otherwise is kept.
+ensure_env() {
+  local var="$1" value="$2" env="$root/etc/shipd/shipd.env" current
+  current="$(grep -E "^$var=" "$env" | tail -n 1 || true)"
+  if [ "$current" = "$var=$value" ]; then
+    return 0
+  elif [ -n "$current" ]; then
+    say "kept $current in /etc/shipd/shipd.env (not $var=$value)"
+    return 0
+  fi
+  if grep -Eq "^#[[:space:]]*$var=" "$env"; then
+    awk -v var="$var" -v line="$var=$value" '
+      !done && $0 ~ "^#[[:space:]]*" var "=" { print line; done = 1; next } { print }
+    ' "$env" > "$env.shipd-new"
+    cat "$env.shipd-new" > "$env"
+    rm -f "$env.shipd-new"
+  else
+    # The operator's file may lack its final newline.
+    if [ -s "$env" ] && [ "$(tail -c 1 "$env")" != "" ]; then echo >> "$env"; fi
+    printf '%s=%s\n' "$var" "$value" >> "$env"
+  fi
+  note_change "set $var=$value in /etc/shipd/shipd.env"
 }
 
 ensure_mode() {
@@ -113,6 +172,17 @@ install_agent() {
   ensure_dir "$root/etc/shipd" 0750 root "$user"
   if [ ! -f "$root/etc/shipd/shipd.env" ]; then
     install_file "$here/shipd.env" "$root/etc/shipd/shipd.env" 0640
+  fi
+  if [ -n "$ca_file" ]; then
+    install_file "$ca_file" "$root/etc/shipd/ca.pem" 0644
+    ensure_env OPENOBSERVE_CA_FILE /etc/shipd/ca.pem
+  fi
+  if [ -n "$client_cert" ]; then
+    install_file "$client_cert" "$root/etc/shipd/client.pem" 0644
+    install_file "$client_key" "$root/etc/shipd/client.key" 0640
+    ensure_group "$root/etc/shipd/client.key" "$user"
+    ensure_env OPENOBSERVE_CERT_FILE /etc/shipd/client.pem
+    ensure_env OPENOBSERVE_KEY_FILE /etc/shipd/client.key
   fi
   ensure_dir "$root/var/lib/shipd" 0750 "$user" "$user"
 

@@ -82,12 +82,16 @@ fn agent_variables() -> BTreeSet<String> {
 }
 
 /// Variables of design §5 (and this deployment) that later sources read; the
-/// deploy files may name them before the default pipeline does.
-const PLANNED_VARIABLES: [&str; 4] = [
+/// deploy files may name them before the default pipeline does. Also those
+/// that libraries read rather than the pipeline: the log filter and the
+/// proxy of HTTP connections.
+const PLANNED_VARIABLES: [&str; 6] = [
     "SHIPD_METRICS_INTERVAL",
     "SHIPD_CONTROL_SOCKET",
     "SHIPD_HOST_ROOT",
     "RUST_LOG",
+    "HTTPS_PROXY",
+    "NO_PROXY",
 ];
 
 /// `VAR` of every `VAR=...` or `#VAR=...` line of an env file.
@@ -597,6 +601,109 @@ fn install_sh_installs_once_changes_nothing_twice_and_uninstalls() {
     assert!(!passwd_purged.contains("shipd:"), "{passwd_purged}");
 }
 
+#[test]
+fn install_sh_installs_a_ca_and_a_client_certificate_and_points_shipd_env_at_them() {
+    let root = seeded_root();
+    let r = root.path();
+    let pems = tempfile::tempdir().unwrap();
+    let pem = |name: &str, kind: &str| {
+        let path = pems.path().join(name);
+        std::fs::write(
+            &path,
+            format!("-----BEGIN {kind}-----\nMIIBfake\n-----END {kind}-----\n"),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let ca = pem("ca.pem", "CERTIFICATE");
+    let cert = pem("web1.pem", "CERTIFICATE");
+    let key = pem("web1.key", "EC PRIVATE KEY");
+    let args = [
+        "--ca-file",
+        ca.as_str(),
+        "--client-cert",
+        cert.as_str(),
+        "--client-key",
+        key.as_str(),
+    ];
+    let first = install_sh(r, &args);
+    assert!(
+        first.contains("set OPENOBSERVE_CA_FILE=/etc/shipd/ca.pem"),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read(r.join("etc/shipd/ca.pem")).unwrap(),
+        std::fs::read(&ca).unwrap()
+    );
+    assert_eq!(mode(&r.join("etc/shipd/ca.pem")), 0o644);
+    assert_eq!(mode(&r.join("etc/shipd/client.pem")), 0o644);
+    let key_path = r.join("etc/shipd/client.key");
+    assert_eq!(mode(&key_path), 0o640);
+    let group = std::fs::read_to_string(r.join("etc/group")).unwrap();
+    let shipd_gid: u32 = group
+        .lines()
+        .find_map(|l| l.strip_prefix("shipd:x:"))
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|gid| gid.parse().ok())
+        .expect("group shipd");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&key_path).unwrap().gid(), shipd_gid);
+
+    // The template's commented lines are switched on, once each.
+    let env_path = r.join("etc/shipd/shipd.env");
+    let env = std::fs::read_to_string(&env_path).unwrap();
+    for line in [
+        "OPENOBSERVE_CA_FILE=/etc/shipd/ca.pem",
+        "OPENOBSERVE_CERT_FILE=/etc/shipd/client.pem",
+        "OPENOBSERVE_KEY_FILE=/etc/shipd/client.key",
+    ] {
+        assert_eq!(
+            env.lines().filter(|l| *l == line).count(),
+            1,
+            "{line}: {env}"
+        );
+        let commented = format!("#{}", line.split('=').next().unwrap());
+        assert!(!env.lines().any(|l| l.starts_with(&commented)), "{env}");
+    }
+    let second = install_sh(r, &args);
+    assert!(second.contains("done, 0 changed"), "{second}");
+
+    // An operator's own CA path is kept; a line is appended when none exists.
+    std::fs::write(
+        &env_path,
+        "OPENOBSERVE_URL=https://pi-obs.lan\nOPENOBSERVE_CA_FILE=/etc/ssl/mine.pem",
+    )
+    .unwrap();
+    let kept = install_sh(r, &args);
+    assert!(
+        kept.contains("kept OPENOBSERVE_CA_FILE=/etc/ssl/mine.pem"),
+        "{kept}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&env_path).unwrap(),
+        "OPENOBSERVE_URL=https://pi-obs.lan\nOPENOBSERVE_CA_FILE=/etc/ssl/mine.pem\n\
+         OPENOBSERVE_CERT_FILE=/etc/shipd/client.pem\nOPENOBSERVE_KEY_FILE=/etc/shipd/client.key\n"
+    );
+
+    // Half a client pair, or a file that is not PEM, is refused before anything changes.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_shipd")).parent().unwrap();
+    for bad in [
+        vec!["--client-cert", cert.as_str()],
+        vec!["--ca-file", key.as_str()],
+    ] {
+        let out = Command::new("bash")
+            .arg(repo().join("deploy/install.sh"))
+            .arg("--root")
+            .arg(r)
+            .arg("--bin-dir")
+            .arg(bin_dir)
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out));
+    }
+}
+
 fn ansible_dir() -> PathBuf {
     repo().join("deploy/ansible")
 }
@@ -715,6 +822,89 @@ fn ansible_role_installs_into_a_temporary_root_with_vault_credentials_and_restar
     assert!(changed.contains("RUNNING HANDLER [shipd : Restart shipd]"));
     let env = std::fs::read_to_string(root.join("etc/shipd/shipd.env")).unwrap();
     assert!(env.lines().any(|l| l == "OPENOBSERVE_STREAM=pis"));
+}
+
+#[test]
+fn ansible_role_makes_a_private_ca_and_installs_ca_server_and_client_certificates() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let root = w.join("root");
+    let tls = w.join("tls");
+    std::fs::write(
+        w.join("inventory.yml"),
+        "web:\n  hosts:\n    localhost:\n      ansible_connection: local\n      ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(w.join("vault-pass"), "test-vault-pass\n").unwrap();
+    std::fs::write(
+        w.join("vault.yml"),
+        "vault_openobserve_user: ops@example.com\nvault_openobserve_password: s3cret\n",
+    )
+    .unwrap();
+    let tls_dir = format!("shipd_tls_dir={}", tls.display());
+    let args = [
+        "-e",
+        "shipd_tls_create_ca=true",
+        "-e",
+        "shipd_tls_create_client_certs=true",
+        "-e",
+        tls_dir.as_str(),
+        "-e",
+        "shipd_tls_server_host=localhost",
+    ];
+    let first = run_playbook(w, &root, &args);
+    assert!(first.contains("RUNNING HANDLER [shipd : Restart shipd]"));
+    assert!(!first.contains("PRIVATE KEY-----"), "a key leaked: {first}");
+
+    // The CA key stays on the controller; nodes get the CA certificate.
+    assert_eq!(mode(&tls), 0o700);
+    assert!(tls.join("ca.key").exists());
+    assert_eq!(
+        std::fs::read(root.join("etc/shipd/ca.pem")).unwrap(),
+        std::fs::read(tls.join("ca.pem")).unwrap()
+    );
+    assert!(!root.join("etc/shipd/ca.key").exists() && !root.join("etc/nginx/tls/ca.key").exists());
+    assert_eq!(mode(&root.join("etc/shipd/client.key")), 0o640);
+    assert_eq!(mode(&root.join("etc/nginx/tls/localhost.key")), 0o600);
+    let env = std::fs::read_to_string(root.join("etc/shipd/shipd.env")).unwrap();
+    for line in [
+        "OPENOBSERVE_CA_FILE=/etc/shipd/ca.pem",
+        "OPENOBSERVE_CERT_FILE=/etc/shipd/client.pem",
+        "OPENOBSERVE_KEY_FILE=/etc/shipd/client.key",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} not in {env}");
+    }
+    let agent = agent_variables();
+    for var in env_file_variables(&env) {
+        assert!(
+            agent.contains(&var) || PLANNED_VARIABLES.contains(&var.as_str()),
+            "the role writes {var}, which shipd does not read"
+        );
+    }
+
+    // The CA signed a server certificate for the URL's host and a client one.
+    let ca = tls.join("ca.pem");
+    for (purpose, cert) in [
+        ("sslserver", root.join("etc/nginx/tls/localhost.pem")),
+        ("sslclient", root.join("etc/shipd/client.pem")),
+    ] {
+        let verify = tool("openssl")
+            .args(["verify", "-purpose", purpose, "-CAfile"])
+            .arg(&ca)
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "{}", text(&verify));
+    }
+    let san = tool("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(root.join("etc/nginx/tls/localhost.pem"))
+        .output()
+        .unwrap();
+    assert!(text(&san).contains("DNS:pi-obs"), "{}", text(&san));
+
+    let again = run_playbook(w, &root, &args);
+    assert_eq!(recap_changed(&again), 0, "{again}");
 }
 
 #[test]
