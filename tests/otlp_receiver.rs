@@ -912,3 +912,470 @@ fn a_receiver_port_in_use_fails_the_start_with_a_clear_error() {
         "{text}"
     );
 }
+
+// --- TLS terminated by the receiver itself -------------------------------
+
+/// A private CA named `ca_name` and the server certificate it signs for
+/// `localhost` and 127.0.0.1, as PEM files in a temporary directory.
+struct ReceiverCerts {
+    /// The CA certificate (PEM): what a client must trust.
+    ca_pem: String,
+    /// The server's chain (its certificate, then the CA's).
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn receiver_certs(ca_name: &str) -> ReceiverCerts {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let leaf = params.signed_by(&key, &issuer).unwrap();
+
+    let cert = dir.path().join("otlp.pem");
+    let key_file = dir.path().join("otlp-key.pem");
+    std::fs::write(&cert, format!("{}{}", leaf.pem(), ca_pem)).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    ReceiverCerts {
+        ca_pem,
+        cert,
+        key: key_file,
+        _dir: dir,
+    }
+}
+
+/// The agent's extra environment for a TLS receiver with `certs`.
+fn tls_env(certs: &ReceiverCerts) -> [(&'static str, &str); 2] {
+    [
+        ("SHIPD_OTLP_TLS_CERT_FILE", certs.cert.to_str().unwrap()),
+        ("SHIPD_OTLP_TLS_KEY_FILE", certs.key.to_str().unwrap()),
+    ]
+}
+
+/// An HTTPS client trusting only the CA `ca_pem`.
+fn https_client(ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
+/// POSTs an OTLP/HTTP protobuf body with `client`; the status, or the
+/// error when no HTTP answer came.
+fn post_with(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<u16, String> {
+    rt.block_on(async {
+        let resp = client
+            .post(url)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| format!("{e:?}"))?;
+        if status == 200 {
+            assert!(ExportLogsServiceResponse::decode(&body[..]).is_ok());
+        }
+        Ok(status)
+    })
+}
+
+/// Exports `req` over OTLP/gRPC with TLS to `https://{host}:{port}`,
+/// trusting only the CA `ca_pem`; the connection is built as shipd's own
+/// gRPC sink builds it (tonic here has no TLS of its own).
+fn grpc_tls_logs(
+    rt: &tokio::runtime::Runtime,
+    ca_pem: &str,
+    host: &str,
+    port: u16,
+    req: ExportLogsServiceRequest,
+) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http2()
+        .wrap_connector(http);
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://{host}:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(15))
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| format!("connect: {e:?}"))?;
+        LogsServiceClient::new(channel)
+            .send_compressed(CompressionEncoding::Gzip)
+            .export(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("export: {e:?}"))
+    })
+}
+
+/// Exports `req` over plaintext OTLP/gRPC; an error when anything fails.
+fn grpc_plaintext_logs(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    req: ExportLogsServiceRequest,
+) -> Result<(), String> {
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(15))
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e:?}"))?;
+        LogsServiceClient::new(channel)
+            .export(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("export: {e:?}"))
+    })
+}
+
+const TLS_FAILURES: &str = "shipd_tls_handshake_failures_total{component=\"otlp\"}";
+
+/// Waits until the agent counted at least `want` failed handshakes;
+/// returns the count.
+fn failures_reach(shipd: &Shipd, want: u64, what: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = shipd.metric(TLS_FAILURES);
+        if got >= want {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not counted: {got} < {want}\n{}",
+            shipd.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Like [`failures_reach`], and the count stays at exactly `want`: one
+/// failed handshake is one count.
+fn failures_become(shipd: &Shipd, want: u64, what: &str) {
+    failures_reach(shipd, want, what);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(shipd.metric(TLS_FAILURES), want, "{what} counted once");
+}
+
+/// Posts `bodies` over HTTPS and over gRPC with TLS; both must succeed.
+fn send_over_tls(
+    rt: &tokio::runtime::Runtime,
+    agent: &Agent,
+    certs: &ReceiverCerts,
+    tag: &str,
+) -> Vec<String> {
+    let over_https = bodies(&format!("{tag}-https"), 3);
+    assert_eq!(
+        post_with(
+            rt,
+            &https_client(&certs.ca_pem),
+            &format!("https://localhost:{}/v1/logs", agent.http.port()),
+            log_request("app", &over_https).encode_to_vec()
+        ),
+        Ok(200),
+        "{tag}: OTLP/HTTP over TLS"
+    );
+    let over_grpc = bodies(&format!("{tag}-grpc"), 3);
+    grpc_tls_logs(
+        rt,
+        &certs.ca_pem,
+        "127.0.0.1",
+        agent.grpc.port(),
+        log_request("app", &over_grpc),
+    )
+    .unwrap_or_else(|e| panic!("{tag}: OTLP/gRPC over TLS: {e}"));
+    over_https.into_iter().chain(over_grpc).collect()
+}
+
+#[test]
+fn otlp_receiver_with_tls_accepts_logs_over_https_and_grpc_with_tls_and_delivers_them() {
+    let rt = runtime();
+    let certs = receiver_certs("shipd OTLP receiver test CA");
+    let (o2, delivered) = openobserve(&rt);
+    let agent = start_agent(o2, &tls_env(&certs));
+    let client = https_client(&certs.ca_pem);
+
+    // OTLP/HTTP over TLS, by IP address (the certificate's IP SAN), plain
+    // protobuf and gzip.
+    let over_https = bodies("https", 5);
+    let url = format!("https://127.0.0.1:{}/v1/logs", agent.http.port());
+    assert_eq!(
+        post_with(
+            &rt,
+            &client,
+            &url,
+            log_request("checkout", &over_https[..2]).encode_to_vec()
+        ),
+        Ok(200)
+    );
+    let answer = rt.block_on(async {
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "gzip")
+            .body(gzip(
+                &log_request("checkout", &over_https[2..]).encode_to_vec(),
+            ))
+            .send()
+            .await
+            .expect("the TLS receiver answers");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_11, "ALPN http/1.1");
+        resp.status().as_u16()
+    });
+    assert_eq!(answer, 200);
+
+    // OTLP/gRPC over TLS (ALPN h2), by host name (the certificate's DNS SAN).
+    let over_grpc = bodies("grpcs", 5);
+    grpc_tls_logs(
+        &rt,
+        &certs.ca_pem,
+        "localhost",
+        agent.grpc.port(),
+        log_request("checkout", &over_grpc),
+    )
+    .expect("gRPC over TLS export is OK");
+
+    let mut want: Vec<String> = over_https.iter().chain(&over_grpc).cloned().collect();
+    let missing = delivered.wait_for_bodies(&want, Duration::from_secs(20));
+    assert!(missing.is_empty(), "missing {missing:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = delivered.bodies();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every record exactly once, nothing else");
+    for r in delivered.logs.lock().unwrap().iter().flat_map(records_of) {
+        assert_eq!(
+            string_of(r.resource.get("service.name")).as_deref(),
+            Some("checkout")
+        );
+        assert_eq!(
+            string_of(r.resource.get("shipd.source")).as_deref(),
+            Some("otlp")
+        );
+    }
+    assert_eq!(agent.shipd.metric(TLS_FAILURES), 0, "no failed handshake");
+    assert_eq!(agent.shipd.terminate(), Some(0));
+}
+
+#[test]
+fn a_plaintext_client_of_a_tls_receiver_is_refused_and_counted_and_tls_clients_still_work() {
+    let rt = runtime();
+    let certs = receiver_certs("shipd OTLP receiver test CA");
+    let (o2, delivered) = openobserve(&rt);
+    let agent = start_agent(o2, &tls_env(&certs));
+
+    let mut want = send_over_tls(&rt, &agent, &certs, "before");
+    assert_eq!(agent.shipd.metric(TLS_FAILURES), 0);
+
+    // Silent clients (TCP, never a ClientHello) on both ports: they hold
+    // no one up while they stay connected.
+    let silent: Vec<std::net::TcpStream> = [agent.http, agent.grpc]
+        .iter()
+        .map(|a| std::net::TcpStream::connect(a).unwrap())
+        .collect();
+
+    // Plaintext OTLP/HTTP to the TLS port: no HTTP answer, a failed handshake.
+    let answer = post_with(
+        &rt,
+        &reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap(),
+        &format!("http://{}/v1/logs", agent.http),
+        log_request("app", &bodies("plain-http", 3)).encode_to_vec(),
+    );
+    assert_ne!(answer, Ok(200), "plaintext HTTP was accepted");
+    eprintln!("plaintext OTLP/HTTP: {answer:?}");
+    failures_become(&agent.shipd, 1, "plaintext HTTP");
+
+    // A TLS client that does not trust the receiver's CA.
+    let stranger = receiver_certs("some other CA");
+    let answer = post_with(
+        &rt,
+        &https_client(&stranger.ca_pem),
+        &format!("https://localhost:{}/v1/logs", agent.http.port()),
+        log_request("app", &bodies("untrusted", 2)).encode_to_vec(),
+    );
+    let error = answer.expect_err("a client of another CA cannot connect");
+    assert!(error.contains("UnknownIssuer"), "{error}");
+    failures_become(&agent.shipd, 2, "an untrusting client");
+
+    // TLS clients work on both ports while the silent clients are connected.
+    want.extend(send_over_tls(&rt, &agent, &certs, "meanwhile"));
+
+    // The silent clients hang up: their handshakes failed too.
+    drop(silent);
+    failures_become(&agent.shipd, 4, "the silent clients");
+
+    // Plaintext OTLP/gRPC (h2c) to the TLS port. tonic may reconnect once
+    // in the background, so this counts at least one.
+    let answer = grpc_plaintext_logs(
+        &rt,
+        agent.grpc,
+        log_request("app", &bodies("plain-grpc", 3)),
+    );
+    assert!(answer.is_err(), "plaintext gRPC was accepted");
+    eprintln!("plaintext OTLP/gRPC: {answer:?}");
+    failures_reach(&agent.shipd, 5, "plaintext gRPC");
+
+    // TLS clients still work after all of that.
+    want.extend(send_over_tls(&rt, &agent, &certs, "after"));
+
+    let missing = delivered.wait_for_bodies(&want, Duration::from_secs(20));
+    assert!(missing.is_empty(), "missing {missing:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = delivered.bodies();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "only what TLS clients sent arrives, once");
+
+    let log = agent.shipd.log();
+    assert!(
+        log.contains("TLS handshake with an OTLP client failed"),
+        "{log}"
+    );
+    eprintln!(
+        "handshake failures counted: {}",
+        agent.shipd.metric(TLS_FAILURES)
+    );
+    assert_eq!(agent.shipd.terminate(), Some(0));
+}
+
+#[test]
+fn an_otlp_source_with_tls_in_a_ship_file_serves_tls_only_and_counts_failures_under_its_name() {
+    let rt = runtime();
+    let certs = receiver_certs("shipd OTLP receiver test CA");
+    let (o2, delivered) = openobserve(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = dir.path().join("pipeline.ship");
+    std::fs::write(
+        &config,
+        format!(
+            r#"settings {{ data_dir = "{data}" }}
+source apps = otlp {{
+  grpc_address = "{grpc}"
+  http_address = "{http}"
+  tls = {{ cert_file: "{cert}", key_file: "{key}" }}
+}}
+sink o2 = openobserve {{
+  url = "http://{o2}", org = "pis", user = "root@example.com", password = "pw",
+  batch.timeout = 100ms, retry_max = 500ms
+}}
+route {{
+  else => o2
+}}
+"#,
+            data = dir.path().join("data").display(),
+            cert = certs.cert.display(),
+            key = certs.key.display(),
+        ),
+    )
+    .unwrap();
+    let shipd = Shipd::start_with_args(
+        &["--config", config.to_str().unwrap()],
+        &[],
+        &dir.path().join("shipd.log"),
+    );
+    assert!(
+        shipd.wait_log("OTLP/HTTP receiver listening", Duration::from_secs(20))
+            && shipd.wait_log("OTLP/gRPC receiver listening", Duration::from_secs(5)),
+        "receiver did not start: {}",
+        shipd.log()
+    );
+    let failures = "shipd_tls_handshake_failures_total{component=\"apps\"}";
+
+    let over_https = bodies("ship-https", 3);
+    assert_eq!(
+        post_with(
+            &rt,
+            &https_client(&certs.ca_pem),
+            &format!("https://localhost:{}/v1/logs", http.port()),
+            log_request("app", &over_https).encode_to_vec()
+        ),
+        Ok(200)
+    );
+    let over_grpc = bodies("ship-grpc", 3);
+    grpc_tls_logs(
+        &rt,
+        &certs.ca_pem,
+        "localhost",
+        grpc.port(),
+        log_request("app", &over_grpc),
+    )
+    .expect("gRPC over TLS export is OK");
+    assert_eq!(shipd.metric(failures), 0);
+
+    let answer = post_with(
+        &rt,
+        &reqwest::Client::new(),
+        &format!("http://{http}/v1/logs"),
+        log_request("app", &bodies("ship-plain", 3)).encode_to_vec(),
+    );
+    assert_ne!(answer, Ok(200), "plaintext HTTP was accepted");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shipd.metric(failures) == 0 {
+        assert!(Instant::now() < deadline, "{}", shipd.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let want: Vec<String> = over_https.iter().chain(&over_grpc).cloned().collect();
+    let missing = delivered.wait_for_bodies(&want, Duration::from_secs(20));
+    assert!(missing.is_empty(), "missing {missing:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(delivered.bodies().len(), want.len(), "nothing else arrives");
+    for r in delivered.logs.lock().unwrap().iter().flat_map(records_of) {
+        assert_eq!(
+            string_of(r.resource.get("shipd.source")).as_deref(),
+            Some("apps")
+        );
+    }
+    assert_eq!(shipd.terminate(), Some(0));
+}

@@ -139,6 +139,12 @@ impl SearchClient {
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(transport)?;
+        if let Some(named) = crate::tls::name_answer(&text).filter(|_| status == 400) {
+            return Err(SearchError::Transport {
+                url: url.clone(),
+                reason: named,
+            });
+        }
         match status {
             200..=299 => Ok(text),
             401 | 403 => Err(SearchError::Unauthorized {

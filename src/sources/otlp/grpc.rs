@@ -3,6 +3,7 @@
 //! OTLP clients); shutdown answers UNAVAILABLE. Never answers OK before
 //! [`Intake::accept`] did.
 
+use super::tls_listener::Listening;
 use super::{convert, Intake, Refusal};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -17,6 +18,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use std::sync::Arc;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
@@ -60,7 +62,7 @@ impl MetricsService for Receiver {
 
 /// Serves OTLP/gRPC on `listener` until `cancel`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: Listening,
     intake: Arc<Intake>,
     max_message_bytes: usize,
     cancel: CancellationToken,
@@ -76,14 +78,27 @@ pub async fn serve(
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(max_message_bytes);
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(logs)
-        .add_service(metrics)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            async move { cancel.cancelled().await },
-        )
-        .await;
+        .add_service(metrics);
+    let shutdown = async move { cancel.cancelled().await };
+    let served = match listener {
+        Listening::Plain(l) => {
+            router
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(l),
+                    shutdown,
+                )
+                .await
+        }
+        Listening::Tls(l) => {
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(l.incoming)
+                .map(Ok::<_, std::io::Error>);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
     if let Err(e) = served {
         tracing::error!(source = %intake.origin().source, error = %e, "OTLP/gRPC server stopped");
     }

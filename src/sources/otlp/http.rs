@@ -6,6 +6,7 @@
 //! shutting down. Error bodies are a protobuf `google.rpc.Status`, as OTLP asks.
 
 use super::convert::{self, Converted};
+use super::tls_listener::Listening;
 use super::{Intake, Refusal};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -200,7 +201,7 @@ async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: 
 
 /// Serves OTLP/HTTP on `listener` until `cancel`.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: Listening,
     intake: Arc<Intake>,
     limits: Limits,
     cancel: CancellationToken,
@@ -212,9 +213,11 @@ pub async fn serve(
         .route("/v1/metrics", post(metrics))
         .layer(DefaultBodyLimit::max(limits.max_message_bytes))
         .with_state(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
+    let shutdown = async move { cancel.cancelled().await };
+    let served = match listener {
+        Listening::Plain(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+        Listening::Tls(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+    };
     if let Err(e) = served {
         tracing::error!(source = %source, error = %e, "OTLP/HTTP server stopped");
     }

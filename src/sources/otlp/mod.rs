@@ -15,6 +15,7 @@
 pub mod convert;
 pub mod grpc;
 pub mod http;
+pub mod tls_listener;
 
 use crate::buffer::journal::{JournaledSender, NotSent};
 use crate::event::EventBatch;
@@ -25,6 +26,7 @@ use convert::{Converted, Origin};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tls_listener::Listening;
 use tokio_util::sync::CancellationToken;
 
 /// Configuration of one OTLP receiver.
@@ -62,6 +64,11 @@ impl OtlpReceiverConfig {
 /// The receiver could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpReceiverError {
+    #[error("otlp source {source_name}: {error}")]
+    Tls {
+        source_name: String,
+        error: Box<crate::tls::TlsConfigError>,
+    },
     #[error("otlp source {source_name}: cannot listen for OTLP/{protocol} on {addr}: {error}")]
     Bind {
         source_name: String,
@@ -166,8 +173,8 @@ impl Intake {
 
 /// A bound receiver, ready to serve.
 pub struct OtlpReceiverSource {
-    grpc: Option<tokio::net::TcpListener>,
-    http: Option<tokio::net::TcpListener>,
+    grpc: Option<Listening>,
+    http: Option<Listening>,
     cfg: OtlpReceiverConfig,
     intake: Arc<Intake>,
     cancel: CancellationToken,
@@ -193,15 +200,39 @@ impl OtlpReceiverSource {
     /// Binds the configured addresses (inside the runtime), so a port in use
     /// fails the start instead of a background task.
     pub fn bind(cfg: OtlpReceiverConfig, ctx: SourceContext) -> Result<Self, OtlpReceiverError> {
+        let intake = Arc::new(Intake::new(&cfg, ctx.unreplayable, ctx.host_name));
+        let listen = |protocol: &'static str, addr: SocketAddr, alpn: &[u8]| {
+            let tls = cfg
+                .tls
+                .as_ref()
+                .map(|(cert, key)| crate::tls::server_config(cert, key, &[alpn]))
+                .transpose()
+                .map_err(|error| OtlpReceiverError::Tls {
+                    source_name: cfg.name.clone(),
+                    error: Box::new(error),
+                })?;
+            let listener = bind(&cfg.name, protocol, addr)?;
+            Listening::new(
+                listener,
+                tls,
+                Arc::clone(&intake.origin().source),
+                ctx.cancel.clone(),
+            )
+            .map_err(|error| OtlpReceiverError::Bind {
+                source_name: cfg.name.clone(),
+                protocol,
+                addr,
+                error,
+            })
+        };
         let grpc = cfg
             .grpc_address
-            .map(|a| bind(&cfg.name, "gRPC", a))
+            .map(|a| listen("gRPC", a, b"h2"))
             .transpose()?;
         let http = cfg
             .http_address
-            .map(|a| bind(&cfg.name, "HTTP", a))
+            .map(|a| listen("HTTP", a, b"http/1.1"))
             .transpose()?;
-        let intake = Arc::new(Intake::new(&cfg, ctx.unreplayable, ctx.host_name));
         Ok(OtlpReceiverSource {
             grpc,
             http,
@@ -218,9 +249,10 @@ impl OtlpReceiverSource {
 
     async fn run(self) {
         let name = self.cfg.name.clone();
+        let tls = self.cfg.tls.is_some();
         let grpc = self.grpc.map(|listener| {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(source = %name, %addr, "OTLP/gRPC receiver listening");
+            if let Some(addr) = listener.local_addr() {
+                tracing::info!(source = %name, %addr, tls, "OTLP/gRPC receiver listening");
             }
             tokio::spawn(grpc::serve(
                 listener,
@@ -230,8 +262,8 @@ impl OtlpReceiverSource {
             ))
         });
         let http = self.http.map(|listener| {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(source = %name, %addr, "OTLP/HTTP receiver listening");
+            if let Some(addr) = listener.local_addr() {
+                tracing::info!(source = %name, %addr, tls, "OTLP/HTTP receiver listening");
             }
             tokio::spawn(http::serve(
                 listener,
