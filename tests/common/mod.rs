@@ -419,6 +419,23 @@ pub fn free_port() -> u16 {
 }
 
 /// The real shipd binary, its stderr captured to a file.
+/// A command that runs one of this crate's binaries: through
+/// `SHIPD_TEST_EXEC_WRAPPER` when it is set (a cross-compiled run under
+/// qemu-user, where binfmt_misc may be absent so the binary cannot be
+/// executed directly), else directly.
+pub fn program_command(program: &str) -> Command {
+    let wrapper = std::env::var("SHIPD_TEST_EXEC_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(runner) => {
+            let mut cmd = Command::new(runner);
+            cmd.args(words).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
 pub struct Shipd {
     pub child: Child,
     pub log_path: PathBuf,
@@ -442,7 +459,7 @@ impl Shipd {
             .append(true)
             .open(log_path)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipd"));
+        let mut cmd = program_command(env!("CARGO_BIN_EXE_shipd"));
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
