@@ -723,3 +723,85 @@ fn no_secret_appears_in_log_health_metrics_or_status_with_the_password_in_the_ur
         ));
     });
 }
+
+/// A one-connection-at-a-time HTTP CONNECT proxy on 127.0.0.1 that tunnels
+/// to whatever it is asked for and remembers the targets.
+fn connect_proxy() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(50) {
+            let Ok(mut client) = client else { continue };
+            let record = std::sync::Arc::clone(&record);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap() <= 2 {
+                        break;
+                    }
+                }
+                let target = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+                record.lock().unwrap().push(request.trim().to_owned());
+                let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                    return;
+                };
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .unwrap();
+                let mut up_read = upstream.try_clone().unwrap();
+                let mut client_write = client.try_clone().unwrap();
+                let down = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Write);
+                });
+                let mut up_write = upstream;
+                let _ = std::io::copy(&mut reader, &mut up_write);
+                let _ = up_write.shutdown(std::net::Shutdown::Write);
+                let _ = down.join();
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn https_proxy_carries_the_https_requests_and_no_proxy_bypasses_it() {
+    let w = World::new(false);
+    let (port, seen) = connect_proxy();
+    let (file, lines) = w.lines_file("via-proxy");
+    let mut env = w.env("http", w.nginx.url(w.nginx.good), &file);
+    env.push(("OPENOBSERVE_CA_FILE", w.ca()));
+    env.push(("HTTPS_PROXY", format!("http://127.0.0.1:{port}")));
+    let shipd = Shipd::start(&env, &w.path("shipd.log"));
+    w.assert_delivered(&w.receiver, &lines, &shipd);
+    let tunnels = seen.lock().unwrap().clone();
+    assert!(
+        tunnels.iter().any(|t| t.starts_with("CONNECT ")),
+        "shipd tunnelled through HTTPS_PROXY: {tunnels:?}"
+    );
+    assert_eq!(shipd.terminate(), Some(0));
+
+    // NO_PROXY names the host: straight to nginx, the proxy sees nothing new.
+    let before = seen.lock().unwrap().len();
+    let w2 = World::new(false);
+    let (file, lines) = w2.lines_file("no-proxy");
+    let mut env = w2.env("http", w2.nginx.url(w2.nginx.good), &file);
+    env.push(("OPENOBSERVE_CA_FILE", w2.ca()));
+    env.push(("HTTPS_PROXY", format!("http://127.0.0.1:{port}")));
+    env.push(("NO_PROXY", "localhost,127.0.0.1".to_owned()));
+    let shipd = Shipd::start(&env, &w2.path("shipd.log"));
+    w2.assert_delivered(&w2.receiver, &lines, &shipd);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "NO_PROXY bypassed the proxy"
+    );
+    assert_eq!(shipd.terminate(), Some(0));
+}
