@@ -8,6 +8,9 @@
 #   ./cross-test.sh                 # both targets
 #   ./cross-test.sh armv7-unknown-linux-gnueabihf
 #
+# Built with the `package-ci` profile (release without LTO): package.sh then
+# packages the same binaries without building again.
+#
 # Left out of the emulated run (they run natively in ./test.sh): the tests of
 # peers that are host programs found by path or built for the host (nginx
 # TLS, Python OTLP decoding, node_exporter, Ansible/hadolint deploy checks,
@@ -46,7 +49,7 @@ for t in "${targets[@]}"; do
   # binfmt_misc is not registered in every container.
   export SHIPD_TEST_EXEC_WRAPPER="${!runner_var}"
   echo "== $t: unit tests and delivery/no-loss integration tests under qemu"
-  cargo test --locked --target "$t" --no-fail-fast \
+  cargo test --locked --profile package-ci --target "$t" --no-fail-fast \
     --lib --bins \
     --test delivery --test faults --test files --test spill --test journald --test word_size
 done

@@ -805,3 +805,60 @@ fn https_proxy_carries_the_https_requests_and_no_proxy_bypasses_it() {
     );
     assert_eq!(shipd.terminate(), Some(0));
 }
+
+#[test]
+fn an_unreadable_password_file_refuses_start_naming_the_variable_and_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-password");
+    let out = Command::new(env!("CARGO_BIN_EXE_shipd"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SHIPD_DATA_DIR", dir.path().join("data"))
+        .env("SHIPD_API_ADDR", "off")
+        .env("SHIPD_CONTROL_SOCKET", dir.path().join("c.sock"))
+        .env("SHIPD_JOURNALD", "off")
+        .env("OPENOBSERVE_URL", "https://127.0.0.1:9")
+        .env("OPENOBSERVE_USER", USER)
+        .env("OPENOBSERVE_PASSWORD_FILE", &missing)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "shipd refused to start: {text}");
+    assert!(text.contains("OPENOBSERVE_PASSWORD_FILE"), "{text}");
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+}
+
+#[test]
+fn basic_auth_over_plain_http_to_another_host_warns_once_in_the_log_health_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    // No source runs, so nothing is ever sent: 192.0.2.1 (TEST-NET-1) is
+    // only named, never contacted.
+    let env = vec![
+        (
+            "SHIPD_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        ("OPENOBSERVE_URL", "http://192.0.2.1:5080".to_owned()),
+        ("OPENOBSERVE_USER", USER.to_owned()),
+        ("OPENOBSERVE_PASSWORD", PASSWORD.to_owned()),
+    ];
+    let shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
+    assert!(shipd.wait_log("shipd started", WAIT), "{}", shipd.log());
+    let log = shipd.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("credentials sent in cleartext"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one WARN at start:\n{log}");
+    assert!(warnings[0].contains("\"WARN\""), "{}", warnings[0]);
+    let (_, health) = http_get(shipd.api, "/health");
+    assert!(health.contains("credentials sent in cleartext"), "{health}");
+    let status = status_json(&shipd.control_socket);
+    assert!(
+        status.to_string().contains("credentials sent in cleartext"),
+        "{status}"
+    );
+    assert!(!log.contains(PASSWORD) && !health.contains(PASSWORD));
+    assert_eq!(shipd.terminate(), Some(0));
+}

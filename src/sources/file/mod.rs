@@ -226,7 +226,6 @@ impl FileSource {
             let (root, recursive) = watch::watch_root(&pattern);
             self.watcher.watch(&root, recursive);
         }
-        tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.cfg.poll_interval, "file source started");
         self.load_known_fingerprints();
         // `read_from = end` is for the first start only: files unknown to a
         // source that ran before appeared while it was down, so they are read
@@ -234,6 +233,9 @@ impl FileSource {
         let first_start = self.known_fingerprints.is_empty();
         self.scan(first_start);
         self.resume_rotated_while_down();
+        // Said after the first scan: a file created from now on is new to the
+        // source and read from its beginning, whatever `read_from` says.
+        tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.cfg.poll_interval, "file source started");
         let mut last_scan = Instant::now();
         let mut rescan = false;
         let mut last_poll = Instant::now();
