@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the real peers the
-# tests use (idempotent), then format, lint and every test.
+# tests use (idempotent), then format, lint, the ARM runs under qemu, the
+# packages, and every test.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,6 +28,13 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The Pis: unit tests and the delivery/no-loss integration tests, cross-built
+# for aarch64 and armv7 and run under qemu-user (cross-test.sh says what is
+# left out and why); then the Debian packages of those same binaries (and of
+# amd64), checked by lintian. tests/package.rs installs and purges the amd64
+# one.
+./cross-test.sh
+./package.sh --profile package-ci
 cargo test --locked --no-fail-fast
 # The example pipelines are formatted and their own tests pass.
 cargo run --locked --quiet --bin shipctl -- fmt --check pipelines/*.ship

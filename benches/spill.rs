@@ -122,7 +122,8 @@ fn bench_spill(c: &mut Criterion) {
         b.iter(|| black_box(replay_all(dir.path())))
     });
     if let Ok(shm) = tempfile::tempdir_in("/dev/shm") {
-        let (mut journal, _) = RamJournal::open(shm.path(), "host_metrics").unwrap();
+        let (mut journal, _) =
+            RamJournal::open(shm.path(), "host_metrics", shipd::memory::MAX_BATCH_MEMORY).unwrap();
         g.bench_function("ram_journal_then_ack_100k_points", |b| {
             b.iter_batched(
                 || {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs shipd on one node: binaries, systemd unit, settings template,
-# the `shipd` user (groups systemd-journal, adm) and its directories.
+# the `shipd` user (groups systemd-journal, adm) and its directories; or,
+# with --deb/--deb-dir on a node with dpkg, the Debian package (./package.sh).
 # Idempotent: a second run changes nothing and says so. Settings the operator
 # edited (/etc/shipd/shipd.env) are never overwritten.
 #
@@ -9,6 +10,9 @@
 #   sudo deploy/install.sh --uninstall --purge  # ... and settings, state and the user
 #   deploy/install.sh --root /tmp/r           # everything under /tmp/r (tests, images); no systemctl
 #   deploy/install.sh --bin-dir DIR           # take shipd and shipctl from DIR (default: target/release)
+#   sudo deploy/install.sh --deb shipd_0.1.0-1_arm64.deb   # install that package (apt-get) instead
+#   sudo deploy/install.sh --deb-dir DIR      # the package for this node (shipd_*_$(dpkg --print-architecture).deb)
+#                                             # from DIR; none there: binaries as above
 #   sudo deploy/install.sh --ca-file ca.pem   # also trust this CA: /etc/shipd/ca.pem, OPENOBSERVE_CA_FILE
 #   sudo deploy/install.sh --ca-file ca.pem --client-cert web1.pem --client-key web1.key
 #                                             # mutual TLS: /etc/shipd/client.pem and client.key (0640,
@@ -25,12 +29,16 @@ purge=false
 ca_file=""
 client_cert=""
 client_key=""
+deb=""
+deb_dir=""
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) root="${2:?--root needs a directory}"; shift 2 ;;
     --bin-dir) bin_dir="${2:?--bin-dir needs a directory}"; shift 2 ;;
+    --deb) deb="${2:?--deb needs a .deb file}"; shift 2 ;;
+    --deb-dir) deb_dir="${2:?--deb-dir needs a directory}"; shift 2 ;;
     --ca-file) ca_file="${2:?--ca-file needs a PEM file}"; shift 2 ;;
     --client-cert) client_cert="${2:?--client-cert needs a PEM file}"; shift 2 ;;
     --client-key) client_key="${2:?--client-key needs a PEM file}"; shift 2 ;;
@@ -52,6 +60,15 @@ need_pem() {
 }
 if { [ -n "$client_cert" ] && [ -z "$client_key" ]; } || { [ -z "$client_cert" ] && [ -n "$client_key" ]; }; then
   echo "install.sh: --client-cert and --client-key go together (mutual TLS needs both)" >&2; exit 2
+fi
+if [ -n "$deb" ] && [ -n "$deb_dir" ]; then
+  echo "install.sh: --deb and --deb-dir exclude each other" >&2; exit 2
+fi
+if [ -n "$deb" ] && [ ! -f "$deb" ]; then
+  echo "install.sh: $deb is not a file" >&2; exit 2
+fi
+if [ -n "$deb_dir" ] && [ ! -d "$deb_dir" ]; then
+  echo "install.sh: $deb_dir is not a directory" >&2; exit 2
 fi
 [ -z "$ca_file" ] || need_pem "$ca_file" "CA certificate" "CERTIFICATE"
 [ -z "$client_cert" ] || need_pem "$client_cert" "certificate" "CERTIFICATE"
@@ -145,7 +162,82 @@ ensure_dir() {
   fi
 }
 
+# The Debian package: only on this machine's own root, with dpkg and apt-get.
+have_dpkg() { [ -z "$root" ] && command -v dpkg >/dev/null && command -v apt-get >/dev/null; }
+package_status() { dpkg-query -W -f='${db:Status-Status}' shipd 2>/dev/null || true; }
+package_installed() { [ "$(package_status)" = "installed" ]; }
+# Known to dpkg: installed, or removed with its settings kept (config-files).
+package_known() { case "$(package_status)" in ""|not-installed) return 1 ;; *) return 0 ;; esac; }
+
+# choose_deb: sets $deb from --deb-dir (the newest package for this
+# architecture), or leaves it empty (then binaries from --bin-dir).
+choose_deb() {
+  local arch found
+  if [ -n "$deb" ]; then
+    if [ -n "$root" ]; then
+      echo "install.sh: --deb installs a package on this machine, not under --root" >&2; exit 2
+    fi
+    if ! have_dpkg; then
+      echo "install.sh: --deb needs dpkg and apt-get (a Debian-based system)" >&2; exit 1
+    fi
+    arch="$(dpkg --print-architecture)"
+    if [ "$(dpkg-deb --field "$deb" Architecture)" != "$arch" ]; then
+      echo "install.sh: $deb is for $(dpkg-deb --field "$deb" Architecture), this node is $arch" >&2; exit 1
+    fi
+    return 0
+  fi
+  [ -n "$deb_dir" ] || return 0
+  if ! have_dpkg; then
+    say "no dpkg here (or --root): installing the binaries from $bin_dir instead of a package"
+    return 0
+  fi
+  arch="$(dpkg --print-architecture)"
+  found="$(find "$deb_dir" -maxdepth 1 -name "shipd_*_$arch.deb" | sort -V | tail -n 1)"
+  if [ -n "$found" ]; then
+    deb="$found"
+  else
+    say "no shipd_*_$arch.deb in $deb_dir: installing the binaries from $bin_dir instead"
+  fi
+}
+
+# install_package: apt-get installs $deb unless that version is installed. The
+# package creates the user, /etc/shipd, /var/lib/shipd and enables the unit.
+install_package() {
+  local version
+  version="$(dpkg-deb --field "$deb" Version)"
+  if package_installed && [ "$(dpkg-query -W -f='${Version}' shipd)" = "$version" ]; then
+    return 0
+  fi
+  # apt-get takes a local file by a path with a slash.
+  # (Waits for a running apt, e.g. unattended-upgrades, instead of failing.)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confold \
+    "$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")"
+  note_change "installed package shipd $version ($deb)"
+  # What this script installs without the package would shadow it: the unit
+  # in /etc/systemd/system wins over the package's in /usr/lib/systemd/system.
+  remove_path /usr/local/bin/shipd
+  remove_path /usr/local/bin/shipctl
+  if grep -qx 'ExecStart=/usr/local/bin/shipd' /etc/systemd/system/shipd.service 2>/dev/null; then
+    remove_path /etc/systemd/system/shipd.service
+  elif [ -e /etc/systemd/system/shipd.service ]; then
+    say "kept /etc/systemd/system/shipd.service (edited?); it overrides the package's unit"
+  fi
+}
+
 install_agent() {
+  choose_deb
+  if [ -n "$deb" ]; then
+    install_package
+  else
+    install_files
+  fi
+
+  install_tls
+  finish_install
+}
+
+# install_files: the binaries, the unit, the user and the directories.
+install_files() {
   for b in shipd shipctl; do
     [ -x "$bin_dir/$b" ] || { echo "install.sh: $bin_dir/$b not found; build with cargo build --release or pass --bin-dir" >&2; exit 1; }
   done
@@ -173,6 +265,11 @@ install_agent() {
   if [ ! -f "$root/etc/shipd/shipd.env" ]; then
     install_file "$here/shipd.env" "$root/etc/shipd/shipd.env" 0640
   fi
+  ensure_dir "$root/var/lib/shipd" 0750 "$user" "$user"
+}
+
+# install_tls: --ca-file, --client-cert and --client-key into /etc/shipd.
+install_tls() {
   if [ -n "$ca_file" ]; then
     install_file "$ca_file" "$root/etc/shipd/ca.pem" 0644
     ensure_env OPENOBSERVE_CA_FILE /etc/shipd/ca.pem
@@ -184,8 +281,9 @@ install_agent() {
     ensure_env OPENOBSERVE_CERT_FILE /etc/shipd/client.pem
     ensure_env OPENOBSERVE_KEY_FILE /etc/shipd/client.key
   fi
-  ensure_dir "$root/var/lib/shipd" 0750 "$user" "$user"
+}
 
+finish_install() {
   if use_systemctl; then
     systemctl daemon-reload
     systemctl enable shipd.service >/dev/null 2>&1
@@ -210,6 +308,19 @@ remove_path() {
 }
 
 uninstall_agent() {
+  # Installed as a package (or removed, its settings kept): apt-get undoes it.
+  if have_dpkg && package_known; then
+    if $purge; then
+      DEBIAN_FRONTEND=noninteractive apt-get purge -y -q -o DPkg::Lock::Timeout=300 shipd
+      note_change "purged package shipd (settings, state and the user with it)"
+    elif package_installed; then
+      DEBIAN_FRONTEND=noninteractive apt-get remove -y -q -o DPkg::Lock::Timeout=300 shipd
+      note_change "removed package shipd"
+    fi
+    if ! $purge; then say "kept /etc/shipd and /var/lib/shipd (use --purge to remove them and the user)"; fi
+    say "done, $changed changed"
+    return 0
+  fi
   if use_systemctl && systemctl list-unit-files shipd.service >/dev/null 2>&1; then
     systemctl disable --now shipd.service >/dev/null 2>&1 || true
   fi

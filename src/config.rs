@@ -53,8 +53,9 @@ pub struct AgentConfig {
     pub api_addr: Option<SocketAddr>,
     /// The control socket (tap, status, reload); `None` disables it.
     pub control_socket: Option<PathBuf>,
-    /// How often changed positions are saved (to the RAM copy, see
-    /// [`crate::pipeline::checkpoint`]).
+    /// The longest a delivered position waits before it is saved (to the
+    /// RAM copy, see [`crate::pipeline::checkpoint`]): every acknowledgement
+    /// wakes the writer, and writes coalesce to one per interval.
     pub checkpoint_interval: Duration,
     /// How often the checkpoint copy on disk is brought up to date.
     pub checkpoint_disk_interval: Duration,

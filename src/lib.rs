@@ -20,6 +20,7 @@
 //! - [`control`]: health, the HTTP API and the control socket (taps, status,
 //!   reload); [`telemetry`]: internal counters.
 //! - [`logging`]: shipd's own log lines (human on a TTY, JSON otherwise).
+//! - [`response_body`]: every read of a peer's HTTP answer, capped.
 //! - [`cli`]: `shipctl` subcommands.
 //! - [`lang`]: the pipeline language (`.ship` files): lex, parse, compile, eval.
 //! - [`config`]: the typed agent configuration and the default pipeline.
@@ -34,6 +35,7 @@ pub mod lang;
 pub mod logging;
 pub mod memory;
 pub mod pipeline;
+pub mod response_body;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;

@@ -1,4 +1,8 @@
-//! How shipd's heap is kept. By default glibc hands the top of its heap
+//! How shipd's memory is kept and bounded: the heap settings below, and the
+//! budgets that hold whatever arrives ([`ByteBudget`] and the defaults of
+//! the OTLP receiver, in one place so their sum can be checked).
+//!
+//! The heap: by default glibc hands the top of its heap
 //! back to the kernel as soon as 128 KiB of it are free, so the memory of
 //! every processed batch (a 256 KiB read of 300-byte JSON lines parses into
 //! about a megabyte of values) is returned and then faulted in and zeroed
@@ -7,8 +11,22 @@
 //! stay while it works and gives free memory back every
 //! [`RELEASE_INTERVAL`], so an idle agent is as small as before.
 //! Other C libraries (musl) have no such setting; there this does nothing.
+//!
+//! The budgets: with default settings shipd stays under 64 MiB resident
+//! whatever its OTLP receiver is sent. An idle agent takes about 10 MiB
+//! (docs/performance.md); the receiver holds at most [`OTLP_MAX_MESSAGE_BYTES`] +
+//! [`OTLP_MAX_REQUEST_MEMORY`] (24 MiB) for the requests it is receiving,
+//! decoding and journaling; an accepted request then moves through the
+//! pipeline's byte-bounded channels (`channel_bytes`, 4 MiB each, which
+//! count every event's own size, not only its payload; a batch larger than
+//! a channel is let in alone, so a stage holds at most one request's
+//! records beyond its budget) and the sink's batches. A request that would
+//! need more is refused, never half-taken; the RAM journal is read back
+//! after a crash under the same per-request budget.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// Freed memory kept at the top of the heap before glibc trims it; also
 /// the size from which an allocation gets its own mapping.
@@ -16,6 +34,167 @@ pub const KEEP_FREED: usize = 8 << 20;
 
 /// How often free memory is given back to the kernel.
 pub const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default largest OTLP request body, compressed and decompressed.
+pub const OTLP_MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Default memory the records of one OTLP request may take once decoded
+/// (events, attributes and resources, as [`crate::event::EventBatch`]
+/// counts them): 8 MiB is some 15,000 typical log records, far more than
+/// an SDK's batch of 512. An empty log record, 2 bytes on the wire, takes
+/// about 160 bytes in memory, so wire bytes alone bound nothing.
+pub const OTLP_MAX_REQUEST_MEMORY: usize = 8 << 20;
+
+/// Default number of OTLP requests received and decoded at once; further
+/// requests wait for a slot (at most the receiver's `accept_timeout`).
+pub const OTLP_MAX_CONCURRENT_REQUESTS: usize = 4;
+
+/// The most one batch of a source without its own budget (host metrics,
+/// scrapes) may take when its RAM journal is read back after a crash; a
+/// larger one is set aside rather than decoded.
+pub const MAX_BATCH_MEMORY: usize = 16 << 20;
+
+/// What the OTLP requests being received and decoded hold at once, at
+/// most: one request's body (compressed and decompressed) and then its
+/// decoded records beside the body or their journal encoding, so a request
+/// within the per-request limits always fits alone.
+pub fn otlp_intake_budget(max_message_bytes: usize, max_request_memory: usize) -> usize {
+    max_message_bytes
+        .max(max_request_memory)
+        .saturating_add(max_request_memory)
+}
+
+/// A budget of bytes shared by everything that holds memory for one
+/// purpose (the requests of one OTLP receiver). Holders take a
+/// [`Reservation`] that grows and shrinks with what they hold; growing
+/// waits for others to release, in order of arrival, up to a deadline.
+#[derive(Debug, Clone)]
+pub struct ByteBudget {
+    units: Arc<Semaphore>,
+    total: usize,
+}
+
+/// Budgets are kept in KiB so that any size fits a semaphore.
+const UNIT: usize = 1024;
+
+fn units(bytes: usize) -> usize {
+    bytes.div_ceil(UNIT)
+}
+
+/// A [`Reservation`] could not grow before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoom {
+    /// More than the whole budget: it would never fit.
+    #[error("more than the whole budget")]
+    Never,
+    /// Others hold the rest until after the deadline.
+    #[error("the budget stayed in use")]
+    NotNow,
+}
+
+impl ByteBudget {
+    pub fn new(total_bytes: usize) -> Self {
+        let total = units(total_bytes).clamp(1, Semaphore::MAX_PERMITS);
+        ByteBudget {
+            units: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// The whole budget, in bytes.
+    pub fn total(&self) -> usize {
+        self.total * UNIT
+    }
+
+    /// Bytes currently reserved.
+    pub fn in_use(&self) -> usize {
+        (self.total - self.units.available_permits().min(self.total)) * UNIT
+    }
+
+    /// An empty reservation.
+    pub fn reserve(&self) -> Reservation {
+        Reservation {
+            budget: self.clone(),
+            held: 0,
+        }
+    }
+}
+
+/// Bytes held against a [`ByteBudget`]; given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: ByteBudget,
+    /// Units held.
+    held: usize,
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.held * UNIT
+    }
+
+    /// Holds at least `bytes`, waiting until `deadline` for others to
+    /// release what is missing.
+    pub async fn grow_to(&mut self, bytes: usize, deadline: Instant) -> Result<(), NoRoom> {
+        let want = units(bytes);
+        if want <= self.held {
+            return Ok(());
+        }
+        if want > self.budget.total {
+            return Err(NoRoom::Never);
+        }
+        let more = u32::try_from(want - self.held).map_err(|_| NoRoom::Never)?;
+        let acquire = self.budget.units.acquire_many(more);
+        match tokio::time::timeout_at(deadline.into(), acquire).await {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                self.held = want;
+                Ok(())
+            }
+            Ok(Err(_)) | Err(_) => Err(NoRoom::NotNow),
+        }
+    }
+
+    /// [`grow_to`](Self::grow_to) from a thread outside the runtime
+    /// (`spawn_blocking`), through `runtime`.
+    pub fn grow_to_blocking(
+        &mut self,
+        runtime: &tokio::runtime::Handle,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Result<(), NoRoom> {
+        if units(bytes) <= self.held {
+            return Ok(());
+        }
+        if let Some(more) = units(bytes)
+            .checked_sub(self.held)
+            .and_then(|n| u32::try_from(n).ok())
+        {
+            if let Ok(permit) = self.budget.units.try_acquire_many(more) {
+                permit.forget();
+                self.held += more as usize;
+                return Ok(());
+            }
+        }
+        runtime.block_on(self.grow_to(bytes, deadline))
+    }
+
+    /// Holds no more than `bytes` (rounded up to the unit), giving the rest back.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let keep = units(bytes);
+        if keep < self.held {
+            self.budget.units.add_permits(self.held - keep);
+            self.held = keep;
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shrink_to(0);
+    }
+}
 
 /// Sets the heap thresholds; call once at start, before any thread.
 /// Returns whether the C library took them.
@@ -73,4 +252,49 @@ mod imp {
     }
 
     pub fn release_freed_heap() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reservations_wait_for_each_other_and_give_back_when_dropped() {
+        let budget = ByteBudget::new(10 * UNIT);
+        let soon = || Instant::now() + Duration::from_millis(50);
+        let mut a = budget.reserve();
+        a.grow_to(6 * UNIT, soon()).await.unwrap();
+        let mut b = budget.reserve();
+        assert_eq!(b.grow_to(5 * UNIT, soon()).await, Err(NoRoom::NotNow));
+        assert_eq!(b.grow_to(11 * UNIT, soon()).await, Err(NoRoom::Never));
+        a.shrink_to(UNIT + 1);
+        assert_eq!(a.bytes(), 2 * UNIT, "rounded up to whole units");
+        b.grow_to(5 * UNIT, soon()).await.unwrap();
+        assert_eq!(budget.in_use(), 7 * UNIT);
+        drop(a);
+        drop(b);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_blocking_thread_waits_through_the_runtime() {
+        let budget = ByteBudget::new(4 * UNIT);
+        let mut first = budget.reserve();
+        first
+            .grow_to(4 * UNIT, Instant::now() + Duration::from_millis(10))
+            .await
+            .unwrap();
+        let handle = tokio::runtime::Handle::current();
+        let waiter = tokio::task::spawn_blocking({
+            let budget = budget.clone();
+            move || {
+                let mut r = budget.reserve();
+                r.grow_to_blocking(&handle, 2 * UNIT, Instant::now() + Duration::from_secs(5))
+                    .map(|()| r.bytes())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(first);
+        assert_eq!(waiter.await.unwrap(), Ok(2 * UNIT));
+    }
 }

@@ -602,6 +602,33 @@ fn install_sh_installs_once_changes_nothing_twice_and_uninstalls() {
 }
 
 #[test]
+fn install_sh_takes_the_binaries_when_no_package_fits_and_refuses_a_deb_under_root() {
+    let root = seeded_root();
+    let r = root.path();
+    // --deb-dir without a package for this node (or under --root, where apt
+    // cannot install): the binaries, as without it.
+    let debs = tempfile::tempdir().unwrap();
+    let out = install_sh(r, &["--deb-dir", debs.path().to_str().unwrap()]);
+    assert!(out.contains("installing the binaries from"), "{out}");
+    assert!(out.contains("created user shipd"), "{out}");
+    assert_eq!(mode(&r.join("usr/local/bin/shipd")), 0o755);
+
+    // An explicit package cannot go under --root.
+    let deb = debs.path().join("shipd_0.1.0-1_arm64.deb");
+    std::fs::write(&deb, "a package").unwrap();
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/install.sh"))
+        .arg("--root")
+        .arg(r)
+        .arg("--deb")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not under --root"), "{}", text(&out));
+}
+
+#[test]
 fn install_sh_installs_a_ca_and_a_client_certificate_and_points_shipd_env_at_them() {
     let root = seeded_root();
     let r = root.path();

@@ -433,7 +433,7 @@ fn full_data_directory_keeps_batches_in_memory_and_loses_nothing() {
     fill_leaving(&data, 128 * 1024);
     let logs = dir.path().join("app.log");
     std::fs::write(&logs, b"").unwrap();
-    let mut env = metrics_env(&receiver, &data, "20ms");
+    let mut env = metrics_env(&receiver, &data, "100ms");
     env.push(("SHIPD_LOG_FILES", logs.display().to_string()));
     let mut shipd = Shipd::start(&env, &dir.path().join("shipd.log"));
     assert!(shipd.wait_log("tailing file", WAIT), "{}", shipd.log());

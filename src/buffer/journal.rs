@@ -7,15 +7,20 @@
 //! length, event count, CRC32C, zstd) in the source's directory, written
 //! before the source sends the batch and removed when every event is
 //! acknowledged: delivered, dropped by a step, or moved to the disk spill.
-//! On start, the files left by a crashed run are read back in order and
-//! sent again, each still owned by its file. tmpfs lives in RAM: this costs no flash
+//! On start, the files left by a crashed run are read back one at a time,
+//! in order, and sent again, each still owned by its file ([`Recovered`]).
+//! Reading back obeys the source's memory budget for one batch: a file
+//! whose batch would take more is set aside in `rejected/` (counted,
+//! logged), never decoded, so a hostile batch cannot abort every restart.
+//! Encoding and reading back block: callers on the runtime use
+//! `spawn_blocking`. tmpfs lives in RAM: this costs no flash
 //! writes (the kernel charges tmpfs nothing in `write_bytes`), and a power
 //! cut or reboot loses what it holds, like any memory queue. A directory
 //! that is not RAM-backed is refused, so the journal never wears the card.
 
 use super::codec;
 use super::segment::{self, ReadOutcome};
-use crate::event::EventBatch;
+use crate::event::{Event, EventBatch};
 use crate::pipeline::acks::{AckToken, BatchAck};
 use crate::pipeline::channel::{BatchSender, Closed};
 use crate::telemetry::{self, Metric};
@@ -76,9 +81,15 @@ fn seq_of(path: &Path) -> Option<u64> {
 }
 
 impl RamJournal {
-    /// Opens `dir/<source>` and reads back the batches a crashed run left,
-    /// oldest first, each carrying the token that removes its file.
-    pub fn open(dir: &Path, source: &str) -> Result<(Self, Vec<EventBatch>), JournalError> {
+    /// Opens `dir/<source>` and finds the batches a crashed run left,
+    /// oldest first, to be sent again by [`Recovered::send_all`]; none is
+    /// read yet. A batch that takes more than `max_batch_memory` once
+    /// decoded is set aside then.
+    pub fn open(
+        dir: &Path,
+        source: &str,
+        max_batch_memory: usize,
+    ) -> Result<(Self, Recovered), JournalError> {
         let dir = dir.join(source);
         let err = |source| JournalError::Io {
             path: dir.clone(),
@@ -96,38 +107,20 @@ impl RamJournal {
             .collect();
         files.sort();
         let next_seq = files.last().map_or(0, |(seq, _)| seq + 1);
-        let mut recovered = Vec::new();
-        for (_, path) in files {
-            match read(&path) {
-                Ok(mut batch) => {
-                    own(&mut batch, path);
-                    recovered.push(batch);
-                }
-                Err(e) => {
-                    tracing::error!(source, path = %path.display(), error = %e,
-                        "journaled batch cannot be read back; its events are lost");
-                    telemetry::counter(
-                        "shipd_events_dropped_total",
-                        &[("component", source), ("reason", "journal_damaged")],
-                    )
-                    .inc();
-                    let _ = std::fs::remove_file(&path);
-                }
-            }
-        }
-        if !recovered.is_empty() {
-            let events: usize = recovered.iter().map(EventBatch::len).sum();
+        let recovered = Recovered {
+            source: source.to_owned(),
+            dir: dir.clone(),
+            files: files.into_iter().map(|(_, path)| path).collect(),
+            max_batch_memory,
+        };
+        if !recovered.files.is_empty() {
+            let events: u64 = recovered.files.iter().map(|p| events_in(p)).sum();
             tracing::info!(
                 source,
-                batches = recovered.len(),
+                batches = recovered.files.len(),
                 events,
                 "sending again what a crashed run left in the RAM journal"
             );
-            telemetry::counter(
-                "shipd_journal_recovered_events_total",
-                &[("component", source)],
-            )
-            .add(events as u64);
         }
         Ok((
             RamJournal {
@@ -198,7 +191,10 @@ impl JournaledSender {
         JournaledSender { out, journal }
     }
 
-    fn journal(&self, batch: &mut EventBatch) -> Option<AckToken> {
+    /// Journals `batch` (when this sender has a journal), returning the
+    /// token that gives it up. Blocks on encoding and writing: call it from
+    /// `spawn_blocking` for a large batch.
+    pub fn journal(&self, batch: &mut EventBatch) -> Option<AckToken> {
         let journal = self.journal.as_ref()?;
         journal.lock().unwrap_or_else(|p| p.into_inner()).add(batch)
     }
@@ -213,8 +209,19 @@ impl JournaledSender {
     /// Like [`send`](Self::send), giving up after `wait`: a batch given up
     /// leaves the journal too (its sender was told so and sends again).
     pub async fn send_within(&self, mut batch: EventBatch, wait: Duration) -> Result<(), NotSent> {
-        let n = batch.len();
         let token = self.journal(&mut batch);
+        self.send_journaled_within(batch, token, wait).await
+    }
+
+    /// Sends a batch [`journal`](Self::journal) already wrote (its `token`),
+    /// giving up after `wait` like [`send_within`](Self::send_within).
+    pub async fn send_journaled_within(
+        &self,
+        batch: EventBatch,
+        token: Option<AckToken>,
+        wait: Duration,
+    ) -> Result<(), NotSent> {
+        let n = batch.len();
         match tokio::time::timeout(wait, self.out.send_batch(batch)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(Closed)) => Err(NotSent::Closed),
@@ -237,17 +244,143 @@ fn own(batch: &mut EventBatch, path: PathBuf) -> AckToken {
     token
 }
 
-fn read(path: &Path) -> io::Result<EventBatch> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    match segment::read_record(&mut file, 0, len)? {
-        ReadOutcome::Record(record) => codec::decode_batch(&record.encoded)
-            .map(|routed| routed.batch)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-        ReadOutcome::End => Err(io::Error::new(io::ErrorKind::InvalidData, "empty file")),
-        ReadOutcome::Damaged(damage) => {
-            Err(io::Error::new(io::ErrorKind::InvalidData, damage.as_str()))
+/// What a crashed run left in one source's journal, sent again one batch
+/// at a time.
+#[derive(Debug)]
+pub struct Recovered {
+    source: String,
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    max_batch_memory: usize,
+}
+
+/// Why a journaled batch is not sent again.
+#[derive(Debug)]
+enum Unreadable {
+    /// It would take more than the budget: set aside.
+    OverBudget { events: u64 },
+    /// Damaged or unreadable: removed.
+    Damaged(io::Error),
+}
+
+/// The encoding of a batch is no larger than what its events and
+/// resources take in memory, give or take its header.
+const ENCODING_SLACK: usize = 64 << 10;
+
+impl Recovered {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Reads each batch back (off the runtime) and sends it, oldest first,
+    /// each owned by its file; a batch over the budget is set aside, a
+    /// damaged one removed, both counted.
+    pub async fn send_all(self, out: BatchSender) {
+        let recovered_events = telemetry::counter(
+            "shipd_journal_recovered_events_total",
+            &[("component", &self.source)],
+        );
+        for path in &self.files {
+            let (read_path, max) = (path.clone(), self.max_batch_memory);
+            let read = tokio::task::spawn_blocking(move || read_within(&read_path, max)).await;
+            let batch = match read {
+                Ok(Ok(mut batch)) => {
+                    own(&mut batch, path.clone());
+                    batch
+                }
+                Ok(Err(Unreadable::OverBudget { events })) => {
+                    self.set_aside(path, events);
+                    continue;
+                }
+                Ok(Err(Unreadable::Damaged(e))) => {
+                    tracing::error!(source = %self.source, path = %path.display(), error = %e,
+                        "journaled batch cannot be read back; its events are lost");
+                    telemetry::counter(
+                        "shipd_events_dropped_total",
+                        &[("component", &self.source), ("reason", "journal_damaged")],
+                    )
+                    .inc();
+                    let _ = std::fs::remove_file(path);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(source = %self.source, error = %e, "reading the RAM journal back failed");
+                    return;
+                }
+            };
+            let events = batch.len() as u64;
+            if out.send_batch(batch).await.is_err() {
+                return;
+            }
+            recovered_events.add(events);
         }
+    }
+
+    /// Moves the file at `path` to `rejected/` beside it (or removes it
+    /// when it cannot be moved), counting its events as dropped.
+    fn set_aside(&self, path: &Path, events: u64) {
+        let rejected = self.dir.join("rejected");
+        let target = path.file_name().map(|name| rejected.join(name));
+        let moved = target.as_ref().filter(|target| {
+            std::fs::create_dir_all(&rejected).is_ok() && std::fs::rename(path, target).is_ok()
+        });
+        if moved.is_none() {
+            let _ = std::fs::remove_file(path);
+        }
+        telemetry::counter(
+            "shipd_events_dropped_total",
+            &[
+                ("component", &self.source),
+                ("reason", "journal_over_budget"),
+            ],
+        )
+        .add(events);
+        tracing::error!(
+            source = %self.source,
+            path = %path.display(),
+            events,
+            budget = self.max_batch_memory,
+            set_aside = %moved.map_or_else(|| "removed".to_owned(), |t| t.display().to_string()),
+            "journaled batch is over the memory budget of one batch; not sent again"
+        );
+    }
+}
+
+/// The events a journal file holds, from its header (0 when unreadable).
+fn events_in(path: &Path) -> u64 {
+    std::fs::File::open(path)
+        .and_then(|mut file| {
+            let len = file.metadata()?.len();
+            segment::count_events(&mut file, 0, len)
+        })
+        .unwrap_or(0)
+}
+
+/// Reads the batch at `path`, refusing one that takes more than
+/// `max_memory` before it is decompressed or decoded whole.
+fn read_within(path: &Path, max_memory: usize) -> Result<EventBatch, Unreadable> {
+    let damaged = |e: String| Unreadable::Damaged(io::Error::new(io::ErrorKind::InvalidData, e));
+    let mut file = std::fs::File::open(path).map_err(Unreadable::Damaged)?;
+    let len = file.metadata().map_err(Unreadable::Damaged)?.len();
+    let events = segment::count_events(&mut file, 0, len).map_err(Unreadable::Damaged)?;
+    let over = Unreadable::OverBudget { events };
+    if (events as usize).saturating_mul(std::mem::size_of::<Event>()) > max_memory {
+        return Err(over);
+    }
+    let max_encoded = max_memory.saturating_add(ENCODING_SLACK);
+    match segment::read_record_within(&mut file, 0, len, max_encoded)
+        .map_err(Unreadable::Damaged)?
+    {
+        ReadOutcome::Record(record) => {
+            match codec::decode_batch_within(&record.encoded, max_memory) {
+                Ok(routed) => Ok(routed.batch),
+                Err(codec::DecodeError::OverBudget { .. }) => Err(over),
+                Err(e) => Err(damaged(e.to_string())),
+            }
+        }
+        ReadOutcome::Damaged(segment::Damage::Oversized) => Err(over),
+        ReadOutcome::Damaged(damage) => Err(damaged(damage.as_str().to_owned())),
+        ReadOutcome::End => Err(damaged("empty file".to_owned())),
     }
 }
 
@@ -259,6 +392,31 @@ mod tests {
 
     fn shm_dir() -> Option<tempfile::TempDir> {
         tempfile::tempdir_in("/dev/shm").ok()
+    }
+
+    const BUDGET: usize = 1 << 20;
+
+    /// Opens the journal and collects what [`Recovered::send_all`] sends.
+    fn open(dir: &Path) -> (RamJournal, Vec<EventBatch>) {
+        open_within(dir, BUDGET)
+    }
+
+    fn open_within(dir: &Path, budget: usize) -> (RamJournal, Vec<EventBatch>) {
+        let (journal, recovered) = RamJournal::open(dir, "node", budget).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sent = rt.block_on(async {
+            let (tx, mut rx) = crate::pipeline::channel::batch_channel(1 << 30);
+            recovered.send_all(tx).await;
+            let mut sent = Vec::new();
+            while let Ok(b) = rx.try_recv() {
+                sent.push(b.item);
+            }
+            sent
+        });
+        (journal, sent)
     }
 
     fn batch(values: &[f64]) -> EventBatch {
@@ -289,7 +447,7 @@ mod tests {
     #[test]
     fn unacknowledged_batches_come_back_in_order_after_a_crash() {
         let Some(dir) = shm_dir() else { return };
-        let (mut journal, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        let (mut journal, recovered) = open(dir.path());
         assert!(recovered.is_empty());
         let mut first = batch(&[1.0, 2.0]);
         let mut second = batch(&[3.0]);
@@ -299,7 +457,7 @@ mod tests {
         journal.add(&mut third);
         ack_events(&second.events);
         drop((journal, first, third)); // the crash: tokens dropped, never acked
-        let (_, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        let (_, recovered) = open(dir.path());
         let got: Vec<Vec<f64>> = recovered.iter().map(values).collect();
         assert_eq!(got, vec![vec![1.0, 2.0], vec![4.0]]);
         assert_eq!(recovered[0].source.as_ref(), "node", "the source is kept");
@@ -308,10 +466,10 @@ mod tests {
     #[test]
     fn recovered_batches_keep_their_files_until_delivered_and_numbering_continues() {
         let Some(dir) = shm_dir() else { return };
-        let (mut journal, _) = RamJournal::open(dir.path(), "node").unwrap();
+        let (mut journal, _) = open(dir.path());
         let mut b = batch(&[1.0]);
         journal.add(&mut b);
-        let (mut journal, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        let (mut journal, recovered) = open(dir.path());
         let mut newer = batch(&[2.0]);
         journal.add(&mut newer);
         assert_eq!(files(dir.path()), 2, "a new file beside the recovered one");
@@ -326,7 +484,7 @@ mod tests {
     #[test]
     fn damaged_file_is_counted_and_the_others_recovered() {
         let Some(dir) = shm_dir() else { return };
-        let (mut journal, _) = RamJournal::open(dir.path(), "node").unwrap();
+        let (mut journal, _) = open(dir.path());
         let (mut a, mut b) = (batch(&[1.0]), batch(&[2.0]));
         journal.add(&mut a);
         journal.add(&mut b);
@@ -335,10 +493,50 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&first, bytes).unwrap();
-        let (_, recovered) = RamJournal::open(dir.path(), "node").unwrap();
+        let (_, recovered) = open(dir.path());
         let got: Vec<Vec<f64>> = recovered.iter().map(values).collect();
         assert_eq!(got, vec![vec![2.0]]);
         assert_eq!(files(dir.path()), 1, "the damaged file is removed");
+    }
+
+    #[test]
+    fn a_batch_over_the_budget_is_set_aside_and_counted_not_sent() {
+        let Some(dir) = shm_dir() else { return };
+        let (mut journal, _) = open(dir.path());
+        let big: Vec<f64> = (0..1000).map(f64::from).collect();
+        let (mut small, mut large) = (batch(&[1.0]), batch(&big));
+        journal.add(&mut small);
+        journal.add(&mut large);
+        let (mut over_by_count, mut over_by_size) = (batch(&big[..600]), batch(&[2.0]));
+        if let Event::Metric(m) = &mut over_by_size.events[0] {
+            m.labels = vec![("payload".into(), "x".repeat(200_000).as_str().into())];
+        }
+        journal.add(&mut over_by_count);
+        journal.add(&mut over_by_size);
+        let budget = large.bytes + Resource::default().size_hint();
+        drop((journal, small, large, over_by_count, over_by_size));
+        // The third and fourth batches fit the first start's budget, not this one's.
+        let dropped = || {
+            crate::telemetry::counter(
+                "shipd_events_dropped_total",
+                &[("component", "node"), ("reason", "journal_over_budget")],
+            )
+            .get()
+        };
+        let before = dropped();
+        let (_, sent) = open_within(dir.path(), budget / 2);
+        let got: Vec<Vec<f64>> = sent.iter().map(values).collect();
+        assert_eq!(
+            got,
+            vec![vec![1.0]],
+            "only the batch within the budget is sent"
+        );
+        assert_eq!(dropped() - before, 1000 + 600 + 1);
+        let rejected = dir.path().join("node").join("rejected");
+        assert_eq!(std::fs::read_dir(rejected).unwrap().count(), 3);
+        ack_events(&sent[0].events);
+        let (_, sent) = open_within(dir.path(), budget * 2);
+        assert!(sent.is_empty(), "what was set aside is never sent again");
     }
 
     #[test]
@@ -347,7 +545,7 @@ mod tests {
         if in_ram(dir.path()).unwrap() {
             return;
         }
-        let err = RamJournal::open(dir.path(), "node").unwrap_err();
+        let err = RamJournal::open(dir.path(), "node", BUDGET).unwrap_err();
         assert!(err.to_string().contains("not on tmpfs"), "{err}");
     }
 }

@@ -14,6 +14,11 @@
 //! [`Checkpointer`], so a segment is deleted only once every record in it
 //! was accepted, and a restart resumes after the delivered position.
 //! A healthy sink never makes this module touch the disk.
+//! A spill that cannot be written (read-only remount, full disk) keeps the
+//! batch in memory (backpressure) and marks the sink degraded in
+//! [`health`](crate::control::health) with the cause, until a spill write
+//! succeeds again or no spill is needed any more (memory has room, nothing
+//! waits on disk).
 
 pub mod codec;
 pub mod journal;
@@ -22,6 +27,7 @@ pub mod segment;
 
 pub use queue::{SpillOptions, WhenFull};
 
+use crate::control::health::ComponentHealth;
 use crate::event::EventBatch;
 use crate::pipeline::acks::{ack_events, BatchAck};
 use crate::pipeline::channel::{BatchReceiver, BatchSender, TrySendError};
@@ -30,7 +36,7 @@ use crate::sinks::log_limit::LogLimit;
 use crate::sinks::RoutedBatch;
 use crate::telemetry::{self, Metric};
 use queue::{DiskQueue, QueueError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -52,6 +58,13 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 static FULL_LOG: LogLimit = LogLimit::new(Duration::from_secs(30));
 static ERROR_LOG: LogLimit = LogLimit::new(Duration::from_secs(30));
 
+/// The cause a sink is degraded for when its spill cannot be written.
+const SPILL_CAUSE: &str = "spill";
+
+/// How often a batch held in memory because the spill failed tries the
+/// spill again.
+const SPILL_RETRY: Duration = Duration::from_secs(1);
+
 /// State shared by the intake, replay and housekeeping tasks of one sink.
 struct Shared {
     sink: String,
@@ -63,6 +76,10 @@ struct Shared {
     /// Wakes a blocked intake: segments were deleted.
     room: Notify,
     write_errors: Metric,
+    /// The spill directory, for messages.
+    dir: PathBuf,
+    /// The sink's health: degraded while spilling fails.
+    health: Arc<ComponentHealth>,
 }
 
 impl Shared {
@@ -71,14 +88,37 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A spill write (or fsync) failed: counted, and the sink degraded.
+    fn write_failed(&self, e: &std::io::Error) {
+        self.write_errors.inc();
+        let reason = format!(
+            "cannot write the spill buffer {}: {e}; batches wait in memory",
+            self.dir.display()
+        );
+        if self.health.degrade(SPILL_CAUSE, reason) {
+            tracing::error!(sink = %self.sink, dir = %self.dir.display(), error = %e,
+                "cannot write the spill buffer: /health reports degraded; batches wait in memory");
+        }
+    }
+
+    /// A spill write succeeded, or none is needed (memory has room and
+    /// nothing waits on disk): no longer degraded for the spill.
+    fn spill_fine(&self) {
+        if self.health.restore(SPILL_CAUSE) {
+            tracing::info!(sink = %self.sink, dir = %self.dir.display(), "the spill buffer is writable again or no longer needed");
+        }
+    }
+
     fn housekeeping(&self) {
         let acked = self.checkpointer.entry(&self.key).map_or(0, |e| e.offset);
         let mut queue = self.queue();
         let before = queue.bytes();
         queue.acknowledged(acked);
         if let Err(e) = queue.sync_if_due() {
-            self.write_errors.inc();
-            tracing::error!(sink = %self.sink, error = %e, "cannot fsync the spill segment");
+            self.write_failed(&e);
+            if let Some(suppressed) = ERROR_LOG.allow() {
+                tracing::error!(sink = %self.sink, error = %e, suppressed, "cannot fsync the spill segment");
+            }
         }
         if queue.bytes() < before {
             self.room.notify_waiters();
@@ -131,6 +171,8 @@ impl SpillBuffer {
                     "shipd_spill_write_errors_total",
                     &[("component", sink)],
                 ),
+                dir,
+                health: ComponentHealth::register(sink),
             }),
         })
     }
@@ -190,17 +232,46 @@ async fn intake(
             routed
         } else {
             match output.try_send(routed, bytes) {
-                Ok(()) => continue,
+                Ok(()) => {
+                    // Memory has room and nothing waits on disk: the spill
+                    // is not needed, so a failed spill no longer matters.
+                    shared.spill_fine();
+                    continue;
+                }
                 Err(TrySendError::Full(routed)) => routed,
                 Err(TrySendError::Closed(_)) => return,
             }
         };
         if let Some(routed) = spill(shared, routed).await {
-            // Not writable (disk full, I/O error): keep it in memory and
-            // let backpressure do the rest, rather than lose it.
-            if output.send(routed, bytes).await.is_err() {
+            if !hold_in_memory(shared, &output, routed, bytes).await {
                 return;
             }
+        }
+    }
+}
+
+/// Keeps a batch the spill could not take (disk full, read-only, I/O
+/// error) until the memory queue has room, rather than lose it; the
+/// backpressure reaches the sources meanwhile. The spill is tried again
+/// every [`SPILL_RETRY`], so a disk made writable again (space freed,
+/// remounted) is used without waiting for the sink. `false` when the
+/// queue closed.
+async fn hold_in_memory(
+    shared: &Shared,
+    output: &BatchSender<RoutedBatch>,
+    mut routed: RoutedBatch,
+    bytes: usize,
+) -> bool {
+    loop {
+        match output.try_send(routed, bytes) {
+            Ok(()) => return true,
+            Err(TrySendError::Closed(_)) => return false,
+            Err(TrySendError::Full(held)) => routed = held,
+        }
+        tokio::time::sleep(SPILL_RETRY).await;
+        match spill(shared, routed).await {
+            None => return true,
+            Some(held) => routed = held,
         }
     }
 }
@@ -255,13 +326,14 @@ async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
                 return match queue.append(&record, events, uncompressed) {
                     Ok(()) => {
                         drop(queue);
+                        shared.spill_fine();
                         shared.appended.notify_one();
                         // On disk now: its RAM journal copies may go.
                         ack_events(&routed.batch.events);
                         None
                     }
                     Err(e) => {
-                        shared.write_errors.inc();
+                        shared.write_failed(&e);
                         if let Some(suppressed) = ERROR_LOG.allow() {
                             tracing::error!(sink = %shared.sink, error = %e, suppressed,
                                 "cannot write to the spill buffer; holding the batch in memory");

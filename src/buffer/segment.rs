@@ -36,6 +36,8 @@ pub enum Damage {
     Corrupt,
     /// The checksum matched but the payload does not decompress.
     Undecodable,
+    /// The payload decompresses to more than the reader allows.
+    Oversized,
 }
 
 impl Damage {
@@ -45,6 +47,7 @@ impl Damage {
             Damage::Zeroed => "zeroed",
             Damage::Corrupt => "checksum",
             Damage::Undecodable => "undecodable",
+            Damage::Oversized => "oversized",
         }
     }
 }
@@ -98,6 +101,17 @@ fn header_at(file: &mut File, at: u64, limit: u64) -> io::Result<Result<(u32, u3
 /// Reads the record at `at`, looking no further than `limit` (the bytes
 /// known to be written). I/O errors are errors; bad bytes are [`Damage`].
 pub fn read_record(file: &mut File, at: u64, limit: u64) -> io::Result<ReadOutcome> {
+    read_record_within(file, at, limit, usize::MAX)
+}
+
+/// Like [`read_record`], decompressing no more than `max_encoded` bytes:
+/// a record that would be larger is [`Damage::Oversized`].
+pub fn read_record_within(
+    file: &mut File,
+    at: u64,
+    limit: u64,
+    max_encoded: usize,
+) -> io::Result<ReadOutcome> {
     if at >= limit {
         return Ok(ReadOutcome::End);
     }
@@ -110,8 +124,16 @@ pub fn read_record(file: &mut File, at: u64, limit: u64) -> io::Result<ReadOutco
     if checksum(events, &payload) != crc {
         return Ok(ReadOutcome::Damaged(Damage::Corrupt));
     }
-    match zstd::stream::decode_all(&payload[..]) {
-        Ok(encoded) => Ok(ReadOutcome::Record(Record {
+    let mut encoded = Vec::new();
+    let decoded = zstd::stream::read::Decoder::new(&payload[..]).and_then(|d| {
+        d.take((max_encoded as u64).saturating_add(1))
+            .read_to_end(&mut encoded)
+    });
+    if decoded.is_ok() && encoded.len() > max_encoded {
+        return Ok(ReadOutcome::Damaged(Damage::Oversized));
+    }
+    match decoded {
+        Ok(_) => Ok(ReadOutcome::Record(Record {
             events,
             encoded,
             next: at + HEADER_BYTES + u64::from(len),

@@ -3,11 +3,18 @@
 //! total}`) and `POST /api/{org}/_search_stream` (server-sent events), with
 //! the agent's own credentials (`OPENOBSERVE_URL`, `_ORG`, `_USER`,
 //! `_PASSWORD` or `_PASSWORD_FILE`). It turns 401 and 400 answers into errors
-//! that carry OpenObserve's message; it never prints and never retries.
+//! that carry OpenObserve's message; it never prints and never retries. An
+//! answer is read up to [`MAX_ANSWER_BYTES`] (an error answer up to
+//! [`ANSWER_PREFIX_BYTES`]); a larger one is an error, never a memory blow-up.
 
-use crate::sinks::openobserve::{describe_failure, OpenObserveConfig};
+use crate::response_body::{read_capped, read_prefix, CappedReadError};
+use crate::sinks::openobserve::base_url::{self, BaseUrlError, UrlRole};
+use crate::sinks::openobserve::{describe_failure, OpenObserveConfig, ANSWER_PREFIX_BYTES};
 use serde_json::{Map, Value};
 use std::time::Duration;
+
+/// The largest search answer read: far more rows than a terminal shows.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// One row of a search answer.
 pub type Hit = Map<String, Value>;
@@ -19,6 +26,8 @@ pub enum SearchError {
         "OPENOBSERVE_URL is not set (the agent's OpenObserve base URL, e.g. http://pi-obs:5080)"
     )]
     NoUrl,
+    #[error("OPENOBSERVE_URL {error}; {}", .error.hint())]
+    Url { error: BaseUrlError },
     #[error("cannot read OPENOBSERVE_PASSWORD_FILE {path}: {error}")]
     PasswordFile { path: String, error: std::io::Error },
     #[error("OpenObserve refused the credentials (401): {message}; check OPENOBSERVE_USER and OPENOBSERVE_PASSWORD (search needs the user's password, not an ingestion token)")]
@@ -33,12 +42,15 @@ pub enum SearchError {
     Client(String),
     #[error("OpenObserve's answer is not a search response: {0}")]
     Answer(String),
+    #[error("OpenObserve's answer is larger than {} MiB; ask for fewer rows (--limit) or a shorter time range (--since/--until)", MAX_ANSWER_BYTES / (1024 * 1024))]
+    AnswerTooLarge,
 }
 
 /// The connection settings from the agent's environment (design §5).
 pub fn config_from_env() -> Result<OpenObserveConfig, SearchError> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let url = var("OPENOBSERVE_URL").ok_or(SearchError::NoUrl)?;
+    base_url::check(url.trim(), UrlRole::Http).map_err(|error| SearchError::Url { error })?;
     let split = crate::credentials::split_userinfo(url.trim_end_matches('/'));
     let mut cfg = OpenObserveConfig::new("shipctl", split.url);
     if let Some(org) = var("OPENOBSERVE_ORG") {
@@ -138,7 +150,24 @@ impl SearchClient {
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(transport)?;
+        let body = if resp.status().is_success() {
+            read_capped(resp, MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| match e {
+                    CappedReadError::TooLarge(_) => SearchError::AnswerTooLarge,
+                    CappedReadError::Read(e) => transport(e),
+                })?
+        } else {
+            // Only the message matters: a bounded prefix of it.
+            read_prefix(resp, ANSWER_PREFIX_BYTES)
+                .await
+                .map_err(transport)?
+                .bytes
+        };
+        let text = match String::from_utf8(body) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
         if let Some(named) = crate::tls::name_answer(&text).filter(|_| status == 400) {
             return Err(SearchError::Transport {
                 url: url.clone(),

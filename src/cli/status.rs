@@ -120,12 +120,22 @@ pub fn render(s: &proto::StatusReply) -> String {
         .filter(|c| c.failing)
         .map(|c| format!("{}: {}", c.name, c.last_error))
         .collect();
-    let health = if s.healthy {
-        "healthy".to_owned()
-    } else if failing.is_empty() {
-        "FAILING".to_owned()
-    } else {
-        format!("FAILING ({})", failing.join("; "))
+    let degraded: Vec<String> = s
+        .degraded
+        .iter()
+        .map(|d| format!("{}: {}", d.component, d.text))
+        .collect();
+    let mut concerns = Vec::new();
+    if !failing.is_empty() {
+        concerns.push(format!("FAILING ({})", failing.join("; ")));
+    }
+    if !degraded.is_empty() {
+        concerns.push(format!("DEGRADED ({})", degraded.join("; ")));
+    }
+    let health = match (s.healthy, concerns.is_empty()) {
+        (true, _) => "healthy".to_owned(),
+        (false, true) => "FAILING".to_owned(),
+        (false, false) => concerns.join(", "),
     };
     let pipeline = if s.pipeline.is_empty() {
         "embedded default"
@@ -136,15 +146,22 @@ pub fn render(s: &proto::StatusReply) -> String {
         name.contains("spill") && name.contains("bytes") && !name.ends_with("_total")
     });
     let taps = metric_sum(s, |name| name == "shipd_tap_events_dropped_total");
-    let warnings: String = s
-        .components
-        .iter()
-        .flat_map(|c| {
-            c.warnings
-                .iter()
-                .map(move |w| format!("WARNING {}: {w}\n", c.name))
-        })
-        .collect();
+    // An agent of an earlier version sends warnings in the rows only.
+    let warnings: String = if s.warnings.is_empty() {
+        s.components
+            .iter()
+            .flat_map(|c| {
+                c.warnings
+                    .iter()
+                    .map(move |w| format!("WARNING {}: {w}\n", c.name))
+            })
+            .collect()
+    } else {
+        s.warnings
+            .iter()
+            .map(|w| format!("WARNING {}: {}\n", w.component, w.text))
+            .collect()
+    };
     format!(
         "shipd {} · up {} · pipeline {} · reloads {}\nhealth: {health}\n{warnings}{table}\nbuffers: {} queued in memory, {} spilled to disk; {} tap event(s) dropped for slow readers\nwear: {} written to disk ({}), {} fsync(s)",
         s.version,
@@ -196,6 +213,8 @@ pub fn to_json(s: &proto::StatusReply) -> serde_json::Value {
         "version": s.version,
         "uptime_seconds": s.uptime_seconds,
         "healthy": s.healthy,
+        "degraded": s.degraded.iter().map(|d| serde_json::json!({"component": d.component, "cause": d.text})).collect::<Vec<_>>(),
+        "warnings": s.warnings.iter().map(|w| serde_json::json!({"component": w.component, "warning": w.text})).collect::<Vec<_>>(),
         "pipeline": s.pipeline,
         "reloads": s.reloads,
         "disk_bytes_written": s.disk_bytes_written,
@@ -271,5 +290,31 @@ mod tests {
             "{text}"
         );
         assert_eq!(to_json(&reply)["components"][0]["events_out"], 42);
+    }
+
+    #[test]
+    fn a_degraded_agent_names_the_cause_and_standing_warnings() {
+        let reply = proto::StatusReply {
+            healthy: false,
+            degraded: vec![proto::Concern {
+                component: "checkpoints".into(),
+                text: "disk copy: Read-only file system".into(),
+            }],
+            warnings: vec![proto::Concern {
+                component: "checkpoints".into(),
+                text: "runtime_dir /var/tmp is not RAM".into(),
+            }],
+            ..Default::default()
+        };
+        let text = render(&reply);
+        assert!(
+            text.contains("health: DEGRADED (checkpoints: disk copy: Read-only file system)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WARNING checkpoints: runtime_dir /var/tmp is not RAM"),
+            "{text}"
+        );
+        assert_eq!(to_json(&reply)["degraded"][0]["component"], "checkpoints");
     }
 }

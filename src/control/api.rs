@@ -1,6 +1,11 @@
-//! HTTP API: `GET /health` (200, or 503 with the failing components as JSON;
-//! both carry the disk `wear` figures)
-//! and `GET /metrics` (Prometheus text). Read-only; binds where configured.
+//! HTTP API: `GET /health` and `GET /metrics` (Prometheus text). Read-only;
+//! binds where configured.
+//!
+//! `/health` answers JSON with a `status`: `ok` (200), `failing` (503: a
+//! sink cannot deliver) or `degraded` (503: the agent ships, but what it
+//! delivered may not survive a crash, e.g. checkpoints cannot be written);
+//! `failing`, `degraded` and `warnings` list the components with the cause,
+//! and `wear` carries the disk figures. Warnings never change the status.
 
 use crate::control::health;
 use crate::telemetry;
@@ -13,16 +18,22 @@ use tokio_util::sync::CancellationToken;
 
 async fn health_handler() -> impl IntoResponse {
     let failing = health::failing();
+    let degraded = health::degraded();
+    let status = match (failing.is_empty(), degraded.is_empty()) {
+        (true, true) => "ok",
+        (false, _) => "failing",
+        (true, false) => "degraded",
+    };
     let body = serde_json::json!({
-        "status": if failing.is_empty() { "ok" } else { "failing" },
+        "status": status,
         "failing": failing.iter().map(|(c, e)| serde_json::json!({"component": c, "reason": e})).collect::<Vec<_>>(),
+        "degraded": degraded.iter().map(|(c, e)| serde_json::json!({"component": c, "cause": e})).collect::<Vec<_>>(),
         "warnings": health::warnings().iter().map(|(c, w)| serde_json::json!({"component": c, "warning": w})).collect::<Vec<_>>(),
         "wear": telemetry::wear(),
     });
-    let status = if failing.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let status = match status {
+        "ok" => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (
         status,

@@ -1,15 +1,17 @@
 //! The control socket: the gRPC [`Control`](super::proto::control_server::Control)
 //! service (tap, status, reload, version) on a unix socket, mode 0660, never
 //! on TCP. A stale socket left by a crash is replaced; a live one (another
-//! agent answers on it) is left alone. It serves requests; it never decides
-//! anything about the pipeline itself.
+//! agent answers on it) is left alone; anything else at the path (a regular
+//! file, a directory, a symlink) is never removed: the agent refuses to
+//! start ([`check_path`]). It serves requests; it never decides anything
+//! about the pipeline itself.
 
 use super::proto::control_server::{Control, ControlServer};
 use super::proto::{self, tap_message};
 use super::reload::Reloader;
 use super::status::AgentView;
 use super::tap::{self, TapRequest};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -31,6 +33,11 @@ pub enum ControlSocketError {
     },
     #[error("another agent answers on {0}")]
     InUse(PathBuf),
+    #[error(
+        "control socket path {path} is {kind}, not a socket: refusing to replace it; \
+         point SHIPD_CONTROL_SOCKET (control_socket) elsewhere or remove it"
+    )]
+    NotASocket { path: PathBuf, kind: &'static str },
     #[error("cannot bind {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -191,11 +198,43 @@ where
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-/// Removes a socket file nobody answers on; refuses one that is live.
+/// Whether `path` may become the control socket: nothing there, or a
+/// socket (replaced when nobody answers on it). Anything else is refused,
+/// never removed. Checked at start, before anything is opened.
+pub fn check_path(path: &Path) -> Result<(), ControlSocketError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let file_type = meta.file_type();
+    let kind = if file_type.is_socket() {
+        return Ok(());
+    } else if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a special file"
+    };
+    Err(ControlSocketError::NotASocket {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
+/// Whether `path` is a socket (what this agent may remove).
+fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// Removes a socket file nobody answers on; refuses one that is live, and
+/// anything that is not a socket.
 fn clear_stale(path: &Path) -> Result<(), ControlSocketError> {
     if std::fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
+    check_path(path)?;
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
         return Err(ControlSocketError::InUse(path.to_owned()));
     }
@@ -243,6 +282,37 @@ pub fn serve(
         if let Err(e) = served {
             tracing::error!(error = %e, "control socket stopped");
         }
-        let _ = std::fs::remove_file(&owned);
+        // Only a socket: whatever replaced it meanwhile is not ours.
+        if is_socket(&owned) {
+            let _ = std::fs::remove_file(&owned);
+        }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_socket_or_nothing_may_be_at_the_control_socket_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("absent.sock");
+        assert!(check_path(&absent).is_ok());
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, b"keep me").unwrap();
+        let err = clear_stale(&file).unwrap_err();
+        assert!(
+            err.to_string().contains("a regular file, not a socket"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me", "never removed");
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(check_path(&link).is_err(), "a symlink is not followed");
+        assert!(check_path(dir.path()).is_err());
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(clear_stale(&stale).is_ok());
+        assert!(!stale.exists(), "a stale socket is replaced");
+    }
 }

@@ -140,10 +140,23 @@ impl AgentView {
                 .map(|(_, _, v)| *v)
                 .sum::<u64>()
         };
+        let concerns = |pick: fn(&health::HealthView) -> &Vec<String>| {
+            health
+                .iter()
+                .flat_map(|(name, h)| {
+                    pick(h).iter().map(|text| proto::Concern {
+                        component: name.clone(),
+                        text: text.clone(),
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
         proto::StatusReply {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_seconds: self.started.elapsed().as_secs(),
-            healthy: health.values().all(|h| !h.failing),
+            healthy: health.values().all(|h| !h.failing && h.degraded.is_empty()),
+            degraded: concerns(|h| &h.degraded),
+            warnings: concerns(|h| &h.warnings),
             components,
             checkpoints,
             disk_bytes_written: sum_of("shipd_disk_bytes_written_total"),

@@ -25,6 +25,22 @@ pub struct Resource {
     pub attributes: Attributes,
 }
 
+impl Resource {
+    /// Rough in-memory size of one shared resource (its `Arc` block and
+    /// attributes); events that share it do not count it, so whoever makes
+    /// resources counts them once.
+    pub fn size_hint(&self) -> usize {
+        // The Arc's two counters, the resource, and the allocator's bookkeeping.
+        16 + std::mem::size_of::<Resource>()
+            + 16
+            + self
+                .attributes
+                .iter()
+                .map(|(k, v)| value::entry_size_hint(k, v))
+                .sum::<usize>()
+    }
+}
+
 /// Where an event sits in its replayable source: an origin (a hash of the
 /// source name and the file or journal identity) and a byte offset. Stable
 /// across restarts, so a re-sent record gets the same `log.record.uid`.
@@ -105,7 +121,7 @@ impl LogRecord {
 }
 
 /// How a metric point aggregates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetricKind {
     Gauge,
     /// A cumulative sum; `monotonic` for counters.

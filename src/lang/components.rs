@@ -1,12 +1,16 @@
 //! Component blocks: the option schema of every source and sink kind (and of
 //! `settings`), evaluation of option values when the pipeline loads, and the
-//! mapping onto the typed configuration the agent runs. Option values are
-//! never echoed in diagnostics: they may hold secrets.
+//! mapping onto the typed configuration the agent runs. Every duration, size
+//! and count option carries its valid range ([`super::option_range`]). Option
+//! values are never echoed in diagnostics, since they may hold secrets, except
+//! a number refused for its range.
 
 use super::ast::{Component, Expr, ExprKind, Lit, Opt};
 use super::compile::{Compiler, Scope};
 use super::diagnostics::{suggest, Diagnostic, Span};
 use super::eval::Ctx;
+use super::option_range::{days, env_origin, hours, mins, ms, origin_note, secs, OptRange};
+use super::option_range::{GIB, KIB, MIB};
 use crate::event::{Event, LogRecord, Resource, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,6 +53,19 @@ pub struct OptSpec {
     pub ty: OptTy,
     pub required: bool,
     pub doc: &'static str,
+    /// The values accepted: every duration, size and count option has one
+    /// (a test holds this), checked when the pipeline loads.
+    pub range: Option<OptRange>,
+}
+
+impl OptSpec {
+    /// This option, accepting only values within `range`.
+    const fn within(self, range: OptRange) -> OptSpec {
+        OptSpec {
+            range: Some(range),
+            ..self
+        }
+    }
 }
 
 const fn o(name: &'static str, ty: OptTy, doc: &'static str) -> OptSpec {
@@ -57,6 +74,7 @@ const fn o(name: &'static str, ty: OptTy, doc: &'static str) -> OptSpec {
         ty,
         required: false,
         doc,
+        range: None,
     }
 }
 
@@ -66,6 +84,7 @@ const fn r(name: &'static str, ty: OptTy, doc: &'static str) -> OptSpec {
         ty,
         required: true,
         doc,
+        range: None,
     }
 }
 
@@ -95,17 +114,18 @@ pub static KINDS: &[KindSpec] = &[
             r("include", OptTy::Strings, "globs of files to tail"),
             o("exclude", OptTy::Strings, "globs of paths never tailed"),
             o("read_from", OptTy::Choice(&["beginning", "end"]), "start of files without a checkpoint at the source's first start (default end)"),
-            o("max_line_bytes", OptTy::Size, "longer lines are truncated and marked (default 256KiB)"),
-            o("poll_interval", OptTy::Duration, "re-check every file this often besides inotify (default 1s)"),
-            o("glob_interval", OptTy::Duration, "re-scan the globs this often besides inotify (default 10s)"),
-            o("rotate_wait", OptTy::Duration, "how long a rotated-away file is still read (default 30s)"),
+            o("max_open_files", OptTy::Int, "descriptors held open at most (and at most half the process's descriptor limit); more files are read in turns (default 256)").within(OptRange::int(1, 65_536)),
+            o("max_line_bytes", OptTy::Size, "longer lines are truncated and marked (default 256KiB)").within(OptRange::size(KIB, 64 * MIB)),
+            o("poll_interval", OptTy::Duration, "re-check every file this often besides inotify (default 1s)").within(OptRange::duration(ms(10), hours(1))),
+            o("glob_interval", OptTy::Duration, "re-scan the globs this often besides inotify (default 10s)").within(OptRange::duration(ms(100), days(1))),
+            o("rotate_wait", OptTy::Duration, "how long a rotated-away file is still read (default 30s)").within(OptRange::duration(ms(100), days(1))),
             o("read_compressed", OptTy::Bool, "read *.gz files the globs match (default false)"),
             o("format", OptTy::Choice(&["plain", "docker", "cri"]), "line format (default plain)"),
             o("multiline.start", OptTy::Regex, "lines matching start a new event; others continue it"),
             o("multiline.continue", OptTy::Regex, "lines matching continue the previous event"),
-            o("multiline.timeout", OptTy::Duration, "emit a held event after this long without lines (default 1s)"),
-            o("multiline.max_lines", OptTy::Int, "lines per event at most (default 500)"),
-            o("multiline.max_bytes", OptTy::Size, "bytes per event at most (default 256KiB)"),
+            o("multiline.timeout", OptTy::Duration, "emit a held event after this long without lines (default 1s)").within(OptRange::duration(ms(10), hours(1))),
+            o("multiline.max_lines", OptTy::Int, "lines per event at most (default 500)").within(OptRange::int(1, 100_000)),
+            o("multiline.max_bytes", OptTy::Size, "bytes per event at most (default 256KiB)").within(OptRange::size(KIB, 64 * MIB)),
             o("service", OptTy::Str, "service.name of the records (default: the source name)"),
             o("enabled", OptTy::Bool, "false leaves the source out"),
         ],
@@ -117,6 +137,7 @@ pub static KINDS: &[KindSpec] = &[
         options: &[
             o("directory", OptTy::Str, "docker's containers directory (default /var/lib/docker/containers)"),
             o("read_from", OptTy::Choice(&["beginning", "end"]), "start of logs without a checkpoint (default end)"),
+            o("max_open_files", OptTy::Int, "descriptors held open at most (and at most half the process's descriptor limit); more files are read in turns (default 256)").within(OptRange::int(1, 65_536)),
             o("enabled", OptTy::Bool, "false leaves the source out"),
         ],
     },
@@ -127,6 +148,7 @@ pub static KINDS: &[KindSpec] = &[
         options: &[
             o("directory", OptTy::Str, "the pods log directory (default /var/log/pods)"),
             o("read_from", OptTy::Choice(&["beginning", "end"]), "start of logs without a checkpoint (default end)"),
+            o("max_open_files", OptTy::Int, "descriptors held open at most (and at most half the process's descriptor limit); more files are read in turns (default 256)").within(OptRange::int(1, 65_536)),
             o("enabled", OptTy::Bool, "false leaves the source out"),
         ],
     },
@@ -152,7 +174,7 @@ pub static KINDS: &[KindSpec] = &[
         role: Role::Source,
         doc: "Node metrics from /proc and /sys (OpenTelemetry host-metrics names), Raspberry Pi health, and a shipd.node.health level.",
         options: &[
-            o("every", OptTy::Duration, "collection interval (default 15s)"),
+            o("every", OptTy::Duration, "collection interval (default 15s)").within(OptRange::duration(ms(100), days(1))),
             o("root", OptTy::Str, "where the host's /proc and /sys are (default /)"),
             o("exclude_interfaces", OptTy::Strings, "network interfaces never reported"),
             o("exclude_mount_points", OptTy::Strings, "mount points never reported"),
@@ -166,10 +188,12 @@ pub static KINDS: &[KindSpec] = &[
         doc: "Scrapes Prometheus text exposition (0.0.4, OpenMetrics where easy) from URLs.",
         options: &[
             r("urls", OptTy::Strings, "targets, e.g. [\"http://127.0.0.1:9100/metrics\"]"),
-            o("every", OptTy::Duration, "scrape interval (default 15s)"),
-            o("timeout", OptTy::Duration, "per scrape (default 10s)"),
+            o("every", OptTy::Duration, "scrape interval (default 15s)").within(OptRange::duration(secs(1), days(1))),
+            o("timeout", OptTy::Duration, "per scrape (default 10s)").within(OptRange::duration(ms(100), mins(10))),
             o("job", OptTy::Str, "the job label (default: the source name)"),
             o("honor_labels", OptTy::Bool, "keep the target's job/instance labels on conflict (default false)"),
+            o("max_body_bytes", OptTy::Size, "a longer exposition fails the scrape (up 0, counted), never read past it (default 16MiB)").within(OptRange::size(4 * KIB, GIB)),
+            o("max_series", OptTy::Int, "more sample lines (every line not blank or a comment: each histogram bucket counts) fail the scrape (default 100000)").within(OptRange::int(1, 10_000_000)),
             o("tls.ca_file", OptTy::Str, "CA certificate (PEM) trusted for https targets besides the system roots"),
             o("tls.cert_file", OptTy::Str, "client certificate (PEM) for targets that demand one; with tls.key_file"),
             o("tls.key_file", OptTy::Str, "the client certificate's private key (PEM)"),
@@ -181,13 +205,15 @@ pub static KINDS: &[KindSpec] = &[
     KindSpec {
         name: "otlp",
         role: Role::Source,
-        doc: "Receives OTLP logs and metrics that local apps push over gRPC and HTTP (protobuf, gzip or zstd); refuses with RESOURCE_EXHAUSTED / 429 while the pipeline is full.",
+        doc: "Receives OTLP logs and metrics that local apps push over gRPC and HTTP (protobuf, gzip or zstd); refuses with RESOURCE_EXHAUSTED / 429 while the pipeline is full or the receiver busy, and with RESOURCE_EXHAUSTED / 413 a request over max_message_bytes or max_request_memory.",
         options: &[
             o("grpc_address", OptTy::Str, "OTLP/gRPC listen address, or \"off\" (default 127.0.0.1:4317)"),
             o("http_address", OptTy::Str, "OTLP/HTTP listen address (POST /v1/logs, /v1/metrics), or \"off\" (default 127.0.0.1:4318)"),
-            o("max_message_bytes", OptTy::Size, "largest request, compressed and decompressed (default 16MiB)"),
-            o("accept_timeout", OptTy::Duration, "how long a request waits for room in the pipeline before it is refused (default 1s)"),
-            o("retry_after", OptTy::Duration, "Retry-After advice of a refused HTTP request (default 1s)"),
+            o("max_message_bytes", OptTy::Size, "largest request, compressed and decompressed (default 16MiB)").within(OptRange::size(KIB, 64 * MIB)),
+            o("max_request_memory", OptTy::Size, "the most one request's records may take in memory once decoded; larger requests are refused with 413 / RESOURCE_EXHAUSTED (default 8MiB)").within(OptRange::size(64 * KIB, GIB)),
+            o("max_concurrent_requests", OptTy::Int, "requests received and decoded at once; others wait up to accept_timeout (default 4)").within(OptRange::int(1, 256)),
+            o("accept_timeout", OptTy::Duration, "how long a request waits for room in the pipeline before it is refused (default 1s)").within(OptRange::duration(secs(0), mins(1))),
+            o("retry_after", OptTy::Duration, "Retry-After advice of a refused HTTP request (default 1s)").within(OptRange::duration(secs(1), hours(1))),
             o("tls.cert_file", OptTy::Str, "serve both protocols over TLS with this certificate chain (PEM); with tls.key_file"),
             o("tls.key_file", OptTy::Str, "the private key (PEM) of tls.cert_file"),
             o("enabled", OptTy::Bool, "false leaves the source out"),
@@ -207,23 +233,23 @@ pub static KINDS: &[KindSpec] = &[
             o("transport", OptTy::Choice(&["http", "grpc"]), "default http"),
             o("compression", OptTy::Choice(&["gzip", "zstd", "none"]), "default gzip"),
             o("stream", OptTy::Str, "stream for routes that name none (default `default`)"),
-            o("batch.max_events", OptTy::Int, "events per request (default 5000)"),
-            o("batch.max_bytes", OptTy::Size, "uncompressed bytes per request (default 1MiB)"),
-            o("batch.timeout", OptTy::Duration, "longest wait of an event in a batch (default 1s)"),
-            o("in_flight", OptTy::Int, "concurrent requests (default 4)"),
-            o("request_timeout", OptTy::Duration, "per request (default 30s)"),
-            o("retry_max", OptTy::Duration, "longest backoff between retries (default 30s)"),
-            o("retry_auth", OptTy::Duration, "wait after a 401/403 before trying again (default 30s)"),
+            o("batch.max_events", OptTy::Int, "events per request (default 5000)").within(OptRange::int(1, 1_000_000)),
+            o("batch.max_bytes", OptTy::Size, "uncompressed bytes per request (default 1MiB)").within(OptRange::size(KIB, 64 * MIB)),
+            o("batch.timeout", OptTy::Duration, "longest wait of an event in a batch (default 1s)").within(OptRange::duration(ms(10), mins(10))),
+            o("in_flight", OptTy::Int, "concurrent requests (default 4)").within(OptRange::int(1, 64)),
+            o("request_timeout", OptTy::Duration, "per request (default 30s)").within(OptRange::duration(secs(1), mins(10))),
+            o("retry_max", OptTy::Duration, "longest backoff between retries (default 30s)").within(OptRange::duration(ms(100), hours(1))),
+            o("retry_auth", OptTy::Duration, "wait after a 401/403 before trying again (default 30s)").within(OptRange::duration(ms(100), hours(1))),
             o("tls.ca_file", OptTy::Str, "CA certificate (PEM) trusted besides the system roots, e.g. a private CA on the observability Pi"),
             o("tls.cert_file", OptTy::Str, "client certificate (PEM) for mutual TLS; with tls.key_file"),
             o("tls.key_file", OptTy::Str, "the client certificate's private key (PEM)"),
             o("tls.server_name", OptTy::Str, "the name OpenObserve's certificate must carry (default: the URL's host)"),
             o("tls.insecure_skip_verify", OptTy::Bool, "accept any certificate (logged as a WARN, shown in status; default false)"),
             o("too_old", OptTy::Choice(&["drop", "restamp", "keep"]), "log records older than OpenObserve's 5 h ingest window: drop (counted, logged; default), restamp (time now, original in shipd.original_timestamp) or keep (sent unchanged)"),
-            o("buffer.max_size", OptTy::Size, "spill buffer cap on disk for data that cannot be re-read (metrics, OTLP received); default 256MiB, at least 1MiB"),
+            o("buffer.max_size", OptTy::Size, "spill buffer cap on disk for data that cannot be re-read (metrics, OTLP received); default 256MiB, at least 1MiB").within(OptRange::size(crate::buffer::queue::MIN_MAX_BYTES, 64 * GIB)),
             o("buffer.when_full", OptTy::Choice(&["block", "drop_oldest"]), "when the spill buffer is full: block (backpressure; default) or drop_oldest (counted)"),
-            o("buffer.segment_size", OptTy::Size, "spill segment file size (default 8MiB, at most a quarter of max_size)"),
-            o("buffer.sync_interval", OptTy::Duration, "fsync the segment being written at most this often (default 5s; always on segment close)"),
+            o("buffer.segment_size", OptTy::Size, "spill segment file size (default 8MiB, at most a quarter of max_size)").within(OptRange::size(64 * KIB, 256 * MIB)),
+            o("buffer.sync_interval", OptTy::Duration, "fsync the segment being written at most this often (default 5s; always on segment close)").within(OptRange::duration(ms(100), hours(1))),
             o("enabled", OptTy::Bool, "false leaves the sink out (routes fall through to the next sink of `a or b`)"),
         ],
     },
@@ -239,16 +265,16 @@ pub static KINDS: &[KindSpec] = &[
         doc: "Agent-wide settings.",
         options: &[
             o("data_dir", OptTy::Str, "checkpoints and buffers (default $SHIPD_DATA_DIR or /var/lib/shipd)"),
-            o("runtime_dir", OptTy::Str, "RAM-backed directory (tmpfs) where metrics and received data are journaled until delivered, so a crash of the process loses none of them, and where checkpoints are saved every checkpoint_interval without wearing the storage, or \"off\" (default $SHIPD_RUNTIME_DIR, else $RUNTIME_DIRECTORY/journal, else /dev/shm/shipd-<id of data_dir>)"),
+            o("runtime_dir", OptTy::Str, "RAM-backed directory (tmpfs) where metrics and received data are journaled until delivered, so a crash of the process loses none of them, and where checkpoints are saved within checkpoint_interval of every acknowledgement without wearing the storage (not RAM: a warning in /health and shipctl status), or \"off\" (default $SHIPD_RUNTIME_DIR, else $RUNTIME_DIRECTORY/journal, else /dev/shm/shipd-<id of data_dir>)"),
             o("api_addr", OptTy::Str, "address of /health and /metrics, or \"off\" (default $SHIPD_API_ADDR or 127.0.0.1:9717)"),
             o("control_socket", OptTy::Str, "unix socket of the control API (shipctl tail, status, reload), or \"off\" (default $SHIPD_CONTROL_SOCKET or /run/shipd/control.sock)"),
-            o("checkpoint_interval", OptTy::Duration, "how often delivered positions are saved to the RAM copy in runtime_dir, which a crash or restart of the process keeps (default 5s; without a RAM runtime_dir they go to disk only, every checkpoint_disk_interval)"),
-            o("checkpoint_disk_interval", OptTy::Duration, "how often the checkpoint copy on disk, which a reboot keeps, is brought up to date: at most one write per interval plus one per newly seen file or journal, each costing one or two 4 KiB pages of flash (the data, and the inode's new mtime) (default 120s)"),
-            o("drain_timeout", OptTy::Duration, "how long shutdown waits for in-flight batches (default 10s)"),
+            o("checkpoint_interval", OptTy::Duration, "how long a delivered position may wait before it is saved to the RAM copy in runtime_dir, which a crash or restart of the process keeps: every acknowledgement wakes the writer, and writes are coalesced to at most one per interval (default 250ms; without a RAM runtime_dir positions go to disk only, every checkpoint_disk_interval)").within(OptRange::duration(ms(100), hours(1))),
+            o("checkpoint_disk_interval", OptTy::Duration, "how often the checkpoint copy on disk, which a reboot keeps, is brought up to date: at most one write per interval plus one per newly seen file or journal, each costing one or two 4 KiB pages of flash (the data, and the inode's new mtime) (default 120s)").within(OptRange::duration(secs(1), days(1))),
+            o("drain_timeout", OptTy::Duration, "how long shutdown waits for in-flight batches (default 10s)").within(OptRange::duration(secs(0), hours(1))),
             o("hostname", OptTy::Str, "host.name of every record (default: the kernel's)"),
-            o("max_streams", OptTy::Int, "distinct computed stream names before overflow (default 100)"),
+            o("max_streams", OptTy::Int, "distinct computed stream names before overflow (default 100)").within(OptRange::int(1, 10_000)),
             o("overflow_stream", OptTy::Str, "where events go past max_streams (default `overflow`)"),
-            o("channel_bytes", OptTy::Size, "byte budget between stages (default 4MiB)"),
+            o("channel_bytes", OptTy::Size, "byte budget between stages (default 4MiB)").within(OptRange::size(16 * KIB, GIB)),
         ],
     },
 ];
@@ -319,6 +345,14 @@ impl Options {
             Some((OptVal::Regex(s), _)) => Some(s.clone()),
             _ => None,
         }
+    }
+    /// A count option as a `usize` (its range keeps it positive).
+    pub fn count(&self, k: &str) -> Option<usize> {
+        self.int(k).and_then(|i| usize::try_from(i).ok())
+    }
+    /// A size option as a `usize` (its range keeps it addressable on 32 bits).
+    pub fn bytes(&self, k: &str) -> Option<usize> {
+        self.size(k).and_then(|s| usize::try_from(s).ok())
     }
     pub fn span(&self, k: &str) -> Option<Span> {
         self.values.get(k).map(|(_, s)| s.to_owned())
@@ -468,14 +502,24 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
                 continue;
             }
         }
+        let vars = env_origin(expr);
         match convert(opt.ty, expr, value) {
-            Some(v) => {
-                out.values.insert(name, (v, span));
-            }
+            Some(v) => match opt.range {
+                Some(range) if !range.contains(&v) => c
+                    .diagnostics
+                    .push(out_of_range(&name, opt, range, &v, &vars, expr.span)),
+                _ => {
+                    out.values.insert(name, (v, span));
+                }
+            },
             None => c.diagnostics.push(
                 Diagnostic::new(
                     expr.span,
-                    format!("option `{name}` must be {}", opt.ty.describe()),
+                    format!(
+                        "option `{name}` must be {}{}",
+                        opt.ty.describe(),
+                        origin_note(&vars, false)
+                    ),
                 )
                 .hint(opt.doc),
             ),
@@ -493,6 +537,33 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
         }
     }
     out
+}
+
+/// The refusal of `value` for option `name`: the value, where it came from
+/// and the range, so a user of the default pipeline knows which variable to fix.
+fn out_of_range(
+    name: &str,
+    opt: &OptSpec,
+    range: OptRange,
+    value: &OptVal,
+    vars: &[String],
+    at: Span,
+) -> Diagnostic {
+    let shown = super::option_range::format_value(value).unwrap_or_default();
+    let message = format!(
+        "option `{name}` is {shown}{}, outside its range {}",
+        origin_note(vars, true),
+        range.describe()
+    );
+    let hint = match vars {
+        [] => format!("{name}: {}", opt.doc),
+        vars => format!(
+            "set {} to a value from {}, or unset it for the default",
+            vars.join(" or "),
+            range.describe()
+        ),
+    };
+    Diagnostic::new(at, message).hint(hint)
 }
 
 /// Checks a component's kind; `None` after reporting an unknown kind.

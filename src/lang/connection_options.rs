@@ -2,13 +2,16 @@
 //! connections: `tls.*` onto [`TlsOptions`] (files checked when the pipeline
 //! loads, so `shipctl check` and a start report a bad path at its option),
 //! and the OpenObserve credentials (`user`/`password`, `password_file`, or
-//! userinfo in the URL, which is taken out of the URL here). Never puts a
-//! secret into a diagnostic.
+//! userinfo in the URL, which is taken out of the URL here), and the
+//! OpenObserve URLs' shape. Never puts a secret into a diagnostic.
 
+use super::ast::Opt;
 use super::compile::Compiler;
 use super::components::Options;
 use super::diagnostics::{Diagnostic, Span};
+use super::option_range::{env_origin, origin_note};
 use crate::credentials::split_userinfo;
+use crate::sinks::openobserve::base_url::{self, UrlRole};
 use crate::tls::TlsOptions;
 use std::path::PathBuf;
 
@@ -101,5 +104,30 @@ pub fn credentials(c: &mut Compiler, opts: &Options, url: &str, at: Span) -> Cre
         url: split.url,
         user,
         password,
+    }
+}
+
+/// `url` and `grpc_url` of an OpenObserve sink, checked
+/// ([`crate::sinks::openobserve::base_url`]): a refusal names the option and
+/// the environment variable its value came from.
+pub fn openobserve_urls(c: &mut Compiler, opts: &Options, written: &[Opt], at: Span) {
+    for (option, role) in [("url", UrlRole::Http), ("grpc_url", UrlRole::Grpc)] {
+        let Some(url) = opts.str(option) else {
+            continue;
+        };
+        if let Err(e) = base_url::check(url.trim(), role) {
+            let vars = written
+                .iter()
+                .find(|o| o.key.name == option)
+                .map(|o| env_origin(&o.value))
+                .unwrap_or_default();
+            c.diagnostics.push(
+                Diagnostic::new(
+                    opts.span(option).unwrap_or(at),
+                    format!("option `{option}`{} {e}", origin_note(&vars, false)),
+                )
+                .hint(e.hint()),
+            );
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! Channels of event batches bounded by bytes, not by count, so that a full
 //! downstream stage stops its upstream (backpressure reaches the sources).
+//! The bytes are what the events take in memory ([`EventBatch::bytes`]:
+//! each event's own size plus its payload), so millions of tiny events
+//! fill a channel as surely as a few large ones. An item larger than the
+//! whole capacity is let in alone (else it could never pass): sources bound
+//! their batches (the OTLP receiver by `max_request_memory`, see
+//! [`crate::memory`]).
 
 use crate::event::EventBatch;
 use std::sync::Arc;

@@ -2,30 +2,55 @@
 //!
 //! The [`Checkpointer`] advances a source key (one tailed file, one journal)
 //! to its highest *contiguously* acknowledged position and persists the state
-//! (JSON in a [`SlotFile`], written in place) at most every interval and
-//! only when something changed. The start position of a newly seen key is
-//! persisted and synced at once, so a crash before the first interval
-//! neither skips nor re-reads; so is the final state at shutdown.
-//! It never writes event data.
+//! (JSON in a [`SlotFile`], written in place) only when something changed.
+//! The start position of a newly seen key is persisted and synced at once,
+//! so a crash before the first write neither skips nor re-reads; so is the
+//! final state at shutdown. It never writes event data.
 //!
-//! Two copies spare the flash: every interval (5 s) the state goes to a copy
-//! in RAM (tmpfs, beside the RAM journal), which survives a crash or restart
-//! of the process and costs no storage writes; the copy in the data
-//! directory is rewritten at most every `disk_interval` (120 s), plus once,
-//! synced, per newly seen source key: so few writes reach the storage
-//! whatever the kernel's writeback does. Both carry a generation; the newest
-//! intact one wins at start, the RAM copy only beside the disk copy it was
-//! written with. After a reboot (RAM gone) the disk copy is up to `disk_interval`
-//! older: the difference is read again (duplicates), never skipped. Without
-//! a RAM directory every write goes to disk, at most every `disk_interval`.
+//! Two copies spare the flash. Every acknowledgement that moves a position
+//! wakes the writer, which saves the state to a copy in RAM (tmpfs, beside
+//! the RAM journal) at most once per `interval` (`checkpoint_interval`,
+//! 250 ms): a crash or restart of the process re-sends at most what was
+//! delivered in that window, and RAM writes cost no storage. The copy in
+//! the data directory is rewritten at most every `disk_interval` (120 s),
+//! plus once, synced, per newly seen source key: so few writes reach the
+//! storage whatever the kernel's writeback does. Both carry a generation;
+//! at start [`checkpoint_recovery`](super::checkpoint_recovery) picks the
+//! newest intact one (the RAM copy only beside the disk copy it was written
+//! with) and sets damaged copies aside. After a reboot (RAM gone) the disk
+//! copy is up to `disk_interval` older: the difference is read again
+//! (duplicates), never skipped. Without a RAM directory every write goes to
+//! disk, at most every `disk_interval`.
+//!
+//! A disk copy that cannot be written (read-only remount, full disk,
+//! permissions) marks the `checkpoints` component degraded in
+//! [`health`](crate::control::health) with the cause, keeps the RAM copy
+//! current, and is retried every [`DISK_RETRY`]; the first write that
+//! succeeds clears it. A RAM directory that is not RAM is a standing warning.
 
 use super::checkpoint_file::{SlotFile, SlotFileError};
+use super::checkpoint_recovery::{self, DISK_ONLY};
+use crate::control::health::ComponentHealth;
+use crate::sinks::log_limit::LogLimit;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// The component `/health` and `shipctl status` name for checkpoints.
+pub const HEALTH_COMPONENT: &str = "checkpoints";
+
+/// How often a disk copy that could not be written is tried again.
+pub const DISK_RETRY: Duration = Duration::from_secs(1);
+
+/// Repeated failures to write the disk copy, logged once a minute.
+static DISK_ERROR_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
+
+/// The cause a failing disk copy is degraded for.
+const DISK_CAUSE: &str = "disk copy";
 
 /// Identifies one replayable stream of a source, e.g. `files|2049:1311`.
 pub type SourceKey = Arc<str>;
@@ -60,14 +85,14 @@ pub struct Entry {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct StateFile {
+pub(super) struct StateFile {
     version: u32,
     /// Generation of the disk copy when this state was written: a RAM copy
     /// counts only beside that very disk copy, never beside one a later run
     /// (without the RAM copy) has rewritten since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    disk_generation: Option<u64>,
-    entries: BTreeMap<String, Entry>,
+    pub(super) disk_generation: Option<u64>,
+    pub(super) entries: BTreeMap<String, Entry>,
 }
 
 #[derive(Debug, Default)]
@@ -88,14 +113,18 @@ struct State {
 #[derive(Debug)]
 pub struct Checkpointer {
     path: PathBuf,
+    /// The shortest time between two writes: changes within it coalesce.
     interval: Duration,
     state: Mutex<State>,
     /// Held across snapshot and write: two flushers (a source starting a
-    /// key, the interval task) would otherwise write an older snapshot
+    /// key, the writer task) would otherwise write an older snapshot
     /// over a newer one.
     files: Mutex<Copies>,
     /// The state file of earlier versions, removed after the first write.
     legacy: Mutex<Option<PathBuf>>,
+    /// Wakes the writer task: a position moved.
+    changed: Notify,
+    health: Arc<ComponentHealth>,
 }
 
 /// Where checkpoints are written, and when the disk copy is next due.
@@ -107,6 +136,9 @@ struct Copies {
     generation: u64,
     disk_interval: Duration,
     disk_written_at: Instant,
+    /// The last disk write failed at this instant: tried again
+    /// [`DISK_RETRY`] later.
+    disk_failed_at: Option<Instant>,
     /// The RAM copy holds a newer state than the disk copy.
     disk_behind: bool,
     /// The last disk write was not forced to storage.
@@ -115,10 +147,34 @@ struct Copies {
     sync_owed: bool,
 }
 
+impl Copies {
+    /// Whether an unforced write goes to disk now.
+    fn disk_due(&self, now: Instant) -> bool {
+        match self.disk_failed_at {
+            Some(failed) => now.duration_since(failed) >= DISK_RETRY,
+            None => now.duration_since(self.disk_written_at) >= self.disk_interval,
+        }
+    }
+
+    /// When the disk copy is next due, if it owes anything (`dirty`: a
+    /// change not written anywhere yet).
+    fn disk_due_at(&self, dirty: bool) -> Option<Instant> {
+        let owed = self.disk_behind
+            || self.sync_owed
+            || self.disk_failed_at.is_some()
+            || (dirty && self.ram.is_none());
+        owed.then(|| match self.disk_failed_at {
+            Some(failed) => failed + DISK_RETRY,
+            None => self.disk_written_at + self.disk_interval,
+        })
+    }
+}
+
 /// Where and how often checkpoints are persisted.
 #[derive(Debug, Clone)]
 pub struct CheckpointSettings {
-    /// How often changed positions are saved (to the RAM copy when there is one).
+    /// The shortest time between two writes of changed positions (to the
+    /// RAM copy when there is one): acknowledgements within it coalesce.
     pub interval: Duration,
     /// How often the disk copy takes the RAM copy's state.
     pub disk_interval: Duration,
@@ -128,7 +184,7 @@ pub struct CheckpointSettings {
 }
 
 impl CheckpointSettings {
-    /// Disk only: every flush writes (the interval task flushes every
+    /// Disk only: every flush writes (the writer task flushes at most every
     /// `interval`).
     pub fn disk_only(interval: Duration) -> Self {
         CheckpointSettings {
@@ -139,114 +195,21 @@ impl CheckpointSettings {
     }
 }
 
-const FILE_NAME: &str = "checkpoints.state";
-/// Whole-file JSON written by write-temp + rename (before 0.2).
-const LEGACY_FILE_NAME: &str = "checkpoints.json";
-
-fn parse(path: &Path, bytes: &[u8]) -> Result<StateFile, CheckpointError> {
-    serde_json::from_slice::<StateFile>(bytes).map_err(|source| CheckpointError::Parse {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// What happens without a RAM copy, said in every log line about losing it.
-const DISK_ONLY: &str = "checkpoints go to disk only, every checkpoint_disk_interval";
-
-/// Opens the RAM copy in `dir`, or `None` when `dir` is not RAM-backed or
-/// unusable (logged). Its state comes back only when it is newer than the
-/// disk copy (`disk`: generation of an existing disk copy) and was written
-/// beside that very disk copy; otherwise (a first start, an emptied data
-/// directory, a later run without the RAM copy) it is removed, not trusted.
-fn open_ram_copy(dir: &Path, disk: Option<u64>) -> Option<(SlotFile, Option<StateFile>)> {
-    let path = dir.join(FILE_NAME);
-    match crate::buffer::journal::prepare_ram_dir(dir) {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::info!(dir = %dir.display(),
-                "runtime directory is not RAM-backed: {DISK_ONLY}");
-            return None;
-        }
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e,
-                "no RAM copy of checkpoints: {DISK_ONLY}");
-            return None;
-        }
-    }
-    let trusted = match SlotFile::open(&path, true) {
-        Ok(loaded) => match (loaded.payload, disk) {
-            (Some(payload), Some(disk)) if loaded.file.generation() > disk => {
-                match parse(&path, &payload) {
-                    Ok(state) if state.disk_generation == Some(disk) => {
-                        return Some((loaded.file, Some(state)))
-                    }
-                    Ok(_) => "written beside another disk copy",
-                    Err(_) => "unreadable",
-                }
-            }
-            (None, _) => return Some((loaded.file, None)),
-            (Some(_), None) => "no disk copy",
-            (Some(_), Some(_)) => "older than the disk copy",
-        },
-        Err(_) => "damaged",
-    };
-    tracing::info!(path = %path.display(), reason = trusted, "RAM copy of checkpoints not used; removed");
-    if let Err(e) = std::fs::remove_file(&path) {
-        tracing::warn!(path = %path.display(), error = %e,
-            "cannot remove the RAM copy of checkpoints: {DISK_ONLY}");
-        return None;
-    }
-    match SlotFile::open(&path, true) {
-        Ok(loaded) => Some((loaded.file, None)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e,
-                "no RAM copy of checkpoints: {DISK_ONLY}");
-            None
-        }
-    }
-}
-
 impl Checkpointer {
     /// Loads `data_dir/checkpoints.state` or, when newer, its RAM copy
     /// (absent means empty; a `checkpoints.json` of an earlier version is
-    /// taken over).
+    /// taken over; a damaged copy is set aside and logged, see
+    /// [`checkpoint_recovery`]).
     pub fn open(
         data_dir: &Path,
         settings: &CheckpointSettings,
     ) -> Result<Arc<Self>, CheckpointError> {
-        let path = data_dir.join(FILE_NAME);
-        let loaded = SlotFile::open(&path, false)?;
-        let disk_generation = loaded.file.generation();
-        let ram = settings.ram_dir.as_deref().and_then(|dir| {
-            open_ram_copy(dir, loaded.payload.is_some().then_some(disk_generation))
-        });
-        let (ram, newer) = match ram {
-            Some((file, newer)) => (Some(file), newer),
-            None => (None, None),
-        };
-        let generation = ram
-            .as_ref()
-            .map_or(disk_generation, |r| r.generation().max(disk_generation));
-        let legacy_path = data_dir.join(LEGACY_FILE_NAME);
-        let mut legacy = None;
-        let entries = match (newer, loaded.payload) {
-            (Some(state), _) => state.entries,
-            (None, Some(payload)) => parse(&path, &payload)?.entries,
-            (None, None) => match std::fs::read(&legacy_path) {
-                Ok(bytes) => {
-                    legacy = Some(legacy_path.clone());
-                    parse(&legacy_path, &bytes)?.entries
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-                Err(source) => {
-                    return Err(CheckpointError::Read {
-                        path: legacy_path,
-                        source,
-                    })
-                }
-            },
-        };
-        let dirty = legacy.is_some();
+        let found = checkpoint_recovery::recover(data_dir, settings.ram_dir.as_deref())?;
+        let health = ComponentHealth::register(HEALTH_COMPONENT);
+        health.set_warnings(found.ram_warning.into_iter().collect());
+        let disk_generation = found.disk.generation();
+        let generation = found.generation;
+        let dirty = found.legacy.is_some();
         // A newer RAM copy goes to disk at the first write: due at once, so
         // that a run restarting faster than the disk interval still moves
         // the disk copy on.
@@ -256,26 +219,33 @@ impl Checkpointer {
             true => now.checked_sub(settings.disk_interval).unwrap_or(now),
             false => now,
         };
-        Ok(Arc::new(Checkpointer {
-            path,
+        let checkpointer = Arc::new(Checkpointer {
+            path: found.disk.path().to_owned(),
             interval: settings.interval,
             state: Mutex::new(State {
-                entries,
+                entries: found.entries,
                 dirty,
                 ..State::default()
             }),
             files: Mutex::new(Copies {
-                disk: loaded.file,
-                ram,
+                disk: found.disk,
+                ram: found.ram,
                 generation,
                 disk_interval: settings.disk_interval,
                 disk_written_at,
+                disk_failed_at: None,
                 disk_behind,
                 disk_unsynced: false,
                 sync_owed: false,
             }),
-            legacy: Mutex::new(legacy),
-        }))
+            legacy: Mutex::new(found.legacy),
+            changed: Notify::new(),
+            health,
+        });
+        if disk_behind || dirty {
+            checkpointer.changed.notify_one();
+        }
+        Ok(checkpointer)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -334,6 +304,7 @@ impl Checkpointer {
         if changed {
             state.entries.insert(key.to_string(), entry);
             state.dirty = true;
+            self.changed.notify_one();
         }
         changed
     }
@@ -378,6 +349,8 @@ impl Checkpointer {
                     entry.cursor = advanced_cursor;
                 }
                 state.dirty = true;
+                // The writer saves it within `interval` (coalesced).
+                self.changed.notify_one();
             }
         }
     }
@@ -388,6 +361,7 @@ impl Checkpointer {
         state.progress.remove(key);
         if state.entries.remove(key).is_some() {
             state.dirty = true;
+            self.changed.notify_one();
         }
     }
 
@@ -402,14 +376,19 @@ impl Checkpointer {
         self.write(true)
     }
 
+    fn files(&self) -> MutexGuard<'_, Copies> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn write(&self, sync: bool) -> Result<(), CheckpointError> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = self.files();
         let files = &mut *files;
         let mut legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner());
         let sync = sync || files.sync_owed || legacy.is_some();
+        let now = Instant::now();
         // Without a RAM copy the disk takes every write, but no more often
         // than its own interval: the wear bound holds either way.
-        let to_disk = sync || files.disk_written_at.elapsed() >= files.disk_interval;
+        let to_disk = sync || files.disk_due(now);
         let bytes = {
             let mut state = self.lock();
             let wanted = match to_disk {
@@ -432,40 +411,27 @@ impl Checkpointer {
         };
         files.generation += 1;
         let generation = files.generation;
-        if let Some(ram) = files.ram.as_mut().filter(|_| !to_disk) {
-            match ram.write(generation, &bytes) {
-                Ok(()) => {
-                    files.disk_behind = true;
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e,
-                        "cannot keep the checkpoint copy in RAM: {DISK_ONLY}");
-                    files.ram = None;
-                }
-            }
+        if !to_disk && self.write_ram(files, generation, &bytes) {
+            return Ok(());
         }
-        let disk = &mut files.disk;
-        let written = disk.write(generation, &bytes).and_then(|()| match sync {
-            true => disk.sync(),
-            false => Ok(()),
-        });
-        if let Err(e) = written {
-            self.lock().dirty = true;
+        if let Err(e) = files.disk.write(generation, &bytes, sync) {
             files.sync_owed |= sync;
+            files.disk_failed_at = Some(now);
             // Keep the RAM copy current meanwhile: a crash then does not
             // roll back to the last good disk write.
-            if let Some(ram) = files.ram.as_mut() {
-                if ram.write(generation, &bytes).is_ok() {
-                    files.disk_behind = true;
-                }
+            if !self.write_ram(files, generation, &bytes) {
+                self.lock().dirty = true;
             }
+            self.disk_failed(&e, files.ram.is_some());
             return Err(e.into());
+        }
+        if files.disk_failed_at.take().is_some() && self.health.restore(DISK_CAUSE) {
+            tracing::info!(path = %self.path.display(), "checkpoints are written to disk again");
         }
         files.disk_behind = false;
         files.disk_unsynced = !sync;
         files.sync_owed = false;
-        files.disk_written_at = Instant::now();
+        files.disk_written_at = now;
         if let Some(old) = legacy.take() {
             if let Err(e) = std::fs::remove_file(&old) {
                 tracing::warn!(path = %old.display(), error = %e, "cannot remove the old checkpoint file");
@@ -474,17 +440,71 @@ impl Checkpointer {
         Ok(())
     }
 
-    /// Flushes every interval until `cancel`, then once more.
+    /// Writes the RAM copy, if there is one; `false` when there is none
+    /// (any more: a failed write gives it up, with a standing warning).
+    fn write_ram(&self, files: &mut Copies, generation: u64, bytes: &[u8]) -> bool {
+        let Some(ram) = files.ram.as_mut() else {
+            return false;
+        };
+        match ram.write(generation, bytes, false) {
+            Ok(()) => {
+                files.disk_behind = true;
+                true
+            }
+            Err(e) => {
+                let why = format!("cannot keep the checkpoint copy in RAM: {e}: {DISK_ONLY}");
+                tracing::warn!("{why}");
+                self.health.set_warnings(vec![why]);
+                files.ram = None;
+                false
+            }
+        }
+    }
+
+    /// Marks checkpoints degraded with the cause of a failed disk write.
+    fn disk_failed(&self, e: &SlotFileError, ram_copy: bool) {
+        let kept = match ram_copy {
+            true => "positions are kept in the RAM copy, which a reboot loses",
+            false => "positions are kept in memory only, which a crash loses",
+        };
+        let reason = e.to_string();
+        if self.health.degrade(DISK_CAUSE, reason.clone()) {
+            tracing::error!(
+                "{reason}: /health reports degraded; {kept}; retried every {}s",
+                DISK_RETRY.as_secs()
+            );
+        } else if let Some(suppressed) = DISK_ERROR_LOG.allow() {
+            tracing::error!(suppressed, "{reason}: still degraded; {kept}");
+        }
+    }
+
+    /// Writes changed positions at most once per interval, as soon as an
+    /// acknowledgement moves one (and the disk copy when it is due) until
+    /// `cancel`, then once more, synced.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let changed = self.changed.notified();
+            let disk_due = {
+                let files = self.files();
+                let dirty = self.lock().dirty;
+                files.disk_due_at(dirty)
+            };
+            let disk_due = async {
+                match disk_due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = changed => {}
+                _ = disk_due => {}
                 _ = cancel.cancelled() => break,
             }
-            if let Err(e) = self.flush() {
-                tracing::error!(error = %e, "checkpoint not persisted; will retry");
+            // Failures are logged (once) and shown in /health by write().
+            let _ = self.flush();
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = cancel.cancelled() => break,
             }
         }
         match self.flush_synced() {
@@ -496,7 +516,7 @@ impl Checkpointer {
     /// Removes the RAM copy (and its directory when empty) once the disk
     /// copy holds the final state: nothing is left behind in RAM.
     fn retire_ram_copy(&self) {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = self.files();
         if files.disk_behind {
             return;
         }
@@ -518,6 +538,7 @@ impl Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::checkpoint_recovery::{FILE_NAME, LEGACY_FILE_NAME};
 
     fn key(s: &str) -> SourceKey {
         Arc::from(s)
@@ -828,24 +849,161 @@ mod tests {
         assert_eq!(before, after);
     }
 
+    /// The files in `dir` whose name starts with `prefix`.
+    fn named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .collect()
+    }
+
     #[test]
-    fn corrupt_state_file_is_a_clear_error() {
+    fn a_damaged_state_file_is_moved_aside_and_tracking_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE_NAME), vec![0u8; 4096]).unwrap();
-        let err = Checkpointer::open(
-            dir.path(),
-            &CheckpointSettings::disk_only(Duration::from_secs(5)),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("no intact slot"), "{err}");
+        let settings = CheckpointSettings::disk_only(Duration::from_secs(5));
+        std::fs::write(dir.path().join(FILE_NAME), vec![0xa5u8; 4096]).unwrap();
+        let cp = Checkpointer::open(dir.path(), &settings).unwrap();
+        assert!(cp.entries_with_prefix("").is_empty());
+        let aside = named(dir.path(), "checkpoints.state.damaged-");
+        assert_eq!(aside.len(), 1, "kept for inspection");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), vec![0xa5u8; 4096]);
+        let k = key("files|1:2");
+        cp.start(&k, entry(5)).unwrap();
+        drop(cp);
+        let cp = Checkpointer::open(dir.path(), &settings).unwrap();
+        assert_eq!(cp.entry(&k).unwrap().offset, 5, "a new, whole file");
+        drop(cp);
+
         std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
         std::fs::write(dir.path().join(LEGACY_FILE_NAME), b"{not json").unwrap();
-        let err = Checkpointer::open(
-            dir.path(),
-            &CheckpointSettings::disk_only(Duration::from_secs(5)),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("not valid"), "{err}");
+        let cp = Checkpointer::open(dir.path(), &settings).unwrap();
+        assert!(cp.entry(&k).is_none());
+        assert_eq!(named(dir.path(), "checkpoints.json.damaged-").len(), 1);
+        assert!(!dir.path().join(LEGACY_FILE_NAME).exists());
+    }
+
+    #[test]
+    fn a_damaged_disk_copy_resumes_from_an_intact_ram_copy() {
+        let (data, ram) = dirs();
+        let settings = with_ram(ram.path(), Duration::from_secs(3600));
+        let k = key("files|1:2");
+        killed_after_a_ram_write(data.path(), &settings, &k, 700);
+        std::fs::write(data.path().join(FILE_NAME), b"garbage").unwrap();
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        assert_eq!(
+            cp.entry(&k).unwrap().offset,
+            700,
+            "the positions of this boot"
+        );
+        assert_eq!(named(data.path(), "checkpoints.state.damaged-").len(), 1);
+        cp.flush().unwrap();
+        assert_eq!(
+            on_disk(data.path(), &k),
+            700,
+            "the disk copy is written again at the first flush"
+        );
+    }
+
+    #[test]
+    fn a_damaged_ram_copy_is_moved_aside_and_the_disk_copy_used() {
+        let (data, ram) = dirs();
+        let settings = with_ram(ram.path(), Duration::from_secs(3600));
+        let k = key("files|1:2");
+        killed_after_a_ram_write(data.path(), &settings, &k, 700);
+        std::fs::write(ram.path().join(FILE_NAME), vec![1u8; 100]).unwrap();
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        assert_eq!(
+            cp.entry(&k).unwrap().offset,
+            0,
+            "the older disk copy: re-read, never skipped"
+        );
+        assert_eq!(named(ram.path(), "checkpoints.state.damaged-").len(), 1);
+        cp.start(&k, entry(0)).unwrap();
+        cp.complete(&k, 0, 10);
+        cp.flush().unwrap();
+        drop(cp);
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        assert_eq!(cp.entry(&k).unwrap().offset, 10, "a new RAM copy is kept");
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_reach_the_ram_copy_within_the_interval_coalesced() {
+        let (data, ram) = dirs();
+        let settings = CheckpointSettings {
+            interval: Duration::from_millis(200),
+            disk_interval: Duration::from_secs(3600),
+            ram_dir: Some(ram.path().to_owned()),
+        };
+        let cp = Checkpointer::open(data.path(), &settings).unwrap();
+        let k = key("files|1:2");
+        cp.start(&k, entry(0)).unwrap();
+        let cancel = CancellationToken::new();
+        let writer = tokio::spawn(Arc::clone(&cp).run(cancel.clone()));
+        let in_ram = || {
+            let loaded = SlotFile::open(&ram.path().join(FILE_NAME), true).unwrap();
+            let generation = loaded.file.generation();
+            let state: StateFile = loaded
+                .payload
+                .map(|p| serde_json::from_slice(&p).unwrap())
+                .unwrap_or_default();
+            (state.entries.get(&*k).map_or(0, |e| e.offset), generation)
+        };
+        cp.complete(&k, 0, 10);
+        for _ in 0..200 {
+            if in_ram().0 == 10 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            in_ram().0,
+            10,
+            "the first acknowledgement reached the RAM copy"
+        );
+        let (_, before) = in_ram();
+        let started = Instant::now();
+        for seq in 1..1000 {
+            cp.complete(&k, seq, (seq + 1) * 10);
+            if seq % 100 == 99 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let acked_in = started.elapsed();
+        while in_ram().0 != 10_000 {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "never reached the RAM copy"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let reached = started.elapsed();
+        let (_, after) = in_ram();
+        assert!(
+            reached <= acked_in + Duration::from_millis(200 + 300),
+            "within one interval of the last acknowledgement ({reached:?}, acked in {acked_in:?})"
+        );
+        let writes = after - before;
+        assert!(
+            (1..=2 + acked_in.as_millis() as u64 / 200).contains(&writes),
+            "1000 acknowledgements coalesced into {writes} writes"
+        );
+        assert_eq!(
+            on_disk(data.path(), &k),
+            0,
+            "the disk copy keeps its interval"
+        );
+        cancel.cancel();
+        writer.await.unwrap();
+        assert_eq!(
+            on_disk(data.path(), &k),
+            10_000,
+            "the final write reaches disk"
+        );
     }
 
     #[test]

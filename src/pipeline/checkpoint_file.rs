@@ -13,10 +13,17 @@
 //! back once per `dirty_expire` (30 s by default) however often it changes:
 //! a process crash (kill -9) loses nothing, since the page cache survives
 //! it, and a power cut rolls positions back by at most that long, which
-//! means re-reading (duplicates), never skipping. [`SlotFile::sync`] forces
+//! means re-reading (duplicates), never skipping. A synced write forces
 //! the page out where a position must survive power loss at once (a newly
 //! seen source, shutdown); the file is created and resized by
 //! write-temp + fsync + rename.
+//!
+//! The file is opened for each write and closed after it, never held open
+//! for writing: an operator can remount the data directory read-only
+//! (which the kernel refuses while a file on it is open for writing), and
+//! a file removed behind the agent's back is simply created again.
+//! A file with no intact slot is [`SlotFileError::Damaged`]; the caller
+//! moves it aside ([`move_aside`]) for inspection.
 //!
 //! The same format serves the copy kept in RAM (tmpfs, see
 //! [`crate::pipeline::checkpoint`]): such a file counts no wear and is
@@ -28,6 +35,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: &[u8; 8] = b"SHIPCKP1";
 /// magic, generation (u64), length (u32), CRC32C (u32) of generation,
@@ -53,11 +61,13 @@ pub enum SlotFileError {
     },
 }
 
-/// The open slot file: where the next write goes.
+/// The slot file: where the next write goes.
 #[derive(Debug)]
 pub struct SlotFile {
     path: PathBuf,
-    file: Option<File>,
+    /// The file exists with slots of `slot_size`; else the next write
+    /// creates it.
+    created: bool,
     slot_size: usize,
     /// Slot (0 or 1) holding the newest state; the next write takes the other.
     newest_slot: usize,
@@ -82,14 +92,7 @@ impl SlotFile {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Loaded {
-                    file: SlotFile {
-                        path: path.to_owned(),
-                        file: None,
-                        slot_size: MIN_SLOT,
-                        newest_slot: 0,
-                        generation: 0,
-                        in_ram,
-                    },
+                    file: SlotFile::absent(path, in_ram),
                     payload: None,
                 });
             }
@@ -123,24 +126,30 @@ impl SlotFile {
             tracing::warn!(path = %path.display(), generation,
                 "one checkpoint slot is damaged (a write cut short); using the other");
         }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|source| SlotFileError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
         Ok(Loaded {
             payload: Some(payload.to_vec()),
             file: SlotFile {
                 path: path.to_owned(),
-                file: Some(file),
+                created: true,
                 slot_size,
                 newest_slot,
                 generation,
                 in_ram,
             },
         })
+    }
+
+    /// A file not written yet at `path`: the first write creates it
+    /// (replacing whatever is there).
+    pub fn absent(path: &Path, in_ram: bool) -> SlotFile {
+        SlotFile {
+            path: path.to_owned(),
+            created: false,
+            slot_size: MIN_SLOT,
+            newest_slot: 0,
+            generation: 0,
+            in_ram,
+        }
     }
 
     /// Where the file is.
@@ -154,18 +163,40 @@ impl SlotFile {
     }
 
     /// Writes `payload` as `generation` (higher than any before) into the
-    /// slot not holding the newest state. Not synced: see [`sync`](Self::sync).
-    pub fn write(&mut self, generation: u64, payload: &[u8]) -> Result<(), SlotFileError> {
+    /// slot not holding the newest state; with `sync`, forces it to storage
+    /// (nothing to force in RAM). A failed write leaves the newest state
+    /// where it was: the next write goes to the same slot again.
+    pub fn write(
+        &mut self,
+        generation: u64,
+        payload: &[u8],
+        sync: bool,
+    ) -> Result<(), SlotFileError> {
         let slot = encode_slot(generation, payload);
         let target = 1 - self.newest_slot;
-        match &self.file {
-            Some(file) if slot.len() <= self.slot_size => {
+        let in_place = self.created && slot.len() <= self.slot_size;
+        let opened = match in_place {
+            true => match std::fs::OpenOptions::new().write(true).open(&self.path) {
+                Ok(file) => Some(file),
+                // Removed behind our back: created again below.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(self.write_error(e)),
+            },
+            false => None,
+        };
+        match opened {
+            Some(file) => {
                 let offset = target * self.slot_size;
                 file.write_all_at(&slot, offset as u64)
                     .map_err(|source| self.write_error(source))?;
                 self.count_written(slot.len());
+                if sync && !self.in_ram {
+                    file.sync_data()
+                        .map_err(|source| self.write_error(source))?;
+                    telemetry::fsyncs(1);
+                }
             }
-            _ => self.recreate(target, &slot)?,
+            None => self.recreate(target, &slot)?,
         }
         self.newest_slot = target;
         self.generation = generation;
@@ -176,16 +207,6 @@ impl SlotFile {
         if !self.in_ram {
             telemetry::disk_written("checkpoint", bytes as u64);
         }
-    }
-
-    /// Forces what was written to storage (nothing to do in RAM).
-    pub fn sync(&self) -> Result<(), SlotFileError> {
-        if let Some(file) = self.file.as_ref().filter(|_| !self.in_ram) {
-            file.sync_data()
-                .map_err(|source| self.write_error(source))?;
-            telemetry::fsyncs(1);
-        }
-        Ok(())
     }
 
     /// Creates the file (or grows its slots) by write-temp + fsync + rename,
@@ -210,12 +231,7 @@ impl SlotFile {
             telemetry::fsyncs(2);
         }
         self.count_written(image.len());
-        self.file = Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&self.path)
-                .map_err(err)?,
-        );
+        self.created = true;
         self.slot_size = slot_size;
         Ok(())
     }
@@ -226,6 +242,28 @@ impl SlotFile {
             source,
         }
     }
+}
+
+/// Renames a damaged file at `path` to `<name>.damaged-<unix time>` beside
+/// it, kept for inspection; returns the new path. Nothing is written: the
+/// next write creates a new file at `path`.
+pub fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Two damaged files within one second keep both.
+    let mut aside = path.with_file_name(format!("{name}.damaged-{now}"));
+    let mut n = 1;
+    while aside.exists() && n < 100 {
+        aside = path.with_file_name(format!("{name}.damaged-{now}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside)?;
+    Ok(aside)
 }
 
 fn crc(generation: &[u8], len: &[u8], payload: &[u8]) -> u32 {
@@ -265,7 +303,7 @@ mod tests {
     use super::*;
 
     fn next(f: &mut SlotFile, payload: &[u8]) {
-        f.write(f.generation() + 1, payload).unwrap();
+        f.write(f.generation() + 1, payload, false).unwrap();
     }
 
     fn reopen(path: &Path) -> Option<Vec<u8>> {
@@ -309,8 +347,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
         let mut f = SlotFile::open(&path, false).unwrap().file;
-        f.write(3, b"older").unwrap();
-        f.write(9, b"newer").unwrap();
+        f.write(3, b"older", false).unwrap();
+        f.write(9, b"newer", true).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let newest = (0..2)
             .find(|i| decode_slot(&bytes[i * MIN_SLOT..]).map(|(g, _)| g) == Some(9))
@@ -336,6 +374,40 @@ mod tests {
         let mut f = SlotFile::open(&path, false).unwrap().file;
         next(&mut f, b"after reopen");
         assert_eq!(reopen(&path).unwrap(), b"after reopen");
+    }
+
+    #[test]
+    fn no_descriptor_is_held_and_a_removed_file_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp");
+        let mut f = SlotFile::open(&path, false).unwrap().file;
+        next(&mut f, b"one");
+        let fds = |p: &Path| {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+                .filter(|target| target == p)
+                .count()
+        };
+        assert_eq!(fds(&path), 0, "closed between writes");
+        std::fs::remove_file(&path).unwrap();
+        next(&mut f, b"two");
+        assert_eq!(reopen(&path).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_damaged_file_is_moved_aside_with_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp");
+        std::fs::write(&path, b"garbage").unwrap();
+        let aside = move_aside(&path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(std::fs::read(&aside).unwrap(), b"garbage");
+        let name = aside.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with("cp.damaged-"), "{name}");
+        std::fs::write(&path, b"again").unwrap();
+        let second = move_aside(&path).unwrap();
+        assert_ne!(second, aside, "an earlier one is kept");
     }
 
     #[test]

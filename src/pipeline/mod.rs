@@ -5,6 +5,8 @@ pub mod acks;
 pub mod channel;
 pub mod checkpoint;
 pub mod checkpoint_file;
+pub mod checkpoint_recovery;
+pub mod data_dir_lock;
 pub mod processor;
 pub mod router;
 pub mod topology;

@@ -7,6 +7,7 @@
 
 use super::channel::{batch_channel, BatchReceiver, BatchSender};
 use super::checkpoint::{CheckpointError, CheckpointSettings, Checkpointer};
+use super::data_dir_lock::{DataDirLock, DataDirLockError};
 use super::processor::Processor;
 use crate::buffer::journal::{JournaledSender, RamJournal, SharedJournal};
 use crate::buffer::SpillBuffer;
@@ -38,6 +39,10 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Locked(#[from] DataDirLockError),
+    #[error(transparent)]
+    ControlSocket(#[from] crate::control::server::ControlSocketError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
@@ -80,6 +85,12 @@ pub async fn run_with(
         path: cfg.data_dir.clone(),
         source,
     })?;
+    // Held until the agent stops: a second agent on this directory is refused.
+    let _data_dir_lock = DataDirLock::acquire(&cfg.data_dir)?;
+    // Before anything is opened: a path that is not a socket is never replaced.
+    if let Some(path) = &cfg.control_socket {
+        crate::control::server::check_path(path)?;
+    }
     let checkpointer = Checkpointer::open(
         &cfg.data_dir,
         &CheckpointSettings {
@@ -122,6 +133,9 @@ pub async fn run_with(
             stop_background.clone(),
         ) {
             Ok(task) => Some(task),
+            Err(e @ crate::control::server::ControlSocketError::NotASocket { .. }) => {
+                return Err(e.into())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "no control socket: shipctl tail, status and reload will not reach this agent");
                 None
@@ -280,17 +294,15 @@ fn journaled_sender(
         return JournaledSender::new(events_tx.clone(), None);
     };
     let name = source.name();
-    match RamJournal::open(dir, name) {
+    // Read back under the budget the source holds one batch to.
+    let max_batch_memory = match source {
+        SourceConfig::Otlp(otlp) => otlp.max_request_memory,
+        _ => crate::memory::MAX_BATCH_MEMORY,
+    };
+    match RamJournal::open(dir, name, max_batch_memory) {
         Ok((journal, recovered)) => {
             if !recovered.is_empty() {
-                let tx = events_tx.clone();
-                tasks.push(tokio::spawn(async move {
-                    for batch in recovered {
-                        if tx.send_batch(batch).await.is_err() {
-                            return;
-                        }
-                    }
-                }));
+                tasks.push(tokio::spawn(recovered.send_all(events_tx.clone())));
             }
             let journal = Arc::new(Mutex::new(journal));
             journals.push(Arc::clone(&journal));

@@ -10,6 +10,7 @@ pub mod openobserve;
 pub mod otlp_encode;
 pub mod otlp_encode_metrics;
 pub mod otlp_wire;
+pub mod resource_groups;
 pub mod retry;
 
 use crate::event::EventBatch;

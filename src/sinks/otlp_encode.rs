@@ -4,35 +4,28 @@
 //! `Arc<Resource>` form one group; equal resources are merged), each record
 //! gets `log.record.uid` from its source position. Pure: no I/O, no clocks.
 
-use crate::event::{Event, LogRecord, Resource, Value};
+use super::resource_groups::ResourceGroups;
+use crate::event::{Event, LogRecord, Value};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
 use opentelemetry_proto::tonic::logs::v1 as otlp_logs;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
-use std::sync::Arc;
 
 /// Attribute carrying the deterministic record id.
 pub const UID_ATTRIBUTE: &str = "log.record.uid";
 
 /// Builds one request from the log events of `events` (metric events are skipped).
 pub fn encode_logs<'a>(events: impl IntoIterator<Item = &'a Event>) -> ExportLogsServiceRequest {
-    let mut groups: Vec<(&Arc<Resource>, Vec<otlp_logs::LogRecord>)> = Vec::new();
+    let mut groups: ResourceGroups<'_, Vec<otlp_logs::LogRecord>> = ResourceGroups::default();
     for event in events {
         let Event::Log(log) = event else { continue };
-        let record = encode_record(log);
-        match groups
-            .iter_mut()
-            .rev()
-            .find(|(r, _)| Arc::ptr_eq(r, &log.resource) || **r == log.resource)
-        {
-            Some((_, records)) => records.push(record),
-            None => groups.push((&log.resource, vec![record])),
-        }
+        groups.group(&log.resource).push(encode_record(log));
     }
     ExportLogsServiceRequest {
         resource_logs: groups
+            .into_groups()
             .into_iter()
             .map(|(resource, log_records)| otlp_logs::ResourceLogs {
                 resource: Some(otlp_resource::Resource {
@@ -125,7 +118,9 @@ mod tests {
     use super::*;
     use crate::event::Map;
     use crate::event::Position;
+    use crate::event::Resource;
     use bytes::Bytes;
+    use std::sync::Arc;
 
     fn resource(service: &str) -> Arc<Resource> {
         Arc::new(Resource {

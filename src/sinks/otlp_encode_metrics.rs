@@ -8,12 +8,13 @@
 //! no clocks; log events are skipped.
 
 use super::otlp_encode::encode_value;
-use crate::event::{Distribution, Event, MetricKind, MetricPoint, Resource};
+use super::resource_groups::ResourceGroups;
+use crate::event::{Distribution, Event, MetricKind, MetricPoint};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1 as otlp;
 use opentelemetry_proto::tonic::resource::v1 as otlp_resource;
-use std::sync::Arc;
+use std::collections::HashMap;
 
 /// The points of one metric within one resource, in arrival order.
 struct MetricGroup<'a> {
@@ -23,58 +24,59 @@ struct MetricGroup<'a> {
     points: Vec<&'a MetricPoint>,
 }
 
+/// The metrics of one resource, each found by name, unit and kind.
+#[derive(Default)]
+struct MetricGroups<'a> {
+    groups: Vec<MetricGroup<'a>>,
+    index: HashMap<(&'a str, &'a str, MetricKind), usize>,
+}
+
 /// Builds one request from the metric events of `events`.
 pub fn encode_metrics<'a>(
     events: impl IntoIterator<Item = &'a Event>,
 ) -> ExportMetricsServiceRequest {
-    let mut resources: Vec<(&Arc<Resource>, Vec<MetricGroup<'_>>)> = Vec::new();
+    let mut resources: ResourceGroups<'_, MetricGroups<'_>> = ResourceGroups::default();
     for event in events {
         let Event::Metric(point) = event else {
             continue;
         };
-        let index = match resources
-            .iter()
-            .rposition(|(r, _)| Arc::ptr_eq(r, &point.resource) || **r == point.resource)
-        {
-            Some(i) => i,
+        let groups = resources.group(&point.resource);
+        let key = (point.name.as_str(), point.unit.as_str(), point.kind);
+        match groups.index.get(&key) {
+            Some(&i) => groups.groups[i].points.push(point),
             None => {
-                resources.push((&point.resource, Vec::new()));
-                resources.len() - 1
+                groups.index.insert(key, groups.groups.len());
+                groups.groups.push(MetricGroup {
+                    name: &point.name,
+                    unit: &point.unit,
+                    kind: point.kind,
+                    points: vec![point],
+                });
             }
-        };
-        let groups = &mut resources[index].1;
-        match groups
-            .iter_mut()
-            .find(|g| g.name == point.name && g.unit == point.unit && g.kind == point.kind)
-        {
-            Some(group) => group.points.push(point),
-            None => groups.push(MetricGroup {
-                name: &point.name,
-                unit: &point.unit,
-                kind: point.kind,
-                points: vec![point],
-            }),
         }
     }
     ExportMetricsServiceRequest {
         resource_metrics: resources
+            .into_groups()
             .into_iter()
-            .map(|(resource, groups)| otlp::ResourceMetrics {
-                resource: Some(otlp_resource::Resource {
-                    attributes: super::otlp_encode::encode_attributes(&resource.attributes),
-                    ..Default::default()
-                }),
-                scope_metrics: vec![otlp::ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "shipd".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
+            .map(
+                |(resource, MetricGroups { groups, .. })| otlp::ResourceMetrics {
+                    resource: Some(otlp_resource::Resource {
+                        attributes: super::otlp_encode::encode_attributes(&resource.attributes),
                         ..Default::default()
                     }),
-                    metrics: groups.iter().map(encode_metric).collect(),
+                    scope_metrics: vec![otlp::ScopeMetrics {
+                        scope: Some(InstrumentationScope {
+                            name: "shipd".into(),
+                            version: env!("CARGO_PKG_VERSION").into(),
+                            ..Default::default()
+                        }),
+                        metrics: groups.iter().map(encode_metric).collect(),
+                        schema_url: String::new(),
+                    }],
                     schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            })
+                },
+            )
             .collect(),
     }
 }
@@ -211,7 +213,9 @@ fn summary_point(p: &MetricPoint, keys: &[&str]) -> otlp::SummaryDataPoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Resource;
     use crate::event::{LogRecord, Value};
+    use std::sync::Arc;
 
     fn resource(host: &str) -> Arc<Resource> {
         Arc::new(Resource {

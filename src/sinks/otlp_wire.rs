@@ -8,9 +8,9 @@
 //! Pure: no I/O, no clocks.
 
 use super::otlp_encode::UID_ATTRIBUTE;
-use crate::event::{Event, LogRecord, Resource, Value};
+use super::resource_groups::ResourceGroups;
+use crate::event::{Event, LogRecord, Value};
 use prost::encoding::{encode_varint, encoded_len_varint};
-use std::sync::Arc;
 
 const LEN: u32 = 2;
 const VARINT: u32 = 0;
@@ -21,18 +21,12 @@ const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Appends the request encoding the log events of `events` (metric events
 /// are skipped) to `out`.
 pub fn write_logs_request(events: &[Event], out: &mut Vec<u8>) {
-    let mut groups: Vec<(&Arc<Resource>, Vec<&LogRecord>)> = Vec::new();
+    let mut groups: ResourceGroups<'_, Vec<&LogRecord>> = ResourceGroups::default();
     for event in events {
         let Event::Log(log) = event else { continue };
-        match groups
-            .iter_mut()
-            .rev()
-            .find(|(r, _)| Arc::ptr_eq(r, &log.resource) || **r == log.resource)
-        {
-            Some((_, records)) => records.push(log),
-            None => groups.push((&log.resource, vec![log])),
-        }
+        groups.group(&log.resource).push(log);
     }
+    let groups = groups.into_groups();
     let scope_len = str_field_len(1, SCOPE_NAME) + str_field_len(2, SCOPE_VERSION);
     let mut record_lens = Vec::new();
     for (resource, records) in groups {
@@ -247,8 +241,10 @@ mod tests {
     use super::*;
     use crate::event::Map;
     use crate::event::Position;
+    use crate::event::Resource;
     use bytes::Bytes;
     use prost::Message;
+    use std::sync::Arc;
 
     fn resource(service: &str) -> Arc<Resource> {
         Arc::new(Resource {

@@ -436,6 +436,38 @@ pub fn program_command(program: &str) -> Command {
     }
 }
 
+/// What a shipd child is confined to (tests of exhausted resources).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChildLimits {
+    /// RLIMIT_NOFILE of the child, soft and hard (`ulimit -n`).
+    pub open_files: Option<u64>,
+    /// Run as this uid and gid (a root test run where permissions must bite).
+    pub user: Option<(u32, u32)>,
+}
+
+impl ChildLimits {
+    fn apply(self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
+        }
+        if let Some(n) = self.open_files {
+            let limit = rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            // SAFETY: setrlimit is one system call, async-signal-safe, and
+            // touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+    }
+}
+
 pub struct Shipd {
     pub child: Child,
     pub log_path: PathBuf,
@@ -453,6 +485,16 @@ impl Shipd {
 
     /// Like [`Shipd::start`], with command-line arguments (`--config FILE`).
     pub fn start_with_args(args: &[&str], env: &[(&str, String)], log_path: &Path) -> Shipd {
+        Shipd::start_confined(args, env, log_path, ChildLimits::default())
+    }
+
+    /// Like [`Shipd::start_with_args`], the child confined by `limits`.
+    pub fn start_confined(
+        args: &[&str],
+        env: &[(&str, String)],
+        log_path: &Path,
+        limits: ChildLimits,
+    ) -> Shipd {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -484,6 +526,7 @@ impl Shipd {
                 control_socket = PathBuf::from(v);
             }
         }
+        limits.apply(&mut cmd);
         let child = cmd.spawn().expect("shipd starts");
         Shipd {
             child,

@@ -1,7 +1,9 @@
 //! OTLP/gRPC transport (tonic): the LogsService and MetricsService over one
 //! channel, metadata `organization`, `stream-name` and `authorization` on
-//! every call, gzip or zstd message compression.
+//! every call, gzip or zstd message compression. An answer larger than
+//! [`ANSWER_PREFIX_BYTES`] is refused by its length prefix, never buffered.
 
+use super::http::ANSWER_PREFIX_BYTES;
 use super::transport::{Accepted, OtlpRequest, SendError};
 use crate::sinks::compression::Compression;
 use crate::tls::TlsOptions;
@@ -13,7 +15,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-/// OpenObserve's gRPC message size limit.
+/// OpenObserve's gRPC message size limit (what the sink sends at most).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Sends log and metric requests over gRPC.
@@ -73,10 +75,10 @@ impl GrpcTransport {
         };
         let mut logs = LogsServiceClient::new(channel.clone())
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(ANSWER_PREFIX_BYTES);
         let mut metrics = MetricsServiceClient::new(channel)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(ANSWER_PREFIX_BYTES);
         let encoding = match compression {
             Compression::Gzip => Some(CompressionEncoding::Gzip),
             Compression::Zstd => Some(CompressionEncoding::Zstd),
@@ -140,19 +142,77 @@ impl GrpcTransport {
             Ok(partial) => Ok(partial
                 .map(|(rejected, message)| Accepted { rejected, message })
                 .unwrap_or_default()),
-            Err(status) => {
-                let reason = Self::reason(&status);
-                Err(match status.code() {
-                    Code::Unauthenticated | Code::PermissionDenied | Code::NotFound => {
-                        SendError::Auth(reason)
-                    }
-                    Code::InvalidArgument
-                    | Code::FailedPrecondition
-                    | Code::OutOfRange
-                    | Code::Unimplemented => SendError::Rejected(reason),
-                    _ => SendError::Retryable(reason),
-                })
-            }
+            Err(status) => Err(classify(status.code(), Self::reason(&status))),
         }
+    }
+}
+
+/// Sorts a failed call into the retry policy, as the HTTP transport sorts
+/// statuses: a message too large (tonic says OUT_OF_RANGE, grpc-go
+/// RESOURCE_EXHAUSTED) splits the batch like a 413; INVALID_ARGUMENT and
+/// FAILED_PRECONDITION refuse the data for good; UNAUTHENTICATED,
+/// PERMISSION_DENIED, NOT_FOUND and UNIMPLEMENTED (a wrong endpoint) need a
+/// change of configuration; everything else is retried with backoff.
+fn classify(code: Code, reason: String) -> SendError {
+    match code {
+        Code::OutOfRange | Code::ResourceExhausted if names_too_large(&reason) => {
+            SendError::TooLarge(reason)
+        }
+        Code::Unauthenticated | Code::PermissionDenied | Code::NotFound | Code::Unimplemented => {
+            SendError::Configuration(reason)
+        }
+        Code::InvalidArgument | Code::FailedPrecondition => SendError::Rejected(reason),
+        _ => SendError::Retryable(reason),
+    }
+}
+
+/// Whether a status message says the message exceeded a size limit (tonic:
+/// "message length too large"; grpc-go: "larger than max"; others:
+/// "message too large").
+fn names_too_large(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "too large",
+        "larger than max",
+        "exceeds maximum",
+        "message size",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_too_large_splits_and_a_throttle_retries() {
+        let too_large = [
+            (Code::OutOfRange, "Error, decoded message length too large: found 17000000 bytes, the limit is: 16777216 bytes"),
+            (Code::OutOfRange, "Error, encoded message length too large: found 17000000 bytes, the limit is: 16777216 bytes"),
+            (Code::ResourceExhausted, "grpc: received message larger than max (17000000 vs. 16777216)"),
+        ];
+        for (code, message) in too_large {
+            assert!(
+                matches!(classify(code, message.into()), SendError::TooLarge(_)),
+                "{code:?} {message}"
+            );
+        }
+        assert!(matches!(
+            classify(Code::ResourceExhausted, "memtable full".into()),
+            SendError::Retryable(_)
+        ));
+        assert!(matches!(
+            classify(Code::OutOfRange, "seek past end".into()),
+            SendError::Retryable(_)
+        ));
+        assert!(matches!(
+            classify(Code::Unimplemented, "unknown service".into()),
+            SendError::Configuration(_)
+        ));
+        assert!(matches!(
+            classify(Code::InvalidArgument, "bad record".into()),
+            SendError::Rejected(_)
+        ));
     }
 }

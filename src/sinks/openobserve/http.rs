@@ -1,11 +1,16 @@
 //! OTLP/HTTP protobuf transport: `POST {url}/api/{org}/v1/logs` (or
 //! `/v1/metrics`) with `Content-Type: application/x-protobuf` exactly, a
 //! compressed body, `stream-name` and Basic auth. Parses partial success
-//! (rejected log records or data points) from the answer.
+//! (rejected log records or data points) from the answer, of which it reads
+//! at most [`ANSWER_PREFIX_BYTES`], and sorts every status into the retry
+//! policy's [`SendError`] kinds (see [`classify`]). Redirects are not
+//! followed: a redirected POST would lose its body.
 
 use super::transport::{Accepted, OtlpRequest, SendError, Signal};
 use crate::event::Event;
+use crate::response_body::read_prefix;
 use crate::sinks::compression::Compression;
+use crate::sinks::log_limit::LogLimit;
 use crate::tls::TlsOptions;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
@@ -13,6 +18,12 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResp
 use prost::Message;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use std::time::Duration;
+
+/// The most of an answer the sink reads: plenty for `partial_success` or an
+/// error message. The rest is never read; the connection is closed instead.
+pub const ANSWER_PREFIX_BYTES: usize = 64 * 1024;
+
+static TRUNCATED_LOG: LogLimit = LogLimit::new(Duration::from_secs(600));
 
 /// The HTTP client cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +57,7 @@ impl HttpTransport {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let base = base_url.trim_end_matches('/');
         Ok(HttpTransport {
@@ -107,34 +119,72 @@ impl HttpTransport {
         })?;
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let is_json = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("json"));
-        let body = resp.bytes().await.map_err(|e| {
+        let body = read_prefix(resp, ANSWER_PREFIX_BYTES).await.map_err(|e| {
             SendError::Retryable(format!("reading the answer failed: {}", error_chain(&e)))
         })?;
+        if body.truncated {
+            if let Some(suppressed) = TRUNCATED_LOG.allow() {
+                tracing::warn!(
+                    %url, %status, read = ANSWER_PREFIX_BYTES, suppressed,
+                    "the answer is longer than the sink reads; the rest was discarded"
+                );
+            }
+        }
         if status.is_success() {
-            return Ok(parse_accepted(signal, &body, is_json));
+            return Ok(parse_accepted(signal, &body.bytes, is_json));
         }
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        let reason = format!("HTTP {status}: {}", text.trim());
-        if let Some(named) = crate::tls::name_answer(&text) {
-            // A TLS terminator's word on the client certificate: fixable by
-            // configuration, so retried slowly like refused credentials.
-            return Err(SendError::Auth(format!("{named} ({reason})")));
-        }
-        Err(match status.as_u16() {
-            401 | 403 | 404 => SendError::Auth(reason),
-            429 | 503 if retry_after.is_some() => SendError::Throttled {
-                reason,
-                retry_after: retry_after.unwrap_or_default(),
-            },
-            408 | 429 => SendError::Retryable(reason),
-            s if s >= 500 => SendError::Retryable(reason),
-            _ => SendError::Rejected(reason),
-        })
+        let shown = &body.bytes[..body.bytes.len().min(512)];
+        let text = String::from_utf8_lossy(shown).into_owned();
+        Err(classify(
+            status.as_u16(),
+            text.trim(),
+            retry_after,
+            location,
+        ))
+    }
+}
+
+/// Sorts a non-2xx answer into the retry policy (README, "Delivery
+/// semantics"): 413 splits the batch; 400 and 422 refuse the data for
+/// good; 408, 421, 425, 429 and 5xx are retried with backoff (429 and 503
+/// after `Retry-After` when given); everything else (401, 403, 404, 3xx,
+/// other 4xx) needs a change of configuration and is retried slowly.
+fn classify(
+    status: u16,
+    text: &str,
+    retry_after: Option<Duration>,
+    location: Option<String>,
+) -> SendError {
+    let reason = format!("HTTP {status}: {text}");
+    if let Some(named) = crate::tls::name_answer(text) {
+        // A TLS terminator's word on the client certificate: fixable by
+        // configuration, so retried slowly like refused credentials.
+        return SendError::Configuration(format!("{named} ({reason})"));
+    }
+    match (status, retry_after) {
+        (413, _) => SendError::TooLarge(reason),
+        (400 | 422, _) => SendError::Rejected(reason),
+        (429 | 503, Some(retry_after)) => SendError::Throttled {
+            reason,
+            retry_after,
+        },
+        (408 | 421 | 425 | 429, _) | (500.., _) => SendError::Retryable(reason),
+        (300..=399, _) => SendError::Configuration(format!(
+            "HTTP {status}: redirected to {}; set `url` to the address OpenObserve answers on \
+             (a redirected POST would lose its body, so redirects are not followed)",
+            location.as_deref().unwrap_or("(no Location)")
+        )),
+        _ => SendError::Configuration(reason),
     }
 }
 
@@ -245,6 +295,46 @@ mod tests {
             parse_accepted(Signal::Logs, b"", false),
             Accepted::default()
         );
+    }
+
+    #[test]
+    fn every_status_has_its_place_in_the_retry_policy() {
+        let kind = |status, retry_after, location: Option<&str>| match classify(
+            status,
+            "x",
+            retry_after,
+            location.map(str::to_owned),
+        ) {
+            SendError::TooLarge(_) => "split",
+            SendError::Rejected(_) => "rejected",
+            SendError::Configuration(_) => "configuration",
+            SendError::Throttled { .. } => "throttled",
+            SendError::Retryable(_) => "retry",
+        };
+        let secs = Some(Duration::from_secs(3));
+        for (status, retry_after, expected) in [
+            (413, None, "split"),
+            (400, None, "rejected"),
+            (422, None, "rejected"),
+            (401, None, "configuration"),
+            (403, None, "configuration"),
+            (404, None, "configuration"),
+            (405, None, "configuration"),
+            (415, None, "configuration"),
+            (408, None, "retry"),
+            (429, None, "retry"),
+            (429, secs, "throttled"),
+            (503, secs, "throttled"),
+            (500, None, "retry"),
+            (502, secs, "retry"),
+        ] {
+            assert_eq!(kind(status, retry_after, None), expected, "HTTP {status}");
+        }
+        let SendError::Configuration(reason) = classify(301, "", None, Some("https://o2/".into()))
+        else {
+            panic!("a redirect is configuration")
+        };
+        assert!(reason.contains("https://o2/"), "{reason}");
     }
 
     #[test]

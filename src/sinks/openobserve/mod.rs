@@ -1,15 +1,18 @@
 //! The OpenObserve sink: batches routed events per stream, encodes them as
 //! OTLP, sends them over HTTP (default) or gRPC with bounded concurrency and
 //! retries, and acknowledges events once OpenObserve accepted (or for good
-//! refused) them. It never drops a batch on a retryable failure.
+//! refused) them. It never drops a batch on a retryable failure; a batch
+//! too large for the receiver (413) is sent in halves down to single
+//! records. Which answer leads where: `classify` in `http.rs` and `grpc.rs`.
 
+pub mod base_url;
 mod grpc;
 mod http;
 pub mod ingest_window;
 mod transport;
 
 pub use grpc::GrpcTransport;
-pub use http::{describe_failure, error_chain, HttpTransport};
+pub use http::{describe_failure, error_chain, HttpTransport, ANSWER_PREFIX_BYTES};
 pub use ingest_window::TooOld;
 pub use transport::{Accepted, OtlpRequest, SendError, Signal};
 
@@ -19,6 +22,7 @@ use super::log_limit::LogLimit;
 use super::retry::{Backoff, RetryPolicy};
 use super::RoutedBatch;
 use crate::control::health::ComponentHealth;
+use crate::event::Event;
 use crate::pipeline::acks::ack_events;
 use crate::pipeline::channel::BatchReceiver;
 use crate::telemetry::{self, Metric};
@@ -185,6 +189,8 @@ struct Counters {
     rejected: Metric,
     partial_rejected: Metric,
     retries: Metric,
+    /// Batches sent in halves after a 413.
+    splits: Metric,
     requests: Metric,
     too_old: Metric,
     restamped: Metric,
@@ -209,6 +215,7 @@ pub struct OpenObserveSink {
 static REJECT_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
 static PARTIAL_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
 static RETRY_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
+static SPLIT_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
 /// The longest `Retry-After` honoured; a longer one waits this long.
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
@@ -272,6 +279,7 @@ impl OpenObserveSink {
                 &[("component", &cfg.name), ("reason", "partial_success")],
             ),
             retries: c("shipd_retries_total"),
+            splits: c("shipd_batch_splits_total"),
             requests: c("shipd_requests_total"),
             too_old: telemetry::counter(
                 "shipd_events_dropped_total",
@@ -387,8 +395,12 @@ enum Prepared<'a> {
     Grpc(&'a GrpcTransport, OtlpRequest),
 }
 
-/// Sends one batch of `signal` events until it is accepted or refused for
-/// good, then acknowledges it.
+/// Sends one batch of `signal` events until every event is accepted or
+/// refused for good, acknowledging each event exactly once. A batch the
+/// receiver finds too large (413) is split in halves, sent one after the
+/// other, and so on down to single records; a single record still too large
+/// is refused for good (counted as rejected). Each part is acknowledged as
+/// soon as it is settled, so nothing that fits is lost or sent twice.
 async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
     if signal == Signal::Logs {
         let now = crate::event::unix_nanos(std::time::SystemTime::now());
@@ -404,31 +416,86 @@ async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
             return;
         }
     }
-    let n = batch.events.len() as u64;
+    let total = batch.events.len();
+    let bytes_per_event = batch.bytes / total;
+    // Parts still to send, the next on top: a split pushes its second half
+    // first so the first half goes next, keeping the order of the records.
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::with_capacity(1);
+    parts.push(0..total);
+    while let Some(range) = parts.pop() {
+        let events = &batch.events[range.clone()];
+        let size_hint = bytes_per_event.saturating_mul(events.len());
+        match send_part(shared, signal, &batch.stream, events, size_hint).await {
+            PartOutcome::Settled => {}
+            PartOutcome::TooLarge(reason) if events.len() > 1 => {
+                shared.counters.splits.inc();
+                let middle = range.start + events.len() / 2;
+                if let Some(suppressed) = SPLIT_LOG.allow() {
+                    tracing::warn!(
+                        sink = %shared.name, stream = %batch.stream, events = events.len(), %reason, suppressed,
+                        "request too large for the receiver; sending the batch in halves"
+                    );
+                }
+                parts.push(middle..range.end);
+                parts.push(range.start..middle);
+                continue;
+            }
+            PartOutcome::TooLarge(reason) => {
+                shared.counters.rejected.inc();
+                shared.health.failed(&reason);
+                if let Some(suppressed) = REJECT_LOG.allow() {
+                    tracing::error!(
+                        sink = %shared.name, stream = %batch.stream, events = 1, %reason, suppressed,
+                        "a single record is larger than the receiver takes; rejected"
+                    );
+                }
+            }
+        }
+        ack_events(events);
+    }
+}
+
+/// How sending one part of a batch ended.
+enum PartOutcome {
+    /// Accepted, or refused for good (counted): acknowledge it.
+    Settled,
+    /// The receiver refused the request's size: split it, or refuse it.
+    TooLarge(String),
+}
+
+/// Sends `events` (one request) until the receiver accepts it, refuses it
+/// for good, or finds it too large; retries everything else per the policy.
+async fn send_part(
+    shared: &Shared,
+    signal: Signal,
+    stream: &str,
+    events: &[Event],
+    size_hint: usize,
+) -> PartOutcome {
+    let n = events.len() as u64;
     let prepared = match &shared.transport {
-        Transport::Http(http) => match http.prepare(signal, &batch.events, batch.bytes) {
+        Transport::Http(http) => match http.prepare(signal, events, size_hint) {
             Ok(body) => Prepared::Http(http, body),
             Err(e) => {
                 // Compression into memory cannot fail short of allocation
                 // failure; count the batch as dropped rather than loop.
                 tracing::error!(sink = %shared.name, error = %e, "cannot compress batch; dropped");
                 shared.counters.rejected.add(n);
-                ack_events(&batch.events);
-                return;
+                return PartOutcome::Settled;
             }
         },
-        Transport::Grpc(grpc) => Prepared::Grpc(grpc, OtlpRequest::encode(signal, &batch.events)),
+        Transport::Grpc(grpc) => Prepared::Grpc(grpc, OtlpRequest::encode(signal, events)),
     };
     let wire_bytes = match &prepared {
         Prepared::Http(_, body) => body.len() as u64,
-        Prepared::Grpc(..) => batch.bytes as u64,
+        Prepared::Grpc(..) => size_hint as u64,
     };
     let mut backoff = Backoff::new(shared.retry);
     loop {
         shared.counters.requests.inc();
         let result = match &prepared {
-            Prepared::Http(t, body) => t.send(signal, body.clone(), &batch.stream).await,
-            Prepared::Grpc(t, req) => t.send(req.clone(), &batch.stream).await,
+            Prepared::Http(t, body) => t.send(signal, body.clone(), stream).await,
+            Prepared::Grpc(t, req) => t.send(req.clone(), stream).await,
         };
         match result {
             Ok(accepted) => {
@@ -442,32 +509,33 @@ async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
                         .add(accepted.rejected as u64);
                     if let Some(suppressed) = PARTIAL_LOG.allow() {
                         tracing::warn!(
-                            sink = %shared.name, stream = %batch.stream, signal = signal.path(),
+                            sink = %shared.name, %stream, signal = signal.path(),
                             rejected = accepted.rejected, reason = %accepted.message, suppressed,
                             "OpenObserve rejected records of an accepted batch (partial success)"
                         );
                     }
                 }
-                break;
+                return PartOutcome::Settled;
             }
+            Err(SendError::TooLarge(reason)) => return PartOutcome::TooLarge(reason),
             Err(SendError::Rejected(reason)) => {
                 shared.counters.rejected.add(n);
                 shared.health.failed(&reason);
                 if let Some(suppressed) = REJECT_LOG.allow() {
                     tracing::error!(
-                        sink = %shared.name, stream = %batch.stream, events = n, %reason, suppressed,
+                        sink = %shared.name, %stream, events = n, %reason, suppressed,
                         "batch rejected by OpenObserve; not retried"
                     );
                 }
-                break;
+                return PartOutcome::Settled;
             }
-            Err(SendError::Auth(reason)) => {
+            Err(SendError::Configuration(reason)) => {
                 shared.counters.retries.inc();
                 shared.health.failed(&reason);
                 let wait = backoff.auth_delay();
                 tracing::error!(
                     sink = %shared.name, %reason, retry_in = ?wait,
-                    "OpenObserve refused the credentials or organisation; check user, password and org"
+                    "OpenObserve refused the request for a reason only configuration fixes (user, password, org, url); retrying slowly"
                 );
                 tokio::time::sleep(wait).await;
             }
@@ -501,7 +569,6 @@ async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
             }
         }
     }
-    ack_events(&batch.events);
 }
 
 #[cfg(test)]

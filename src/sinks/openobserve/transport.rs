@@ -23,10 +23,16 @@ pub enum SendError {
         reason: String,
         retry_after: Duration,
     },
-    /// Credentials or organisation refused: retried slowly, logged loudly.
+    /// Refused for a reason only configuration fixes (credentials,
+    /// organisation, a wrong URL or port, a redirect): retried slowly,
+    /// logged loudly, since a reload may fix it and the data is still good.
     #[error("{0}")]
-    Auth(String),
-    /// The receiver refused this data for good (400, INVALID_ARGUMENT).
+    Configuration(String),
+    /// The request is larger than the receiver (or a proxy before it)
+    /// takes: 413, or gRPC's "message too large". The batch is split.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The receiver refused this data for good (400, 422, INVALID_ARGUMENT).
     #[error("{0}")]
     Rejected(String),
 }

@@ -18,13 +18,30 @@
 //! its open descriptor and released once idle, or after `rotate_wait`. A
 //! file that shrank below the read position was truncated (copytruncate):
 //! reading restarts at 0, counted and logged.
+//!
+//! At most `max_open_files` descriptors are held ([`descriptors`]): beyond
+//! that, files are read in turns. A file waiting for a descriptor takes the
+//! one of the longest-idle open file (or of one that had its turn); a
+//! closed file is watched with one `stat` by name and opened again by
+//! identity ([`TailedFile::reopen`]). A closed file that rotates away is
+//! found again by inode beside its old name and drained as usual; one that
+//! left its directory (or was deleted) while closed is released at once,
+//! losing only what was written to it after it was closed. Only a missing
+//! name (ENOENT) counts as a file going away: running out of descriptors,
+//! an unreadable directory or any other failed open or stat keeps every
+//! file at its identity and offset, counted and logged (rate-limited).
+//! Released files are remembered by identity ([`released`]), so a directory
+//! moved away and back resumes where its files were delivered to.
 
 mod decode;
+mod descriptors;
 mod identity;
 mod lines;
 mod multiline;
 mod reader;
+mod released;
 mod tailed;
+mod turns;
 mod watch;
 
 pub use decode::{Decoder, LogFormat, Message};
@@ -36,10 +53,12 @@ use crate::buffer::journal::JournaledSender;
 use crate::event::{EventBatch, Resource, Value};
 use crate::pipeline::channel::BatchSender;
 use crate::pipeline::checkpoint::{Checkpointer, Entry, SourceKey};
+use crate::sinks::log_limit::LogLimit;
 use crate::telemetry::{self, Metric};
 use bytes::BytesMut;
+use descriptors::{DescriptorPressure, FailureCounters, OpenFailure};
 use identity::parse_key;
-use reader::Reader;
+use released::ReleasedFiles;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -48,6 +67,11 @@ use std::time::{Duration, Instant};
 use tailed::{Progress, TailedFile};
 use tokio_util::sync::CancellationToken;
 use watch::{ChangeWatcher, Changes, Wake};
+
+/// Descriptors a file source holds at most by default: well under a default
+/// `ulimit -n` of 1024 and the unit's LimitNOFILE, leaving room for
+/// sockets, checkpoints and the other sources.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 
 /// Where to start in a file that has no checkpoint and existed at start-up.
 /// Files that appear later are always read from their beginning.
@@ -82,6 +106,9 @@ pub struct FileSourceConfig {
     pub format: LogFormat,
     /// Use inotify as a wake-up; polling alone when false.
     pub inotify: bool,
+    /// Descriptors held open at most (also at most half the process's
+    /// RLIMIT_NOFILE); further files are read in turns.
+    pub max_open_files: usize,
 }
 
 impl FileSourceConfig {
@@ -101,6 +128,7 @@ impl FileSourceConfig {
             multiline: None,
             format: LogFormat::Plain,
             inotify: true,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
         }
     }
 }
@@ -128,6 +156,12 @@ pub(crate) struct Counters {
     pub truncations: Metric,
     pub rotations: Metric,
     pub files: Metric,
+    /// Descriptors held open.
+    pub descriptors: Metric,
+    /// Failed opens of files, by reason.
+    pub open_errors: FailureCounters,
+    /// Directories and paths of the globs that could not be read, by reason.
+    pub glob_errors: FailureCounters,
 }
 
 impl Counters {
@@ -147,6 +181,9 @@ impl Counters {
             truncations: c("shipd_file_truncations_total"),
             rotations: c("shipd_file_rotations_total"),
             files: telemetry::gauge("shipd_files_open", &[("component", name)]),
+            descriptors: telemetry::gauge("shipd_file_descriptors_open", &[("component", name)]),
+            open_errors: FailureCounters::new("shipd_file_open_errors_total", name),
+            glob_errors: FailureCounters::new("shipd_file_glob_errors_total", name),
         }
     }
 }
@@ -156,6 +193,11 @@ const RESCAN_DEBOUNCE: Duration = Duration::from_millis(100);
 /// A rotated file at its end is released after this long without growth
 /// (a writer may still append through its old descriptor for a moment).
 const ROTATED_IDLE: Duration = Duration::from_secs(1);
+/// A file that could not be opened (other than for want of descriptors) is
+/// tried again after this long.
+const OPEN_RETRY: Duration = Duration::from_secs(5);
+/// At most one log line per this period for each kind of repeated failure.
+const FAILURE_LOG_PERIOD: Duration = Duration::from_secs(60);
 
 /// A running file source.
 pub struct FileSource {
@@ -175,6 +217,14 @@ pub struct FileSource {
     retired: Vec<(SourceKey, u64)>,
     /// Checkpoints of this source found at start-up: fingerprint → offset.
     known_fingerprints: HashMap<u64, u64>,
+    /// Released files by identity, for when they come back.
+    released: ReleasedFiles,
+    /// Descriptors held at most, and what running out of them does.
+    pressure: DescriptorPressure,
+    /// Rate limits of repeated failure logs.
+    glob_error_log: LogLimit,
+    open_error_log: LogLimit,
+    checkpoint_error_log: LogLimit,
 }
 
 impl FileSource {
@@ -193,6 +243,12 @@ impl FileSource {
             .collect();
         let watcher = ChangeWatcher::new(cfg.inotify);
         let source_name: Arc<str> = Arc::from(cfg.name.as_str());
+        let (soft_limit, _) = descriptors::descriptor_limit();
+        let max_open = descriptors::open_file_budget(cfg.max_open_files, soft_limit);
+        if max_open < cfg.max_open_files {
+            tracing::info!(source = %cfg.name, max_open_files = cfg.max_open_files, limit_nofile = soft_limit, holding_at_most = max_open, "max_open_files lowered to half the descriptor limit");
+        }
+        let pressure = DescriptorPressure::new(&cfg.name, max_open);
         FileSource {
             cfg,
             ctx,
@@ -206,6 +262,11 @@ impl FileSource {
             watcher,
             retired: Vec::new(),
             known_fingerprints: HashMap::new(),
+            released: ReleasedFiles::default(),
+            pressure,
+            glob_error_log: LogLimit::new(FAILURE_LOG_PERIOD),
+            open_error_log: LogLimit::new(FAILURE_LOG_PERIOD),
+            checkpoint_error_log: LogLimit::new(FAILURE_LOG_PERIOD),
         }
     }
 
@@ -235,7 +296,7 @@ impl FileSource {
         self.resume_rotated_while_down();
         // Said after the first scan: a file created from now on is new to the
         // source and read from its beginning, whatever `read_from` says.
-        tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.cfg.poll_interval, "file source started");
+        tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.cfg.poll_interval, max_open_files = self.pressure.budget(), "file source started");
         let mut last_scan = Instant::now();
         let mut rescan = false;
         let mut last_poll = Instant::now();
@@ -254,12 +315,16 @@ impl FileSource {
                 }
                 last_poll = now;
             }
+            if !self.open_due(&handle) {
+                return;
+            }
             self.activate_due();
             let mut progressed = false;
             for i in 0..self.files.len() {
-                if !self.files[i].due {
+                if !self.files[i].due || !self.files[i].is_open() {
                     continue;
                 }
+                self.files[i].turns_since_open = self.files[i].turns_since_open.saturating_add(1);
                 match self.turn(i) {
                     Progress::Batch(batch) => {
                         progressed = true;
@@ -270,12 +335,19 @@ impl FileSource {
                     Progress::Busy => progressed = true,
                     Progress::Idle => self.files[i].due = false,
                 }
+                if self.files[i].finished {
+                    // An archive read to its end is never read again.
+                    self.files[i].close();
+                }
             }
             if !self.flush_timed_out(&handle) || !self.release_rotated(&handle) {
                 return;
             }
             self.forget_delivered_retired();
             self.counters.files.set(self.files.len() as u64);
+            self.counters
+                .descriptors
+                .set(self.files.iter().filter(|f| f.is_open()).count() as u64);
             // While busy, only collect the wake-ups queued meanwhile (so they
             // never pile up); when idle, sleep until the next thing is due.
             let timeout = if progressed {
@@ -304,29 +376,34 @@ impl FileSource {
         let mut started = false;
         for i in 0..self.files.len() {
             let f = &self.files[i];
-            if f.due && !f.is_active() && !f.finished {
+            if f.due && f.is_open() && !f.is_active() && !f.finished {
                 started |= self.activate(i);
             }
         }
         if started {
             if let Err(e) = self.ctx.checkpointer.flush_synced() {
-                tracing::error!(source = %self.cfg.name, error = %e, "start positions not persisted; will retry");
+                if let Some(suppressed) = self.checkpoint_error_log.allow() {
+                    tracing::error!(source = %self.cfg.name, error = %e, suppressed, "start positions not persisted; will retry");
+                }
             }
         }
     }
 
     /// Fingerprints file `i` and starts it where it should start: its
-    /// checkpoint, else where a file it is a copy of was, else its end
-    /// (unknown at start-up, `read_from = end`), else its beginning.
-    /// `false` while its first line is incomplete.
+    /// checkpoint, else where it was when it was released (it came back:
+    /// a directory moved away and back), else where a file it is a copy of
+    /// was, else its end (unknown at start-up, `read_from = end`), else its
+    /// beginning. `false` while its first line is incomplete, and while
+    /// batches of its earlier reading (released) are still in flight.
     fn activate(&mut self, i: usize) -> bool {
         let f = &self.files[i];
-        let fingerprint = match f.reader.fingerprint(&f.path) {
+        let fingerprint = match f.fingerprint() {
             Ok(Some(fp)) => fp,
             Ok(None) => return false,
             Err(e) => {
                 self.counters.read_errors.inc();
-                tracing::warn!(path = %f.path.display(), error = %e, "cannot read the first line");
+                let path = f.path.clone();
+                self.open_failed(i, &path, &e);
                 return false;
             }
         };
@@ -335,8 +412,11 @@ impl FileSource {
             ino: f.inode.1,
             fingerprint,
         };
-        let size = f.reader.len().ok().flatten();
+        let size = f.len().ok().flatten();
         let key = identity.key(&self.cfg.name);
+        if self.retired.iter().any(|(k, _)| **k == *key) {
+            return false;
+        }
         let legacy_key = format!("{}|{}:{}", self.cfg.name, f.inode.0, f.inode.1);
         let checkpoint = self.ctx.checkpointer.entry(&key).or_else(|| {
             let legacy = self.ctx.checkpointer.entry(&legacy_key);
@@ -344,6 +424,11 @@ impl FileSource {
                 self.ctx.checkpointer.forget(&legacy_key);
             }
             legacy
+        });
+        let checkpoint = checkpoint.or_else(|| {
+            let offset = self.released.take(&key)?;
+            tracing::info!(path = %f.path.display(), offset, "file released earlier is back (same device, inode and first line); resuming where it was delivered to");
+            Some(start_entry(&f.path, offset))
         });
         let offset = match checkpoint {
             Some(entry) if size.is_some_and(|s| entry.offset > s) => {
@@ -357,7 +442,7 @@ impl FileSource {
                     tracing::info!(path = %f.path.display(), offset, "file is a copy of one already read; resuming where that one was");
                     offset
                 }
-                None if f.read_from_end && f.reader.is_compressed() => {
+                None if f.read_from_end && f.is_compressed() => {
                     self.files[i].finished = true;
                     tracing::info!(path = %self.files[i].path.display(), "archive present at start-up skipped (read_from = end)");
                     return false;
@@ -374,7 +459,8 @@ impl FileSource {
             }
             Err(e) => {
                 self.counters.read_errors.inc();
-                tracing::warn!(path = %f.path.display(), error = %e, "cannot start reading file");
+                let path = f.path.clone();
+                self.open_failed(i, &path, &e);
                 false
             }
         }
@@ -409,6 +495,11 @@ impl FileSource {
         let mut wake = (last_poll + self.cfg.poll_interval).min(last_scan + self.cfg.glob_interval);
         if rescan {
             wake = wake.min(last_scan + RESCAN_DEBOUNCE);
+        }
+        if let Some(retry) = self.pressure.retry_at().filter(|t| *t > now) {
+            if self.files.iter().any(|f| f.waiting_since.is_some()) {
+                wake = wake.min(retry);
+            }
         }
         for f in &self.files {
             if let Some(deadline) = f.multiline_deadline() {
@@ -463,6 +554,7 @@ impl FileSource {
         let mut matched: HashSet<(u64, u64)> = HashSet::new();
         let mut seen_paths = HashSet::new();
         let mut added = false;
+        let mut out_of_descriptors = false;
         for pattern in &self.cfg.include.clone() {
             let paths = match glob::glob(pattern) {
                 Ok(paths) => paths,
@@ -471,12 +563,24 @@ impl FileSource {
                     continue;
                 }
             };
-            for path in paths.flatten() {
+            for found in paths {
+                let path = match found {
+                    Ok(path) => path,
+                    Err(e) => {
+                        let failure = self.unreadable(e.path(), e.error());
+                        out_of_descriptors |= failure == OpenFailure::Descriptors;
+                        continue;
+                    }
+                };
                 if !seen_paths.insert(path.clone()) || self.excluded(&path) {
                     continue;
                 }
-                let Ok(meta) = std::fs::metadata(&path) else {
-                    continue;
+                let meta = match std::fs::metadata(&path) {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        self.unreadable(&path, &e);
+                        continue;
+                    }
                 };
                 if !meta.is_file() {
                     continue;
@@ -493,45 +597,89 @@ impl FileSource {
                 if reader::is_compressed(&path) && !self.cfg.read_compressed {
                     continue;
                 }
-                if let Some(f) = self.open(&path, inode, meta.len(), initial) {
-                    self.files.push(f);
-                    added = true;
-                    let i = self.files.len() - 1;
-                    self.by_inode.insert(inode, i);
-                }
+                let f = self.track(&path, inode, meta.len(), initial);
+                self.files.push(f);
+                added = true;
+                let i = self.files.len() - 1;
+                self.by_inode.insert(inode, i);
             }
         }
         let now = Instant::now();
-        for f in &mut self.files {
-            if !matched.contains(&f.inode) && f.rotated_at.is_none() {
-                f.rotated_at = Some(now);
-                f.due = true;
-                self.counters.rotations.inc();
-                tracing::info!(path = %f.path.display(), "file rotated away or removed; reading it to its end");
+        for i in 0..self.files.len() {
+            let f = &self.files[i];
+            if matched.contains(&f.inode) || f.rotated_at.is_some() || !self.left_its_name(i) {
+                continue;
             }
+            let f = &mut self.files[i];
+            f.rotated_at = Some(now);
+            f.due = true;
+            f.at_end = false;
+            self.counters.rotations.inc();
+            tracing::info!(path = %f.path.display(), "file rotated away or removed; reading it to its end");
         }
         if added {
             self.reindex();
         }
+        if !out_of_descriptors {
+            self.pressure.listed();
+        }
     }
 
-    /// Opens a newly found file; its start position is settled once its
-    /// first line (its fingerprint) is there.
-    fn open(
-        &mut self,
-        path: &Path,
-        inode: (u64, u64),
-        size: u64,
-        initial: bool,
-    ) -> Option<TailedFile> {
-        let reader = match Reader::open(path) {
-            Ok(r) => r,
+    /// Whether file `i`, which no glob matched, really left its name: the
+    /// name is missing (ENOENT) or leads to another file. A glob that could
+    /// not list a directory (no descriptor left, no permission) hides files
+    /// that are still there; so does a failed `stat`, counted and logged.
+    fn left_its_name(&mut self, i: usize) -> bool {
+        let path = self.files[i].path.clone();
+        match std::fs::metadata(&path) {
+            Ok(meta) => (meta.dev(), meta.ino()) != self.files[i].inode,
+            Err(e) if OpenFailure::of(&e) == OpenFailure::Missing => true,
             Err(e) => {
-                self.counters.read_errors.inc();
-                tracing::warn!(source = %self.cfg.name, path = %path.display(), error = %e, "cannot tail file");
-                return None;
+                self.unreadable(&path, &e);
+                false
             }
-        };
+        }
+    }
+
+    /// A directory or path of the globs could not be read: counted by
+    /// reason and logged (rate-limited); for want of descriptors, part of
+    /// the exhaustion episode instead.
+    fn unreadable(&mut self, path: &Path, error: &std::io::Error) -> OpenFailure {
+        let failure = OpenFailure::of(error);
+        if failure == OpenFailure::Missing {
+            return failure;
+        }
+        self.counters.glob_errors.count(failure);
+        if failure == OpenFailure::Descriptors {
+            let held = self.files.iter().filter(|f| f.is_open()).count();
+            self.pressure.exhausted(error, held);
+        } else if let Some(suppressed) = self.glob_error_log.allow() {
+            tracing::warn!(source = %self.cfg.name, path = %path.display(), error = %error, reason = failure.label(), suppressed, "cannot read a directory or path the globs match; files under it are not tailed until it can be read");
+        }
+        failure
+    }
+
+    /// A file could not be opened (or its first line read) for another
+    /// reason than a missing name: counted, logged (rate-limited), retried
+    /// later; the file keeps its identity and position.
+    fn open_failed(&mut self, i: usize, path: &Path, error: &std::io::Error) {
+        let failure = OpenFailure::of(error);
+        self.counters.open_errors.count(failure);
+        if failure == OpenFailure::Descriptors {
+            let held = self.files.iter().filter(|f| f.is_open()).count();
+            self.pressure.exhausted(error, held);
+            return;
+        }
+        self.files[i].retry_at = Some(Instant::now() + OPEN_RETRY);
+        if let Some(suppressed) = self.open_error_log.allow() {
+            tracing::warn!(source = %self.cfg.name, path = %path.display(), error = %error, reason = failure.label(), suppressed, "cannot open file; keeping its position and trying again");
+        }
+    }
+
+    /// Starts tracking a newly found file, its descriptor not open yet; its
+    /// start position is settled once its first line (its fingerprint) is
+    /// there.
+    fn track(&mut self, path: &Path, inode: (u64, u64), size: u64, initial: bool) -> TailedFile {
         let target = std::fs::symlink_metadata(path)
             .ok()
             .filter(|m| m.file_type().is_symlink())
@@ -542,9 +690,9 @@ impl FileSource {
         let resource = self.resource(path);
         let read_from_end = initial && self.cfg.read_from == ReadFrom::End;
         tracing::info!(source = %self.cfg.name, path = %path.display(), "tailing file");
-        let mut f = TailedFile::new(path, target, inode, reader, resource, read_from_end);
+        let mut f = TailedFile::new(path, target, inode, resource, read_from_end);
         f.size_at_open = size;
-        Some(f)
+        f
     }
 
     fn resource(&self, path: &Path) -> Arc<Resource> {
@@ -607,20 +755,25 @@ impl FileSource {
             if self.by_inode.contains_key(&(parsed.dev, parsed.ino)) {
                 continue;
             }
-            match find_by_inode(Path::new(&entry.path), parsed.dev, parsed.ino) {
-                Some(path) => {
+            let old_dir = Path::new(&entry.path).parent().unwrap_or(Path::new("/"));
+            match reader::find_by_inode(old_dir, parsed.dev, parsed.ino) {
+                Ok(Some(path)) => {
                     tracing::info!(was = %entry.path, now = %path.display(), offset = entry.offset, "file rotated while shipd was down; reading it to its end");
                     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                    if let Some(mut f) = self.open(&path, (parsed.dev, parsed.ino), size, false) {
-                        f.rotated_at = Some(Instant::now());
-                        self.counters.rotations.inc();
-                        self.files.push(f);
-                        added = true;
-                    }
+                    let mut f = self.track(&path, (parsed.dev, parsed.ino), size, false);
+                    f.rotated_at = Some(Instant::now());
+                    self.counters.rotations.inc();
+                    self.files.push(f);
+                    added = true;
                 }
-                None => {
+                Ok(None) => {
                     tracing::info!(path = %entry.path, "checkpointed file no longer exists; forgetting it");
                     self.ctx.checkpointer.forget(&key);
+                }
+                Err(e) => {
+                    // Not knowing is not "gone": the checkpoint stays, and
+                    // the file resumes there if a glob finds it again.
+                    self.unreadable(old_dir, &e);
                 }
             }
         }
@@ -656,12 +809,14 @@ impl FileSource {
             };
             let expired = now.duration_since(rotated_at) >= self.cfg.rotate_wait;
             let drained = f.at_end && now.duration_since(f.last_growth.max(rotated_at)) >= idle;
-            if !(expired || drained) {
+            if !(expired || drained || f.gone) {
                 i += 1;
                 continue;
             }
             let mut f = self.files.swap_remove(i);
-            if expired && !drained {
+            if f.gone {
+                tracing::info!(path = %f.path.display(), "file rotated away while its descriptor was closed and is not beside its old name any more; released where it was read to");
+            } else if expired && !drained {
                 tracing::warn!(path = %f.path.display(), rotate_wait = ?self.cfg.rotate_wait, "rotated file released before its end");
             } else {
                 tracing::info!(path = %f.path.display(), "rotated file read to its end; released");
@@ -682,26 +837,20 @@ impl FileSource {
         true
     }
 
-    /// Forgets released files whose every batch is delivered.
+    /// Forgets the checkpoints of released files whose every batch is
+    /// delivered, remembering where they ended in case they come back.
     fn forget_delivered_retired(&mut self) {
         let checkpointer = &self.ctx.checkpointer;
+        let released = &mut self.released;
         self.retired.retain(|(key, end)| {
             let delivered = checkpointer.entry(key).is_none_or(|e| e.offset >= *end);
             if delivered {
                 checkpointer.forget(key);
+                released.remember(key, *end);
             }
             !delivered
         });
     }
-}
-
-/// The file in `old_path`'s directory with this device and inode.
-fn find_by_inode(old_path: &Path, dev: u64, ino: u64) -> Option<PathBuf> {
-    let dir = old_path.parent()?;
-    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
-        let meta = std::fs::metadata(e.path()).ok()?;
-        (meta.is_file() && meta.dev() == dev && meta.ino() == ino).then(|| e.path())
-    })
 }
 
 /// The checkpoint entry written when a file is first tracked.

@@ -3,17 +3,23 @@
 //! [`BatchAck`](crate::pipeline::acks::BatchAck) whose end never passes a
 //! line still held. It does no discovery and decides no start positions;
 //! the source does both.
+//!
+//! Its descriptor may be closed while it is idle (the source holds a bounded
+//! number open) and opened again by identity ([`TailedFile::reopen`]): the
+//! reading state (position, held lines, multiline event) stays in memory.
 
 use super::decode::{Decoder, Message};
 use super::identity::FileIdentity;
+use super::identity::Fingerprint;
 use super::lines::{Line, LineSplitter};
 use super::multiline::Aggregator;
-use super::reader::Reader;
+use super::reader::{self, Reader};
 use super::{start_entry, Counters, FileSourceConfig, SourceContext};
 use crate::event::{Event, EventBatch, LogRecord, Position, Resource, Value};
 use crate::pipeline::acks::BatchAck;
 use crate::pipeline::checkpoint::SourceKey;
 use bytes::{Bytes, BytesMut};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +32,18 @@ pub enum Progress {
     Busy,
     /// Nothing new.
     Idle,
+}
+
+/// What [`TailedFile::reopen`] found.
+pub enum Reopened {
+    /// The same file: reading goes on where it was.
+    Same,
+    /// Its inode now holds other content (freed and reused while closed):
+    /// it must be read again from its start.
+    Replaced,
+    /// No name leads to it any more (removed, or moved out of its
+    /// directory while closed).
+    Gone,
 }
 
 /// The reading state of a file whose identity is known.
@@ -66,7 +84,22 @@ pub struct TailedFile {
     pub target: Option<PathBuf>,
     /// Device and inode (of the target, for a symlink).
     pub inode: (u64, u64),
-    pub reader: Reader,
+    /// `None` while its descriptor is closed.
+    reader: Option<Reader>,
+    /// Where the descriptor was last opened (the path, or where the file was
+    /// found by inode after a rename).
+    opened_from: PathBuf,
+    /// Size when its descriptor was last closed, before its first line was
+    /// complete (an active file is compared with its read position).
+    closed_len: Option<u64>,
+    /// Turns it had since its descriptor was opened.
+    pub turns_since_open: u32,
+    /// Waiting for a descriptor since.
+    pub waiting_since: Option<Instant>,
+    /// Opening it failed (other than for want of descriptors): not before.
+    pub retry_at: Option<Instant>,
+    /// Closed, and no name leads to it any more: released at once.
+    pub gone: bool,
     resource: Arc<Resource>,
     /// Set when no glob matches it any more: it is being drained.
     pub rotated_at: Option<Instant>,
@@ -92,11 +125,11 @@ pub struct TailedFile {
 }
 
 impl TailedFile {
+    /// A file found under `path`, its descriptor not open yet.
     pub fn new(
         path: &Path,
         target: Option<PathBuf>,
         inode: (u64, u64),
-        reader: Reader,
         resource: Arc<Resource>,
         read_from_end: bool,
     ) -> Self {
@@ -104,7 +137,13 @@ impl TailedFile {
             path: path.to_path_buf(),
             target,
             inode,
-            reader,
+            reader: None,
+            opened_from: path.to_path_buf(),
+            closed_len: None,
+            turns_since_open: 0,
+            waiting_since: None,
+            retry_at: None,
+            gone: false,
             resource,
             rotated_at: None,
             due: true,
@@ -121,6 +160,92 @@ impl TailedFile {
 
     pub fn is_active(&self) -> bool {
         self.active.is_some()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// Read through a gzip decoder (decided by the name it was found under).
+    pub fn is_compressed(&self) -> bool {
+        reader::is_compressed(&self.path)
+    }
+
+    /// The fingerprint of its first line (descriptor open).
+    pub fn fingerprint(&self) -> std::io::Result<Option<Fingerprint>> {
+        match &self.reader {
+            Some(r) => r.fingerprint(&self.opened_from),
+            None => Err(closed()),
+        }
+    }
+
+    /// Its current size through the descriptor; `None` for archives.
+    pub fn len(&self) -> std::io::Result<Option<u64>> {
+        match &self.reader {
+            Some(r) => r.len(),
+            None => Err(closed()),
+        }
+    }
+
+    /// Closes its descriptor; reading resumes at [`reopen`](Self::reopen).
+    pub fn close(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            self.closed_len = reader.len().ok().flatten();
+        }
+    }
+
+    /// Whether a closed file needs its descriptor back: it rotated away, its
+    /// name leads elsewhere, or its size differs from the read position (or,
+    /// before its first line was complete, from its size when closed). One
+    /// `stat`, no descriptor.
+    pub fn changed_since_closed(&self) -> bool {
+        let known = match &self.active {
+            Some(active) => Some(active.pos),
+            None => self.closed_len,
+        };
+        let Some(known) = known else {
+            return true;
+        };
+        if self.rotated_at.is_some() {
+            return true;
+        }
+        match std::fs::metadata(&self.opened_from) {
+            Ok(meta) => (meta.dev(), meta.ino()) != self.inode || meta.len() != known,
+            Err(_) => true,
+        }
+    }
+
+    /// Opens its descriptor again by identity (device and inode, then the
+    /// fingerprint of an active file) and moves to where reading stopped.
+    /// An error is a failure to open (no descriptor left, no permission),
+    /// never a sign that the file went away.
+    pub fn reopen(&mut self) -> std::io::Result<Reopened> {
+        let gzip = self.is_compressed();
+        let mut names: Vec<&Path> = vec![&self.opened_from, &self.path];
+        if let Some(target) = &self.target {
+            names.push(target);
+        }
+        names.dedup();
+        let Some((mut reader, at)) = reader::open_by_identity(&names, self.inode, gzip)? else {
+            return Ok(Reopened::Gone);
+        };
+        let mut reopened = Reopened::Same;
+        if let Some(active) = &self.active {
+            if !gzip {
+                match reader.fingerprint(&at)? {
+                    Some(fp) if fp != active.identity.fingerprint => reopened = Reopened::Replaced,
+                    _ => {}
+                }
+            }
+            reader.skip_to(active.pos)?;
+        }
+        self.reader = Some(reader);
+        self.opened_from = at;
+        self.closed_len = None;
+        self.turns_since_open = 0;
+        self.waiting_since = None;
+        self.retry_at = None;
+        Ok(reopened)
     }
 
     pub fn identity(&self) -> Option<FileIdentity> {
@@ -142,7 +267,7 @@ impl TailedFile {
         ctx: &SourceContext,
     ) -> std::io::Result<u64> {
         let key: SourceKey = Arc::from(identity.key(&cfg.name));
-        let offset = self.reader.skip_to(offset)?;
+        let offset = self.reader.as_mut().ok_or_else(closed)?.skip_to(offset)?;
         ctx.checkpointer
             .start_unflushed_at(&key, start_entry(&self.path, offset), self.next_seq);
         self.active = Some(Active {
@@ -183,7 +308,10 @@ impl TailedFile {
         if self.finished {
             return Progress::Idle;
         }
-        match self.reader.len() {
+        let Some(reader) = &mut self.reader else {
+            return Progress::Idle;
+        };
+        match reader.len() {
             Ok(Some(len)) if len < active.pos => return self.truncated(len, ctx, counters),
             Ok(Some(len)) if len == active.pos => {
                 self.at_end = true;
@@ -201,7 +329,7 @@ impl TailedFile {
         if buf.len() < budget {
             buf.resize(budget, 0);
         }
-        let n = match self.reader.read(&mut buf[..budget]) {
+        let n = match reader.read(&mut buf[..budget]) {
             Ok(n) => n,
             Err(e) => {
                 counters.read_errors.inc();
@@ -212,7 +340,7 @@ impl TailedFile {
         };
         if n == 0 {
             self.at_end = true;
-            if self.reader.is_compressed() {
+            if reader.is_compressed() {
                 self.finished = true;
                 tracing::info!(path = %self.path.display(), "archive read to its end");
                 return self
@@ -242,21 +370,39 @@ impl TailedFile {
     /// The file shrank below the read position: it was truncated in place.
     fn truncated(&mut self, len: u64, ctx: &SourceContext, counters: &Counters) -> Progress {
         counters.truncations.inc();
+        if let Some(active) = &self.active {
+            tracing::warn!(path = %self.path.display(), size = len, offset = active.pos, "file truncated; reading it again from the start");
+        }
+        self.restart(ctx, counters)
+            .map_or(Progress::Busy, Progress::Batch)
+    }
+
+    /// Its inode was freed and reused while its descriptor was closed: the
+    /// content is another file's, read from its start. Returns what was
+    /// still held of the old content.
+    pub fn replaced(&mut self, ctx: &SourceContext, counters: &Counters) -> Option<EventBatch> {
+        counters.rotations.inc();
+        tracing::info!(path = %self.path.display(), "file replaced while its descriptor was closed (same inode, other first line); reading it from the start");
+        self.restart(ctx, counters)
+    }
+
+    /// Forgets the current content's identity and reads again from 0,
+    /// emitting what was held.
+    fn restart(&mut self, ctx: &SourceContext, counters: &Counters) -> Option<EventBatch> {
         let flushed = self.flush_all(ctx, counters);
         if let Some(active) = self.active.take() {
             self.next_seq = active.seq;
             self.before_truncation = Some((active.identity.fingerprint, active.safe_end()));
-            tracing::warn!(path = %self.path.display(), size = len, offset = active.pos, "file truncated; reading it again from the start");
             ctx.checkpointer.forget(&active.key);
         }
         self.read_from_end = false;
         self.size_at_open = 0;
         self.due = true;
-        if let Err(e) = self.reader.skip_to(0) {
+        if let Some(Err(e)) = self.reader.as_mut().map(|r| r.skip_to(0)) {
             counters.read_errors.inc();
             tracing::warn!(path = %self.path.display(), error = %e, "cannot seek to the start");
         }
-        flushed.map_or(Progress::Busy, Progress::Batch)
+        flushed
     }
 
     /// Emits a multiline event that waited `timeout` for a next line.
@@ -367,6 +513,10 @@ impl TailedFile {
         counters.events.add(batch.len() as u64);
         batch
     }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::other("the file's descriptor is closed")
 }
 
 /// Lines → decoded messages → multiline events.

@@ -1,217 +1,150 @@
 //! OTLP/HTTP: `POST /v1/logs` and `POST /v1/metrics` with protobuf bodies
 //! (`Content-Encoding` gzip, zstd or none). Answers 200 with the protobuf
 //! export response once the batch is in the pipeline; 400 for a body that
-//! does not decode, 413 for one over the limit, 415 for other content types
-//! or encodings, 429 with `Retry-After` while the pipeline is full, 503 when
-//! shutting down. Error bodies are a protobuf `google.rpc.Status`, as OTLP asks.
+//! does not decode, 408 for one that does not arrive in time, 413 for one
+//! over the receiver's limits (its size, or the memory its records take
+//! once decoded), 415 for other content types or encodings, 429 with
+//! `Retry-After` while the pipeline is full or the receiver busy, 503 when
+//! shutting down. Error bodies are a protobuf `google.rpc.Status`, as OTLP
+//! asks. A body is read only once the request has a slot and the memory
+//! for it (the [`Intake`] decides).
 
-use super::convert::{self, Converted};
+use super::body::{BodyReader, Encoding};
+use super::rpc;
 use super::tls_listener::Listening;
-use super::{Intake, Refusal};
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use super::{Intake, Refusal, Signal};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const PROTOBUF: &str = "application/x-protobuf";
 
-/// Size and retry advice of the HTTP receiver.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_message_bytes: usize,
-    pub retry_after: Duration,
-}
-
 struct HttpState {
     intake: Arc<Intake>,
-    limits: Limits,
+    retry_after: Duration,
 }
 
-/// `google.rpc.Status`, the body of OTLP/HTTP error answers.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
-/// An answer other than success.
-#[derive(Debug)]
-struct Failure {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-            retry_after: None,
+/// The answer to a refused request.
+fn refused(refusal: &Refusal, retry_after: Duration) -> Response {
+    let (status, code) = match refusal {
+        Refusal::Full | Refusal::Busy => (StatusCode::TOO_MANY_REQUESTS, rpc::RESOURCE_EXHAUSTED),
+        Refusal::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, rpc::RESOURCE_EXHAUSTED),
+        Refusal::Malformed(_) => (StatusCode::BAD_REQUEST, rpc::INVALID_ARGUMENT),
+        Refusal::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, rpc::INVALID_ARGUMENT),
+        Refusal::Timeout => (StatusCode::REQUEST_TIMEOUT, rpc::DEADLINE_EXCEEDED),
+        Refusal::Closed => (StatusCode::SERVICE_UNAVAILABLE, rpc::UNAVAILABLE),
+    };
+    let retry = matches!(refusal, Refusal::Full | Refusal::Busy);
+    let body = rpc::status(code, refusal.message(), retry.then_some(retry_after));
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
+        body,
+    )
+        .into_response();
+    if retry {
+        let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
     }
+    response
 }
 
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        // gRPC codes: INVALID_ARGUMENT 3, RESOURCE_EXHAUSTED 8, UNAVAILABLE 14.
-        let code = match self.status {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => 8,
-            StatusCode::SERVICE_UNAVAILABLE => 14,
-            _ => 3,
-        };
-        let body = RpcStatus {
-            code,
-            message: self.message,
-        }
-        .encode_to_vec();
-        let mut response = (
-            self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
-            body,
-        )
-            .into_response();
-        if let Some(after) = self.retry_after {
-            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        response
-    }
-}
-
-/// The decompressed protobuf body, or why it is refused.
-fn body_of(headers: &HeaderMap, body: &[u8], max: usize) -> Result<Vec<u8>, Failure> {
+/// Checks the headers, receives the body and hands the request on.
+async fn take(
+    state: &HttpState,
+    signal: Signal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), Refusal> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(PROTOBUF);
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !(mime.eq_ignore_ascii_case(PROTOBUF) || mime.eq_ignore_ascii_case("application/protobuf")) {
-        return Err(Failure::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type `{mime}` is not supported; send {PROTOBUF} (OTLP/JSON is not accepted)"),
-        ));
+        return Err(Refusal::Unsupported(format!(
+            "content type `{mime}` is not supported; send {PROTOBUF} (OTLP/JSON is not accepted)"
+        )));
     }
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity")
-        .trim()
-        .to_ascii_lowercase();
-    let mut out = Vec::new();
-    let read = match encoding.as_str() {
-        "identity" | "" => return Ok(body.to_vec()),
-        "gzip" | "x-gzip" => flate2::read::GzDecoder::new(body)
-            .take(max as u64 + 1)
-            .read_to_end(&mut out),
-        "zstd" => zstd::stream::read::Decoder::new(body)
-            .and_then(|d| d.take(max as u64 + 1).read_to_end(&mut out)),
-        other => {
-            return Err(Failure::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content encoding `{other}` is not supported; use gzip, zstd or none"),
-            ))
-        }
+    let encoding = Encoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let len = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| Refusal::Malformed("invalid Content-Length".into()))?,
+        ),
     };
-    match read {
-        Ok(_) if out.len() > max => Err(Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("decompressed body exceeds {max} bytes"),
-        )),
-        Ok(_) => Ok(out),
-        Err(e) => Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            format!("body is not valid {encoding}: {e}"),
-        )),
+    let intake = &state.intake;
+    if let Some(len) = len.filter(|&len| len > intake.max_message_bytes) {
+        // Refused before it takes a slot or a byte.
+        return Err(intake.body_too_large(len));
     }
+    let mut request = intake.admit().await?;
+    let mut reader = BodyReader::new(body);
+    let wire = intake.receive(&mut request, &mut reader, len).await?;
+    intake.take(request, signal, encoding, wire).await
 }
 
-/// Decodes, converts and hands on one request; the success body on success.
-async fn receive<R: Message + Default>(
-    state: &HttpState,
-    headers: &HeaderMap,
-    body: &[u8],
-    convert: impl FnOnce(R, &convert::Origin) -> Converted,
-    success: Vec<u8>,
-) -> Response {
-    let decoded = body_of(headers, body, state.limits.max_message_bytes).and_then(|raw| {
-        R::decode(&raw[..]).map_err(|e| {
-            Failure::new(
-                StatusCode::BAD_REQUEST,
-                format!("body is not an OTLP export request: {e}"),
+async fn receive(state: &HttpState, signal: Signal, headers: HeaderMap, body: Body) -> Response {
+    let outcome = take(state, signal, &headers, body).await;
+    state.intake.answered("http", &outcome);
+    match outcome {
+        Ok(()) => {
+            let success = match signal {
+                Signal::Logs => ExportLogsServiceResponse::default().encode_to_vec(),
+                Signal::Metrics => ExportMetricsServiceResponse::default().encode_to_vec(),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
+                success,
             )
-        })
-    });
-    let request = match decoded {
-        Ok(r) => r,
-        Err(failure) => {
-            state.intake.malformed("http", &failure.message);
-            return failure.into_response();
+                .into_response()
         }
-    };
-    match state
-        .intake
-        .accept(convert(request, state.intake.origin()))
-        .await
-    {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(PROTOBUF))],
-            success,
-        )
-            .into_response(),
-        Err(Refusal::Full) => Failure {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: "shipd's pipeline is full; retry later".into(),
-            retry_after: Some(state.limits.retry_after),
-        }
-        .into_response(),
-        Err(Refusal::Closed) => {
-            Failure::new(StatusCode::SERVICE_UNAVAILABLE, "shipd is shutting down").into_response()
-        }
+        Err(refusal) => refused(&refusal, state.retry_after),
     }
 }
 
-async fn logs(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let success = ExportLogsServiceResponse::default().encode_to_vec();
-    receive::<ExportLogsServiceRequest>(&state, &headers, &body, convert::logs, success).await
+async fn logs(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    receive(&state, Signal::Logs, headers, body).await
 }
 
-async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let success = ExportMetricsServiceResponse::default().encode_to_vec();
-    receive::<ExportMetricsServiceRequest>(&state, &headers, &body, convert::metrics, success).await
+async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    receive(&state, Signal::Metrics, headers, body).await
 }
 
 /// Serves OTLP/HTTP on `listener` until `cancel`.
 pub async fn serve(
     listener: Listening,
     intake: Arc<Intake>,
-    limits: Limits,
+    retry_after: Duration,
     cancel: CancellationToken,
 ) {
     let source = Arc::clone(&intake.origin().source);
-    let state = Arc::new(HttpState { intake, limits });
+    let state = Arc::new(HttpState {
+        intake,
+        retry_after,
+    });
     let app = Router::new()
         .route("/v1/logs", post(logs))
         .route("/v1/metrics", post(metrics))
-        .layer(DefaultBodyLimit::max(limits.max_message_bytes))
         .with_state(state);
     let shutdown = async move { cancel.cancelled().await };
     let served = match listener {

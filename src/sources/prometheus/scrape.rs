@@ -12,10 +12,17 @@
 //! are cumulative: they start at their OpenMetrics `_created` time when
 //! given, else at the target's first successful scrape. A failed scrape
 //! emits only `up` 0 and the duration; it never stops the source.
+//!
+//! Bounded under a hostile target: the body is streamed and refused past
+//! `max_body_bytes`, and parsing stops past `max_series` sample lines; either
+//! fails the scrape (`up` 0, `shipd_scrape_failures_total`, the reason in
+//! `/health` and a rate-limited WARN) and nothing of it is sent.
 
 use super::text::{self, FamilyKind, Format, SampleValue};
 use crate::control::health::ComponentHealth;
 use crate::event::{Distribution, Event, EventBatch, MetricKind, MetricPoint, Resource, Value};
+use crate::lang::option_range::format_size;
+use crate::response_body::{read_capped, CappedReadError};
 use crate::sinks::log_limit::LogLimit;
 use crate::sinks::openobserve::{describe_failure, error_chain};
 use crate::sources::file::SourceContext;
@@ -33,9 +40,18 @@ pub struct PrometheusScrapeConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub honor_labels: bool,
+    /// A longer body fails the scrape (never read past this).
+    pub max_body_bytes: usize,
+    /// More sample lines fail the scrape (parsing stops there).
+    pub max_series: usize,
     /// TLS of `https://` targets.
     pub tls: crate::tls::TlsOptions,
 }
+
+/// Default `max_body_bytes`: 16 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default `max_series`.
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
 
 impl PrometheusScrapeConfig {
     pub fn new(name: impl Into<String>, urls: Vec<String>) -> Self {
@@ -46,6 +62,8 @@ impl PrometheusScrapeConfig {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(10),
             honor_labels: false,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_series: DEFAULT_MAX_SERIES,
             tls: crate::tls::TlsOptions::default(),
         }
     }
@@ -76,6 +94,32 @@ pub enum ScrapeConfigError {
     },
 }
 
+/// `up`, `scrape_duration_seconds`, `scrape_samples_scraped`, `scrape_samples_malformed`.
+const TARGET_SERIES: usize = 4;
+
+/// One fetched scrape whose samples are still to become points.
+#[derive(Debug)]
+pub struct Scraped {
+    samples: std::vec::IntoIter<text::Sample>,
+    /// Samples the exposition held.
+    scraped: usize,
+    now: u64,
+    start: u64,
+    pub duration: Duration,
+    pub malformed: usize,
+    /// Why the scrape failed, when it did.
+    pub error: Option<String>,
+    /// The target's own series were taken.
+    closed: bool,
+}
+
+impl Scraped {
+    /// Points still to take, the target's own series included.
+    pub fn remaining(&self) -> usize {
+        self.samples.len() + if self.closed { 0 } else { TARGET_SERIES }
+    }
+}
+
 /// What one scrape of one target produced.
 #[derive(Debug)]
 pub struct ScrapeReport {
@@ -98,6 +142,8 @@ pub struct Target {
     instance: String,
     job: String,
     honor_labels: bool,
+    max_body_bytes: usize,
+    max_series: usize,
     resource: Arc<Resource>,
     /// First successful scrape, ns since the epoch (start of cumulative series).
     started: Option<u64>,
@@ -142,6 +188,8 @@ impl Target {
             instance,
             job: cfg.job().to_owned(),
             honor_labels: cfg.honor_labels,
+            max_body_bytes: cfg.max_body_bytes,
+            max_series: cfg.max_series,
             resource,
             started: None,
             malformed_lines: telemetry::counter("shipd_scrape_malformed_lines_total", &labels),
@@ -153,65 +201,113 @@ impl Target {
         &self.url
     }
 
-    /// Scrapes once with `client` (whose timeout bounds the request).
+    /// Scrapes once with `client` (whose timeout bounds the request): every
+    /// point at once.
     pub async fn scrape(&mut self, client: &reqwest::Client, timeout: Duration) -> ScrapeReport {
+        let mut scraped = self.fetch_samples(client, timeout).await;
+        let points = self.take_points(&mut scraped, usize::MAX);
+        ScrapeReport {
+            points,
+            up: scraped.error.is_none(),
+            duration: scraped.duration,
+            malformed: scraped.malformed,
+            error: scraped.error,
+        }
+    }
+
+    /// Fetches and parses the exposition (counting and logging a failure);
+    /// its points come from [`take_points`](Self::take_points).
+    pub async fn fetch_samples(&mut self, client: &reqwest::Client, timeout: Duration) -> Scraped {
         let began = Instant::now();
         let now = crate::event::unix_nanos(SystemTime::now());
-        let fetched = fetch(client, &self.url, self.basic_auth.as_ref(), timeout).await;
-        let duration = began.elapsed();
-        let mut report = ScrapeReport {
-            points: Vec::new(),
-            up: false,
-            duration,
+        let fetched = match fetch(
+            client,
+            &self.url,
+            self.basic_auth.as_ref(),
+            timeout,
+            self.max_body_bytes,
+        )
+        .await
+        {
+            Ok((body, format)) => parse_off_runtime(body, format, self.max_series)
+                .await
+                .map_err(|e| format!("GET {}: {e}", self.url)),
+            Err(e) => Err(e),
+        };
+        let mut scraped = Scraped {
+            samples: Vec::new().into_iter(),
+            scraped: 0,
+            now,
+            start: now,
+            duration: began.elapsed(),
             malformed: 0,
             error: None,
+            closed: false,
         };
         match fetched {
-            Ok((body, format)) => {
-                let exposition = text::parse(&body, format);
-                report.up = true;
-                report.malformed = exposition.malformed;
+            Ok(exposition) => {
+                scraped.malformed = exposition.malformed;
                 if exposition.malformed > 0 {
                     self.malformed_lines.add(exposition.malformed as u64);
                     if let Some(suppressed) = MALFORMED_LOG.allow() {
                         tracing::warn!(target_url = %self.url, malformed = exposition.malformed, examples = ?exposition.malformed_examples, suppressed, "skipped malformed exposition lines");
                     }
                 }
-                let start = *self.started.get_or_insert(now);
-                report.points.reserve(exposition.samples.len() + 4);
-                for sample in exposition.samples {
-                    report.points.push(self.point(sample, now, start));
-                }
+                scraped.start = *self.started.get_or_insert(now);
+                scraped.scraped = exposition.samples.len();
+                scraped.samples = exposition.samples.into_iter();
             }
             Err(reason) => {
                 self.failures.inc();
                 if let Some(suppressed) = SCRAPE_ERROR_LOG.allow() {
                     tracing::warn!(target_url = %self.url, %reason, suppressed, "scrape failed");
                 }
-                report.error = Some(reason);
+                scraped.error = Some(reason);
             }
         }
-        let scraped = report.points.len();
-        let malformed = report.malformed;
-        let up = report.up;
-        for (name, unit, value) in [
-            ("up", "1", if up { 1.0 } else { 0.0 }),
-            ("scrape_duration_seconds", "s", duration.as_secs_f64()),
-            ("scrape_samples_scraped", "{sample}", scraped as f64),
-            ("scrape_samples_malformed", "{line}", malformed as f64),
-        ] {
-            let mut p = MetricPoint::new(
-                name,
-                unit,
-                MetricKind::Gauge,
-                value,
-                now,
-                Arc::clone(&self.resource),
-            );
-            p.labels = self.target_labels();
-            report.points.push(p);
+        scraped
+    }
+
+    /// The next (at most `n`) points of `scraped`: its samples, then once the
+    /// target's own series (`up`, `scrape_duration_seconds`, ...). Empty when
+    /// all were taken. Samples become points only here, batch by batch, so a
+    /// large scrape is never held twice.
+    pub fn take_points(&self, scraped: &mut Scraped, n: usize) -> Vec<MetricPoint> {
+        let mut points: Vec<MetricPoint> =
+            Vec::with_capacity(n.min(scraped.samples.len() + TARGET_SERIES));
+        for sample in scraped.samples.by_ref().take(n) {
+            points.push(self.point(sample, scraped.now, scraped.start));
         }
-        report
+        if points.len() < n && !scraped.closed {
+            scraped.closed = true;
+            let up = scraped.error.is_none();
+            for (name, unit, value) in [
+                ("up", "1", if up { 1.0 } else { 0.0 }),
+                (
+                    "scrape_duration_seconds",
+                    "s",
+                    scraped.duration.as_secs_f64(),
+                ),
+                ("scrape_samples_scraped", "{sample}", scraped.scraped as f64),
+                (
+                    "scrape_samples_malformed",
+                    "{line}",
+                    scraped.malformed as f64,
+                ),
+            ] {
+                let mut p = MetricPoint::new(
+                    name,
+                    unit,
+                    MetricKind::Gauge,
+                    value,
+                    scraped.now,
+                    Arc::clone(&self.resource),
+                );
+                p.labels = self.target_labels();
+                points.push(p);
+            }
+        }
+        points
     }
 
     fn target_labels(&self) -> crate::event::Attributes {
@@ -239,11 +335,11 @@ impl Target {
                 (kind, v, None)
             }
             SampleValue::Distribution(d) => {
-                let (kind, sum) = match &d {
+                let (kind, sum) = match d.as_ref() {
                     Distribution::Histogram { sum, .. } => (MetricKind::Histogram, *sum),
                     Distribution::Summary { sum, .. } => (MetricKind::Summary, *sum),
                 };
-                (kind, sum, Some(Box::new(d)))
+                (kind, sum, Some(d))
             }
         };
         let mut p = MetricPoint::new(
@@ -263,7 +359,7 @@ impl Target {
     }
 
     /// Exposed labels merged with `job` and `instance` per `honor_labels`.
-    fn labels(&self, exposed: Vec<(String, String)>) -> crate::event::Attributes {
+    fn labels(&self, exposed: text::Labels) -> crate::event::Attributes {
         let mut labels: crate::event::Attributes = Vec::with_capacity(exposed.len() + 2);
         let mut has = [false, false];
         for (key, value) in exposed {
@@ -275,13 +371,10 @@ impl Target {
             match clash {
                 Some(i) if self.honor_labels => {
                     has[i] = true;
-                    labels.push((key.into(), Value::String(value.into())));
+                    labels.push((key, Value::String(value)));
                 }
-                Some(_) => labels.push((
-                    format!("exported_{key}").into(),
-                    Value::String(value.into()),
-                )),
-                None => labels.push((key.into(), Value::String(value.into()))),
+                Some(_) => labels.push((format!("exported_{key}").into(), Value::String(value))),
+                None => labels.push((key, Value::String(value))),
             }
         }
         if !has[0] {
@@ -294,13 +387,15 @@ impl Target {
     }
 }
 
-/// GETs the exposition; any failure (connect, timeout, non-2xx, body) as text.
+/// GETs the exposition, at most `max_body_bytes` of it; any failure
+/// (connect, timeout, non-2xx, body too long or broken) as text.
 async fn fetch(
     client: &reqwest::Client,
     url: &str,
     basic_auth: Option<&(String, Option<String>)>,
     timeout: Duration,
-) -> Result<(String, Format), String> {
+    max_body_bytes: usize,
+) -> Result<(Vec<u8>, Format), String> {
     let mut req = client.get(url);
     if let Some((user, password)) = basic_auth {
         req = req.basic_auth(user, password.as_ref());
@@ -323,11 +418,34 @@ async fn fetch(
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
     );
-    let body = resp
-        .text()
+    let body = read_capped(resp, max_body_bytes)
         .await
-        .map_err(|e| format!("GET {url}: reading the body: {}", error_chain(&e)))?;
+        .map_err(|e| match e {
+            CappedReadError::TooLarge(_) => format!(
+                "GET {url}: the body is larger than max_body_bytes ({}); not read further",
+                format_size(max_body_bytes as u64)
+            ),
+            CappedReadError::Read(e) => format!("GET {url}: reading the body: {}", error_chain(&e)),
+        })?;
     Ok((body, format))
+}
+
+/// Parses a body on the blocking pool (a large exposition takes a while),
+/// stopping past `max_series` sample lines. Invalid UTF-8 is read lossily.
+async fn parse_off_runtime(
+    body: Vec<u8>,
+    format: Format,
+    max_series: usize,
+) -> Result<text::Exposition, String> {
+    tokio::task::spawn_blocking(move || {
+        let text = match String::from_utf8(body) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        text::parse_with_limit(&text, format, max_series).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("parsing the exposition failed: {e}"))?
 }
 
 /// The running source: one task per target.
@@ -403,24 +521,36 @@ async fn scrape_loop(
             _ = ctx.cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let report = tokio::select! {
+        let mut scraped = tokio::select! {
             _ = ctx.cancel.cancelled() => return,
-            r = target.scrape(&client, cfg.timeout) => r,
+            r = target.fetch_samples(&client, cfg.timeout) => r,
         };
-        match &report.error {
+        match &scraped.error {
             Some(reason) => health.failed(reason),
             None => health.delivered(),
         }
-        let mut batch = EventBatch::with_capacity(report.points.len());
-        events.add(report.points.len() as u64);
-        for p in report.points {
-            batch.push(Event::Metric(p));
-        }
-        if ctx.unreplayable.send(batch).await.is_err() {
-            return;
+        events.add(scraped.remaining() as u64);
+        // In bounded batches, converted as they go: a large scrape meets
+        // backpressure (and the channels' byte budgets) batch by batch and
+        // its points never all exist at once.
+        loop {
+            let points = target.take_points(&mut scraped, SEND_BATCH_POINTS);
+            if points.is_empty() {
+                break;
+            }
+            let mut batch = EventBatch::with_capacity(points.len());
+            for p in points {
+                batch.push(Event::Metric(p));
+            }
+            if ctx.unreplayable.send(batch).await.is_err() {
+                return;
+            }
         }
     }
 }
+
+/// Metric points per batch sent into the pipeline.
+const SEND_BATCH_POINTS: usize = 1000;
 
 #[cfg(test)]
 mod tests {
@@ -441,10 +571,7 @@ mod tests {
 
     #[test]
     fn target_labels_win_unless_honor_labels() {
-        let exposed = vec![
-            ("job".to_owned(), "app".to_owned()),
-            ("path".to_owned(), "/".to_owned()),
-        ];
+        let exposed: text::Labels = vec![("job".into(), "app".into()), ("path".into(), "/".into())];
         let l = target(false).labels(exposed.clone());
         assert_eq!(
             text_labels(&l),

@@ -4,10 +4,12 @@
 //! counters and gauges as numbers, histograms (cumulative `le` buckets turned
 //! into per-bucket counts, the OTLP layout) and summaries (quantiles).
 //!
-//! A malformed line is skipped and counted; every other line is kept. Pure:
-//! no I/O, no clocks.
+//! A malformed line is skipped and counted; every other line is kept. An
+//! exposition with more sample lines than a limit ([`parse_with_limit`]) is
+//! refused after counting them, before anything is built from it. Pure: no
+//! I/O, no clocks.
 
-use crate::event::Distribution;
+use crate::event::{Distribution, Str};
 use std::collections::HashMap;
 
 /// The declared type of a metric family.
@@ -22,11 +24,12 @@ pub enum FamilyKind {
 }
 
 /// The value of one sample, or the distribution of one histogram/summary
-/// series (buckets per bucket, not cumulative, as OTLP wants them).
+/// series (buckets per bucket, not cumulative, as OTLP wants them; boxed,
+/// so the many plain samples stay small).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SampleValue {
     Number(f64),
-    Distribution(Distribution),
+    Distribution(Box<Distribution>),
 }
 
 /// One series of a scrape.
@@ -34,11 +37,11 @@ pub enum SampleValue {
 pub struct Sample {
     /// The sample name for counters and gauges (`http_requests_total`), the
     /// family name for histograms and summaries.
-    pub name: String,
+    pub name: Str,
     pub kind: FamilyKind,
     /// `# UNIT` of the family (OpenMetrics), else empty.
-    pub unit: String,
-    pub labels: Vec<(String, String)>,
+    pub unit: Str,
+    pub labels: Labels,
     pub value: SampleValue,
     /// The sample's own timestamp, in ms since the epoch.
     pub timestamp_ms: Option<i64>,
@@ -77,7 +80,9 @@ impl Format {
 
 const MAX_EXAMPLES: usize = 3;
 
-type Labels = Vec<(String, String)>;
+/// Label names and values: short strings, kept inline (no allocation) up
+/// to 24 bytes, as most are.
+pub type Labels = Vec<(Str, Str)>;
 
 /// A histogram or summary series being assembled from its samples.
 #[derive(Debug, Default)]
@@ -100,43 +105,100 @@ enum Role {
     Created,
 }
 
-/// Parses `text`.
+/// An exposition with more sample lines than allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the exposition has more than {limit} series (max_series)")]
+pub struct TooManySeries {
+    pub limit: usize,
+}
+
+/// Parses `text`, however many samples it holds.
 pub fn parse(text: &str, format: Format) -> Exposition {
-    let mut out = Exposition::default();
+    // No text holds more than usize::MAX lines: the limit is never reached.
+    parse_with_limit(text, format, usize::MAX).unwrap_or_default()
+}
+
+/// One line of an exposition, by what it is.
+enum Line<'a> {
+    Blank,
+    /// After `#`.
+    Comment(&'a str),
+    /// `# EOF`: nothing after it counts.
+    Eof,
+    /// Anything else, trimmed: a sample, or a malformed line.
+    Sample(&'a str),
+}
+
+impl<'a> Line<'a> {
+    fn of(raw: &'a str) -> Line<'a> {
+        let line = raw.trim();
+        match line.strip_prefix('#') {
+            _ if line.is_empty() => Line::Blank,
+            Some(comment) if comment.split_ascii_whitespace().eq(["EOF"]) => Line::Eof,
+            Some(comment) => Line::Comment(comment),
+            None => Line::Sample(line),
+        }
+    }
+}
+
+/// Parses `text` when it holds at most `max_samples` sample lines (every
+/// line that is not blank or a comment counts: a histogram bucket, a `_sum`,
+/// a malformed line). More are refused after one pass that only counts, so
+/// refusing costs no memory and a parse builds at most the limit.
+pub fn parse_with_limit(
+    text: &str,
+    format: Format,
+    max_samples: usize,
+) -> Result<Exposition, TooManySeries> {
+    let sample_lines = text
+        .lines()
+        .map(Line::of)
+        .take_while(|l| !matches!(l, Line::Eof))
+        .filter(|l| matches!(l, Line::Sample(_)))
+        .take(max_samples.saturating_add(1))
+        .count();
+    if sample_lines > max_samples {
+        return Err(TooManySeries { limit: max_samples });
+    }
+    // At most one sample per line: reserved once, never grown by doubling.
+    let mut out = Exposition {
+        samples: Vec::with_capacity(sample_lines),
+        ..Exposition::default()
+    };
     let mut types: HashMap<&str, FamilyKind> = HashMap::new();
     let mut units: HashMap<&str, &str> = HashMap::new();
     // Distributions in first-seen order: index by (family, labels without le/quantile).
-    let mut dists: Vec<(String, FamilyKind, Labels, Accumulator)> = Vec::new();
-    let mut dist_index: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
+    let mut dists: Vec<(Str, FamilyKind, Labels, Accumulator)> = Vec::new();
+    let mut dist_index: HashMap<(Str, Labels), usize> = HashMap::new();
     // Counter `_created` samples, applied after the pass.
-    let mut created: HashMap<(String, Vec<(String, String)>), f64> = HashMap::new();
+    let mut created: HashMap<(Str, Labels), f64> = HashMap::new();
 
     for (number, raw_line) in text.lines().enumerate() {
-        let line = raw_line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let mut words = comment.split_ascii_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some("TYPE"), Some(name), Some(kind)) => {
-                    let kind = match kind {
-                        "counter" => FamilyKind::Counter,
-                        "gauge" => FamilyKind::Gauge,
-                        "histogram" | "gaugehistogram" => FamilyKind::Histogram,
-                        "summary" => FamilyKind::Summary,
-                        _ => FamilyKind::Untyped,
-                    };
-                    types.insert(name, kind);
+        let line = match Line::of(raw_line) {
+            Line::Blank => continue,
+            Line::Eof => break,
+            Line::Sample(line) => line,
+            Line::Comment(comment) => {
+                let mut words = comment.split_ascii_whitespace();
+                match (words.next(), words.next(), words.next()) {
+                    (Some("TYPE"), Some(name), Some(kind)) => {
+                        let kind = match kind {
+                            "counter" => FamilyKind::Counter,
+                            "gauge" => FamilyKind::Gauge,
+                            "histogram" | "gaugehistogram" => FamilyKind::Histogram,
+                            "summary" => FamilyKind::Summary,
+                            _ => FamilyKind::Untyped,
+                        };
+                        types.insert(name, kind);
+                    }
+                    (Some("UNIT"), Some(name), Some(unit)) => {
+                        units.insert(name, unit);
+                    }
+                    _ => {}
                 }
-                (Some("UNIT"), Some(name), Some(unit)) => {
-                    units.insert(name, unit);
-                }
-                (Some("EOF"), None, None) => break,
-                _ => {}
+                continue;
             }
-            continue;
-        }
+        };
         let Some(parsed) = parse_sample_line(line, format) else {
             out.malformed += 1;
             if out.malformed_examples.len() < MAX_EXAMPLES {
@@ -158,7 +220,7 @@ pub fn parse(text: &str, format: Format) -> Exposition {
                     .iter()
                     .position(|(k, _)| k == bound_label)
                     .map(|i| labels.remove(i).1);
-                let key = (family.to_owned(), labels);
+                let key = (Str::from(family), labels);
                 let index = match dist_index.get(&key) {
                     Some(&i) => i,
                     None => {
@@ -183,13 +245,10 @@ pub fn parse(text: &str, format: Format) -> Exposition {
                 }
             }
             (FamilyKind::Counter, Role::Created) => {
-                created.insert((family.to_owned(), parsed.labels), parsed.value);
+                created.insert((Str::from(family), parsed.labels), parsed.value);
             }
             (kind, _) => {
-                let unit = units
-                    .get(family)
-                    .map(|u| (*u).to_owned())
-                    .unwrap_or_default();
+                let unit = units.get(family).map(|u| Str::from(*u)).unwrap_or_default();
                 out.samples.push(Sample {
                     name: parsed.name,
                     kind,
@@ -209,24 +268,24 @@ pub fn parse(text: &str, format: Format) -> Exposition {
             .filter(|s| s.kind == FamilyKind::Counter)
         {
             let family = s.name.strip_suffix("_total").unwrap_or(&s.name);
-            s.created = created.remove(&(family.to_owned(), s.labels.clone()));
+            s.created = created.remove(&(Str::from(family), s.labels.clone()));
         }
     }
     for (family, kind, labels, d) in dists {
         let unit = units
             .get(family.as_str())
-            .map(|u| (*u).to_owned())
+            .map(|u| Str::from(*u))
             .unwrap_or_default();
         let value = match kind {
             FamilyKind::Histogram => finish_histogram(d.points, d.count, d.sum),
             _ => {
                 let mut quantiles = d.points;
                 quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
-                SampleValue::Distribution(Distribution::Summary {
+                SampleValue::Distribution(Box::new(Distribution::Summary {
                     count: d.count.map_or(0, as_count),
                     sum: d.sum.unwrap_or(0.0),
                     quantiles,
-                })
+                }))
             }
         };
         out.samples.push(Sample {
@@ -239,7 +298,7 @@ pub fn parse(text: &str, format: Format) -> Exposition {
             created: d.created,
         });
     }
-    out
+    Ok(out)
 }
 
 fn as_count(v: f64) -> u64 {
@@ -272,12 +331,12 @@ fn finish_histogram(
         below = cumulative;
     }
     bucket_counts.push(count.saturating_sub(below));
-    SampleValue::Distribution(Distribution::Histogram {
+    SampleValue::Distribution(Box::new(Distribution::Histogram {
         count,
         sum: sum.unwrap_or(0.0),
         bounds,
         bucket_counts,
-    })
+    }))
 }
 
 /// Finds the family of a sample name and the sample's role in it.
@@ -319,8 +378,8 @@ fn classify<'a>(name: &'a str, types: &HashMap<&str, FamilyKind>) -> (&'a str, F
 }
 
 struct SampleLine {
-    name: String,
-    labels: Vec<(String, String)>,
+    name: Str,
+    labels: Labels,
     value: f64,
     timestamp_ms: Option<i64>,
 }
@@ -378,7 +437,7 @@ fn parse_sample_line(line: &str, format: Format) -> Option<SampleLine> {
         return None;
     }
     Some(SampleLine {
-        name: name.to_owned(),
+        name: Str::from(name),
         labels,
         value,
         timestamp_ms,
@@ -386,11 +445,14 @@ fn parse_sample_line(line: &str, format: Format) -> Option<SampleLine> {
 }
 
 /// Labels after `{` up to and including `}`; returns them and the rest.
-fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
+fn parse_labels(mut s: &str) -> Option<(Labels, &str)> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();
         if let Some(rest) = s.strip_prefix('}') {
+            // A Vec starts with room for 4 pairs; most series have fewer,
+            // and a scrape holds up to max_series of them.
+            labels.shrink_to_fit();
             return Some((labels, rest));
         }
         let bytes = s.as_bytes();
@@ -407,7 +469,7 @@ fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
             .strip_prefix('=')?
             .trim_start()
             .strip_prefix('"')?;
-        let mut value = String::new();
+        let mut value = Str::default();
         let mut chars = s.char_indices();
         let close = loop {
             let (i, c) = chars.next()?;
@@ -425,7 +487,7 @@ fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
                 c => value.push(c),
             }
         };
-        labels.push((key.to_owned(), value));
+        labels.push((Str::from(key), value));
         s = s[close + 1..].trim_start();
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
@@ -439,10 +501,10 @@ fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| (Str::from(*k), Str::from(*v)))
             .collect()
     }
 
@@ -474,12 +536,12 @@ mod tests {
         assert_eq!(e.samples[0].labels, labels(&[("svc", "a")]));
         assert_eq!(
             e.samples[0].value,
-            SampleValue::Distribution(Distribution::Histogram {
+            SampleValue::Distribution(Box::new(Distribution::Histogram {
                 count: 6,
                 sum: 1.7,
                 bounds: vec![0.1, 0.5],
                 bucket_counts: vec![2, 3, 1]
-            })
+            }))
         );
     }
 
@@ -489,11 +551,11 @@ mod tests {
         let e = parse(text, Format::Prometheus);
         assert_eq!(
             e.samples[0].value,
-            SampleValue::Distribution(Distribution::Summary {
+            SampleValue::Distribution(Box::new(Distribution::Summary {
                 count: 120,
                 sum: 3.5,
                 quantiles: vec![(0.5, 0.01), (0.99, 0.02)]
-            })
+            }))
         );
     }
 
@@ -504,6 +566,25 @@ mod tests {
         assert_eq!(e.malformed, 4);
         assert_eq!(e.samples.len(), 2);
         assert_eq!(e.malformed_examples[0], (2, "bad line here".to_owned()));
+    }
+
+    #[test]
+    fn parsing_stops_past_the_sample_limit() {
+        let text = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nbad line\ng 1\n";
+        assert_eq!(
+            parse_with_limit(text, Format::Prometheus, 5)
+                .unwrap()
+                .samples
+                .len(),
+            2,
+            "five sample lines (the malformed one too) fit in five"
+        );
+        assert_eq!(
+            parse_with_limit(text, Format::Prometheus, 4),
+            Err(TooManySeries { limit: 4 })
+        );
+        let after_eof = "a 1\nb 1\n# EOF\nc 1\n";
+        assert!(parse_with_limit(after_eof, Format::OpenMetrics, 2).is_ok());
     }
 
     #[test]
