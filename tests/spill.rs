@@ -84,7 +84,7 @@ fn outage_spills_metrics_compressed_and_replays_every_point_in_order_of_collecti
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let shipd = Shipd::start(
-        &metrics_env(&receiver, &data, "50ms"),
+        &metrics_env(&receiver, &data, "100ms"),
         &dir.path().join("shipd.log"),
     );
 
