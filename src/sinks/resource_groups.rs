@@ -12,6 +12,8 @@ use std::sync::Arc;
 /// Groups of `T` (the records of one resource), one per distinct resource.
 pub struct ResourceGroups<'a, T> {
     groups: Vec<(&'a Arc<Resource>, T)>,
+    /// The resource of the last event and its group: events come in runs.
+    last: Option<(*const Resource, usize)>,
     by_address: HashMap<*const Resource, usize>,
     by_content: HashMap<u64, Vec<usize>>,
 }
@@ -20,6 +22,7 @@ impl<T> Default for ResourceGroups<'_, T> {
     fn default() -> Self {
         ResourceGroups {
             groups: Vec::new(),
+            last: None,
             by_address: HashMap::new(),
             by_content: HashMap::new(),
         }
@@ -30,6 +33,11 @@ impl<'a, T: Default> ResourceGroups<'a, T> {
     /// The group of `resource`, made (empty) when it is new.
     pub fn group(&mut self, resource: &'a Arc<Resource>) -> &mut T {
         let address = Arc::as_ptr(resource);
+        if let Some((last, i)) = self.last {
+            if last == address {
+                return &mut self.groups[i].1;
+            }
+        }
         let index = match self.by_address.get(&address) {
             Some(&i) => i,
             None => {
@@ -48,6 +56,7 @@ impl<'a, T: Default> ResourceGroups<'a, T> {
                 i
             }
         };
+        self.last = Some((address, index));
         &mut self.groups[index].1
     }
 
