@@ -111,6 +111,21 @@ impl World {
         env
     }
 
+    /// shipd shipping a fresh file of lines over HTTPS to nginx's `port`,
+    /// trusting the private CA, with `extra` environment on top.
+    fn start_trusting_ca(
+        &self,
+        port: u16,
+        tag: &str,
+        extra: &[(&'static str, &str)],
+    ) -> (Shipd, Vec<String>) {
+        let (file, lines) = self.lines_file(tag);
+        let mut env = self.env("http", self.nginx.url(port), &file);
+        env.push(("OPENOBSERVE_CA_FILE", self.ca()));
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        (Shipd::start(&env, &self.path("shipd.log")), lines)
+    }
+
     fn ca(&self) -> String {
         self.certs.ca.display().to_string()
     }
@@ -297,10 +312,7 @@ fn harness_nginx_terminates_tls_with_each_certificate_in_front_of_the_receiver()
 #[test]
 fn a_private_ca_file_delivers_every_line_over_https() {
     let w = World::new(false);
-    let (file, lines) = w.lines_file("https-ca");
-    let mut env = w.env("http", w.nginx.url(w.nginx.good), &file);
-    env.push(("OPENOBSERVE_CA_FILE", w.ca()));
-    let shipd = Shipd::start(&env, &w.path("shipd.log"));
+    let (shipd, lines) = w.start_trusting_ca(w.nginx.good, "https-ca", &[]);
     w.assert_delivered(&w.receiver, &lines, &shipd);
     assert!(
         w.nginx.access_log().contains("POST /api/pis/v1/logs"),
@@ -401,31 +413,25 @@ fn without_the_ca_unknown_certificate_authority_is_named_then_adding_ca_file_and
 #[test]
 fn an_expired_server_certificate_is_named_certificate_expired_and_nothing_is_delivered() {
     let w = World::new(false);
-    let (file, _) = w.lines_file("expired");
-    let mut env = w.env("http", w.nginx.url(w.nginx.expired), &file);
-    env.push(("OPENOBSERVE_CA_FILE", w.ca()));
-    let shipd = Shipd::start(&env, &w.path("shipd.log"));
+    let (shipd, _) = w.start_trusting_ca(w.nginx.expired, "expired", &[]);
     w.assert_named_failure(&shipd, "certificate expired", &w.receiver);
 }
 
 #[test]
 fn a_certificate_for_another_host_is_named_wrong_host_name_and_nothing_is_delivered() {
     let w = World::new(false);
-    let (file, _) = w.lines_file("wrong-name");
-    let mut env = w.env("http", w.nginx.url(w.nginx.wrong_name), &file);
-    env.push(("OPENOBSERVE_CA_FILE", w.ca()));
-    let shipd = Shipd::start(&env, &w.path("shipd.log"));
+    let (shipd, _) = w.start_trusting_ca(w.nginx.wrong_name, "wrong-name", &[]);
     w.assert_named_failure(&shipd, "wrong host name", &w.receiver);
 }
 
 #[test]
 fn tls_server_name_accepts_the_certificate_of_that_name_and_delivers_every_line() {
     let w = World::new(false);
-    let (file, lines) = w.lines_file("server-name");
-    let mut env = w.env("http", w.nginx.url(w.nginx.wrong_name), &file);
-    env.push(("OPENOBSERVE_CA_FILE", w.ca()));
-    env.push(("OPENOBSERVE_TLS_SERVER_NAME", "other.example".to_owned()));
-    let shipd = Shipd::start(&env, &w.path("shipd.log"));
+    let (shipd, lines) = w.start_trusting_ca(
+        w.nginx.wrong_name,
+        "server-name",
+        &[("OPENOBSERVE_TLS_SERVER_NAME", "other.example")],
+    );
     w.assert_delivered(&w.receiver, &lines, &shipd);
 }
 
