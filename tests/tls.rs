@@ -868,3 +868,27 @@ fn basic_auth_over_plain_http_to_another_host_warns_once_in_the_log_health_and_s
     assert!(!log.contains(PASSWORD) && !health.contains(PASSWORD));
     assert_eq!(shipd.terminate(), Some(0));
 }
+
+#[test]
+fn a_tls_insecure_value_that_is_not_a_boolean_refuses_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shipd"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SHIPD_DATA_DIR", dir.path().join("data"))
+        .env("SHIPD_API_ADDR", "off")
+        .env("SHIPD_CONTROL_SOCKET", dir.path().join("c.sock"))
+        .env("SHIPD_JOURNALD", "off")
+        .env("OPENOBSERVE_URL", "https://127.0.0.1:9")
+        .env("OPENOBSERVE_TLS_INSECURE", "maybe")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a doubtful security switch is refused: {text}"
+    );
+    assert!(text.contains("OPENOBSERVE_TLS_INSECURE"), "{text}");
+    assert!(text.contains("insecure_skip_verify"), "{text}");
+}
