@@ -345,7 +345,7 @@ fn health_endpoint_reports_a_failing_sink_and_recovers() {
     assert!(saw_failing, "503 with the reason while the sink fails");
     assert_eq!(receiver.wait_for(10, WAIT), 10);
     assert_eq!(
-        http_get(shipd.api, "/health").0,
+        shipd.wait_healthy(Duration::from_secs(10)),
         200,
         "healthy again after delivery"
     );

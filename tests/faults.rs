@@ -458,7 +458,7 @@ fn receiver_answering_after_5_s_gets_every_line_once_while_reading_waits_and_mem
         "{most_outstanding} lines buffered ahead of the receiver"
     );
     assert!(peak < 200 * 1024 * 1024, "peak RSS {} KiB", peak / 1024);
-    assert_eq!(http_get(shipd.api, "/health").0, 200);
+    assert_eq!(shipd.wait_healthy(Duration::from_secs(10)), 200);
     assert_eq!(shipd.terminate(), Some(0));
 }
 
@@ -514,7 +514,11 @@ fn storm_of_40_then_recovery_delivers_every_line(tag: &str, status: fn(usize) ->
     assert_eq!(retries, STORM as u64, "every failed answer is one retry");
     assert_eq!(requests as usize, attempts, "every request counted");
     assert_eq!(rejected, 0, "nothing refused for good");
-    assert_eq!(http_get(shipd.api, "/health").0, 200, "healthy again");
+    assert_eq!(
+        shipd.wait_healthy(Duration::from_secs(10)),
+        200,
+        "healthy again"
+    );
     assert!(
         shipd.log().contains("delivery failed; retrying"),
         "retries logged"
@@ -622,7 +626,7 @@ fn file_truncated_mid_read_restarts_at_zero_and_delivers_every_line_written_afte
         shipd.child.try_wait().unwrap().is_none(),
         "shipd still running"
     );
-    assert_eq!(http_get(shipd.api, "/health").0, 200);
+    assert_eq!(shipd.wait_healthy(Duration::from_secs(10)), 200);
     assert!(!shipd.log().contains("panicked"), "{}", shipd.log());
     assert_eq!(shipd.terminate(), Some(0));
 }

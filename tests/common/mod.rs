@@ -552,6 +552,19 @@ impl Shipd {
         false
     }
 
+    /// Polls `GET /health` until it answers 200 or `timeout` passes; returns
+    /// the last status. A receiver counts a batch before shipd has read the
+    /// answer, so shipd's own view of the sink catches up a moment later.
+    pub fn wait_healthy(&self, timeout: Duration) -> u16 {
+        let deadline = Instant::now() + timeout;
+        let mut status = http_get(self.api, "/health").0;
+        while status != 200 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            status = http_get(self.api, "/health").0;
+        }
+        status
+    }
+
     /// `GET /metrics` from the running agent.
     pub fn metrics(&self) -> String {
         http_get(self.api, "/metrics").1
