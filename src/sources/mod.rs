@@ -2,6 +2,7 @@
 //! thread, for blocking file I/O) and sends [`EventBatch`](crate::event::EventBatch)es
 //! into the pipeline channel, waiting when it is full.
 
+pub mod connection_limit;
 pub mod containers;
 pub mod file;
 pub mod host_metrics;
