@@ -2,7 +2,8 @@
 //! a 15 MB request of empty log records (each a 2-byte field that decodes
 //! to a full record), 40 concurrent 15 MB bodies sent slowly and never
 //! finished, a request of 160,000 resources, and a kill -9 after an
-//! accepted request near the memory budget. Peak memory is the VmHWM of
+//! accepted request near the memory budget, and 600 idle connections
+//! against the cap of 256. Peak memory is the VmHWM of
 //! the shipd child; `/health` is timed all along to prove the runtime never
 //! stalls.
 
@@ -610,4 +611,59 @@ fn a_journaled_request_over_the_budget_at_restart_is_set_aside_and_counted_not_r
         "nothing set aside is sent"
     );
     assert!(peak <= PEAK_LIMIT, "VmHWM {:.1} MiB", mib(peak));
+}
+
+/// The receiver's default cap on connections held open at once.
+const MAX_CONNECTIONS: u64 = 256;
+
+#[test]
+fn six_hundred_idle_connections_are_capped_at_256_and_requests_go_through_once_they_close() {
+    let rt = runtime();
+    let o2 = otlp_receiver::start(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = ram_dir();
+    let agent = start_agent(&o2.url(), dir.path(), journal.path(), &[]);
+    let refused = "shipd_connections_refused_total{component=\"otlp\"}";
+    let open = "shipd_connections_open{component=\"otlp\"}";
+    let idle: Vec<TcpStream> = (0..300)
+        .flat_map(|_| [agent.http, agent.grpc])
+        .map(|addr| TcpStream::connect(addr).expect("the receiver accepts the TCP handshake"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.shipd.metric(refused) < idle.len() as u64 - MAX_CONNECTIONS
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (held, closed) = (agent.shipd.metric(open), agent.shipd.metric(refused));
+    println!(
+        "{} idle connections: {held} held, {closed} closed at once",
+        idle.len()
+    );
+    assert_eq!(held, MAX_CONNECTIONS, "both protocols share one cap");
+    assert_eq!(
+        closed,
+        idle.len() as u64 - MAX_CONNECTIONS,
+        "every other one refused and counted"
+    );
+    assert!(
+        agent.shipd.log().contains("too many open connections"),
+        "the refusal is logged"
+    );
+    assert!(health(agent.shipd.api), "the API still answers");
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.shipd.metric(open) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        agent.shipd.metric(open),
+        0,
+        "closed connections free their slots"
+    );
+    let after = lines("after-idle-flood", 20);
+    let answer = post_logs(agent.http, records_request(&after).encode_to_vec());
+    assert_eq!(answer.status, 200, "{}", status_message(&answer.body));
+    assert_eq!(o2.wait_for_lines(&after, Duration::from_secs(20)), 0);
+    assert_eq!(agent.shipd.terminate(), Some(0));
 }

@@ -212,6 +212,7 @@ pub static KINDS: &[KindSpec] = &[
             o("max_message_bytes", OptTy::Size, "largest request, compressed and decompressed (default 16MiB)").within(OptRange::size(KIB, 64 * MIB)),
             o("max_request_memory", OptTy::Size, "the most one request's records may take in memory once decoded; larger requests are refused with 413 / RESOURCE_EXHAUSTED (default 8MiB)").within(OptRange::size(64 * KIB, GIB)),
             o("max_concurrent_requests", OptTy::Int, "requests received and decoded at once; others wait up to accept_timeout (default 4)").within(OptRange::int(1, 256)),
+            o("max_connections", OptTy::Int, "connections held open at once, both protocols together; more are closed at once and counted in shipd_connections_refused_total (default 256)").within(OptRange::int(1, 65_536)),
             o("accept_timeout", OptTy::Duration, "how long a request waits for room in the pipeline before it is refused (default 1s)").within(OptRange::duration(secs(0), mins(1))),
             o("retry_after", OptTy::Duration, "Retry-After advice of a refused HTTP request (default 1s)").within(OptRange::duration(secs(1), hours(1))),
             o("tls.cert_file", OptTy::Str, "serve both protocols over TLS with this certificate chain (PEM); with tls.key_file"),

@@ -833,6 +833,7 @@ fn build_source(
             r.max_concurrent_requests = opts
                 .count("max_concurrent_requests")
                 .unwrap_or(r.max_concurrent_requests);
+            r.max_connections = opts.count("max_connections").unwrap_or(r.max_connections);
             r.accept_timeout = opts.duration("accept_timeout").unwrap_or(r.accept_timeout);
             r.retry_after = opts.duration("retry_after").unwrap_or(r.retry_after);
             r.tls = connection_options::server_tls(c, opts, at);

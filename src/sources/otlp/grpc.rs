@@ -11,7 +11,7 @@
 //! the pipeline.
 
 use super::body::{BodyReader, Encoding};
-use super::tls_listener::Listening;
+use super::listener::Listening;
 use super::{rpc, Intake, Refusal, Signal, RECEIVE_TIMEOUT};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
@@ -211,23 +211,10 @@ pub async fn serve(
         .add_service(logs)
         .add_service(metrics);
     let shutdown = async move { cancel.cancelled().await };
-    let served = match listener {
-        Listening::Plain(l) => {
-            router
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(l),
-                    shutdown,
-                )
-                .await
-        }
-        Listening::Tls(l) => {
-            let incoming = tokio_stream::wrappers::ReceiverStream::new(l.incoming)
-                .map(Ok::<_, std::io::Error>);
-            router
-                .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
-        }
-    };
+    let incoming = listener.into_stream().map(Ok::<_, std::io::Error>);
+    let served = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
     if let Err(e) = served {
         tracing::error!(source = %source, error = %e, "OTLP/gRPC server stopped");
     }

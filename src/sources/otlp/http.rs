@@ -10,8 +10,8 @@
 //! for it (the [`Intake`] decides).
 
 use super::body::{BodyReader, Encoding};
+use super::listener::Listening;
 use super::rpc;
-use super::tls_listener::Listening;
 use super::{Intake, Refusal, Signal};
 use axum::body::Body;
 use axum::extract::State;
@@ -147,10 +147,9 @@ pub async fn serve(
         .route("/v1/metrics", post(metrics))
         .with_state(state);
     let shutdown = async move { cancel.cancelled().await };
-    let served = match listener {
-        Listening::Plain(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
-        Listening::Tls(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
-    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     if let Err(e) = served {
         tracing::error!(source = %source, error = %e, "OTLP/HTTP server stopped");
     }

@@ -6,6 +6,7 @@
 //! [`wire`] and [`expansion`]), journals it and hands it to the pipeline.
 //!
 //! Whatever arrives, the receiver holds a bounded amount of memory: at most
+//! `max_connections` connections ([`listener`]) and
 //! `max_concurrent_requests` requests at once, whose bodies and decoded
 //! records share one [`ByteBudget`] (`max_message_bytes` plus
 //! `max_request_memory`, see [`crate::memory`]). A request whose body or
@@ -28,8 +29,8 @@ pub mod convert;
 pub mod expansion;
 pub mod grpc;
 pub mod http;
+pub mod listener;
 pub mod rpc;
-pub mod tls_listener;
 pub mod wire;
 
 use crate::buffer::journal::{JournaledSender, NotSent};
@@ -38,14 +39,15 @@ use crate::event::EventBatch;
 use crate::memory::{self, ByteBudget, NoRoom, Reservation};
 use crate::pipeline::acks::AckToken;
 use crate::sinks::log_limit::LogLimit;
+use crate::sources::connection_limit::ConnectionLimit;
 use crate::sources::file::SourceContext;
 use crate::telemetry::{self, Metric};
 use body::{BodyReader, Encoding};
 use convert::{ConvertError, Converted, Origin};
+use listener::Listening;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tls_listener::Listening;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +68,8 @@ pub struct OtlpReceiverConfig {
     pub max_request_memory: usize,
     /// Requests received and decoded at once.
     pub max_concurrent_requests: usize,
+    /// Connections held open at once, both protocols together.
+    pub max_connections: usize,
     /// How long a request waits for a slot, memory or room in the pipeline
     /// before it is refused.
     pub accept_timeout: Duration,
@@ -84,6 +88,7 @@ impl OtlpReceiverConfig {
             max_message_bytes: memory::OTLP_MAX_MESSAGE_BYTES,
             max_request_memory: memory::OTLP_MAX_REQUEST_MEMORY,
             max_concurrent_requests: memory::OTLP_MAX_CONCURRENT_REQUESTS,
+            max_connections: crate::sources::connection_limit::DEFAULT_MAX_CONNECTIONS,
             accept_timeout: Duration::from_secs(1),
             retry_after: Duration::from_secs(1),
             tls: None,
@@ -488,6 +493,7 @@ impl OtlpReceiverSource {
     /// fails the start instead of a background task.
     pub fn bind(cfg: OtlpReceiverConfig, ctx: SourceContext) -> Result<Self, OtlpReceiverError> {
         let intake = Arc::new(Intake::new(&cfg, ctx.unreplayable, ctx.host_name));
+        let limit = ConnectionLimit::new(&cfg.name, cfg.max_connections);
         let listen = |protocol: &'static str, addr: SocketAddr, alpn: &[u8]| {
             let tls = cfg
                 .tls
@@ -502,6 +508,7 @@ impl OtlpReceiverSource {
             Listening::new(
                 listener,
                 tls,
+                limit.clone(),
                 Arc::clone(&intake.origin().source),
                 ctx.cancel.clone(),
             )
@@ -538,9 +545,8 @@ impl OtlpReceiverSource {
         let name = self.cfg.name.clone();
         let tls = self.cfg.tls.is_some();
         let grpc = self.grpc.map(|listener| {
-            if let Some(addr) = listener.local_addr() {
-                tracing::info!(source = %name, %addr, tls, "OTLP/gRPC receiver listening");
-            }
+            let addr = listener.local_addr();
+            tracing::info!(source = %name, %addr, tls, "OTLP/gRPC receiver listening");
             tokio::spawn(grpc::serve(
                 listener,
                 Arc::clone(&self.intake),
@@ -549,9 +555,8 @@ impl OtlpReceiverSource {
             ))
         });
         let http = self.http.map(|listener| {
-            if let Some(addr) = listener.local_addr() {
-                tracing::info!(source = %name, %addr, tls, "OTLP/HTTP receiver listening");
-            }
+            let addr = listener.local_addr();
+            tracing::info!(source = %name, %addr, tls, "OTLP/HTTP receiver listening");
             tokio::spawn(http::serve(
                 listener,
                 Arc::clone(&self.intake),
