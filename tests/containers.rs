@@ -36,6 +36,15 @@ fn long_line(tag: &str) -> String {
 }
 
 fn start_shipd(receiver: &Receiver, dir: &Path, extra: &[(&'static str, String)]) -> Shipd {
+    start_shipd_confined(receiver, dir, extra, ChildLimits::default())
+}
+
+fn start_shipd_confined(
+    receiver: &Receiver,
+    dir: &Path,
+    extra: &[(&'static str, String)],
+    limits: ChildLimits,
+) -> Shipd {
     let mut env: Vec<(&'static str, String)> = ship_env(receiver, "http", "", &dir.join("data"))
         .into_iter()
         .filter(|(k, _)| *k != "SHIPD_LOG_FILES")
@@ -45,7 +54,7 @@ fn start_shipd(receiver: &Receiver, dir: &Path, extra: &[(&'static str, String)]
     // ingest window that the sink enforces by default.
     env.push(("SHIPD_TOO_OLD", "keep".into()));
     env.extend(extra.iter().cloned());
-    let shipd = Shipd::start(&env, &dir.join("shipd.log"));
+    let shipd = Shipd::start_confined(&[], &env, &dir.join("shipd.log"), limits);
     assert!(
         shipd.wait_log("file source started", WAIT),
         "shipd did not start:\n{}",
@@ -257,5 +266,86 @@ fn cri_logs_are_reassembled_per_stream_and_named_from_their_path() {
     );
     assert_eq!(text(res.get("service.name")).as_deref(), Some("nginx"));
     assert_eq!(text(res.get("shipd.source")).as_deref(), Some("kubernetes"));
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+/// `ulimit -n 24`: the file source reads 150 container logs in turns with
+/// the few descriptors there are, and reading a container's
+/// `config.v2.json` waits out the shortage instead of shipping its lines
+/// without the container's name.
+#[test]
+fn containers_read_in_turns_under_ulimit_24_keep_their_names() {
+    let rt = runtime();
+    let receiver = http_receiver(&rt, always_accept());
+    let dir = tempfile::tempdir().unwrap();
+    let containers = dir.path().join("containers");
+    let mut expected = Vec::new();
+    for c in 0..150 {
+        let id = format!("{c:064x}");
+        let cdir = containers.join(&id);
+        std::fs::create_dir_all(&cdir).unwrap();
+        std::fs::write(
+            cdir.join("config.v2.json"),
+            format!(r#"{{"ID":"{id}","Name":"/app-{c}","Config":{{"Image":"app:1"}}}}"#),
+        )
+        .unwrap();
+        let mut records = String::new();
+        for line in nginx_lines(&format!("app-{c}"), 3) {
+            records.push_str(&docker_record(
+                &format!("{line}\n"),
+                "stdout",
+                "2026-03-01T10:00:00Z",
+            ));
+            records.push('\n');
+            expected.push(line);
+        }
+        std::fs::write(cdir.join(format!("{id}-json.log")), records).unwrap();
+    }
+    let shipd = start_shipd_confined(
+        &receiver,
+        dir.path(),
+        &[
+            ("SHIPD_DOCKER_LOGS", "on".into()),
+            ("SHIPD_DOCKER_DIR", containers.display().to_string()),
+        ],
+        ChildLimits {
+            open_files: Some(24),
+            user: None,
+        },
+    );
+    assert_eq!(
+        receiver.wait_for(expected.len(), WAIT),
+        expected.len(),
+        "log:\n{}",
+        shipd.log()
+    );
+    let unnamed: Vec<String> = receiver
+        .records()
+        .into_iter()
+        .filter(|r| {
+            // "GET /api/app-7/0 HTTP/1.1": the path names the container.
+            let path = r.body.split_whitespace().nth(6).unwrap_or_default();
+            let tag = path.split('/').nth(2).unwrap_or_default().to_owned();
+            text(r.resource.get("container.name")).as_deref() != Some(tag.as_str())
+        })
+        .map(|r| r.body)
+        .collect();
+    let deferred =
+        shipd.metric("shipd_file_open_errors_total{component=\"docker\",reason=\"descriptors\"}");
+    println!(
+        "150 containers under ulimit -n 24: {} lines, {deferred} opens deferred",
+        expected.len()
+    );
+    assert!(
+        unnamed.is_empty(),
+        "{} lines without their container's name, e.g. {:?}",
+        unnamed.len(),
+        unnamed.first()
+    );
+    assert!(
+        !shipd.log().contains("container config unreadable"),
+        "{}",
+        shipd.log()
+    );
     assert_eq!(shipd.terminate(), Some(0));
 }

@@ -8,6 +8,7 @@
 use super::partial::Reassembly;
 use super::timestamp::parse_rfc3339_nanos;
 use crate::event::{Attributes, Value};
+use crate::sources::file::descriptors::OpenFailure;
 use crate::sources::file::{Line, Message};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -104,6 +105,24 @@ fn image_name(image: &str) -> &str {
     }
 }
 
+/// Reads `path`, waiting out a short shortage of file descriptors
+/// (EMFILE/ENFILE: the file source holds many open) rather than losing the
+/// container's names for good.
+fn read_config(path: &Path) -> std::io::Result<Vec<u8>> {
+    const ATTEMPTS: u32 = 20;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+    let mut attempt = 1;
+    loop {
+        match std::fs::read(path) {
+            Err(e) if OpenFailure::of(&e) == OpenFailure::Descriptors && attempt < ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(PAUSE);
+            }
+            read => return read,
+        }
+    }
+}
+
 /// `container.id`, `container.name`, `container.image.name`,
 /// `compose.project` and `service.name` (the compose service, else the
 /// container name) of the container whose log is at `log_path`.
@@ -116,7 +135,7 @@ pub fn resource_attributes(log_path: &Path) -> Attributes {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let config_path = dir.join("config.v2.json");
-    let config = match std::fs::read(&config_path) {
+    let config = match read_config(&config_path) {
         Ok(bytes) => match serde_json::from_slice::<ConfigFile>(&bytes) {
             Ok(config) => config,
             Err(e) => {
@@ -124,8 +143,12 @@ pub fn resource_attributes(log_path: &Path) -> Attributes {
                 ConfigFile::default()
             }
         },
-        Err(e) => {
+        Err(e) if OpenFailure::of(&e) == OpenFailure::Missing => {
             tracing::debug!(path = %config_path.display(), error = %e, "no container config");
+            ConfigFile::default()
+        }
+        Err(e) => {
+            tracing::warn!(path = %config_path.display(), error = %e, "container config unreadable; shipping without container name");
             ConfigFile::default()
         }
     };

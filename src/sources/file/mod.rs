@@ -34,7 +34,7 @@
 //! moved away and back resumes where its files were delivered to.
 
 mod decode;
-mod descriptors;
+pub(crate) mod descriptors;
 mod identity;
 mod lines;
 mod multiline;
