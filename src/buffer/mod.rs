@@ -73,6 +73,8 @@ struct Shared {
     checkpointer: Arc<Checkpointer>,
     /// Wakes the replay task: a record was appended.
     appended: Notify,
+    /// Wakes the housekeeping task out of its idle wait: a record was appended.
+    spilled: Notify,
     /// Wakes a blocked intake: segments were deleted.
     room: Notify,
     write_errors: Metric,
@@ -166,6 +168,7 @@ impl SpillBuffer {
                 queue: Mutex::new(queue),
                 checkpointer: Arc::clone(checkpointer),
                 appended: Notify::new(),
+                spilled: Notify::new(),
                 room: Notify::new(),
                 write_errors: telemetry::counter(
                     "shipd_spill_write_errors_total",
@@ -202,10 +205,19 @@ impl SpillBuffer {
     }
 }
 
+/// Checks acknowledgements and syncs every [`HOUSEKEEPING`] while anything
+/// is on disk; with nothing spilled (a healthy sink) it sleeps until a
+/// record is appended, so an idle agent is not woken for nothing.
 async fn housekeeping(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(HOUSEKEEPING);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if shared.queue().bytes() == 0 {
+            tokio::select! {
+                _ = shared.spilled.notified() => tick.reset(),
+                _ = stop.cancelled() => return,
+            }
+        }
         tokio::select! {
             _ = tick.tick() => shared.housekeeping(),
             _ = stop.cancelled() => return,
@@ -328,6 +340,7 @@ async fn spill(shared: &Shared, routed: RoutedBatch) -> Option<RoutedBatch> {
                         drop(queue);
                         shared.spill_fine();
                         shared.appended.notify_one();
+                        shared.spilled.notify_one();
                         // On disk now: its RAM journal copies may go.
                         ack_events(&routed.batch.events);
                         None
@@ -359,9 +372,17 @@ async fn replay(shared: Arc<Shared>, output: BatchSender<RoutedBatch>, stop: Can
         let record = match next {
             Ok(Some(record)) => record,
             Ok(None) => {
+                // With nothing on disk only an append brings a record;
+                // otherwise re-check soon (a segment closing, damage skipped).
+                let recheck = async {
+                    if shared.queue().bytes() == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(HOUSEKEEPING).await;
+                };
                 tokio::select! {
                     _ = wake => continue,
-                    _ = tokio::time::sleep(HOUSEKEEPING) => continue,
+                    _ = recheck => continue,
                     _ = stop.cancelled() => return,
                 }
             }
