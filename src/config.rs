@@ -39,6 +39,7 @@ impl SourceConfig {
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     OpenObserve(Box<OpenObserveConfig>),
+    Otlp(Box<crate::sinks::otlp::OtlpSinkConfig>),
     Console { name: String },
 }
 

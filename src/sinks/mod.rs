@@ -7,6 +7,7 @@ pub mod compression;
 pub mod console;
 pub mod log_limit;
 pub mod openobserve;
+pub mod otlp;
 pub mod otlp_encode;
 pub mod otlp_encode_metrics;
 pub mod otlp_wire;
