@@ -40,6 +40,7 @@ impl SourceConfig {
 pub enum SinkConfig {
     OpenObserve(Box<OpenObserveConfig>),
     Otlp(Box<crate::sinks::otlp::OtlpSinkConfig>),
+    Elasticsearch(Box<crate::sinks::elasticsearch::ElasticsearchConfig>),
     Console { name: String },
 }
 

@@ -466,6 +466,7 @@ mod properties {
             let shipping = match sink {
                 SinkConfig::OpenObserve(o) => Some(&o.sink),
                 SinkConfig::Otlp(o) => Some(&**o),
+                SinkConfig::Elasticsearch(o) => Some(&o.sink),
                 SinkConfig::Console { .. } => None,
             };
             if let Some(o) = shipping {

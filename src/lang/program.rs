@@ -220,6 +220,17 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     opts.str("stream").unwrap_or_else(|| "default".into()),
                 )
             }
+            "elasticsearch" => {
+                let Some(es) =
+                    sink_options::elasticsearch(&mut c, &name, &opts, &decl.options, decl.span)
+                else {
+                    continue;
+                };
+                (
+                    SinkConfig::Elasticsearch(Box::new(es)),
+                    opts.str("stream").unwrap_or_else(|| "default".into()),
+                )
+            }
             _ => (
                 SinkConfig::Console { name: name.clone() },
                 "console".to_owned(),

@@ -11,6 +11,7 @@ use super::components::{OptVal, Options};
 use super::connection_options;
 use super::diagnostics::{Diagnostic, Span};
 use crate::sinks::batcher::BatchLimits;
+use crate::sinks::elasticsearch::ElasticsearchConfig;
 use crate::sinks::openobserve::base_url::UrlRole;
 use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig};
 use crate::sinks::otlp::{check_headers, OtlpSinkConfig, TransportKind};
@@ -133,6 +134,37 @@ pub fn otlp(
     }
     shared(c, opts, at, &mut sink);
     Some(sink)
+}
+
+/// An `elasticsearch` sink from its options; `None` without a `url`.
+pub fn elasticsearch(
+    c: &mut Compiler,
+    name: &str,
+    opts: &Options,
+    written: &[Opt],
+    at: Span,
+) -> Option<ElasticsearchConfig> {
+    let url = opts.str("url")?;
+    connection_options::checked_urls(c, opts, written, at, &[("url", UrlRole::Prefix)]);
+    let creds = connection_options::credentials(c, opts, url.trim_end_matches('/'), at);
+    let mut es = ElasticsearchConfig::new(name, creds.url);
+    es.user = creds.user;
+    es.password = creds.password;
+    es.headers = headers(c, opts);
+    if let Some(index) = opts.str("index") {
+        if index.is_empty() || index.contains(['\n', '"']) {
+            c.diagnostics.push(
+                Diagnostic::new(
+                    opts.span("index").unwrap_or(at),
+                    "option `index` must be a non-empty name without quotes or newlines",
+                )
+                .hint("e.g. index = \"logs-shipd\"; leave it out to use each route's stream"),
+            );
+        }
+        es.index = Some(index);
+    }
+    shared(c, opts, at, &mut es.sink);
+    Some(es)
 }
 
 /// `headers`: a map of header names to string values, checked for both

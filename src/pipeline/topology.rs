@@ -342,6 +342,13 @@ impl RunningPipeline {
                         SpillBuffer::open(&otlp.name, otlp.buffer, &cfg.data_dir, checkpointer)?;
                     (Arc::from(otlp.name.as_str()), Some((sink, spill)))
                 }
+                SinkConfig::Elasticsearch(es) => {
+                    let sink = OtlpSink::elasticsearch(es)?;
+                    tracing::info!(sink = %es.name, url = %es.url, compression = ?es.compression, "shipping to the _bulk API");
+                    let spill =
+                        SpillBuffer::open(&es.name, es.buffer, &cfg.data_dir, checkpointer)?;
+                    (Arc::from(es.name.as_str()), Some((sink, spill)))
+                }
                 SinkConfig::Console { name } => (Arc::from(name.as_str()), None),
             });
         }

@@ -5,6 +5,7 @@
 pub mod batcher;
 pub mod compression;
 pub mod console;
+pub mod elasticsearch;
 pub mod log_limit;
 pub mod openobserve;
 pub mod otlp;

@@ -4,7 +4,7 @@
 //! receiver wants one (OpenObserve's `stream-name`) and Basic auth. Parses
 //! partial success (rejected log records or data points) from the answer,
 //! of which it reads at most [`ANSWER_PREFIX_BYTES`], and sorts every status
-//! into the retry policy's [`SendError`] kinds (see [`classify`]). Redirects
+//! into the retry policy's [`SendError`] kinds (see [`classify_status`]). Redirects
 //! are not followed: a redirected POST would lose its body.
 
 use super::transport::{Accepted, OtlpRequest, SendError, Signal};
@@ -159,7 +159,7 @@ impl HttpTransport {
         }
         let shown = &body.bytes[..body.bytes.len().min(512)];
         let text = String::from_utf8_lossy(shown).into_owned();
-        Err(classify(
+        Err(classify_status(
             status.as_u16(),
             text.trim(),
             retry_after,
@@ -173,7 +173,7 @@ impl HttpTransport {
 /// good; 408, 421, 425, 429 and 5xx are retried with backoff (429 and 503
 /// after `Retry-After` when given); everything else (401, 403, 404, 3xx,
 /// other 4xx) needs a change of configuration and is retried slowly.
-fn classify(
+pub(crate) fn classify_status(
     status: u16,
     text: &str,
     retry_after: Option<Duration>,
@@ -203,7 +203,7 @@ fn classify(
 }
 
 /// `Retry-After` as delay-seconds (an HTTP date is ignored: backoff applies).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn every_status_has_its_place_in_the_retry_policy() {
-        let kind = |status, retry_after, location: Option<&str>| match classify(
+        let kind = |status, retry_after, location: Option<&str>| match classify_status(
             status,
             "x",
             retry_after,
@@ -344,7 +344,8 @@ mod tests {
         ] {
             assert_eq!(kind(status, retry_after, None), expected, "HTTP {status}");
         }
-        let SendError::Configuration(reason) = classify(301, "", None, Some("https://o2/".into()))
+        let SendError::Configuration(reason) =
+            classify_status(301, "", None, Some("https://o2/".into()))
         else {
             panic!("a redirect is configuration")
         };

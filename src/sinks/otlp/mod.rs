@@ -16,11 +16,15 @@ mod transport;
 
 pub use grpc::GrpcTransport;
 pub use headers::{check_headers, HeaderError};
-pub use http::{describe_failure, error_chain, HttpTransport, ANSWER_PREFIX_BYTES};
+pub(crate) use http::{classify_status, retry_after};
+pub use http::{
+    describe_failure, error_chain, HttpClientError, HttpTransport, ANSWER_PREFIX_BYTES,
+};
 pub use transport::{Accepted, OtlpRequest, SendError, Signal};
 
 use super::batcher::{BatchLimits, StreamBatch, StreamBatcher};
 use super::compression::Compression;
+use super::elasticsearch::BulkTransport;
 use super::log_limit::LogLimit;
 use super::openobserve::ingest_window::{self, TooOld};
 use super::retry::{Backoff, RetryPolicy};
@@ -216,30 +220,32 @@ pub enum OtlpSinkError {
 enum Transport {
     Http(HttpTransport),
     Grpc(Box<GrpcTransport>),
+    /// Elasticsearch's `_bulk` API ([`crate::sinks::elasticsearch`]).
+    Bulk(Box<BulkTransport>),
 }
 
-struct Counters {
-    events_out: Metric,
-    bytes_out: Metric,
-    rejected: Metric,
+pub(crate) struct Counters {
+    pub(crate) events_out: Metric,
+    pub(crate) bytes_out: Metric,
+    pub(crate) rejected: Metric,
     partial_rejected: Metric,
-    retries: Metric,
+    pub(crate) retries: Metric,
     /// Batches sent in halves after a 413.
     splits: Metric,
-    requests: Metric,
+    pub(crate) requests: Metric,
     too_old: Metric,
     restamped: Metric,
 }
 
 /// Everything a request task needs, shared.
-struct Shared {
-    name: String,
+pub(crate) struct Shared {
+    pub(crate) name: String,
     transport: Transport,
-    retry: RetryPolicy,
-    counters: Counters,
-    health: Arc<ComponentHealth>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) counters: Counters,
+    pub(crate) health: Arc<ComponentHealth>,
     too_old: TooOld,
-    peer: &'static str,
+    pub(crate) peer: &'static str,
 }
 
 /// A ready-to-run sink.
@@ -260,18 +266,7 @@ impl OtlpSink {
         let auth = cfg.authorization();
         let transport = match cfg.transport {
             TransportKind::Http => {
-                let header = auth
-                    .as_deref()
-                    .map(|a| {
-                        let mut v = reqwest::header::HeaderValue::from_str(a).map_err(|_| {
-                            OtlpSinkError::Credentials {
-                                sink: cfg.name.clone(),
-                            }
-                        })?;
-                        v.set_sensitive(true);
-                        Ok(v)
-                    })
-                    .transpose()?;
+                let header = basic_auth_header(&cfg)?;
                 Transport::Http(HttpTransport::new(&cfg, header).map_err(|source| {
                     OtlpSinkError::Http {
                         sink: cfg.name.clone(),
@@ -288,6 +283,25 @@ impl OtlpSink {
                 })?,
             )),
         };
+        Ok(Self::assemble(cfg, transport))
+    }
+
+    /// The same delivery speaking Elasticsearch's `_bulk` API to `cfg.url`.
+    pub fn elasticsearch(
+        cfg: &crate::sinks::elasticsearch::ElasticsearchConfig,
+    ) -> Result<Self, OtlpSinkError> {
+        let header = basic_auth_header(cfg)?;
+        let bulk = BulkTransport::new(cfg, header).map_err(|source| OtlpSinkError::Http {
+            sink: cfg.name.clone(),
+            source,
+        })?;
+        Ok(Self::assemble(
+            cfg.sink.clone(),
+            Transport::Bulk(Box::new(bulk)),
+        ))
+    }
+
+    fn assemble(cfg: OtlpSinkConfig, transport: Transport) -> Self {
         let c = |metric| telemetry::counter(metric, &[("component", &cfg.name)]);
         let counters = Counters {
             events_out: c("shipd_events_out_total"),
@@ -324,7 +338,7 @@ impl OtlpSink {
             too_old: cfg.too_old,
             peer: cfg.peer,
         });
-        Ok(OtlpSink { cfg, shared })
+        OtlpSink { cfg, shared }
     }
 
     /// Runs until `input` closes, then flushes open batches and waits for
@@ -405,6 +419,23 @@ impl OtlpSink {
     }
 }
 
+/// `Authorization: Basic ...` when a user is set, marked sensitive.
+fn basic_auth_header(
+    cfg: &OtlpSinkConfig,
+) -> Result<Option<reqwest::header::HeaderValue>, OtlpSinkError> {
+    cfg.authorization()
+        .map(|a| {
+            let mut v = reqwest::header::HeaderValue::from_str(&a).map_err(|_| {
+                OtlpSinkError::Credentials {
+                    sink: cfg.name.clone(),
+                }
+            })?;
+            v.set_sensitive(true);
+            Ok(v)
+        })
+        .transpose()
+}
+
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -479,7 +510,7 @@ async fn deliver(shared: &Shared, signal: Signal, mut batch: StreamBatch) {
 }
 
 /// How sending one part of a batch ended.
-enum PartOutcome {
+pub(crate) enum PartOutcome {
     /// Accepted, or refused for good (counted): acknowledge it.
     Settled,
     /// The receiver refused the request's size: split it, or refuse it.
@@ -497,6 +528,7 @@ async fn send_part(
 ) -> PartOutcome {
     let n = events.len() as u64;
     let prepared = match &shared.transport {
+        Transport::Bulk(bulk) => return bulk.send_part(shared, stream, events).await,
         Transport::Http(http) => match http.prepare(signal, events, size_hint) {
             Ok(body) => Prepared::Http(http, body),
             Err(e) => {
@@ -552,44 +584,47 @@ async fn send_part(
                 }
                 return PartOutcome::Settled;
             }
-            Err(SendError::Configuration(reason)) => {
-                shared.counters.retries.inc();
-                shared.health.failed(&reason);
-                let wait = backoff.auth_delay();
-                tracing::error!(
-                    sink = %shared.name, %reason, retry_in = ?wait,
-                    "{} refused the request for a reason only configuration fixes (credentials, headers, url, paths); retrying slowly", shared.peer
+            Err(retry) => wait_to_retry(shared, &mut backoff, retry).await,
+        }
+    }
+}
+
+/// Waits before re-sending after a failure the policy retries: slowly
+/// after a refusal only configuration fixes, after `Retry-After` when the
+/// receiver named a time (within reason, unless backoff says longer), else
+/// per the backoff. Counts the retry and marks the sink failing.
+pub(crate) async fn wait_to_retry(shared: &Shared, backoff: &mut Backoff, error: SendError) {
+    shared.counters.retries.inc();
+    let reason = error.to_string();
+    shared.health.failed(&reason);
+    match error {
+        SendError::Configuration(_) => {
+            let wait = backoff.auth_delay();
+            tracing::error!(
+                sink = %shared.name, %reason, retry_in = ?wait,
+                "{} refused the request for a reason only configuration fixes (credentials, headers, url, paths); retrying slowly", shared.peer
+            );
+            tokio::time::sleep(wait).await;
+        }
+        SendError::Throttled { retry_after, .. } => {
+            let wait = backoff.next_delay().max(retry_after.min(RETRY_AFTER_CAP));
+            if let Some(suppressed) = RETRY_LOG.allow() {
+                tracing::warn!(
+                    sink = %shared.name, %reason, attempt = backoff.attempts(), retry_in = ?wait, suppressed,
+                    "{} asked to retry later (Retry-After); waiting", shared.peer
                 );
-                tokio::time::sleep(wait).await;
             }
-            Err(SendError::Throttled {
-                reason,
-                retry_after,
-            }) => {
-                shared.counters.retries.inc();
-                shared.health.failed(&reason);
-                // The receiver's word, within reason, unless backoff says longer.
-                let wait = backoff.next_delay().max(retry_after.min(RETRY_AFTER_CAP));
-                if let Some(suppressed) = RETRY_LOG.allow() {
-                    tracing::warn!(
-                        sink = %shared.name, %reason, attempt = backoff.attempts(), retry_in = ?wait, suppressed,
-                        "{} asked to retry later (Retry-After); waiting", shared.peer
-                    );
-                }
-                tokio::time::sleep(wait).await;
+            tokio::time::sleep(wait).await;
+        }
+        SendError::Retryable(_) | SendError::TooLarge(_) | SendError::Rejected(_) => {
+            let wait = backoff.next_delay();
+            if let Some(suppressed) = RETRY_LOG.allow() {
+                tracing::warn!(
+                    sink = %shared.name, %reason, attempt = backoff.attempts(), retry_in = ?wait, suppressed,
+                    "delivery failed; retrying"
+                );
             }
-            Err(SendError::Retryable(reason)) => {
-                shared.counters.retries.inc();
-                shared.health.failed(&reason);
-                let wait = backoff.next_delay();
-                if let Some(suppressed) = RETRY_LOG.allow() {
-                    tracing::warn!(
-                        sink = %shared.name, %reason, attempt = backoff.attempts(), retry_in = ?wait, suppressed,
-                        "delivery failed; retrying"
-                    );
-                }
-                tokio::time::sleep(wait).await;
-            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
