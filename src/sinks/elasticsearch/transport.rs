@@ -11,13 +11,11 @@ use crate::event::Event;
 use crate::response_body::read_prefix;
 use crate::sinks::compression::Compression;
 use crate::sinks::otlp::{
-    check_headers, classify_status, describe_failure, error_chain, retry_after, HttpClientError,
+    classify_status, describe_failure, error_chain, http_headers, retry_after, HttpClientError,
     SendError,
 };
 use bytes::Bytes;
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
-};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use std::time::Duration;
 
 /// Sends `_bulk` requests to one URL.
@@ -43,18 +41,7 @@ impl BulkTransport {
             .pool_idle_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        check_headers(&cfg.headers)?;
-        let mut headers = HeaderMap::with_capacity(cfg.headers.len() + 1);
-        for (name, value) in &cfg.headers {
-            // Checked above: both parse.
-            if let (Ok(name), Ok(mut value)) = (
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-        }
+        let mut headers = http_headers(&cfg.headers)?;
         if let Some(auth) = auth {
             headers.entry(AUTHORIZATION).or_insert(auth);
         }

@@ -15,7 +15,7 @@ mod http;
 mod transport;
 
 pub use grpc::GrpcTransport;
-pub use headers::{check_headers, HeaderError};
+pub use headers::{check_headers, http_headers, HeaderError};
 pub(crate) use http::{classify_status, retry_after};
 pub use http::{
     describe_failure, error_chain, HttpClientError, HttpTransport, ANSWER_PREFIX_BYTES,
