@@ -322,3 +322,32 @@ fn a_document_still_retried_holds_its_checkpoint_back_across_a_kill() {
         state.malformed.lock().unwrap()
     );
 }
+
+/// The diagnostics of loading `sink` as an `elasticsearch` sink.
+fn load_errors(sink: &str) -> String {
+    let src = format!("sink es = elasticsearch {{ {sink} }}\nroute {{ else => es }}\n");
+    match shipd::lang::load(&src) {
+        Ok(_) => String::new(),
+        Err(diagnostics) => shipd::lang::render("t.ship", &src, &diagnostics),
+    }
+}
+
+#[test]
+fn the_url_is_required_and_bad_indexes_or_compressions_are_refused() {
+    let missing = load_errors(r#"index = "logs""#);
+    assert!(missing.contains("needs the option `url`"), "{missing}");
+    let quoted = load_errors(r#"url = "http://es:9200", index = "a\"b""#);
+    assert!(quoted.contains("option `index` must be"), "{quoted}");
+    let zstd = load_errors(r#"url = "http://es:9200", compression = "zstd""#);
+    assert!(
+        zstd.contains("option `compression` must be one of gzip, none"),
+        "{zstd}"
+    );
+    let query = load_errors(r#"url = "http://es:9200?pretty""#);
+    assert!(query.contains("query string"), "{query}");
+    assert_eq!(
+        load_errors(r#"url = "http://pi-obs:5080/api/default", index = "logs-shipd""#),
+        "",
+        "OpenObserve's /api/{{org}} base is fine"
+    );
+}

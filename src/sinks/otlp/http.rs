@@ -353,6 +353,24 @@ mod tests {
     }
 
     #[test]
+    fn paths_follow_the_base_url_and_its_prefix() {
+        let mut cfg = OtlpSinkConfig::new("otel", "http://loki:3100/otlp/");
+        cfg.metrics_path = "/custom/metrics".into();
+        let t = HttpTransport::new(&cfg, None).unwrap();
+        assert_eq!(t.logs_url, "http://loki:3100/otlp/v1/logs");
+        assert_eq!(t.metrics_url, "http://loki:3100/otlp/custom/metrics");
+        assert!(t.stream_header.is_none());
+        let o2 = crate::sinks::openobserve::OpenObserveConfig::new("o2", "http://pi-obs:5080");
+        let t = HttpTransport::new(&o2.sink_config(), None).unwrap();
+        assert_eq!(t.logs_url, "http://pi-obs:5080/api/default/v1/logs");
+        assert_eq!(t.metrics_url, "http://pi-obs:5080/api/default/v1/metrics");
+        assert_eq!(
+            t.stream_header.as_ref().map(|h| h.as_str()),
+            Some("stream-name")
+        );
+    }
+
+    #[test]
     fn metrics_partial_success_counts_rejected_data_points() {
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
         let resp = ExportMetricsServiceResponse {
