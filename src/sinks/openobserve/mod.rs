@@ -9,13 +9,11 @@
 pub mod base_url;
 pub mod ingest_window;
 
-pub use crate::sinks::otlp::{
-    describe_failure, error_chain, OtlpSinkError as OpenObserveError, TransportKind,
-    ANSWER_PREFIX_BYTES,
-};
+// Where `shipctl query` and the scrape source have always found them.
+pub use crate::sinks::otlp::{describe_failure, error_chain, ANSWER_PREFIX_BYTES};
 pub use ingest_window::TooOld;
 
-use crate::sinks::otlp::OtlpSinkConfig;
+use crate::sinks::otlp::{OtlpSinkConfig, TransportKind};
 
 /// The header OpenObserve reads a request's stream from.
 pub const STREAM_HEADER: &str = "stream-name";
