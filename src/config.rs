@@ -39,6 +39,8 @@ impl SourceConfig {
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     OpenObserve(Box<OpenObserveConfig>),
+    Otlp(Box<crate::sinks::otlp::OtlpSinkConfig>),
+    Elasticsearch(Box<crate::sinks::elasticsearch::ElasticsearchConfig>),
     Console { name: String },
 }
 

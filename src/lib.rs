@@ -16,7 +16,8 @@
 //!   routing and the wiring ([`pipeline::topology`]).
 //! - [`buffer`]: per-sink spill of non-replayable data to disk, only when
 //!   the sink's memory queue is full.
-//! - [`sinks`]: OpenObserve (OTLP over HTTP or gRPC) and the console.
+//! - [`sinks`]: OTLP over HTTP or gRPC to any receiver (OpenObserve is
+//!   this sink with its defaults), Elasticsearch `_bulk`, and the console.
 //! - [`control`]: health, the HTTP API and the control socket (taps, status,
 //!   reload); [`telemetry`]: internal counters.
 //! - [`logging`]: shipd's own log lines (human on a TTY, JSON otherwise).

@@ -111,7 +111,24 @@ pub fn credentials(c: &mut Compiler, opts: &Options, url: &str, at: Span) -> Cre
 /// ([`crate::sinks::openobserve::base_url`]): a refusal names the option and
 /// the environment variable its value came from.
 pub fn openobserve_urls(c: &mut Compiler, opts: &Options, written: &[Opt], at: Span) {
-    for (option, role) in [("url", UrlRole::Http), ("grpc_url", UrlRole::Grpc)] {
+    checked_urls(
+        c,
+        opts,
+        written,
+        at,
+        &[("url", UrlRole::Http), ("grpc_url", UrlRole::Grpc)],
+    );
+}
+
+/// Checks each URL option given for its role, as [`openobserve_urls`].
+pub fn checked_urls(
+    c: &mut Compiler,
+    opts: &Options,
+    written: &[Opt],
+    at: Span,
+    roles: &[(&str, UrlRole)],
+) {
+    for &(option, role) in roles {
         let Some(url) = opts.str(option) else {
             continue;
         };

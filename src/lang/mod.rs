@@ -17,6 +17,7 @@ pub mod lex;
 pub mod option_range;
 pub mod parse;
 pub mod program;
+pub mod sink_options;
 pub mod testing;
 pub mod types;
 

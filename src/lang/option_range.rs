@@ -348,6 +348,13 @@ mod properties {
         }
     }
 
+    /// Whether `option` belongs to the sink kind `kind` (the `otlp` source
+    /// and sink share a name).
+    fn is_sink_option(kind: &str, option: &str) -> bool {
+        crate::lang::components::kind(kind, crate::lang::components::Role::Sink)
+            .is_some_and(|k| k.options.iter().any(|o| o.name == option))
+    }
+
     /// A pipeline that sets `option` of a component of `kind` to `value`,
     /// with the kind's required options (and multiline on, so its limits
     /// reach the configuration).
@@ -356,7 +363,7 @@ mod properties {
         let files = "include = [\"/nonexistent-shipd-test/*.log\"], multiline.start = /^\\S/";
         let (source, sink, settings) = match kind {
             "settings" => (format!("files {{ {files} }}"), "console {}".to_owned(), set),
-            "openobserve" => {
+            "openobserve" | "otlp" | "elasticsearch" if is_sink_option(kind, option) => {
                 // Room for any segment size, unless max_size is the option.
                 let max = if option == "buffer.max_size" {
                     ""
@@ -365,7 +372,7 @@ mod properties {
                 };
                 (
                     format!("files {{ {files} }}"),
-                    format!("openobserve {{ url = \"http://127.0.0.1:9\", {max} {set} }}"),
+                    format!("{kind} {{ url = \"http://127.0.0.1:9\", {max} {set} }}"),
                     String::new(),
                 )
             }
@@ -456,7 +463,13 @@ mod properties {
             }
         }
         for sink in &agent.sinks {
-            if let SinkConfig::OpenObserve(o) = sink {
+            let shipping = match sink {
+                SinkConfig::OpenObserve(o) => Some(&o.sink),
+                SinkConfig::Otlp(o) => Some(&**o),
+                SinkConfig::Elasticsearch(o) => Some(&o.sink),
+                SinkConfig::Console { .. } => None,
+            };
+            if let Some(o) = shipping {
                 sizes.extend([o.batch.max_events, o.batch.max_bytes, o.in_flight]);
                 deadlines.extend([o.batch.timeout, o.request_timeout, o.buffer.sync_interval]);
                 let mut backoff = crate::sinks::retry::Backoff::new(o.retry);

@@ -8,12 +8,11 @@ use super::components::{self, OptVal, Options, Role};
 use super::connection_options;
 use super::diagnostics::{suggest, Diagnostic, Span};
 use super::eval::{CExpr, CStmt, Place};
+use super::sink_options;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::event::{Event, LogRecord, MetricKind, MetricPoint, Resource, Value};
 use crate::pipeline::processor::{Processor, Step};
 use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
-use crate::sinks::batcher::BatchLimits;
-use crate::sinks::openobserve::{default_grpc_url, OpenObserveConfig, TransportKind};
 use crate::sources::containers;
 use crate::sources::file::{FileSourceConfig, LogFormat, MultilineConfig, MultilineMode, ReadFrom};
 use crate::sources::host_metrics::{HostMetricsConfig, Levels};
@@ -201,64 +200,34 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         let name = decl.name.name.clone();
         let (sink, stream) = match spec.name {
             "openobserve" => {
-                let Some(url) = opts.str("url") else { continue };
-                // A refused URL fails the load; the sink is still declared,
-                // so routes to it raise no second, misleading error.
-                connection_options::openobserve_urls(&mut c, &opts, &decl.options, decl.span);
-                let creds = connection_options::credentials(
-                    &mut c,
-                    &opts,
-                    url.trim_end_matches('/'),
-                    decl.span,
-                );
-                let mut o2 = OpenObserveConfig::new(name.clone(), creds.url);
-                o2.grpc_url = opts
-                    .str("grpc_url")
-                    .map(|u| crate::credentials::redact_url(&u))
-                    .unwrap_or_else(|| default_grpc_url(&o2.url));
-                o2.org = opts.str("org").unwrap_or_else(|| "default".into());
-                o2.user = creds.user;
-                o2.password = creds.password;
-                o2.tls = connection_options::client_tls(&mut c, &opts, decl.span);
-                if let Some(t) = opts.str("transport") {
-                    o2.transport = if t == "grpc" {
-                        TransportKind::Grpc
-                    } else {
-                        TransportKind::Http
-                    };
-                }
-                if let Some(comp) = opts.str("compression") {
-                    o2.compression = comp.parse().unwrap_or(o2.compression);
-                }
-                o2.batch = BatchLimits {
-                    max_events: opts
-                        .count("batch.max_events")
-                        .unwrap_or(o2.batch.max_events),
-                    max_bytes: opts.bytes("batch.max_bytes").unwrap_or(o2.batch.max_bytes),
-                    timeout: opts.duration("batch.timeout").unwrap_or(o2.batch.timeout),
+                let Some(o2) =
+                    sink_options::openobserve(&mut c, &name, &opts, &decl.options, decl.span)
+                else {
+                    continue;
                 };
-                o2.in_flight = opts.count("in_flight").unwrap_or(o2.in_flight);
-                o2.request_timeout = opts
-                    .duration("request_timeout")
-                    .unwrap_or(o2.request_timeout);
-                o2.retry.max = opts.duration("retry_max").unwrap_or(o2.retry.max);
-                o2.retry.auth = opts.duration("retry_auth").unwrap_or(o2.retry.auth);
-                if let Some(policy) = opts.str("too_old") {
-                    o2.too_old = policy.parse().unwrap_or(o2.too_old);
-                }
-                let spill = &mut o2.buffer;
-                spill.max_bytes = opts.size("buffer.max_size").unwrap_or(spill.max_bytes);
-                spill.segment_bytes = opts
-                    .size("buffer.segment_size")
-                    .unwrap_or(spill.segment_bytes);
-                spill.sync_interval = opts
-                    .duration("buffer.sync_interval")
-                    .unwrap_or(spill.sync_interval);
-                if let Some(policy) = opts.str("buffer.when_full") {
-                    spill.when_full = policy.parse().unwrap_or(spill.when_full);
-                }
                 (
                     SinkConfig::OpenObserve(Box::new(o2)),
+                    opts.str("stream").unwrap_or_else(|| "default".into()),
+                )
+            }
+            "otlp" => {
+                let Some(otlp) = sink_options::otlp(&mut c, &name, &opts, &decl.options, decl.span)
+                else {
+                    continue;
+                };
+                (
+                    SinkConfig::Otlp(Box::new(otlp)),
+                    opts.str("stream").unwrap_or_else(|| "default".into()),
+                )
+            }
+            "elasticsearch" => {
+                let Some(es) =
+                    sink_options::elasticsearch(&mut c, &name, &opts, &decl.options, decl.span)
+                else {
+                    continue;
+                };
+                (
+                    SinkConfig::Elasticsearch(Box::new(es)),
                     opts.str("stream").unwrap_or_else(|| "default".into()),
                 )
             }

@@ -15,7 +15,7 @@ use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::control::reload::{Apply, PipelineOrigin, Reloader};
 use crate::control::status::{AgentView, Layout};
 use crate::control::tap::{self, Point};
-use crate::sinks::openobserve::{OpenObserveError, OpenObserveSink};
+use crate::sinks::otlp::{OtlpSink, OtlpSinkError};
 use crate::sinks::{console, RoutedBatch};
 use crate::sources::file::{FileSource, SourceContext};
 use crate::sources::host_metrics::HostMetricsSource;
@@ -46,7 +46,7 @@ pub enum StartError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
-    Sink(#[from] OpenObserveError),
+    Sink(#[from] OtlpSinkError),
     #[error(transparent)]
     Spill(#[from] crate::buffer::queue::QueueError),
     #[error(transparent)]
@@ -216,8 +216,8 @@ pub async fn run_with(
     Ok(())
 }
 
-/// An OpenObserve sink with the spill buffer in front of it.
-type ShippingSink = (OpenObserveSink, SpillBuffer);
+/// A shipping sink (OpenObserve, OTLP) with the spill buffer in front of it.
+type ShippingSink = (OtlpSink, SpillBuffer);
 
 /// Settings a reload cannot change (they need a restart).
 struct FixedSettings {
@@ -329,11 +329,25 @@ impl RunningPipeline {
         for sink in &cfg.sinks {
             built.push(match sink {
                 SinkConfig::OpenObserve(o2) => {
-                    let sink = OpenObserveSink::new((**o2).clone())?;
+                    let sink = OtlpSink::new(o2.sink_config())?;
                     tracing::info!(sink = %o2.name, url = %o2.url, transport = ?o2.transport, compression = ?o2.compression, "shipping to OpenObserve");
                     let spill =
                         SpillBuffer::open(&o2.name, o2.buffer, &cfg.data_dir, checkpointer)?;
                     (Arc::from(o2.name.as_str()), Some((sink, spill)))
+                }
+                SinkConfig::Otlp(otlp) => {
+                    let sink = OtlpSink::new((**otlp).clone())?;
+                    tracing::info!(sink = %otlp.name, url = %otlp.transport_url(), transport = ?otlp.transport, compression = ?otlp.compression, "shipping OTLP");
+                    let spill =
+                        SpillBuffer::open(&otlp.name, otlp.buffer, &cfg.data_dir, checkpointer)?;
+                    (Arc::from(otlp.name.as_str()), Some((sink, spill)))
+                }
+                SinkConfig::Elasticsearch(es) => {
+                    let sink = OtlpSink::elasticsearch(es)?;
+                    tracing::info!(sink = %es.name, url = %es.url, compression = ?es.compression, "shipping to the _bulk API");
+                    let spill =
+                        SpillBuffer::open(&es.name, es.buffer, &cfg.data_dir, checkpointer)?;
+                    (Arc::from(es.name.as_str()), Some((sink, spill)))
                 }
                 SinkConfig::Console { name } => (Arc::from(name.as_str()), None),
             });

@@ -308,13 +308,19 @@ pub fn serve_http(rt: &tokio::runtime::Runtime, app: axum::Router) -> std::net::
 
 /// Starts an OTLP/HTTP receiver on 127.0.0.1 serving `/api/{org}/v1/logs`.
 pub fn http_receiver(rt: &tokio::runtime::Runtime, script: Script) -> Receiver {
+    http_receiver_at(rt, "/api/{org}/v1/logs", script)
+}
+
+/// Starts an OTLP/HTTP receiver on 127.0.0.1 serving logs at `path` (an
+/// axum route: `{name}` matches one segment).
+pub fn http_receiver_at(rt: &tokio::runtime::Runtime, path: &str, script: Script) -> Receiver {
     let log = Arc::new(Log::default());
     let state = Arc::new(HttpState {
         log: Arc::clone(&log),
         script,
     });
     let app = axum::Router::new()
-        .route("/api/{org}/v1/logs", axum::routing::post(http_logs))
+        .route(path, axum::routing::post(http_logs))
         .with_state(state);
     let addr = serve_http(rt, app);
     Receiver { addr, log }

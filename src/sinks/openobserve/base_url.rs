@@ -47,6 +47,8 @@ pub enum UrlRole {
     Http,
     /// The gRPC endpoint: scheme, host and port only.
     Grpc,
+    /// A generic HTTP base (the `otlp` sink's): any path is a prefix.
+    Prefix,
 }
 
 /// Checks `url` (userinfo allowed: it is taken out elsewhere) for `role`.
@@ -63,7 +65,7 @@ pub fn check(url: &str, role: UrlRole) -> Result<(), BaseUrlError> {
         return Err(BaseUrlError::Fragment);
     }
     let path = parsed.path().trim_end_matches('/');
-    if path.is_empty() {
+    if path.is_empty() || role == UrlRole::Prefix {
         return Ok(());
     }
     if role == UrlRole::Grpc {

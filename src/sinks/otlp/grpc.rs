@@ -1,10 +1,12 @@
 //! OTLP/gRPC transport (tonic): the LogsService and MetricsService over one
-//! channel, metadata `organization`, `stream-name` and `authorization` on
-//! every call, gzip or zstd message compression. An answer larger than
+//! channel, the sink's custom headers as metadata (OpenObserve's
+//! `organization`), the stream header (OpenObserve's `stream-name`) and
+//! `authorization` on every call, gzip or zstd message compression. An answer larger than
 //! [`ANSWER_PREFIX_BYTES`] is refused by its length prefix, never buffered.
 
 use super::http::ANSWER_PREFIX_BYTES;
 use super::transport::{Accepted, OtlpRequest, SendError};
+use super::OtlpSinkConfig;
 use crate::sinks::compression::Compression;
 use crate::tls::TlsOptions;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
@@ -23,8 +25,9 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub struct GrpcTransport {
     logs: LogsServiceClient<Channel>,
     metrics: MetricsServiceClient<Channel>,
-    org: MetadataValue<tonic::metadata::Ascii>,
-    auth: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// Custom headers and `authorization`, sent with every call.
+    metadata: tonic::metadata::MetadataMap,
+    stream_header: Option<tonic::metadata::AsciiMetadataKey>,
 }
 
 /// An HTTP/2 connector that speaks TLS per `opts` (ALPN h2), for `https://`
@@ -55,14 +58,13 @@ fn tls_connector(
 pub struct GrpcConfigError(String);
 
 impl GrpcTransport {
-    pub fn new(
-        url: &str,
-        org: &str,
-        auth: Option<&str>,
-        compression: Compression,
-        timeout: Duration,
-        tls: &TlsOptions,
-    ) -> Result<Self, GrpcConfigError> {
+    pub fn new(cfg: &OtlpSinkConfig, auth: Option<&str>) -> Result<Self, GrpcConfigError> {
+        let (url, compression, timeout, tls) = (
+            &cfg.grpc_url,
+            cfg.compression,
+            cfg.request_timeout,
+            &cfg.tls,
+        );
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| GrpcConfigError(format!("url {url}: {e}")))?
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -94,11 +96,27 @@ impl GrpcTransport {
             v.parse::<MetadataValue<tonic::metadata::Ascii>>()
                 .map_err(|_| GrpcConfigError(format!("{what} is not valid ASCII metadata")))
         };
+        let mut metadata = super::headers::grpc_metadata(&cfg.headers)
+            .map_err(|e| GrpcConfigError(e.to_string()))?;
+        if let Some(auth) = auth {
+            if !metadata.contains_key("authorization") {
+                metadata.insert("authorization", ascii("authorization", auth)?);
+            }
+        }
+        let stream_header = cfg
+            .stream_header
+            .as_deref()
+            .map(|name| {
+                name.to_ascii_lowercase()
+                    .parse()
+                    .map_err(|_| GrpcConfigError(format!("{name} is not a valid metadata key")))
+            })
+            .transpose()?;
         Ok(GrpcTransport {
             logs,
             metrics,
-            org: ascii("organization", org)?,
-            auth: auth.map(|a| ascii("authorization", a)).transpose()?,
+            metadata,
+            stream_header,
         })
     }
 
@@ -109,16 +127,14 @@ impl GrpcTransport {
     }
 
     pub async fn send(&self, request: OtlpRequest, stream: &str) -> Result<Accepted, SendError> {
-        let mut md = tonic::metadata::MetadataMap::new();
-        md.insert("organization", self.org.clone());
-        md.insert(
-            "stream-name",
-            stream.parse().map_err(|_| {
-                SendError::Rejected(format!("stream name {stream:?} is not valid metadata"))
-            })?,
-        );
-        if let Some(auth) = &self.auth {
-            md.insert("authorization", auth.clone());
+        let mut md = self.metadata.clone();
+        if let Some(key) = &self.stream_header {
+            md.insert(
+                key.clone(),
+                stream.parse().map_err(|_| {
+                    SendError::Rejected(format!("stream name {stream:?} is not valid metadata"))
+                })?,
+            );
         }
         let answer = match request {
             OtlpRequest::Logs(r) => {

@@ -1,22 +1,25 @@
-//! OTLP/HTTP protobuf transport: `POST {url}/api/{org}/v1/logs` (or
-//! `/v1/metrics`) with `Content-Type: application/x-protobuf` exactly, a
-//! compressed body, `stream-name` and Basic auth. Parses partial success
-//! (rejected log records or data points) from the answer, of which it reads
-//! at most [`ANSWER_PREFIX_BYTES`], and sorts every status into the retry
-//! policy's [`SendError`] kinds (see [`classify`]). Redirects are not
-//! followed: a redirected POST would lose its body.
+//! OTLP/HTTP protobuf transport: `POST {url}{logs_path}` (or
+//! `{metrics_path}`) with `Content-Type: application/x-protobuf` exactly, a
+//! compressed body, the sink's custom headers, the stream header when the
+//! receiver wants one (OpenObserve's `stream-name`) and Basic auth. Parses
+//! partial success (rejected log records or data points) from the answer,
+//! of which it reads at most [`ANSWER_PREFIX_BYTES`], and sorts every status
+//! into the retry policy's [`SendError`] kinds (see [`classify_status`]). Redirects
+//! are not followed: a redirected POST would lose its body.
 
 use super::transport::{Accepted, OtlpRequest, SendError, Signal};
+use super::OtlpSinkConfig;
 use crate::event::Event;
 use crate::response_body::read_prefix;
 use crate::sinks::compression::Compression;
 use crate::sinks::log_limit::LogLimit;
-use crate::tls::TlsOptions;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
+};
 use std::time::Duration;
 
 /// The most of an answer the sink reads: plenty for `partial_success` or an
@@ -32,6 +35,8 @@ pub enum HttpClientError {
     Tls(#[from] crate::tls::TlsConfigError),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Header(#[from] super::headers::HeaderError),
 }
 
 /// Sends encoded log and metric requests over HTTP.
@@ -40,32 +45,41 @@ pub struct HttpTransport {
     client: reqwest::Client,
     logs_url: String,
     metrics_url: String,
-    auth: Option<HeaderValue>,
+    /// Custom headers and Basic auth, sent with every request.
+    headers: HeaderMap,
+    stream_header: Option<HeaderName>,
     compression: Compression,
 }
 
 impl HttpTransport {
-    pub fn new(
-        base_url: &str,
-        org: &str,
-        auth: Option<HeaderValue>,
-        compression: Compression,
-        timeout: Duration,
-        tls: &TlsOptions,
-    ) -> Result<Self, HttpClientError> {
-        let client = crate::tls::http_client_builder(base_url, tls)?
+    pub fn new(cfg: &OtlpSinkConfig, auth: Option<HeaderValue>) -> Result<Self, HttpClientError> {
+        let timeout = cfg.request_timeout;
+        let client = crate::tls::http_client_builder(&cfg.url, &cfg.tls)?
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let base = base_url.trim_end_matches('/');
+        let base = cfg.url.trim_end_matches('/');
+        let mut headers = super::headers::http_headers(&cfg.headers)?;
+        if let Some(auth) = auth {
+            headers.entry(AUTHORIZATION).or_insert(auth);
+        }
+        let stream_header = cfg
+            .stream_header
+            .as_deref()
+            .map(|name| {
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| super::headers::HeaderError::Name(name.to_owned()))
+            })
+            .transpose()?;
         Ok(HttpTransport {
             client,
-            logs_url: format!("{base}/api/{org}/v1/logs"),
-            metrics_url: format!("{base}/api/{org}/v1/metrics"),
-            auth,
-            compression,
+            logs_url: format!("{base}{}", cfg.logs_path),
+            metrics_url: format!("{base}{}", cfg.metrics_path),
+            headers,
+            stream_header,
+            compression: cfg.compression,
         })
     }
 
@@ -106,13 +120,13 @@ impl HttpTransport {
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-protobuf"),
             )
-            .header("stream-name", stream)
+            .headers(self.headers.clone())
             .body(body);
+        if let Some(name) = &self.stream_header {
+            req = req.header(name.clone(), stream);
+        }
         if let Some(enc) = self.compression.content_encoding() {
             req = req.header(CONTENT_ENCODING, enc);
-        }
-        if let Some(auth) = &self.auth {
-            req = req.header(AUTHORIZATION, auth.clone());
         }
         let resp = req.send().await.map_err(|e| {
             SendError::Retryable(format!("request to {url} failed: {}", describe_failure(&e)))
@@ -145,7 +159,7 @@ impl HttpTransport {
         }
         let shown = &body.bytes[..body.bytes.len().min(512)];
         let text = String::from_utf8_lossy(shown).into_owned();
-        Err(classify(
+        Err(classify_status(
             status.as_u16(),
             text.trim(),
             retry_after,
@@ -159,7 +173,7 @@ impl HttpTransport {
 /// good; 408, 421, 425, 429 and 5xx are retried with backoff (429 and 503
 /// after `Retry-After` when given); everything else (401, 403, 404, 3xx,
 /// other 4xx) needs a change of configuration and is retried slowly.
-fn classify(
+pub(crate) fn classify_status(
     status: u16,
     text: &str,
     retry_after: Option<Duration>,
@@ -180,7 +194,7 @@ fn classify(
         },
         (408 | 421 | 425 | 429, _) | (500.., _) => SendError::Retryable(reason),
         (300..=399, _) => SendError::Configuration(format!(
-            "HTTP {status}: redirected to {}; set `url` to the address OpenObserve answers on \
+            "HTTP {status}: redirected to {}; set `url` to the address the receiver answers on \
              (a redirected POST would lose its body, so redirects are not followed)",
             location.as_deref().unwrap_or("(no Location)")
         )),
@@ -189,7 +203,7 @@ fn classify(
 }
 
 /// `Retry-After` as delay-seconds (an HTTP date is ignored: backoff applies).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
@@ -299,7 +313,7 @@ mod tests {
 
     #[test]
     fn every_status_has_its_place_in_the_retry_policy() {
-        let kind = |status, retry_after, location: Option<&str>| match classify(
+        let kind = |status, retry_after, location: Option<&str>| match classify_status(
             status,
             "x",
             retry_after,
@@ -330,11 +344,30 @@ mod tests {
         ] {
             assert_eq!(kind(status, retry_after, None), expected, "HTTP {status}");
         }
-        let SendError::Configuration(reason) = classify(301, "", None, Some("https://o2/".into()))
+        let SendError::Configuration(reason) =
+            classify_status(301, "", None, Some("https://o2/".into()))
         else {
             panic!("a redirect is configuration")
         };
         assert!(reason.contains("https://o2/"), "{reason}");
+    }
+
+    #[test]
+    fn paths_follow_the_base_url_and_its_prefix() {
+        let mut cfg = OtlpSinkConfig::new("otel", "http://loki:3100/otlp/");
+        cfg.metrics_path = "/custom/metrics".into();
+        let t = HttpTransport::new(&cfg, None).unwrap();
+        assert_eq!(t.logs_url, "http://loki:3100/otlp/v1/logs");
+        assert_eq!(t.metrics_url, "http://loki:3100/otlp/custom/metrics");
+        assert!(t.stream_header.is_none());
+        let o2 = crate::sinks::openobserve::OpenObserveConfig::new("o2", "http://pi-obs:5080");
+        let t = HttpTransport::new(&o2.sink_config(), None).unwrap();
+        assert_eq!(t.logs_url, "http://pi-obs:5080/api/default/v1/logs");
+        assert_eq!(t.metrics_url, "http://pi-obs:5080/api/default/v1/metrics");
+        assert_eq!(
+            t.stream_header.as_ref().map(|h| h.as_str()),
+            Some("stream-name")
+        );
     }
 
     #[test]
