@@ -4,7 +4,8 @@
 //! sleeps past its timeout is killed with its children (counted, logged, and
 //! the next runs go on), a failing script's exit status and standard error
 //! are counted and logged, and a flood is cut at `max_output_bytes` without
-//! growing the agent's memory.
+//! growing the agent's memory; what a command printed survives a crash of
+//! the agent while OpenObserve is down (the RAM journal).
 
 mod common;
 #[path = "support/otlp_receiver.rs"]
@@ -17,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A pipeline of one `exec` source (its options inside the braces)
-/// shipping to the OpenObserve at `o2`.
+/// shipping to the OpenObserve at `o2` (its RAM journal in the default
+/// runtime directory of its data directory, on /dev/shm).
 fn pipeline(dir: &Path, o2: &str, exec_options: &str) -> PathBuf {
     let path = dir.join("pipeline.ship");
     std::fs::write(
@@ -338,5 +340,53 @@ fn a_flood_is_cut_at_max_output_bytes_without_growing_memory() {
         "{}",
         shipd.log()
     );
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+#[test]
+fn printed_lines_survive_a_crash_while_openobserve_is_down() {
+    let rt = runtime();
+    let o2 = fault::start(&rt);
+    o2.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let printed = dir.path().join("printed");
+    // Each run prints one new line and keeps a copy of it.
+    let probe = script(
+        dir.path(),
+        "tick.sh",
+        &format!(
+            "line=\"tick $(date +%s%N)\"\necho \"$line\" >> '{}'\necho \"$line\"",
+            printed.display()
+        ),
+    );
+    let config = pipeline(
+        dir.path(),
+        &o2.url(),
+        &format!("command = [\"{}\"], every = 100ms", probe.display()),
+    );
+    let shipd = start(&config, dir.path());
+    let events = "shipd_events_in_total{component=\"probe\"}";
+    assert!(
+        wait_until(Duration::from_secs(20), || shipd.metric(events) >= 3),
+        "{}",
+        shipd.log()
+    );
+    shipd.kill9();
+    assert!(o2.log_bodies().is_empty(), "delivered while down");
+    let before: Vec<String> = std::fs::read_to_string(&printed)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(before.len() >= 3, "{before:?}");
+
+    // Restarted with a command that prints nothing: only the journal ships.
+    o2.set_down(false);
+    pipeline(dir.path(), &o2.url(), "command = [\"true\"], every = 1h");
+    let shipd = start(&config, dir.path());
+    // A run still going when the agent was killed was never journaled.
+    let settled = &before[..before.len() - 1];
+    let missing = o2.wait_for_lines(settled, Duration::from_secs(20));
+    assert_eq!(missing, 0, "{:?}\n{}", o2.log_bodies(), shipd.log());
     assert_eq!(shipd.terminate(), Some(0));
 }

@@ -211,7 +211,7 @@ pub static KINDS: &[KindSpec] = &[
             o("every", OptTy::Duration, "run interval; a run that outlasts it delays the next (default 60s)").within(OptRange::duration(ms(100), days(1))),
             o("timeout", OptTy::Duration, "a run still going after this is killed with its process group (counted, logged; default 10s)").within(OptRange::duration(ms(10), hours(1))),
             o("format", OptTy::Choice(&["lines", "prometheus"]), "lines: one log record per line (default); prometheus: standard output is a text exposition, shipped as metrics"),
-            o("max_output_bytes", OptTy::Size, "standard output past this is cut and its pipe closed (counted, logged; default 1MiB)").within(OptRange::size(KIB, 64 * MIB)),
+            o("max_output_bytes", OptTy::Size, "standard output past this is cut and its pipe closed (counted, logged; default 1MiB)").within(OptRange::size(KIB, 16 * MIB)),
             o("enabled", OptTy::Bool, "false leaves the source out"),
         ],
     },

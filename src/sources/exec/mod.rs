@@ -55,8 +55,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Sample lines of one exposition at most (as `prometheus_scrape`'s default).
 const MAX_SERIES: usize = crate::sources::prometheus::scrape::DEFAULT_MAX_SERIES;
-/// Events per batch sent into the pipeline.
+/// Events per batch sent into the pipeline, at most.
 const SEND_BATCH_EVENTS: usize = 1000;
+/// Bytes per batch sent into the pipeline: a batch is closed once it holds
+/// this much (so a long output is journaled and sent in pieces).
+const SEND_BATCH_BYTES: usize = 1024 * 1024;
 
 impl ExecConfig {
     pub fn new(name: impl Into<String>, command: Vec<String>) -> Self {
@@ -181,8 +184,11 @@ impl ExecSource {
             let mut events = events.into_iter().peekable();
             while events.peek().is_some() {
                 let mut batch = EventBatch::from_source(&source, SEND_BATCH_EVENTS);
-                for event in events.by_ref().take(SEND_BATCH_EVENTS) {
-                    batch.push(event);
+                while batch.len() < SEND_BATCH_EVENTS && batch.bytes < SEND_BATCH_BYTES {
+                    match events.next() {
+                        Some(event) => batch.push(event),
+                        None => break,
+                    }
                 }
                 if self.ctx.unreplayable.send(batch).await.is_err() {
                     return;

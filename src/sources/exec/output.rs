@@ -74,7 +74,9 @@ pub struct Metrics {
 
 /// The metric points of the text exposition the run printed, observed at
 /// `now`; cumulative series start at `start` unless they carry `_created`.
-/// At most `max_series` sample lines are accepted.
+/// At most `max_series` sample lines are accepted. Of a cut output the
+/// unfinished last line is left out: `temp 48.3` cut to `temp 4` would be
+/// a wrong value, not a malformed line.
 pub fn exposition_points(
     run: &Run,
     now: u64,
@@ -82,7 +84,15 @@ pub fn exposition_points(
     max_series: usize,
     resource: &Arc<Resource>,
 ) -> Result<Metrics, TooManySeries> {
-    let text = String::from_utf8_lossy(&run.stdout);
+    let whole = match run.stdout_cut {
+        true => run
+            .stdout
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(&run.stdout[..0], |end| &run.stdout[..=end]),
+        false => &run.stdout[..],
+    };
+    let text = String::from_utf8_lossy(whole);
     let exposition = text::parse_with_limit(&text, Format::Prometheus, max_series)?;
     let points = exposition
         .samples
@@ -182,6 +192,14 @@ mod tests {
         let counter = &m.points[1];
         assert_eq!(counter.kind, MetricKind::Sum { monotonic: true });
         assert_eq!(counter.start_time_unix_nano, 1_000);
+    }
+
+    #[test]
+    fn the_unfinished_last_line_of_a_cut_exposition_is_left_out() {
+        let run = run_with(b"a 1\nb 48.3\nc 4", true, Ending::Signaled(13));
+        let m = exposition_points(&run, 0, 0, 100, &Arc::new(Resource::default())).unwrap();
+        let names: Vec<&str> = m.points.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]
