@@ -303,11 +303,12 @@ fn a_flood_is_cut_at_max_output_bytes_without_growing_memory() {
     let rt = runtime();
     let o2 = http_receiver(&rt, always_accept());
     let dir = tempfile::tempdir().unwrap();
-    // Endless output with no newline: only the cap and the closed pipe end it.
+    // `yes` never stops by itself: only the cap and the closed pipe end it.
+    let line = "x".repeat(1000);
     let config = pipeline(
         dir.path(),
         &o2.url(),
-        "command = [\"sh\", \"-c\", \"tr '\\\\0' x < /dev/zero\"], every = 200ms, timeout = 1m, max_output_bytes = 64KiB",
+        &format!("command = [\"yes\", \"{line}\"], every = 200ms, timeout = 1m, max_output_bytes = 64KiB"),
     );
     let shipd = start(&config, dir.path());
     let cut = "shipd_exec_output_cut_total{component=\"probe\"}";
@@ -316,16 +317,26 @@ fn a_flood_is_cut_at_max_output_bytes_without_growing_memory() {
         "{}",
         shipd.log()
     );
-    assert!(wait_until(Duration::from_secs(10), || !o2
-        .records()
-        .is_empty()));
-    let record = o2.records().remove(0);
-    assert_eq!(record.body.len(), 64 * 1024);
-    assert!(record.body.bytes().all(|b| b == b'x'));
-    assert_eq!(attr_bool(&record, "exec.truncated"), Some(true));
-    // The closed pipe ended each run, long before its timeout.
+    // 64 KiB hold 65 whole lines of 1001 bytes and the first 471 of the next.
+    let first_run = wait_until(Duration::from_secs(10), || o2.count() >= 66);
+    assert!(first_run, "{}", o2.count());
+    let records = o2.records();
+    let (whole, cut_lines): (Vec<&Record>, Vec<&Record>) = records[..66]
+        .iter()
+        .partition(|r| attr_bool(r, "exec.truncated").is_none());
+    assert_eq!(whole.len(), 65);
+    assert!(whole.iter().all(|r| r.body == line));
+    assert_eq!(cut_lines.len(), 1);
+    assert_eq!(cut_lines[0].body, "x".repeat(471));
+    // Closing the pipe ended each run (SIGPIPE), long before its timeout;
+    // the cut is counted as a cut, not as a failed command.
+    assert_eq!(attr_int(cut_lines[0], "exec.signal"), Some(13));
     assert_eq!(
         shipd.metric("shipd_exec_timeouts_total{component=\"probe\"}"),
+        0
+    );
+    assert_eq!(
+        shipd.metric("shipd_exec_failures_total{component=\"probe\"}"),
         0
     );
     let hwm_kib = std::fs::read_to_string(format!("/proc/{}/status", shipd.child.id()))

@@ -214,6 +214,8 @@ impl ExecSource {
         }
         let failure = match run.ending {
             Ending::Exited(0) => None,
+            // The pipe closed at the cut ended it: counted above as a cut.
+            Ending::Signaled(libc::SIGPIPE) if run.stdout_cut => None,
             Ending::Exited(code) => Some(format!("`{command}` exited with status {code}")),
             Ending::Signaled(signal) => Some(format!("`{command}` was killed by signal {signal}")),
             Ending::TimedOut => {
