@@ -328,9 +328,9 @@ fn promql_range_query_sends_since_until_and_step_and_json_prints_the_data() {
 }
 
 #[test]
-fn promql_parse_errors_show_openobserves_message() {
+fn promql_parse_errors_show_openobserves_message_and_a_step_needs_promql() {
     let rt = common::runtime();
-    let (addr, _) = start(&rt);
+    let (addr, fake) = start(&rt);
     let out = shipctl(addr, "pis", PASSWORD, &["query", "--promql", "sum(broken("]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
@@ -338,6 +338,20 @@ fn promql_parse_errors_show_openobserves_message() {
         err.contains("refused the query (400)") && err.contains("unclosed left parenthesis"),
         "{err}"
     );
+    let asked = fake.seen.lock().unwrap().len();
+    let out = shipctl(
+        addr,
+        "pis",
+        PASSWORD,
+        &["query", "SELECT 1", "--step", "1m"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--step is for PromQL"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(fake.seen.lock().unwrap().len(), asked, "nothing sent");
 }
 
 #[test]

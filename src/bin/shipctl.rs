@@ -95,8 +95,9 @@ enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Run SQL against OpenObserve with the agent's credentials
-    /// (OPENOBSERVE_URL, _ORG, _USER, _PASSWORD or _PASSWORD_FILE) and print the rows.
+    /// Run SQL (or PromQL with --promql) against OpenObserve with the agent's
+    /// credentials (OPENOBSERVE_URL, _ORG, _USER, _PASSWORD or _PASSWORD_FILE)
+    /// and print the rows.
     Query(shipd::cli::query::QueryArgs),
     /// List OpenObserve's streams of one type (logs, metrics, traces) with
     /// their record counts, time span and size, with the agent's credentials.

@@ -112,6 +112,8 @@ pub enum QueryError {
     EmptyRange,
     #[error("--step must be longer than zero")]
     ZeroStep,
+    #[error("--step is for PromQL range queries (--promql); SQL takes --since/--until")]
+    StepWithoutPromql,
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -149,6 +151,7 @@ pub async fn query(
             promql_query(cfg, args, expr, out, err).await?;
             Ok(None)
         }
+        (Some(_), None) if args.step.is_some() => Err(QueryError::StepWithoutPromql),
         (Some(sql), None) => sql_query(cfg, args, sql, out, err).await.map(Some),
         // clap requires one of them.
         (None, None) => Ok(None),
@@ -410,7 +413,8 @@ fn exit_code(e: &QueryError) -> i32 {
         QueryError::Search(SearchError::NoUrl | SearchError::PasswordFile { .. })
         | QueryError::Time(_)
         | QueryError::EmptyRange
-        | QueryError::ZeroStep => UNUSABLE,
+        | QueryError::ZeroStep
+        | QueryError::StepWithoutPromql => UNUSABLE,
         _ => FAILED,
     }
 }
