@@ -3,6 +3,7 @@
 
 use crate::pipeline::processor::Processor;
 use crate::sinks::openobserve::OpenObserveConfig;
+use crate::sources::exec::ExecConfig;
 use crate::sources::file::FileSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
@@ -20,6 +21,7 @@ pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
     PrometheusScrape(PrometheusScrapeConfig),
     Otlp(OtlpReceiverConfig),
+    Exec(ExecConfig),
 }
 
 impl SourceConfig {
@@ -31,6 +33,7 @@ impl SourceConfig {
             SourceConfig::HostMetrics(c) => &c.name,
             SourceConfig::PrometheusScrape(c) => &c.name,
             SourceConfig::Otlp(c) => &c.name,
+            SourceConfig::Exec(c) => &c.name,
         }
     }
 }

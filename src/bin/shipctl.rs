@@ -95,9 +95,13 @@ enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Run SQL against OpenObserve with the agent's credentials
-    /// (OPENOBSERVE_URL, _ORG, _USER, _PASSWORD or _PASSWORD_FILE) and print the rows.
+    /// Run SQL (or PromQL with --promql) against OpenObserve with the agent's
+    /// credentials (OPENOBSERVE_URL, _ORG, _USER, _PASSWORD or _PASSWORD_FILE)
+    /// and print the rows.
     Query(shipd::cli::query::QueryArgs),
+    /// List OpenObserve's streams of one type (logs, metrics, traces) with
+    /// their record counts, time span and size, with the agent's credentials.
+    Streams(shipd::cli::query::StreamsArgs),
     /// Measure a shipd binary end to end (throughput, CPU per GB, memory,
     /// disk writes, latency) and write a table and a JSON file.
     Bench(shipd::cli::bench::BenchArgs),
@@ -188,6 +192,7 @@ fn main() {
             }
         }
         Command::Query(args) => shipd::cli::query::query_command(&args, &mut out, &mut err),
+        Command::Streams(args) => shipd::cli::query::streams_command(&args, &mut out, &mut err),
         Command::Bench(args) => shipd::cli::bench::run(&args, &mut out, &mut err),
         Command::Status {
             watch,

@@ -1,9 +1,12 @@
-//! The OpenObserve search client of `shipctl query` and `shipctl tail
-//! --openobserve`: `POST /api/{org}/_search` (JSON answer `{took, hits,
-//! total}`) and `POST /api/{org}/_search_stream` (server-sent events), with
+//! The OpenObserve search client of `shipctl query`, `shipctl streams` and
+//! `shipctl tail --openobserve`: `POST /api/{org}/_search?type=...` (JSON
+//! answer `{took, hits, total}`), `POST /api/{org}/_search_stream`
+//! (server-sent events) and the GET APIs ([`SearchClient::get`]: the stream
+//! list, the Prometheus-compatible query API), with
 //! the agent's own credentials (`OPENOBSERVE_URL`, `_ORG`, `_USER`,
-//! `_PASSWORD` or `_PASSWORD_FILE`). It turns 401 and 400 answers into errors
-//! that carry OpenObserve's message; it never prints and never retries. An
+//! `_PASSWORD` or `_PASSWORD_FILE`). It turns 401, 404 and 400 answers and
+//! timeouts into errors that carry OpenObserve's message and say what to
+//! check; it never prints and never retries. An
 //! answer is read up to [`MAX_ANSWER_BYTES`] (an error answer up to
 //! [`ANSWER_PREFIX_BYTES`]); a larger one is an error, never a memory blow-up.
 
@@ -32,8 +35,12 @@ pub enum SearchError {
     PasswordFile { path: String, error: std::io::Error },
     #[error("OpenObserve refused the credentials (401): {message}; check OPENOBSERVE_USER and OPENOBSERVE_PASSWORD (search needs the user's password, not an ingestion token)")]
     Unauthorized { message: String },
-    #[error("OpenObserve refused the query (400): {message}")]
+    #[error("OpenObserve refused the query (400): {message}{}", not_found_hint(.message))]
     BadQuery { message: String },
+    #[error("OpenObserve answered 404 for {url}: {message}; check OPENOBSERVE_ORG (the organisation) and the stream name{}", not_found_hint(.message))]
+    NotFound { url: String, message: String },
+    #[error("OpenObserve did not answer {url} within {}; a long time range or a heavy query takes longer: narrow --since/--until or raise --timeout", humantime::format_duration(*.timeout))]
+    Timeout { url: String, timeout: Duration },
     #[error("OpenObserve answered {status}: {message}")]
     Status { status: u16, message: String },
     #[error("cannot reach OpenObserve at {url}: {reason}")]
@@ -44,6 +51,35 @@ pub enum SearchError {
     Answer(String),
     #[error("OpenObserve's answer is larger than {} MiB; ask for fewer rows (--limit) or a shorter time range (--since/--until)", MAX_ANSWER_BYTES / (1024 * 1024))]
     AnswerTooLarge,
+}
+
+/// What to try when OpenObserve says a stream was not found: the stream
+/// types and how metric streams are named.
+fn not_found_hint(message: &str) -> &'static str {
+    if message.to_ascii_lowercase().contains("not found") {
+        "; metric and trace streams need --type metrics / --type traces, metric streams are named after the metric with dots as underscores (system.cpu.time is system_cpu_time), and `shipctl streams --type metrics` lists them"
+    } else {
+        ""
+    }
+}
+
+/// The kind of data a stream holds: OpenObserve's `type` parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamType {
+    #[default]
+    Logs,
+    Metrics,
+    Traces,
+}
+
+impl StreamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamType::Logs => "logs",
+            StreamType::Metrics => "metrics",
+            StreamType::Traces => "traces",
+        }
+    }
 }
 
 /// The connection settings from the agent's environment (design §5).
@@ -89,6 +125,8 @@ pub struct SearchQuery {
     pub end_us: i64,
     pub from: u64,
     pub size: u64,
+    /// The streams searched: `?type=` of the request.
+    pub stream_type: StreamType,
 }
 
 /// A search answer.
@@ -102,6 +140,7 @@ pub struct SearchAnswer {
 /// Searches one OpenObserve organisation.
 pub struct SearchClient {
     http: reqwest::Client,
+    timeout: Duration,
     base: String,
     org: String,
     authorization: Option<String>,
@@ -119,6 +158,7 @@ impl SearchClient {
         }
         Ok(SearchClient {
             http,
+            timeout,
             base: cfg.url.trim_end_matches('/').to_owned(),
             org: cfg.org.clone(),
             authorization: cfg.authorization(),
@@ -126,7 +166,12 @@ impl SearchClient {
     }
 
     async fn post(&self, endpoint: &str, q: &SearchQuery) -> Result<String, SearchError> {
-        let url = format!("{}/api/{}/{endpoint}", self.base, self.org);
+        let url = format!(
+            "{}/api/{}/{endpoint}?type={}",
+            self.base,
+            self.org,
+            q.stream_type.as_str()
+        );
         let body = serde_json::json!({
             "query": {
                 "sql": q.sql,
@@ -136,17 +181,47 @@ impl SearchClient {
                 "size": q.size,
             }
         });
-        let mut req = self
+        let req = self
             .http
             .post(&url)
             .header("content-type", "application/json")
             .body(body.to_string());
+        self.answer(req, url).await
+    }
+
+    /// `GET /api/{org}/{endpoint}` with `query` (URL-encoded here): the
+    /// answer's text, or the error OpenObserve's answer means.
+    pub async fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<String, SearchError> {
+        let mut url = reqwest::Url::parse(&format!("{}/api/{}/{endpoint}", self.base, self.org))
+            .map_err(|e| SearchError::Client(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let req = self.http.get(url.clone());
+        self.answer(req, url.to_string()).await
+    }
+
+    /// Sends `req` (to `url`) with the credentials and reads the answer.
+    async fn answer(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<String, SearchError> {
         if let Some(auth) = &self.authorization {
             req = req.header("authorization", auth);
         }
-        let transport = |error: reqwest::Error| SearchError::Transport {
-            url: url.clone(),
-            reason: describe_failure(&error),
+        let transport = |error: reqwest::Error| {
+            if error.is_timeout() {
+                SearchError::Timeout {
+                    url: url.clone(),
+                    timeout: self.timeout,
+                }
+            } else {
+                SearchError::Transport {
+                    url: url.clone(),
+                    reason: describe_failure(&error),
+                }
+            }
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
@@ -179,7 +254,11 @@ impl SearchClient {
             401 | 403 => Err(SearchError::Unauthorized {
                 message: error_message(&text),
             }),
-            400 => Err(SearchError::BadQuery {
+            400 | 422 => Err(SearchError::BadQuery {
+                message: error_message(&text),
+            }),
+            404 => Err(SearchError::NotFound {
+                url,
                 message: error_message(&text),
             }),
             status => Err(SearchError::Status {

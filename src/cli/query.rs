@@ -1,11 +1,16 @@
-//! `shipctl query 'SQL'` and `shipctl tail --openobserve`: the cluster-wide
-//! view, read from OpenObserve's search API ([`super::openobserve_search`])
-//! and printed as a table, JSON lines or CSV ([`super::table`]). Tail follows
+//! `shipctl query 'SQL'`, `shipctl query --promql EXPR`, `shipctl streams`
+//! and `shipctl tail --openobserve`: the cluster-wide view, read from
+//! OpenObserve's search API ([`super::openobserve_search`]), its
+//! Prometheus-compatible API ([`super::promql`]) and its stream list
+//! ([`super::streams`]), printed as a table, JSON lines or CSV ([`super::table`]). Tail follows
 //! new records by `_timestamp`, polling, re-reading a short overlap so late
 //! arrivals are not missed and printing each record once. Never writes to
 //! OpenObserve.
 
-use super::openobserve_search::{Hit, SearchAnswer, SearchClient, SearchError, SearchQuery};
+use super::openobserve_search::{
+    Hit, SearchAnswer, SearchClient, SearchError, SearchQuery, StreamType,
+};
+use super::promql::PromQuery;
 use super::table::{Format, RowWriter};
 use crate::sinks::openobserve::OpenObserveConfig;
 use serde_json::Value;
@@ -18,7 +23,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryArgs {
     /// SQL, e.g. "SELECT * FROM \"default\" WHERE severity = 'ERROR'".
-    pub sql: String,
+    #[arg(required_unless_present = "promql", conflicts_with = "promql")]
+    pub sql: Option<String>,
+    /// The streams the SQL reads: logs, metrics (one stream per metric,
+    /// dots as underscores: system_cpu_time) or traces.
+    #[arg(long = "type", value_enum, default_value_t = StreamType::Logs)]
+    pub stream_type: StreamType,
+    /// A PromQL expression instead of SQL, e.g. 'rate(system_cpu_time[5m])',
+    /// run by OpenObserve's Prometheus-compatible API: at --until (default
+    /// now), or with --step from --since to --until.
+    #[arg(long, value_name = "EXPR")]
+    pub promql: Option<String>,
+    /// With --promql: a range query, one sample per step (e.g. 1m).
+    #[arg(long, requires = "promql", value_parser = humantime::parse_duration)]
+    pub step: Option<Duration>,
+    /// Print OpenObserve's answer as JSON: the rows as JSON lines for SQL
+    /// (as --format json), the Prometheus API's `data` object for PromQL.
+    #[arg(long)]
+    pub json: bool,
     /// Start of the time range: a duration back from now (15m, 1h, 2d) or an RFC 3339 time.
     #[arg(long, default_value = "1h")]
     pub since: String,
@@ -65,6 +87,20 @@ pub struct OpenObserveTailArgs {
     pub limit: Option<u64>,
 }
 
+/// `shipctl streams`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamsArgs {
+    /// Which streams: logs, metrics or traces.
+    #[arg(long = "type", value_enum, default_value_t = StreamType::Logs)]
+    pub stream_type: StreamType,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Give up after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
 /// A query or tail failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -74,6 +110,10 @@ pub enum QueryError {
     Time(String),
     #[error("the time range is empty: --since is not before --until")]
     EmptyRange,
+    #[error("--step must be longer than zero")]
+    ZeroStep,
+    #[error("--step is for PromQL range queries (--promql); SQL takes --since/--until")]
+    StepWithoutPromql,
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -99,9 +139,108 @@ pub fn parse_time(text: &str, now_us: i64) -> Result<i64, QueryError> {
 }
 
 /// Runs `shipctl query`; prints the rows to `out` and a summary to `err`.
+/// Returns the SQL answer (PromQL rows are not a search answer: `None`).
 pub async fn query(
     cfg: &OpenObserveConfig,
     args: &QueryArgs,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<Option<SearchAnswer>, QueryError> {
+    match (&args.sql, &args.promql) {
+        (_, Some(expr)) => {
+            promql_query(cfg, args, expr, out, err).await?;
+            Ok(None)
+        }
+        (Some(_), None) if args.step.is_some() => Err(QueryError::StepWithoutPromql),
+        (Some(sql), None) => sql_query(cfg, args, sql, out, err).await.map(Some),
+        // clap requires one of them.
+        (None, None) => Ok(None),
+    }
+}
+
+/// Runs a PromQL expression and prints its samples.
+async fn promql_query(
+    cfg: &OpenObserveConfig,
+    args: &QueryArgs,
+    expr: &str,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<(), QueryError> {
+    let now = now_us();
+    let end_us = match &args.until {
+        Some(u) => parse_time(u, now)?,
+        None => now,
+    };
+    let q = match args.step {
+        Some(step) if step.is_zero() => return Err(QueryError::ZeroStep),
+        Some(step) => {
+            let start_us = parse_time(&args.since, now)?;
+            if start_us >= end_us {
+                return Err(QueryError::EmptyRange);
+            }
+            PromQuery::Range {
+                expr: expr.to_owned(),
+                start_us,
+                end_us,
+                step,
+            }
+        }
+        None => PromQuery::Instant {
+            expr: expr.to_owned(),
+            time_us: end_us,
+        },
+    };
+    let client = SearchClient::new(cfg, args.timeout)?;
+    let answer = super::promql::query(&client, &q).await?;
+    for warning in &answer.warnings {
+        writeln!(err, "OpenObserve warns: {warning}")?;
+    }
+    let rows = super::promql::rows(&answer);
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&answer.data).unwrap_or_default()
+        )?;
+    } else {
+        RowWriter::new(args.format).write(&rows, out)?;
+    }
+    writeln!(err, "{} samples ({})", rows.len(), answer.result_type)?;
+    Ok(())
+}
+
+/// Runs `shipctl streams`; prints one row per stream.
+pub async fn streams(
+    cfg: &OpenObserveConfig,
+    args: &StreamsArgs,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<usize, QueryError> {
+    let client = SearchClient::new(cfg, args.timeout)?;
+    let list = super::streams::list(&client, args.stream_type).await?;
+    match args.format {
+        Format::Table => {
+            let cols: Vec<String> = super::streams::COLUMNS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect();
+            let cells: Vec<Vec<String>> = list.iter().map(super::streams::cells).collect();
+            super::table::write_columns(&cols, &cells, out)?;
+        }
+        format => {
+            let rows: Vec<Hit> = list.iter().map(super::streams::row).collect();
+            RowWriter::new(format).write(&rows, out)?;
+        }
+    }
+    writeln!(err, "{} {} streams", list.len(), args.stream_type.as_str())?;
+    Ok(list.len())
+}
+
+/// Runs one SQL search and prints its rows.
+async fn sql_query(
+    cfg: &OpenObserveConfig,
+    args: &QueryArgs,
+    sql: &str,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<SearchAnswer, QueryError> {
@@ -116,18 +255,20 @@ pub async fn query(
     }
     let client = SearchClient::new(cfg, args.timeout)?;
     let q = SearchQuery {
-        sql: args.sql.clone(),
+        sql: sql.to_owned(),
         start_us,
         end_us,
         from: 0,
         size: args.limit,
+        stream_type: args.stream_type,
     };
     let answer = if args.stream {
         client.search_stream(&q).await?
     } else {
         client.search(&q).await?
     };
-    RowWriter::new(args.format).write(&answer.hits, out)?;
+    let format = if args.json { Format::Json } else { args.format };
+    RowWriter::new(format).write(&answer.hits, out)?;
     writeln!(
         err,
         "{} of {} rows ({} ms)",
@@ -211,6 +352,7 @@ pub async fn tail_openobserve(
                 end_us,
                 from,
                 size: PAGE,
+                stream_type: StreamType::Logs,
             };
             let answer = tokio::select! {
                 _ = &mut stop => return Ok(count),
@@ -218,7 +360,7 @@ pub async fn tail_openobserve(
             };
             let hits = match answer {
                 Ok(a) => a.hits,
-                Err(e @ SearchError::Transport { .. }) => {
+                Err(e @ (SearchError::Transport { .. } | SearchError::Timeout { .. })) => {
                     writeln!(
                         err,
                         "{e}; asking again in {}",
@@ -270,7 +412,9 @@ fn exit_code(e: &QueryError) -> i32 {
     match e {
         QueryError::Search(SearchError::NoUrl | SearchError::PasswordFile { .. })
         | QueryError::Time(_)
-        | QueryError::EmptyRange => UNUSABLE,
+        | QueryError::EmptyRange
+        | QueryError::ZeroStep
+        | QueryError::StepWithoutPromql => UNUSABLE,
         _ => FAILED,
     }
 }
@@ -294,6 +438,23 @@ pub fn query_command(
         Ok(_) => 0,
         Err(e) => {
             let _ = writeln!(err, "shipctl query: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+/// `shipctl streams` with the agent's environment; returns the exit code.
+pub fn streams_command(
+    args: &StreamsArgs,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> i32 {
+    let result =
+        config_from_env_or_err().and_then(|cfg| block_on(streams(&cfg, args, out, &mut *err)));
+    match result {
+        Ok(_) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "shipctl streams: {e}");
             exit_code(&e)
         }
     }

@@ -129,13 +129,23 @@ fn write_table(rows: &[Hit], out: &mut dyn Write) -> std::io::Result<()> {
         .iter()
         .map(|r| cols.iter().map(|c| table_cell(c, r.get(c))).collect())
         .collect();
+    write_columns(&cols, &cells, out)
+}
+
+/// Writes `cells` (one vector per row, in the order of `cols`) as aligned
+/// columns under a header and a rule.
+pub fn write_columns(
+    cols: &[String],
+    cells: &[Vec<String>],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let widths: Vec<usize> = cols
         .iter()
         .enumerate()
         .map(|(i, c)| {
             cells
                 .iter()
-                .map(|r| r[i].chars().count())
+                .map(|r| r.get(i).map_or(0, |cell| cell.chars().count()))
                 .chain(std::iter::once(c.chars().count()))
                 .max()
                 .unwrap_or(0)
@@ -145,14 +155,14 @@ fn write_table(rows: &[Hit], out: &mut dyn Write) -> std::io::Result<()> {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
             .collect();
         padded.join("  ").trim_end().to_owned()
     };
-    writeln!(out, "{}", line(&cols))?;
+    writeln!(out, "{}", line(cols))?;
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     writeln!(out, "{}", line(&rule))?;
-    for row in &cells {
+    for row in cells {
         writeln!(out, "{}", line(row))?;
     }
     Ok(())

@@ -203,6 +203,19 @@ pub static KINDS: &[KindSpec] = &[
         ],
     },
     KindSpec {
+        name: "exec",
+        role: Role::Source,
+        doc: "Runs a command (argv, no shell) every interval and ships its standard output as log lines or as Prometheus metrics; killed with its whole process group past its timeout.",
+        options: &[
+            r("command", OptTy::Strings, "program and arguments, e.g. [\"vcgencmd\", \"measure_temp\"]; no shell unless you write [\"sh\", \"-c\", \"...\"]"),
+            o("every", OptTy::Duration, "run interval; a run that outlasts it delays the next (default 60s)").within(OptRange::duration(ms(100), days(1))),
+            o("timeout", OptTy::Duration, "a run still going after this is killed with its process group (counted, logged; default 10s)").within(OptRange::duration(ms(10), hours(1))),
+            o("format", OptTy::Choice(&["lines", "prometheus"]), "lines: one log record per line (default); prometheus: standard output is a text exposition, shipped as metrics"),
+            o("max_output_bytes", OptTy::Size, "standard output past this is cut and its pipe closed (counted, logged; default 1MiB)").within(OptRange::size(KIB, 16 * MIB)),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
         name: "otlp",
         role: Role::Source,
         doc: "Receives OTLP logs and metrics that local apps push over gRPC and HTTP (protobuf, gzip or zstd); refuses with RESOURCE_EXHAUSTED / 429 while the pipeline is full or the receiver busy, and with RESOURCE_EXHAUSTED / 413 a request over max_message_bytes or max_request_memory.",

@@ -381,6 +381,11 @@ mod properties {
                 "console {}".to_owned(),
                 String::new(),
             ),
+            "exec" => (
+                format!("exec {{ command = [\"true\"], {set} }}"),
+                "console {}".to_owned(),
+                String::new(),
+            ),
             "prometheus_scrape" => (
                 format!("prometheus_scrape {{ urls = [\"http://127.0.0.1:9/metrics\"], {set} }}"),
                 "console {}".to_owned(),
@@ -458,6 +463,11 @@ mod properties {
                 SourceConfig::Otlp(o) => {
                     deadlines.extend([o.accept_timeout, o.retry_after]);
                     sizes.push(o.max_message_bytes);
+                }
+                SourceConfig::Exec(e) => {
+                    timers.push(e.interval);
+                    deadlines.push(e.timeout);
+                    sizes.push(e.max_output_bytes);
                 }
                 SourceConfig::Journald(_) => {}
             }

@@ -14,6 +14,7 @@ use crate::event::{Event, LogRecord, MetricKind, MetricPoint, Resource, Value};
 use crate::pipeline::processor::{Processor, Step};
 use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
 use crate::sources::containers;
+use crate::sources::exec::{ExecConfig, ExecFormat};
 use crate::sources::file::{FileSourceConfig, LogFormat, MultilineConfig, MultilineMode, ReadFrom};
 use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
@@ -762,6 +763,25 @@ fn build_source(
             p.max_series = opts.count("max_series").unwrap_or(p.max_series);
             p.tls = connection_options::client_tls(c, opts, at);
             Some(SourceConfig::PrometheusScrape(p))
+        }
+        "exec" => {
+            let mut e = ExecConfig::new(name, opts.strings("command")?);
+            if e.command.is_empty() {
+                c.diagnostics.push(
+                    Diagnostic::new(
+                        opts.span("command").unwrap_or(at),
+                        "`command` names no program",
+                    )
+                    .hint("e.g. [\"vcgencmd\", \"measure_temp\"], or [\"sh\", \"-c\", \"...\"] for a shell"),
+                );
+            }
+            e.interval = opts.duration("every").unwrap_or(e.interval);
+            e.timeout = opts.duration("timeout").unwrap_or(e.timeout);
+            e.max_output_bytes = opts.bytes("max_output_bytes").unwrap_or(e.max_output_bytes);
+            if opts.str("format").as_deref() == Some("prometheus") {
+                e.format = ExecFormat::Prometheus;
+            }
+            Some(SourceConfig::Exec(e))
         }
         "otlp" => {
             let mut r = OtlpReceiverConfig::new(name);

@@ -17,6 +17,7 @@ use crate::control::status::{AgentView, Layout};
 use crate::control::tap::{self, Point};
 use crate::sinks::otlp::{OtlpSink, OtlpSinkError};
 use crate::sinks::{console, RoutedBatch};
+use crate::sources::exec::ExecSource;
 use crate::sources::file::{FileSource, SourceContext};
 use crate::sources::host_metrics::HostMetricsSource;
 use crate::sources::journald::JournaldSource;
@@ -419,6 +420,9 @@ impl RunningPipeline {
                             return Err(e.into());
                         }
                     }
+                }
+                SourceConfig::Exec(exec) => {
+                    sources.push(ExecSource::new(exec.clone(), ctx).spawn())
                 }
                 SourceConfig::Otlp(otlp) => match OtlpReceiverSource::bind(otlp.clone(), ctx) {
                     Ok(receiver) => sources.push(receiver.spawn()),

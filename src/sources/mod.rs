@@ -4,6 +4,7 @@
 
 pub mod connection_limit;
 pub mod containers;
+pub mod exec;
 pub mod file;
 pub mod host_metrics;
 pub mod journald;

@@ -18,9 +18,9 @@
 //! fails the scrape (`up` 0, `shipd_scrape_failures_total`, the reason in
 //! `/health` and a rate-limited WARN) and nothing of it is sent.
 
-use super::text::{self, FamilyKind, Format, SampleValue};
+use super::text::{self, Format};
 use crate::control::health::ComponentHealth;
-use crate::event::{Distribution, Event, EventBatch, MetricKind, MetricPoint, Resource, Value};
+use crate::event::{Event, EventBatch, MetricKind, MetricPoint, Resource, Value};
 use crate::lang::option_range::format_size;
 use crate::response_body::{read_capped, CappedReadError};
 use crate::sinks::log_limit::LogLimit;
@@ -317,45 +317,9 @@ impl Target {
         ]
     }
 
-    fn point(&self, sample: text::Sample, now: u64, start: u64) -> MetricPoint {
-        let time = sample
-            .timestamp_ms
-            .and_then(|ms| u64::try_from(ms).ok())
-            .map_or(now, |ms| ms.saturating_mul(1_000_000));
-        let start = sample
-            .created
-            .filter(|c| c.is_finite() && *c > 0.0)
-            .map_or(start, |c| (c * 1e9) as u64);
-        let (kind, value, distribution) = match sample.value {
-            SampleValue::Number(v) => {
-                let kind = match sample.kind {
-                    FamilyKind::Counter => MetricKind::Sum { monotonic: true },
-                    _ => MetricKind::Gauge,
-                };
-                (kind, v, None)
-            }
-            SampleValue::Distribution(d) => {
-                let (kind, sum) = match d.as_ref() {
-                    Distribution::Histogram { sum, .. } => (MetricKind::Histogram, *sum),
-                    Distribution::Summary { sum, .. } => (MetricKind::Summary, *sum),
-                };
-                (kind, sum, Some(d))
-            }
-        };
-        let mut p = MetricPoint::new(
-            sample.name,
-            sample.unit,
-            kind,
-            value,
-            time,
-            Arc::clone(&self.resource),
-        );
-        if kind != MetricKind::Gauge {
-            p.start_time_unix_nano = start;
-        }
-        p.distribution = distribution;
-        p.labels = self.labels(sample.labels);
-        p
+    fn point(&self, mut sample: text::Sample, now: u64, start: u64) -> MetricPoint {
+        let labels = self.labels(std::mem::take(&mut sample.labels));
+        super::points::sample_point(sample, labels, now, start, &self.resource)
     }
 
     /// Exposed labels merged with `job` and `instance` per `honor_labels`.
