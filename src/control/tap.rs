@@ -9,7 +9,7 @@
 //! reader only and counted. This module must never block or slow the data
 //! path, and never change an event.
 
-use crate::event::{format_rfc3339, Event, MetricKind};
+use crate::event::{format_rfc3339, Event};
 use crate::lang::diagnostics::Diagnostic;
 use crate::lang::eval::{truthy, CExpr, Ctx};
 use crate::lang::functions::to_json;
@@ -279,13 +279,7 @@ pub fn event_json(event: &Event) -> serde_json::Value {
         Event::Metric(m) => serde_json::json!({
             "timestamp": format_rfc3339(m.time_unix_nano as i64),
             "name": m.name,
-            "kind": match m.kind {
-                MetricKind::Gauge => "gauge",
-                MetricKind::Sum { monotonic: true } => "counter",
-                MetricKind::Sum { monotonic: false } => "sum",
-                MetricKind::Histogram => "histogram",
-                MetricKind::Summary => "summary",
-            },
+            "kind": m.kind.name(),
             "unit": m.unit,
             "value": m.value,
             "labels": map(&m.labels),

@@ -136,6 +136,19 @@ pub enum MetricKind {
     Summary,
 }
 
+impl MetricKind {
+    /// The kind's name in JSON output (`shipctl tail`, the elasticsearch sink).
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::Gauge => "gauge",
+            MetricKind::Sum { monotonic: true } => "counter",
+            MetricKind::Sum { monotonic: false } => "sum",
+            MetricKind::Histogram => "histogram",
+            MetricKind::Summary => "summary",
+        }
+    }
+}
+
 /// The shape of a histogram or summary point.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Distribution {

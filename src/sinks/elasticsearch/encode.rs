@@ -7,7 +7,7 @@
 //! `value` (and `count`, `sum` of histograms and summaries), `labels` and
 //! `resource`. Pure: no I/O.
 
-use crate::event::{format_rfc3339, Attributes, Distribution, Event, MetricKind};
+use crate::event::{format_rfc3339, Attributes, Distribution, Event};
 use crate::lang::functions::to_json;
 use crate::sinks::otlp_encode::UID_ATTRIBUTE;
 use serde_json::{json, Map, Value};
@@ -62,13 +62,7 @@ pub fn document(event: &Event) -> Value {
             let mut doc = json!({
                 "@timestamp": format_rfc3339(m.time_unix_nano as i64),
                 "name": m.name,
-                "kind": match m.kind {
-                    MetricKind::Gauge => "gauge",
-                    MetricKind::Sum { monotonic: true } => "counter",
-                    MetricKind::Sum { monotonic: false } => "sum",
-                    MetricKind::Histogram => "histogram",
-                    MetricKind::Summary => "summary",
-                },
+                "kind": m.kind.name(),
                 "unit": m.unit,
                 "value": finite(m.value),
                 "labels": Value::Object(object(&m.labels)),
@@ -102,7 +96,7 @@ fn object(attributes: &Attributes) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{LogRecord, Resource, Value as V};
+    use crate::event::{LogRecord, MetricKind, Resource, Value as V};
     use std::sync::Arc;
 
     #[test]

@@ -11,8 +11,8 @@ use crate::event::Event;
 use crate::response_body::read_prefix;
 use crate::sinks::compression::Compression;
 use crate::sinks::otlp::{
-    classify_status, describe_failure, error_chain, http_headers, retry_after, HttpClientError,
-    SendError,
+    classify_status, describe_failure, error_chain, http_headers, location, retry_after,
+    HttpClientError, SendError,
 };
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
@@ -85,11 +85,7 @@ impl BulkTransport {
         })?;
         let status = resp.status();
         let wait = retry_after(resp.headers());
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let location = location(resp.headers());
         let cap = answer_cap(sent);
         let body = read_prefix(resp, cap).await.map_err(|e| {
             SendError::Retryable(format!("reading the answer failed: {}", error_chain(&e)))

@@ -133,11 +133,7 @@ impl HttpTransport {
         })?;
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let location = location(resp.headers());
         let is_json = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -203,6 +199,14 @@ pub(crate) fn classify_status(
 }
 
 /// `Retry-After` as delay-seconds (an HTTP date is ignored: backoff applies).
+/// The `Location` of an answer (redirects are not followed: it is reported).
+pub(crate) fn location(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(reqwest::header::RETRY_AFTER)?

@@ -16,7 +16,7 @@ mod transport;
 
 pub use grpc::GrpcTransport;
 pub use headers::{check_headers, http_headers, HeaderError};
-pub(crate) use http::{classify_status, retry_after};
+pub(crate) use http::{classify_status, location, retry_after};
 pub use http::{
     describe_failure, error_chain, HttpClientError, HttpTransport, ANSWER_PREFIX_BYTES,
 };
