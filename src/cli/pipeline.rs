@@ -148,31 +148,14 @@ pub fn fmt(
     code
 }
 
-/// `shipctl explain FILE`.
+/// `shipctl explain FILE`: see [`super::explain`].
 pub fn explain(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let Some(src) = read(file, err) else {
+        return UNUSABLE;
+    };
     let Some(p) = load(file, err) else {
         return FAILED;
     };
-    let _ = writeln!(out, "sources:");
-    for (name, kind) in &p.sources {
-        let _ = writeln!(out, "  {name} ({kind})");
-    }
-    let _ = writeln!(out, "steps, in order:");
-    for (name, on) in &p.steps {
-        let on = if on.is_empty() {
-            "every source".to_owned()
-        } else {
-            on.join(", ")
-        };
-        let _ = writeln!(out, "  {name} on {on}");
-    }
-    let _ = writeln!(out, "routes, first match wins:");
-    for r in &p.routes {
-        let _ = writeln!(out, "  {r}");
-    }
-    let _ = writeln!(out, "sinks:");
-    for name in &p.sink_names {
-        let _ = writeln!(out, "  {name}");
-    }
+    let _ = write!(out, "{}", super::explain::explain(&src, &p));
     0
 }

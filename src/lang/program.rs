@@ -457,7 +457,13 @@ pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> 
                     },
                     match &stream {
                         StreamSpec::Fixed(s) => format!(" stream \"{s}\""),
-                        StreamSpec::Computed(_) => " stream (computed)".into(),
+                        StreamSpec::Computed(_) => format!(
+                            " stream {}",
+                            rule.stream
+                                .as_ref()
+                                .and_then(|e| src.get(e.span.start..e.span.end))
+                                .unwrap_or("?")
+                        ),
                     }
                 ));
                 let compiled = Rule {

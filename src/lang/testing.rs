@@ -8,7 +8,7 @@ use super::diagnostics::{line_col, Diagnostic};
 use super::environment::Environment;
 use super::eval::{truthy, Ctx};
 use super::program::{Expectation, Program, TestCase};
-use crate::event::{format_rfc3339, Event};
+use crate::event::{format_rfc3339, Event, Value};
 use crate::pipeline::router::Route;
 
 /// The result of one test.
@@ -32,10 +32,19 @@ enum Fate {
     Failed(String, Option<Route>),
 }
 
-/// `key=value` pairs, values quoted as strings.
-fn pairs<'a>(items: impl Iterator<Item = (&'a str, &'a crate::event::Value)>) -> String {
+/// A value as a failure shows it: strings quoted, other types as they are.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(_) | Value::Bytes(_) => format!("{:?}", super::functions::stringify(v)),
+        Value::Null => "null".into(),
+        v => super::functions::stringify(v),
+    }
+}
+
+/// `key=value` pairs.
+fn pairs<'a>(items: impl Iterator<Item = (&'a str, &'a Value)>) -> String {
     items
-        .map(|(k, v)| format!("{k}={:?}", super::functions::stringify(v)))
+        .map(|(k, v)| format!("{k}={}", shown(v)))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -57,10 +66,7 @@ fn describe(event: &Event, destination: &str) -> String {
                 (None, 0) => {}
                 (None, n) => parts.push(format!("severity=({n})")),
             }
-            parts.push(format!(
-                "message={:?}",
-                super::functions::stringify(&log.body)
-            ));
+            parts.push(format!("message={}", shown(&log.body)));
             if !log.attributes.is_empty() {
                 parts.push(pairs(log.attributes.iter().map(|(k, v)| (k.as_ref(), v))));
             }
@@ -251,6 +257,25 @@ test "a wrong expectation fails" {
   expect route out stream "web_get"
 }
 "#;
+
+    #[test]
+    fn a_failure_dump_shows_time_severity_resource_and_destination() {
+        let resource = crate::event::Resource {
+            attributes: vec![("host.name".into(), Value::from("pi-1"))],
+        };
+        let mut log =
+            crate::event::LogRecord::new(Value::from("boom"), std::sync::Arc::new(resource));
+        log.time_unix_nano = 1_767_225_600_000_000_000;
+        log.severity_text = Some("ERROR".into());
+        log.severity_number = 17;
+        log.attributes.push(("status".into(), Value::Int(502)));
+        let text = describe(&Event::Log(log), "o2 stream \"errors\"");
+        assert_eq!(
+            text,
+            "timestamp=2026-01-01T00:00:00.000000000Z severity=\"ERROR\" (17) message=\"boom\" \
+             status=502 resource { host.name=\"pi-1\" } -> o2 stream \"errors\""
+        );
+    }
 
     #[test]
     fn tests_in_the_file_pass_and_fail_with_reasons() {
