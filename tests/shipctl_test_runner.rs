@@ -33,7 +33,7 @@ fn the_shells_environment_does_not_reach_the_tests() {
     );
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("5 passed, 0 failed"), "{text}");
+    assert!(text.contains("6 passed, 0 failed"), "{text}");
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn env_flags_reach_the_tests() {
     );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("1 passed, 4 failed"), "{text}");
+    assert!(text.contains("2 passed, 4 failed"), "{text}");
     assert!(
         text.contains("got o2 stream \"nginx_errors\""),
         "the failure names the route taken: {text}"

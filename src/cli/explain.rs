@@ -1,7 +1,8 @@
 //! `shipctl explain`: everything that decides what happens to an event of
 //! a loaded pipeline, in the order it happens — each source with its
 //! options (as written, with the environment variables they read as they
-//! are now; secrets only as "set"), each step with the sources it applies to, its `where`, its
+//! are now; secrets never: secret options hidden, URLs without
+//! credentials, secret variables only as "set"), each step with the sources it applies to, its `where`, its
 //! `on_error` and its statements, the routes with the sink that is in
 //! effect and the stream (computed ones as their expression), the
 //! `dead_letter` route, the sinks and the routing settings. It reads the
@@ -32,7 +33,12 @@ fn secret(name: &str) -> bool {
 /// `key = written`, then the environment variables it reads as they are
 /// now (secrets only as "set", URLs without credentials).
 fn option_line(out: &mut String, src: &str, env: &Environment, opt: &Opt) {
-    let _ = write!(out, "    {} = {}", opt.key.name, text(src, opt.value.span));
+    let written = if secret(&opt.key.name) {
+        "(hidden)".to_owned()
+    } else {
+        without_userinfo(&text(src, opt.value.span))
+    };
+    let _ = write!(out, "    {} = {written}", opt.key.name);
     let vars: Vec<String> = env_vars(&opt.value)
         .into_iter()
         .map(|var| match env.get(&var) {
@@ -48,6 +54,25 @@ fn option_line(out: &mut String, src: &str, env: &Environment, opt: &Opt) {
         let _ = write!(out, "   ({})", vars.join(", "));
     }
     out.push('\n');
+}
+
+/// `text` with the `user:password@` of every URL in it taken out.
+fn without_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == '"' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        rest = match tail[..authority_end].rfind('@') {
+            Some(userinfo_end) => &tail[userinfo_end + 1..],
+            None => tail,
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 fn policy(on_error: Option<(OnError, crate::lang::diagnostics::Span)>) -> &'static str {
@@ -167,7 +192,7 @@ step parse on web where .message != "" on_error tag {
 step enrich {
   .level = "info"
 }
-sink o2 = openobserve { url = "http://o2:5080", password = env("EXPLAIN_TEST_SECRET") ?? "hunter2", enabled = false }
+sink o2 = openobserve { url = "http://root:pw1@o2:5080/x", password = env("EXPLAIN_TEST_SECRET") ?? "hunter2", enabled = false }
 sink out = console {}
 route {
   .level == "error" => o2 or out stream "errors"
@@ -194,8 +219,10 @@ test "t" { input web { message = "x" } expect { .level == "info" } }
         }
         assert!(!text.contains("(computed)"), "{text}");
         assert!(
-            text.contains("?? \"hunter2\"   (EXPLAIN_TEST_SECRET unset)"),
+            text.contains("    password = (hidden)   (EXPLAIN_TEST_SECRET unset)\n"),
             "{text}"
         );
+        assert!(text.contains("    url = \"http://o2:5080/x\"\n"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("pw1"), "{text}");
     }
 }
