@@ -103,7 +103,7 @@ fn program() -> impl Strategy<Value = String> {
             format!(
                 "source app = files {{ include =[\"/x\"],multiline.start=/^\\S/ }}{sep}\
                  step s on app where {cond} on_error tag {{{sep}{body}}}\n\
-                 sink o = console {{}}\n\
+                 sink o = console {{ enabled = true,{sep}stream = \"x\" }}\n\
                  route {{ {cond} => o stream \"s_\" +(.b) else => o }}\n\
                  test \"t\" {{ env {{ A = \"1\" }} input app lines [\"a\", \"b\"] expect failed \"x\" }}\n"
             )

@@ -13,11 +13,13 @@ use crate::lang::option_range::env_vars;
 use crate::lang::{parse, Environment, Program};
 use std::fmt::Write;
 
-/// The text of `span` with its whitespace runs made single spaces.
+/// The text of `span` on one line: its lines trimmed and joined with a space.
 fn text(src: &str, span: crate::lang::diagnostics::Span) -> String {
     src.get(span.start..span.end)
         .unwrap_or("?")
-        .split_whitespace()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
 }

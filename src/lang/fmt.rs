@@ -3,13 +3,13 @@
 //! text and its order; only line breaks, indentation (two spaces per open
 //! brace, bracket or parenthesis), spacing between tokens and blank lines
 //! (at most one) are normalised. One style: every item starts a line; the
-//! body of a `step`, `route` and `test` and a block holding statements have
-//! one statement (rule, input, expectation) per line and their `}` on its
-//! own line; operators are spaced; a call or index stays glued to what it
+//! body of a `step`, `route` and `test`, a block holding statements and an
+//! option block written over several lines have one statement (rule, input,
+//! expectation, option) per line and their `}` on its own line; operators are spaced; a call or index stays glued to what it
 //! applies to. Line breaks are added only at statement boundaries of a file
 //! that parses, and never removed. Formatting twice gives the same text.
 
-use super::ast::{Expr, ExprKind, File, Item, Stmt};
+use super::ast::{self, Expr, ExprKind, File, Item, Stmt};
 use super::diagnostics::Diagnostic;
 use super::lex::{lex, Tok, Token};
 use std::collections::BTreeSet;
@@ -106,6 +106,7 @@ fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &
 /// Byte offsets of the tokens that must start a line: every item, and the
 /// statements and closing brace of every multi-statement body.
 struct Breaks<'a> {
+    src: &'a str,
     tokens: &'a [Token],
     at: BTreeSet<usize>,
 }
@@ -171,6 +172,9 @@ impl Breaks<'_> {
             };
             self.at.insert(span.start);
             match item {
+                Item::Source(ast::Component { options, .. })
+                | Item::Sink(ast::Component { options, .. })
+                | Item::Settings(options, _) => self.options(span.start, options),
                 Item::Step(step) => {
                     if let Some(c) = &step.condition {
                         self.expr(c);
@@ -193,8 +197,22 @@ impl Breaks<'_> {
                     }
                 }
                 Item::Test(t) => self.test(t.span.start),
-                _ => {}
             }
+        }
+    }
+
+    /// An option block written over several lines: one option per line and
+    /// its `}` alone. One written on one line stays so.
+    fn options(&mut self, start: usize, options: &[ast::Opt]) {
+        let Some(open) = self.brace_from(start) else {
+            return;
+        };
+        let Some(close) = self.matching(open) else {
+            return;
+        };
+        let (from, to) = (self.tokens[open].span.start, self.tokens[close].span.start);
+        if self.src.get(from..to).is_some_and(|t| t.contains('\n')) {
+            self.body(open, options.iter().map(|o| o.key.span.start));
         }
     }
 
@@ -346,6 +364,7 @@ fn breaks(src: &str, tokens: &[Token]) -> BTreeSet<usize> {
         return BTreeSet::new();
     }
     let mut b = Breaks {
+        src,
         tokens,
         at: BTreeSet::new(),
     };
@@ -444,6 +463,15 @@ mod tests {
     fn bodies_get_one_statement_per_line_and_their_brace_on_its_own() {
         let src = "source a = files { include = [\"/x\"] } sink o = console {}\nstep s on a { .a = 1 .b = if .a == 1 { \"one\" } else { \"other\" }\n  if .a == 1 { .c = 2 drop where .c == 3 } else if .a == 2 { .c = 4 } }\nroute { .a == 1 => o stream \"x\" else => o }\ntest \"t\" { input a { message = \"m\" } expect { .a == 1 } expect route o stream \"x\" }\n";
         let want = "source a = files { include = [\"/x\"] }\nsink o = console {}\nstep s on a {\n  .a = 1\n  .b = if .a == 1 { \"one\" } else { \"other\" }\n  if .a == 1 {\n    .c = 2\n    drop where .c == 3\n  } else if .a == 2 {\n    .c = 4\n  }\n}\nroute {\n  .a == 1 => o stream \"x\"\n  else => o\n}\ntest \"t\" {\n  input a { message = \"m\" }\n  expect { .a == 1 }\n  expect route o stream \"x\"\n}\n";
+        let got = format(src).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(format(&got).unwrap(), got, "idempotent");
+    }
+
+    #[test]
+    fn an_option_block_over_several_lines_gets_one_option_per_line() {
+        let src = "sink o = openobserve { url = \"http://x\",\n  user = \"u\", password = \"p\" }\nsink c = console { enabled = true }\n";
+        let want = "sink o = openobserve {\n  url = \"http://x\",\n  user = \"u\",\n  password = \"p\"\n}\nsink c = console { enabled = true }\n";
         let got = format(src).unwrap();
         assert_eq!(got, want);
         assert_eq!(format(&got).unwrap(), got, "idempotent");
