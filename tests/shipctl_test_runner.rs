@@ -106,6 +106,12 @@ test "CRI partial lines are reassembled into one event" {
   expect route out stream "pods"
 }
 
+test "every input is checked" {
+  input slow lines ["# Time: 1", "# Query_time: 1.0"]
+  input slow { message = "# Query_time: 1.0" }
+  expect { .query_time == 1.0 }
+}
+
 test "with OPENOBSERVE_URL declared the events go to OpenObserve" {
   env { OPENOBSERVE_URL = "http://o2.example:5080" }
   input slow lines ["# Time: 1", "# Query_time: 1.0"]
@@ -124,13 +130,17 @@ fn lines_go_through_the_sources_framing_and_failures_can_be_expected() {
     );
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("4 passed, 0 failed"), "{text}");
+    assert!(text.contains("5 passed, 0 failed"), "{text}");
 }
 
 #[test]
 fn wrong_expectations_fail_with_the_whole_event_shown() {
     let dir = tempfile::tempdir().unwrap();
     let broken = PIPELINE
+        .replace(
+            "input slow { message = \"# Query_time: 1.0\" }",
+            "input slow { message = \"# Query_time: 9.0\" }",
+        )
         .replace("expect failed \"no match\"", "expect failed \"timeout\"")
         .replace(".query_time == 2.5,", ".query_time == 3.5,")
         .replace("expect route o2 stream \"slow\"", "expect failed");
@@ -138,7 +148,12 @@ fn wrong_expectations_fail_with_the_whole_event_shown() {
     let out = shipctl(&["test", &file], &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("1 passed, 3 failed"), "{text}");
+    assert!(text.contains("1 passed, 4 failed"), "{text}");
+    assert!(
+        text.contains("expected `.query_time == 1.0`; event: timestamp=")
+            && text.contains("message=\"# Query_time: 9.0\" query_time=9"),
+        "the second input of a test is checked too: {text}"
+    );
     // The dump shows time, body, typed attributes and destination.
     assert!(
         text.contains("expected `.query_time == 3.5`; event: timestamp=20"),

@@ -259,6 +259,33 @@ test "a wrong expectation fails" {
 "#;
 
     #[test]
+    fn a_test_environment_that_breaks_the_pipeline_fails_that_test_only() {
+        let src = r#"
+source web = files { include = ["/tmp/none.log"] }
+sink o2 = openobserve { url = env("TEST_O2_URL") ?? "http://o2.example:5080" }
+route { else => o2 stream "web" }
+test "default url" {
+  input web { message = "x" }
+  expect route o2 stream "web"
+}
+test "bad url" {
+  env { TEST_O2_URL = "ftp://nope" }
+  input web { message = "x" }
+  expect route o2 stream "web"
+}
+"#;
+        let reports = run_source(src, &Environment::empty()).unwrap();
+        assert!(reports[0].passed(), "{:?}", reports[0].failures);
+        assert_eq!(reports[1].failures.len(), 1, "{:?}", reports[1].failures);
+        assert!(
+            reports[1].failures[0]
+                .starts_with("in the test's environment the pipeline does not load: 3:"),
+            "{:?}",
+            reports[1].failures
+        );
+    }
+
+    #[test]
     fn a_failure_dump_shows_time_severity_resource_and_destination() {
         let resource = crate::event::Resource {
             attributes: vec![("host.name".into(), Value::from("pi-1"))],
