@@ -137,6 +137,22 @@ mod tests {
     }
 
     #[test]
+    fn docker_json_lines_are_unwrapped_into_message_stream_and_time() {
+        let mut cfg = FileSourceConfig::new("docker", vec![]);
+        cfg.format = LogFormat::Docker;
+        let text = r#"{"log":"started\n","stream":"stdout","time":"2026-01-01T00:00:01Z"}"#;
+        let (records, undecodable) = frame_text(&cfg, Bytes::from(text));
+        assert_eq!(undecodable, 0);
+        assert_eq!(records.len(), 1);
+        assert_eq!(body(&records[0]), "started");
+        assert_eq!(records[0].time_unix_nano, 1_767_225_601_000_000_000);
+        assert!(records[0]
+            .attributes
+            .iter()
+            .any(|(k, v)| k.as_str() == "log.iostream" && *v == Value::from("stdout")));
+    }
+
+    #[test]
     fn a_line_not_in_the_format_is_counted_and_passed_on() {
         let mut cfg = FileSourceConfig::new("docker", vec![]);
         cfg.format = LogFormat::Docker;
