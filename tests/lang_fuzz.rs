@@ -107,10 +107,8 @@ fn mutated_pipeline() -> impl Strategy<Value = String> {
 }
 
 fn exercise(src: &str) {
-    match lang::load(src) {
-        Ok(mut program) => {
-            let _ = lang::testing::run(&mut program);
-        }
+    match lang::testing::run_source(src, &lang::Environment::empty()) {
+        Ok(_) => {}
         Err(d) => {
             let text = lang::render("fuzz.ship", src, &d);
             assert!(!text.is_empty());

@@ -104,8 +104,8 @@ test "2040 is past 2038" {
   expect { .ns == 2208988800000000000, .text == "2040-01-01T00:00:00.000000000Z" }
 }
 "#;
-    let mut program = shipd::lang::program::load(src).expect("the pipeline loads");
-    let reports = shipd::lang::testing::run(&mut program);
+    let no_env = shipd::lang::Environment::empty();
+    let reports = shipd::lang::testing::run_source(src, &no_env).expect("the pipeline loads");
     assert_eq!(reports.len(), 1);
     assert!(reports[0].passed(), "{:?}", reports[0].failures);
 

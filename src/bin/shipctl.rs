@@ -24,6 +24,11 @@ enum Command {
     },
     /// Run the tests inside pipeline files.
     Test {
+        /// An environment variable the tests see (`NAME=value`, repeatable).
+        /// Tests see only these and their own `env { ... }` blocks, never
+        /// the shell's environment.
+        #[arg(long = "env", value_name = "NAME=value", value_parser = shipd::cli::pipeline::parse_env_var)]
+        env: Vec<(String, String)>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -136,7 +141,9 @@ fn main() {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let code = match args.command {
         Command::Check { files } => shipd::cli::pipeline::check(&files, &mut out, &mut err),
-        Command::Test { files } => shipd::cli::pipeline::test(&files, &mut out, &mut err),
+        Command::Test { env, files } => {
+            shipd::cli::pipeline::test(&files, &env, &mut out, &mut err)
+        }
         Command::Fmt { check, files } => {
             shipd::cli::pipeline::fmt(&files, check, &mut out, &mut err)
         }

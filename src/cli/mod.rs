@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod explain;
 pub mod openobserve_search;
 pub mod pipeline;
 pub mod promql;

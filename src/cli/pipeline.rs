@@ -60,16 +60,40 @@ pub fn check(files: &[std::path::PathBuf], out: &mut dyn Write, err: &mut dyn Wr
     code
 }
 
-/// `shipctl test FILE...`.
-pub fn test(files: &[std::path::PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+/// `NAME=value` of `shipctl test --env`.
+pub fn parse_env_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}`: write NAME=value")),
+    }
+}
+
+/// `shipctl test [--env NAME=value]... FILE...`: the tests see only `env`
+/// and their own `env { ... }` blocks.
+pub fn test(
+    files: &[std::path::PathBuf],
+    env: &[(String, String)],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let env = lang::Environment::fixed(env.iter().cloned());
     let (mut passed, mut failed) = (0, 0);
     let mut code = 0;
     for f in files {
-        let Some(mut program) = load(f, err) else {
-            code = FAILED;
+        let Some(src) = read(f, err) else {
+            code = UNUSABLE;
             continue;
         };
-        for report in testing::run(&mut program) {
+        let reports = match testing::run_source(&src, &env) {
+            Ok(reports) => reports,
+            Err(d) => {
+                let _ = write!(err, "{}", lang::render(&f.display().to_string(), &src, &d));
+                let _ = writeln!(err, "{}: {} error(s)", f.display(), d.len());
+                code = FAILED;
+                continue;
+            }
+        };
+        for report in reports {
             if report.passed() {
                 passed += 1;
                 let _ = writeln!(out, "ok    {}: {}", f.display(), report.name);
@@ -124,31 +148,14 @@ pub fn fmt(
     code
 }
 
-/// `shipctl explain FILE`.
+/// `shipctl explain FILE`: see [`super::explain`].
 pub fn explain(file: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let Some(src) = read(file, err) else {
+        return UNUSABLE;
+    };
     let Some(p) = load(file, err) else {
         return FAILED;
     };
-    let _ = writeln!(out, "sources:");
-    for (name, kind) in &p.sources {
-        let _ = writeln!(out, "  {name} ({kind})");
-    }
-    let _ = writeln!(out, "steps, in order:");
-    for (name, on) in &p.steps {
-        let on = if on.is_empty() {
-            "every source".to_owned()
-        } else {
-            on.join(", ")
-        };
-        let _ = writeln!(out, "  {name} on {on}");
-    }
-    let _ = writeln!(out, "routes, first match wins:");
-    for r in &p.routes {
-        let _ = writeln!(out, "  {r}");
-    }
-    let _ = writeln!(out, "sinks:");
-    for name in &p.sink_names {
-        let _ = writeln!(out, "  {name}");
-    }
+    let _ = write!(out, "{}", super::explain::explain(&src, &p));
     0
 }

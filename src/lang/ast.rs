@@ -97,9 +97,20 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub struct Test {
     pub name: String,
-    pub inputs: Vec<(Ident, Vec<Opt>)>,
+    /// `env { NAME = "value" }`: the only environment the test sees.
+    pub env: Vec<Opt>,
+    pub inputs: Vec<Input>,
     pub expects: Vec<Expect>,
     pub span: Span,
+}
+
+/// One `input` line of a test.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// `input SOURCE { field = value }`: one event as the source would make it.
+    Fields(Ident, Vec<Opt>),
+    /// `input SOURCE lines [ "...", ... ]`: raw lines through the source's framing.
+    Lines(Ident, Expr),
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +122,8 @@ pub enum Expect {
         span: Span,
     },
     Dropped(Span),
+    /// `expect failed ["substring"]`: a step failed (the event was dead-lettered).
+    Failed(Option<Expr>, Span),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -34,6 +34,8 @@ pub struct Typed {
 #[derive(Default)]
 pub struct Compiler {
     pub diagnostics: Vec<Diagnostic>,
+    /// What `env("X")` reads.
+    pub env: super::environment::Environment,
 }
 
 fn typed(expr: CExpr, ty: Ty, may_fail: bool) -> Typed {
@@ -581,9 +583,8 @@ impl Compiler {
                 };
                 let value = key.and_then(|key| {
                     if name.name == "env" {
-                        std::env::var(&key)
-                            .ok()
-                            .filter(|v| !v.is_empty())
+                        self.env
+                            .get(&key)
                             .ok_or_else(|| format!("environment variable {key} is not set"))
                     } else {
                         std::fs::read_to_string(&key)

@@ -584,12 +584,12 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
                 continue;
             }
         }
-        let vars = env_origin(expr);
+        let vars = env_origin(&c.env, expr);
         match convert(opt.ty, expr, value) {
             Some(v) => match opt.range {
-                Some(range) if !range.contains(&v) => c
-                    .diagnostics
-                    .push(out_of_range(&name, opt, range, &v, &vars, expr.span)),
+                Some(range) if !range.contains(&v) => c.diagnostics.push(out_of_range(
+                    &c.env, &name, opt, range, &v, &vars, expr.span,
+                )),
                 _ => {
                     out.values.insert(name, (v, span));
                 }
@@ -600,7 +600,7 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
                     format!(
                         "option `{name}` must be {}{}",
                         opt.ty.describe(),
-                        origin_note(&vars, false)
+                        origin_note(&c.env, &vars, false)
                     ),
                 )
                 .hint(opt.doc),
@@ -624,6 +624,7 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
 /// The refusal of `value` for option `name`: the value, where it came from
 /// and the range, so a user of the default pipeline knows which variable to fix.
 fn out_of_range(
+    env: &super::environment::Environment,
     name: &str,
     opt: &OptSpec,
     range: OptRange,
@@ -634,7 +635,7 @@ fn out_of_range(
     let shown = super::option_range::format_value(value).unwrap_or_default();
     let message = format!(
         "option `{name}` is {shown}{}, outside its range {}",
-        origin_note(vars, true),
+        origin_note(env, vars, true),
         range.describe()
     );
     let hint = match vars {

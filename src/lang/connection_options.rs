@@ -136,12 +136,12 @@ pub fn checked_urls(
             let vars = written
                 .iter()
                 .find(|o| o.key.name == option)
-                .map(|o| env_origin(&o.value))
+                .map(|o| env_origin(&c.env, &o.value))
                 .unwrap_or_default();
             c.diagnostics.push(
                 Diagnostic::new(
                     opts.span(option).unwrap_or(at),
-                    format!("option `{option}`{} {e}", origin_note(&vars, false)),
+                    format!("option `{option}`{} {e}", origin_note(&c.env, &vars, false)),
                 )
                 .hint(e.hint()),
             );

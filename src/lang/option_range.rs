@@ -9,6 +9,7 @@
 
 use super::ast::{BinOp, Expr, ExprKind, Lit, Stmt};
 use super::components::{OptTy, OptVal};
+use super::environment::Environment;
 use std::time::Duration;
 
 pub const KIB: u64 = 1024;
@@ -153,18 +154,18 @@ pub fn format_value(value: &OptVal) -> Option<String> {
 /// The environment variables an option's value came from: in
 /// `env("X") ?? default` (or a chain of them) the first one that is set;
 /// otherwise every `env("X")` the expression reads that is set.
-pub fn env_origin(e: &Expr) -> Vec<String> {
+pub fn env_origin(env: &Environment, e: &Expr) -> Vec<String> {
     if let ExprKind::Binary(BinOp::Coalesce, left, right) = &e.kind {
         if let Some(var) = env_var_of(left) {
-            return if is_set(&var) {
+            return if env.is_set(&var) {
                 vec![var]
             } else {
-                env_origin(right)
+                env_origin(env, right)
             };
         }
     }
     let mut vars = env_vars(e);
-    vars.retain(|v| is_set(v));
+    vars.retain(|v| env.is_set(v));
     vars
 }
 
@@ -187,11 +188,6 @@ fn env_var_of(e: &Expr) -> Option<String> {
         },
         _ => None,
     }
-}
-
-/// Whether `env("var")` yields a value (the language treats empty as unset).
-fn is_set(var: &str) -> bool {
-    std::env::var_os(var).is_some_and(|v| !v.is_empty())
 }
 
 fn collect_env(e: &Expr, out: &mut Vec<String>) {
@@ -234,11 +230,11 @@ fn collect_env(e: &Expr, out: &mut Vec<String>) {
 /// What a diagnostic says about the origin of a value: ` (SHIPD_X=0s)`, or
 /// nothing for a value written in the pipeline. The variable's text is shown
 /// only for a value that parsed as a number, so it holds no secret.
-pub fn origin_note(vars: &[String], echo_text: bool) -> String {
+pub fn origin_note(env: &Environment, vars: &[String], echo_text: bool) -> String {
     match vars {
         [] => String::new(),
         [var] if echo_text => {
-            let text = std::env::var(var).unwrap_or_default();
+            let text = env.get(var).unwrap_or_default();
             let text: String = text.chars().take(40).collect();
             format!(" ({var}={text})")
         }

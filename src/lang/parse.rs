@@ -363,6 +363,7 @@ impl Parser {
             }
         };
         self.expect(Tok::LBrace, "a test's body goes in braces")?;
+        let mut env = Vec::new();
         let mut inputs = Vec::new();
         let mut expects = Vec::new();
         loop {
@@ -370,10 +371,16 @@ impl Parser {
             if self.eat(&Tok::RBrace) {
                 break;
             }
-            if self.eat_word("input") {
+            if self.is_word("env") && self.peek_at(1) == Some(&Tok::LBrace) {
+                self.pos += 1;
+                env.extend(self.options()?);
+            } else if self.eat_word("input") {
                 let source = self.ident("a source name")?;
-                let fields = self.options()?;
-                inputs.push((source, fields));
+                if self.eat_word("lines") {
+                    inputs.push(Input::Lines(source, self.expr()?));
+                } else {
+                    inputs.push(Input::Fields(source, self.options()?));
+                }
             } else if self.eat_word("expect") {
                 let es = self.span();
                 if self.eat_word("route") {
@@ -390,6 +397,12 @@ impl Parser {
                     });
                 } else if self.eat_word("dropped") {
                     expects.push(Expect::Dropped(es));
+                } else if self.eat_word("failed") {
+                    let message = match self.peek() {
+                        Some(Tok::Str(_)) => Some(self.expr()?),
+                        _ => None,
+                    };
+                    expects.push(Expect::Failed(message, es.to(self.prev_span())));
                 } else {
                     self.expect(Tok::LBrace, "write `expect { condition, ... }`")?;
                     let mut conds = Vec::new();
@@ -403,12 +416,13 @@ impl Parser {
                     expects.push(Expect::Conditions(conds));
                 }
             } else {
-                return Err(Diagnostic::new(self.span(), format!("expected `input` or `expect`, found {}", self.found()))
-                    .hint("a test holds `input SOURCE { field = value }` and `expect { condition }` lines"));
+                return Err(Diagnostic::new(self.span(), format!("expected `env`, `input` or `expect`, found {}", self.found()))
+                    .hint("a test holds `env { NAME = \"value\" }`, `input SOURCE { field = value }` (or `input SOURCE lines [\"...\"]`) and `expect { condition }` lines"));
             }
         }
         Ok(Item::Test(Test {
             name,
+            env,
             inputs,
             expects,
             span: start.to(self.prev_span()),

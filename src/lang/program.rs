@@ -7,6 +7,7 @@ use super::compile::{Compiler, Scope};
 use super::components::{self, OptVal, Options, Role};
 use super::connection_options;
 use super::diagnostics::{suggest, Diagnostic, Span};
+use super::environment::Environment;
 use super::eval::{CExpr, CStmt, Place};
 use super::sink_options;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
@@ -44,6 +45,8 @@ pub struct Program {
 #[derive(Debug)]
 pub struct TestCase {
     pub name: String,
+    /// The test's own environment variables (`env { ... }`).
+    pub env: Vec<(String, String)>,
     pub inputs: Vec<(String, Event)>,
     pub expects: Vec<Expectation>,
     pub span: Span,
@@ -57,6 +60,8 @@ pub enum Expectation {
         stream: Option<String>,
     },
     Dropped,
+    /// A step failed, with an error containing this text when given.
+    Failed(Option<String>),
 }
 
 struct Names {
@@ -77,16 +82,12 @@ impl Names {
     }
 }
 
-fn env_or(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.is_empty())
-}
-
 /// Where the RAM journal goes when no `runtime_dir` is set: systemd's
 /// `$RUNTIME_DIRECTORY` (tmpfs under /run), else a directory in /dev/shm
 /// named after the data directory, so agents with different data
 /// directories never share one.
-fn default_runtime_dir(data_dir: &std::path::Path) -> PathBuf {
-    if let Some(dir) = env_or("RUNTIME_DIRECTORY") {
+fn default_runtime_dir(env: &Environment, data_dir: &std::path::Path) -> PathBuf {
+    if let Some(dir) = env.get("RUNTIME_DIRECTORY") {
         return PathBuf::from(dir).join("journal");
     }
     // FNV-1a: stable across runs and versions, unlike std's hasher.
@@ -100,11 +101,18 @@ fn default_runtime_dir(data_dir: &std::path::Path) -> PathBuf {
     PathBuf::from(format!("/dev/shm/shipd-{id:016x}"))
 }
 
-/// Loads pipeline text; `Err` holds every diagnostic.
+/// Loads pipeline text in the process environment; `Err` holds every diagnostic.
 pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
+    load_in(src, Environment::Process)
+}
+
+/// Loads pipeline text reading `env` for `env("X")` and the settings'
+/// environment fallbacks; `Err` holds every diagnostic.
+pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> {
     let (file, parse_errors) = super::parse::parse(src);
     let mut c = Compiler {
         diagnostics: parse_errors,
+        env,
     };
     let mut names = Names {
         seen: HashMap::new(),
@@ -161,7 +169,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     }
     let host_name = settings
         .str("hostname")
-        .or_else(|| env_or("SHIPD_HOSTNAME"))
+        .or_else(|| c.env.get("SHIPD_HOSTNAME"))
         .or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()
@@ -419,7 +427,13 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     },
                     match &stream {
                         StreamSpec::Fixed(s) => format!(" stream \"{s}\""),
-                        StreamSpec::Computed(_) => " stream (computed)".into(),
+                        StreamSpec::Computed(_) => format!(
+                            " stream {}",
+                            rule.stream
+                                .as_ref()
+                                .and_then(|e| src.get(e.span.start..e.span.end))
+                                .unwrap_or("?")
+                        ),
                     }
                 ));
                 let compiled = Rule {
@@ -447,7 +461,14 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     let mut tests = Vec::new();
     for item in items {
         let Item::Test(t) = item else { continue };
-        tests.push(compile_test(&mut c, t, &source_names, &declared_sinks, src));
+        tests.push(compile_test(
+            &mut c,
+            t,
+            &source_names,
+            &sources,
+            &declared_sinks,
+            src,
+        ));
     }
 
     if !c.diagnostics.is_empty() {
@@ -458,7 +479,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
 
     let api_addr = match settings
         .str("api_addr")
-        .or_else(|| env_or("SHIPD_API_ADDR"))
+        .or_else(|| c.env.get("SHIPD_API_ADDR"))
     {
         Some(a) if a == "off" => None,
         Some(a) => match a.parse::<SocketAddr>() {
@@ -483,16 +504,16 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     );
     let data_dir: PathBuf = settings
         .str("data_dir")
-        .or_else(|| env_or("SHIPD_DATA_DIR"))
+        .or_else(|| c.env.get("SHIPD_DATA_DIR"))
         .map(PathBuf::from)
         .unwrap_or_else(|| "/var/lib/shipd".into());
     let runtime_dir = match settings
         .str("runtime_dir")
-        .or_else(|| env_or("SHIPD_RUNTIME_DIR"))
+        .or_else(|| c.env.get("SHIPD_RUNTIME_DIR"))
     {
         Some(s) if s == "off" => None,
         Some(s) => Some(PathBuf::from(s)),
-        None => Some(default_runtime_dir(&data_dir)),
+        None => Some(default_runtime_dir(&c.env, &data_dir)),
     };
     let agent = AgentConfig {
         data_dir,
@@ -500,7 +521,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         api_addr,
         control_socket: match settings
             .str("control_socket")
-            .or_else(|| env_or("SHIPD_CONTROL_SOCKET"))
+            .or_else(|| c.env.get("SHIPD_CONTROL_SOCKET"))
         {
             Some(s) if s == "off" => None,
             Some(s) => Some(PathBuf::from(s)),
@@ -850,23 +871,38 @@ fn build_source(
     }
 }
 
+fn unknown_input_source(c: &mut Compiler, source: &ast::Ident, sources: &[String]) {
+    let hint = suggest(&source.name, sources.iter().map(String::as_str), || {
+        "inputs name a declared source".into()
+    });
+    c.diagnostics
+        .push(Diagnostic::new(source.span, format!("unknown source `{}`", source.name)).hint(hint));
+}
+
 fn compile_test(
     c: &mut Compiler,
     t: &ast::Test,
     sources: &[String],
+    configs: &[SourceConfig],
     sinks: &[String],
     src: &str,
 ) -> TestCase {
     let mut inputs = Vec::new();
-    for (source, fields) in &t.inputs {
+    for input in &t.inputs {
+        let (source, fields) = match input {
+            ast::Input::Fields(source, fields) => (source, fields),
+            ast::Input::Lines(source, lines) => {
+                if !sources.contains(&source.name) {
+                    unknown_input_source(c, source, sources);
+                }
+                for event in super::test_input::framed_events(c, source, lines, configs) {
+                    inputs.push((source.name.clone(), event));
+                }
+                continue;
+            }
+        };
         if !sources.contains(&source.name) {
-            let hint = suggest(&source.name, sources.iter().map(String::as_str), || {
-                "inputs name a declared source".into()
-            });
-            c.diagnostics.push(
-                Diagnostic::new(source.span, format!("unknown source `{}`", source.name))
-                    .hint(hint),
-            );
+            unknown_input_source(c, source, sources);
         }
         // An input with `name` and `value` and no `message` is a metric point.
         let is_metric = fields.iter().any(|f| f.key.name == "name")
@@ -916,7 +952,7 @@ fn compile_test(
         }
         inputs.push((source.name.clone(), event));
     }
-    if inputs.is_empty() {
+    if t.inputs.is_empty() {
         c.diagnostics.push(
             Diagnostic::new(t.span, format!("test \"{}\" has no input", t.name))
                 .hint("add `input SOURCE { message = \"...\" }`"),
@@ -964,10 +1000,26 @@ fn compile_test(
                 });
             }
             ast::Expect::Dropped(_) => expects.push(Expectation::Dropped),
+            ast::Expect::Failed(message, span) => {
+                let message = match message.as_ref().map(|e| &e.kind) {
+                    Some(ExprKind::Lit(Lit::Str(s))) => Some(s.clone()),
+                    Some(_) => {
+                        c.diagnostics.push(
+                            Diagnostic::new(*span, "the expected failure must be a string literal")
+                                .hint("write `expect failed \"part of the error\"`"),
+                        );
+                        None
+                    }
+                    None => None,
+                };
+                expects.push(Expectation::Failed(message));
+            }
         }
     }
+    let env = super::test_input::environment(c, &t.env);
     TestCase {
         name: t.name.clone(),
+        env,
         inputs,
         expects,
         span: t.span,

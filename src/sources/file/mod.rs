@@ -35,6 +35,7 @@
 
 mod decode;
 pub(crate) mod descriptors;
+pub mod framing;
 mod identity;
 mod lines;
 mod multiline;

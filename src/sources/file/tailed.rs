@@ -9,13 +9,14 @@
 //! reading state (position, held lines, multiline event) stays in memory.
 
 use super::decode::{Decoder, Message};
+use super::framing;
 use super::identity::FileIdentity;
 use super::identity::Fingerprint;
 use super::lines::{Line, LineSplitter};
 use super::multiline::Aggregator;
 use super::reader::{self, Reader};
 use super::{start_entry, Counters, FileSourceConfig, SourceContext};
-use crate::event::{Event, EventBatch, LogRecord, Position, Resource, Value};
+use crate::event::{Event, EventBatch, Position, Resource};
 use crate::pipeline::acks::BatchAck;
 use crate::pipeline::checkpoint::SourceKey;
 use bytes::{Bytes, BytesMut};
@@ -421,24 +422,10 @@ impl TailedFile {
     /// is being released (or was truncated).
     pub fn flush_all(&mut self, ctx: &SourceContext, counters: &Counters) -> Option<EventBatch> {
         let active = self.active.as_mut()?;
-        let mut messages = Vec::new();
         let tail: Vec<Line> = active.splitter.finish().into_iter().collect();
-        for line in tail {
-            if !active.decoder.decode(line, &mut messages) {
-                counters.decode_errors.inc();
-            }
-        }
-        active.decoder.take_held(&mut messages);
-        let mut out = Vec::new();
-        if let Some(agg) = &mut active.multiline {
-            let now = Instant::now();
-            for m in messages {
-                agg.push(m, now, &mut out);
-            }
-            out.extend(agg.take());
-        } else {
-            out = messages;
-        }
+        let (out, undecodable) =
+            framing::frame_lines(&mut active.decoder, active.multiline.as_mut(), tail, true);
+        counters.decode_errors.add(undecodable);
         if out.is_empty() && active.safe_end() == active.acked_end {
             return None;
         }
@@ -481,31 +468,17 @@ impl TailedFile {
         );
         let mut batch = EventBatch::with_capacity(kept.len());
         for m in kept {
-            let body = match std::str::from_utf8(&m.bytes) {
-                Ok(_) => Value::Bytes(m.bytes),
-                Err(_) => {
-                    counters.invalid_utf8.inc();
-                    Value::Bytes(Bytes::from(String::from_utf8_lossy(&m.bytes).into_owned()))
-                }
-            };
-            let mut record = LogRecord::new(body, Arc::clone(&self.resource));
-            if let Some(t) = m.time_unix_nano {
-                record.time_unix_nano = t;
-            }
-            if let Some(stream) = m.stream {
-                record
-                    .attributes
-                    .push(("log.iostream".into(), Value::from(stream)));
-            }
+            let start = m.start;
             if m.truncated {
                 counters.truncated.inc();
-                record
-                    .attributes
-                    .push(("shipd.truncated".into(), Value::Bool(true)));
+            }
+            let (mut record, lossy) = framing::record(m, Arc::clone(&self.resource));
+            if lossy {
+                counters.invalid_utf8.inc();
             }
             record.position = Some(Position {
                 origin: active.origin,
-                offset: m.start,
+                offset: start,
             });
             record.ack = ack.clone();
             batch.push(Event::Log(record));
@@ -521,21 +494,8 @@ fn closed() -> std::io::Error {
 
 /// Lines → decoded messages → multiline events.
 fn decode(active: &mut Active, lines: Vec<Line>, counters: &Counters) -> Vec<Message> {
-    let mut messages = Vec::with_capacity(lines.len());
-    for line in lines {
-        if !active.decoder.decode(line, &mut messages) {
-            counters.decode_errors.inc();
-        }
-    }
-    match &mut active.multiline {
-        None => messages,
-        Some(agg) => {
-            let now = Instant::now();
-            let mut out = Vec::with_capacity(messages.len());
-            for m in messages {
-                agg.push(m, now, &mut out);
-            }
-            out
-        }
-    }
+    let (messages, undecodable) =
+        framing::frame_lines(&mut active.decoder, active.multiline.as_mut(), lines, false);
+    counters.decode_errors.add(undecodable);
+    messages
 }
