@@ -177,9 +177,14 @@ impl AgentView {
 
 /// The `component="..."` label of a rendered label set.
 fn component_of(labels: &str) -> Option<&str> {
+    label_of(labels, "component")
+}
+
+/// The value of label `key` in a rendered label set.
+fn label_of<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
     let rest = labels
         .split(',')
-        .find_map(|l| l.strip_prefix("component=\""))?;
+        .find_map(|l| l.strip_prefix(key).and_then(|l| l.strip_prefix("=\"")))?;
     rest.strip_suffix('"')
 }
 
@@ -207,6 +212,12 @@ fn component_row(
             "shipd_bytes_in_total" => row.bytes_in += v,
             "shipd_bytes_out_total" => row.bytes_out += v,
             "shipd_events_dropped_total" => row.dropped += v,
+            "shipd_events_failed_total" => row.failed += v,
+            "shipd_events_routed_total" => {
+                if let Some(sink) = label_of(labels, "sink") {
+                    *row.routed.entry(sink.to_owned()).or_default() += v;
+                }
+            }
             "shipd_retries_total" => row.retries += v,
             m if m.ends_with("_errors_total") || m.ends_with("_failures_total") => row.errors += v,
             m if m.contains("queue_bytes") => row.queue_bytes += v,

@@ -6,6 +6,7 @@
 //! column, caret and hint. No loops, no I/O at event time.
 
 pub mod ast;
+pub mod check_warnings;
 pub mod compile;
 pub mod components;
 pub mod connection_options;
@@ -20,5 +21,5 @@ pub mod program;
 pub mod testing;
 pub mod types;
 
-pub use diagnostics::{render, Diagnostic};
-pub use program::{load, Program};
+pub use diagnostics::{render, render_warnings, Diagnostic};
+pub use program::{load, load_file, Program};

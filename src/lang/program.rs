@@ -3,7 +3,7 @@
 //! the compiled steps and routes, and the file's tests — or every diagnostic.
 
 use super::ast::{self, Expr, ExprKind, Item, Lit, OnError, RuleKind};
-use super::compile::{Compiler, Scope};
+use super::compile::{Compiler, Scope, SourceFile};
 use super::components::{self, OptVal, Options, Role};
 use super::connection_options;
 use super::diagnostics::{suggest, Diagnostic, Span};
@@ -38,6 +38,8 @@ pub struct Program {
     pub steps: Vec<(String, Vec<String>)>,
     /// Route rules as written, for `shipctl explain`.
     pub routes: Vec<String>,
+    /// What `check` reports without refusing the file.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// One `test` block, compiled.
@@ -100,12 +102,25 @@ fn default_runtime_dir(data_dir: &std::path::Path) -> PathBuf {
     PathBuf::from(format!("/dev/shm/shipd-{id:016x}"))
 }
 
-/// Loads pipeline text; `Err` holds every diagnostic.
+/// Loads pipeline text; `Err` holds every diagnostic. Run-time errors
+/// name the file `pipeline`; [`load_file`] names it.
 pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
+    load_file("pipeline", src)
+}
+
+/// Loads the text of pipeline file `name`; run-time errors of its steps
+/// carry `name:line:col`.
+pub fn load_file(name: &str, src: &str) -> Result<Program, Vec<Diagnostic>> {
     let (file, parse_errors) = super::parse::parse(src);
+    let source_file = SourceFile {
+        name: Arc::from(name),
+        text: Arc::from(src),
+    };
     let mut c = Compiler {
         diagnostics: parse_errors,
+        file: Some(source_file.clone()),
     };
+    let mut warnings = Vec::new();
     let mut names = Names {
         seen: HashMap::new(),
     };
@@ -275,6 +290,8 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
 
     // steps
     let mut steps = Vec::new();
+    // Steps that may fail and abort the event (no `on_error`).
+    let mut failable_steps: Vec<ast::Ident> = Vec::new();
     for decl in &step_decls {
         for s in &decl.sources {
             if !source_names.contains(&s.name) {
@@ -302,10 +319,15 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         let mut snapshot = condition
             .as_ref()
             .is_some_and(|t| t.may_fail && t.expr.has_effects());
+        let mut may_fail = condition.as_ref().is_some_and(|t| t.may_fail);
         for stmt in &decl.body {
             let (mut compiled, _, fails) = c.block(std::slice::from_ref(stmt), &scope, false);
             snapshot |= fails && (!body.is_empty() || compiled.iter().any(CStmt::has_effects));
+            may_fail |= fails;
             body.append(&mut compiled);
+        }
+        if may_fail && decl.on_error.is_none() {
+            failable_steps.push(decl.name.clone());
         }
         steps.push(Step {
             name: decl.name.name.clone(),
@@ -314,6 +336,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             on_error: decl.on_error.map(|(p, _)| p).unwrap_or(OnError::Abort),
             body,
             snapshot,
+            origin: source_file.origin(decl.name.span),
         });
     }
 
@@ -473,6 +496,14 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         }
     }
 
+    if dead_letter.is_none() {
+        warnings.extend(
+            failable_steps
+                .iter()
+                .map(super::check_warnings::failable_without_dead_letter),
+        );
+    }
+
     // tests
     let mut tests = Vec::new();
     for item in items {
@@ -574,6 +605,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             })
             .collect(),
         routes: route_texts,
+        warnings,
     })
 }
 
