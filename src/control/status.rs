@@ -24,7 +24,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Every component name with its kind, in pipeline order.
+    /// Every component name with its kind, in pipeline order: sources,
+    /// steps, the pipeline's totals, the router, sinks.
     pub fn components(&self) -> Vec<(String, &'static str)> {
         let kinds = [
             (&self.sources, "source"),
@@ -34,7 +35,7 @@ impl Layout {
         let mut all: Vec<(String, &'static str)> = Vec::new();
         for (names, kind) in kinds {
             all.extend(names.iter().map(|n| (n.clone(), kind)));
-            if kind == "source" {
+            if kind == "step" {
                 all.push(("pipeline".into(), "pipeline"));
                 all.push(("router".into(), "router"));
             }
