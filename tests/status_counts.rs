@@ -216,18 +216,71 @@ fn status_counts_add_up_per_step_router_and_sink_on_the_nginx_example() {
     shipd.terminate();
 }
 
+/// `shipctl tail COMPONENT --format json`: its stdout lines as they come.
+struct Tail {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl Tail {
+    fn start(socket: &Path, component: &str, stderr: PathBuf) -> Tail {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shipctl"))
+            .env_clear()
+            .env("SHIPD_CONTROL_SOCKET", socket)
+            .args(["tail", component, "--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("shipctl starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Tail {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn wait_tapping(&self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.stderr().contains("tapping") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
-fn a_dead_lettered_event_and_the_warn_line_say_where_the_step_failed() {
+fn a_dead_lettered_event_the_warn_line_and_a_tail_of_the_step_say_where_it_failed() {
     let rt = runtime();
     let receiver = http_receiver(&rt, always_accept());
     let dir = tempfile::tempdir().unwrap();
     let log_file = dir.path().join("app.log");
-    let lines = [
-        r#"{"pino":{"time":1700000000000}}"#,
-        r#"{"pino":{}}"#,
-        r#"{"pino":{}}"#,
-    ];
-    std::fs::write(&log_file, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&log_file, b"").unwrap();
     let config = dir.path().join("pino.ship");
     std::fs::write(
         &config,
@@ -258,6 +311,16 @@ route {{
         ],
         &dir.path().join("shipd.log"),
     );
+    assert!(shipd.wait_log("tailing file", WAIT), "{}", shipd.log());
+    let tail = Tail::start(&shipd.control_socket, "pino", dir.path().join("tail.err"));
+    assert!(tail.wait_tapping(), "{}", tail.stderr());
+
+    let lines = [
+        r#"{"pino":{"time":1700000000000}}"#,
+        r#"{"pino":{}}"#,
+        r#"{"pino":{}}"#,
+    ];
+    std::fs::write(&log_file, lines.join("\n") + "\n").unwrap();
     assert_eq!(receiver.wait_for(3, WAIT), 3, "{}", shipd.log());
     let expected = format!(
         "{}:5:9: arithmetic needs numbers, got null and integer in `.j.pino.time * 1000000`",
@@ -279,5 +342,13 @@ route {{
         "{}",
         warns[0]
     );
+
+    // The tail of the step shows the passing event and both failures, located.
+    let tailed: Vec<String> = (0..3)
+        .filter_map(|_| tail.lines.recv_timeout(Duration::from_secs(10)).ok())
+        .collect();
+    assert_eq!(tailed.len(), 3, "{tailed:?}; {}", tail.stderr());
+    let located = tailed.iter().filter(|l| l.contains(&expected)).count();
+    assert_eq!(located, 2, "{tailed:?}");
     shipd.terminate();
 }
