@@ -263,4 +263,42 @@ mod tests {
             (10, 5, 1, 7)
         );
     }
+
+    #[test]
+    fn failed_events_and_what_the_router_sent_each_sink_have_their_columns() {
+        let metrics = vec![
+            (
+                "shipd_events_failed_total",
+                "component=\"parse\"".to_owned(),
+                4,
+            ),
+            (
+                "shipd_events_routed_total",
+                "component=\"router\",sink=\"o2\"".to_owned(),
+                115,
+            ),
+            (
+                "shipd_events_routed_total",
+                "component=\"router\",sink=\"console\"".to_owned(),
+                3,
+            ),
+        ];
+        assert_eq!(component_row("parse", "step", &metrics).failed, 4);
+        let router = component_row("router", "router", &metrics);
+        assert_eq!(router.routed.get("o2"), Some(&115));
+        assert_eq!(router.routed.get("console"), Some(&3));
+        assert_eq!(router.failed, 0);
+    }
+
+    #[test]
+    fn rows_come_in_pipeline_order() {
+        let layout = Layout {
+            sources: vec!["src".into()],
+            steps: vec!["a".into(), "b".into()],
+            sinks: vec!["out".into()],
+            queues: Vec::new(),
+        };
+        let names: Vec<String> = layout.components().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["src", "a", "b", "pipeline", "router", "out"]);
+    }
 }
