@@ -512,4 +512,31 @@ mod tests {
             "source OUT"
         );
     }
+
+    #[test]
+    fn a_long_failing_expression_is_named_on_one_line_and_shortened() {
+        let p = processor(
+            "step long on app {\n .n = to_int!(\n   .message\n ) + to_int!(.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa ?? \"0\") + to_int!(.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb ?? \"0\")\n}",
+        );
+        let mut e = event("seven");
+        let err = p.run_steps(&mut e, "app");
+        let Err(message) = err else { panic!("{err:?}") };
+        assert!(
+            message.starts_with("pipeline:4:7: to_int: "),
+            "the innermost failing call: {message}"
+        );
+        assert!(message.ends_with("in `to_int!( .message )`"), "{message}");
+
+        let long = "a".repeat(100);
+        let p = processor(&format!(
+            "step long on app {{\n .n = to_int!(.message + \"{long}\")\n}}"
+        ));
+        let mut e = event("seven");
+        let Err(message) = p.run_steps(&mut e, "app") else {
+            panic!("not a number")
+        };
+        let text = message.split_once(" in `").map(|(_, t)| t).unwrap_or("");
+        let shown = format!("to_int!(.message + \"{}…`", &long[..60]);
+        assert_eq!(text, shown, "80 characters and an ellipsis: {message}");
+    }
 }
