@@ -23,9 +23,14 @@ fn read(path: &Path, err: &mut dyn Write) -> Option<String> {
 
 /// Loads a file, printing its diagnostics on failure.
 pub fn load(path: &Path, err: &mut dyn Write) -> Option<lang::Program> {
+    load_with_text(path, err).map(|(p, _)| p)
+}
+
+/// [`load`], also giving the file's text.
+fn load_with_text(path: &Path, err: &mut dyn Write) -> Option<(lang::Program, String)> {
     let src = read(path, err)?;
-    match lang::load(&src) {
-        Ok(p) => Some(p),
+    match lang::load_file(&path.display().to_string(), &src) {
+        Ok(p) => Some((p, src)),
         Err(d) => {
             let _ = write!(
                 err,
@@ -42,11 +47,17 @@ pub fn load(path: &Path, err: &mut dyn Write) -> Option<lang::Program> {
 pub fn check(files: &[std::path::PathBuf], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let mut code = 0;
     for f in files {
-        match load(f, err) {
-            Some(p) => {
+        match load_with_text(f, err) {
+            Some((p, src)) => {
+                let name = f.display().to_string();
+                let _ = write!(err, "{}", lang::render_warnings(&name, &src, &p.warnings));
+                let warnings = match p.warnings.len() {
+                    0 => String::new(),
+                    n => format!(", {n} warning(s)"),
+                };
                 let _ = writeln!(
                     out,
-                    "{}: ok ({} sources, {} steps, {} sinks, {} tests)",
+                    "{}: ok ({} sources, {} steps, {} sinks, {} tests{warnings})",
                     f.display(),
                     p.sources.len(),
                     p.steps.len(),

@@ -83,6 +83,7 @@ pub fn render(s: &proto::StatusReply) -> String {
         "BYTES OUT",
         "ERRORS",
         "DROPPED",
+        "FAILED",
         "QUEUE",
         "RETRIES",
         "LAG",
@@ -103,13 +104,14 @@ pub fn render(s: &proto::StatusReply) -> String {
             human_bytes(c.bytes_out),
             c.errors.to_string(),
             c.dropped.to_string(),
+            c.failed.to_string(),
             human_bytes(c.queue_bytes),
             c.retries.to_string(),
             human_bytes(c.checkpoint_lag_bytes),
             last_error,
         ]);
     }
-    for column in 2..11 {
+    for column in 2..12 {
         if let Some(col) = table.column_mut(column) {
             col.set_cell_alignment(CellAlignment::Right);
         }
@@ -162,8 +164,24 @@ pub fn render(s: &proto::StatusReply) -> String {
             .map(|w| format!("WARNING {}: {}\n", w.component, w.text))
             .collect()
     };
+    let routed: Vec<String> = s
+        .components
+        .iter()
+        .filter(|c| c.kind == "router")
+        .flat_map(|c| {
+            c.routed
+                .iter()
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+        .map(|(sink, n)| format!("{sink} {n}"))
+        .collect();
+    let routed = if routed.is_empty() {
+        String::new()
+    } else {
+        format!("\nrouted: {}", routed.join(", "))
+    };
     format!(
-        "shipd {} · up {} · pipeline {} · reloads {}\nhealth: {health}\n{warnings}{table}\nbuffers: {} queued in memory, {} spilled to disk; {} tap event(s) dropped for slow readers\nwear: {} written to disk ({}), {} fsync(s)",
+        "shipd {} · up {} · pipeline {} · reloads {}\nhealth: {health}\n{warnings}{table}{routed}\nbuffers: {} queued in memory, {} spilled to disk; {} tap event(s) dropped for slow readers\nwear: {} written to disk ({}), {} fsync(s)",
         s.version,
         humantime::format_duration(Duration::from_secs(s.uptime_seconds)),
         pipeline,
@@ -228,6 +246,8 @@ pub fn to_json(s: &proto::StatusReply) -> serde_json::Value {
             "bytes_out": c.bytes_out,
             "errors": c.errors,
             "dropped": c.dropped,
+            "failed": c.failed,
+            "routed": c.routed.iter().collect::<std::collections::BTreeMap<_, _>>(),
             "queue_bytes": c.queue_bytes,
             "retries": c.retries,
             "checkpoint_lag_bytes": c.checkpoint_lag_bytes,

@@ -48,7 +48,7 @@ impl PipelineOrigin {
             Some(p) => p.display().to_string(),
             None => "<embedded default.ship>".to_owned(),
         };
-        crate::lang::load(src).map_err(|d| {
+        crate::lang::load_file(&name, src).map_err(|d| {
             format!(
                 "{}{name}: {} error(s)\n",
                 crate::lang::render(&name, src, &d),

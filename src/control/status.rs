@@ -24,7 +24,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Every component name with its kind, in pipeline order.
+    /// Every component name with its kind, in pipeline order: sources,
+    /// steps, the pipeline's totals, the router, sinks.
     pub fn components(&self) -> Vec<(String, &'static str)> {
         let kinds = [
             (&self.sources, "source"),
@@ -34,7 +35,7 @@ impl Layout {
         let mut all: Vec<(String, &'static str)> = Vec::new();
         for (names, kind) in kinds {
             all.extend(names.iter().map(|n| (n.clone(), kind)));
-            if kind == "source" {
+            if kind == "step" {
                 all.push(("pipeline".into(), "pipeline"));
                 all.push(("router".into(), "router"));
             }
@@ -177,9 +178,14 @@ impl AgentView {
 
 /// The `component="..."` label of a rendered label set.
 fn component_of(labels: &str) -> Option<&str> {
+    label_of(labels, "component")
+}
+
+/// The value of label `key` in a rendered label set.
+fn label_of<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
     let rest = labels
         .split(',')
-        .find_map(|l| l.strip_prefix("component=\""))?;
+        .find_map(|l| l.strip_prefix(key).and_then(|l| l.strip_prefix("=\"")))?;
     rest.strip_suffix('"')
 }
 
@@ -207,6 +213,12 @@ fn component_row(
             "shipd_bytes_in_total" => row.bytes_in += v,
             "shipd_bytes_out_total" => row.bytes_out += v,
             "shipd_events_dropped_total" => row.dropped += v,
+            "shipd_events_failed_total" => row.failed += v,
+            "shipd_events_routed_total" => {
+                if let Some(sink) = label_of(labels, "sink") {
+                    *row.routed.entry(sink.to_owned()).or_default() += v;
+                }
+            }
             "shipd_retries_total" => row.retries += v,
             m if m.ends_with("_errors_total") || m.ends_with("_failures_total") => row.errors += v,
             m if m.contains("queue_bytes") => row.queue_bytes += v,
@@ -250,5 +262,43 @@ mod tests {
             (row.events_in, row.dropped, row.errors, row.queue_bytes),
             (10, 5, 1, 7)
         );
+    }
+
+    #[test]
+    fn failed_events_and_what_the_router_sent_each_sink_have_their_columns() {
+        let metrics = vec![
+            (
+                "shipd_events_failed_total",
+                "component=\"parse\"".to_owned(),
+                4,
+            ),
+            (
+                "shipd_events_routed_total",
+                "component=\"router\",sink=\"o2\"".to_owned(),
+                115,
+            ),
+            (
+                "shipd_events_routed_total",
+                "component=\"router\",sink=\"console\"".to_owned(),
+                3,
+            ),
+        ];
+        assert_eq!(component_row("parse", "step", &metrics).failed, 4);
+        let router = component_row("router", "router", &metrics);
+        assert_eq!(router.routed.get("o2"), Some(&115));
+        assert_eq!(router.routed.get("console"), Some(&3));
+        assert_eq!(router.failed, 0);
+    }
+
+    #[test]
+    fn rows_come_in_pipeline_order() {
+        let layout = Layout {
+            sources: vec!["src".into()],
+            steps: vec!["a".into(), "b".into()],
+            sinks: vec!["out".into()],
+            queues: Vec::new(),
+        };
+        let names: Vec<String> = layout.components().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["src", "a", "b", "pipeline", "router", "out"]);
     }
 }

@@ -6,10 +6,11 @@
 
 use super::ast::*;
 use super::diagnostics::{suggest, Diagnostic, Span};
-use super::eval::{CExpr, CStmt, Place, Root};
+use super::eval::{CExpr, CStmt, Origin, Place, Root};
 use super::functions::{self, Prepared};
 use super::types::Ty;
 use crate::event::Value;
+use std::sync::Arc;
 
 /// What an expression may refer to.
 #[derive(Debug, Clone)]
@@ -36,6 +37,35 @@ pub struct Compiler {
     pub diagnostics: Vec<Diagnostic>,
     /// What `env("X")` reads.
     pub env: super::environment::Environment,
+    /// The file being compiled, so expressions that may fail at run time
+    /// carry their place in it; `None` where nothing runs per event.
+    pub file: Option<SourceFile>,
+}
+
+/// A pipeline file's name and text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: Arc<str>,
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    /// The place of `span`: `NAME:LINE:COL` and the text there on one line,
+    /// shortened to a readable length.
+    pub fn origin(&self, span: Span) -> Arc<Origin> {
+        let (line, col) = super::diagnostics::line_col(&self.text, span.start);
+        let written = self.text.get(span.start..span.end).unwrap_or("");
+        let mut text = written.split_whitespace().collect::<Vec<_>>().join(" ");
+        const MAX_CHARS: usize = 80;
+        if let Some((cut, _)) = text.char_indices().nth(MAX_CHARS) {
+            text.truncate(cut);
+            text.push('…');
+        }
+        Arc::new(Origin {
+            at: format!("{}:{line}:{col}", self.name),
+            text,
+        })
+    }
 }
 
 fn typed(expr: CExpr, ty: Ty, may_fail: bool) -> Typed {
@@ -123,7 +153,25 @@ impl Compiler {
         t
     }
 
+    /// Compiles an expression; one whose own operation may fail at run time
+    /// carries its place in the file, so its error says where.
     pub fn expr(&mut self, e: &Expr, scope: &Scope, handled: bool) -> Typed {
+        let mut t = self.expr_node(e, scope, handled);
+        let fails_itself = matches!(
+            e.kind,
+            ExprKind::Binary(..)
+                | ExprKind::Unary(..)
+                | ExprKind::Call { .. }
+                | ExprKind::Index(..)
+                | ExprKind::If { .. }
+        );
+        if let (true, true, Some(file)) = (t.may_fail, fails_itself, &self.file) {
+            t.expr = CExpr::Located(Box::new(t.expr), file.origin(e.span));
+        }
+        t
+    }
+
+    fn expr_node(&mut self, e: &Expr, scope: &Scope, handled: bool) -> Typed {
         match &e.kind {
             ExprKind::Lit(l) => self.literal(l, e.span),
             ExprKind::Path(segs) => {

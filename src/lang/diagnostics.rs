@@ -67,10 +67,19 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 
 /// Renders diagnostics for `file` whose text is `source`.
 pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
+    render_as("error", file, source, diagnostics)
+}
+
+/// Renders warnings (which do not refuse the file) like errors.
+pub fn render_warnings(file: &str, source: &str, warnings: &[Diagnostic]) -> String {
+    render_as("warning", file, source, warnings)
+}
+
+fn render_as(severity: &str, file: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
     for d in diagnostics {
         let (line, col) = line_col(source, d.span.start);
-        let _ = writeln!(out, "{file}:{line}:{col}: error: {}", d.message);
+        let _ = writeln!(out, "{file}:{line}:{col}: {severity}: {}", d.message);
         let text = source.lines().nth(line - 1).unwrap_or("");
         let width = {
             let end = d.span.end.max(d.span.start + 1);

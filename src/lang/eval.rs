@@ -10,14 +10,47 @@ use crate::event::{Event, LogRecord, MetricPoint, Str, Value};
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-/// Why an evaluation failed (a fallible function, a type error).
+/// Why an evaluation failed (a fallible function, a type error), and where
+/// in the pipeline file: the innermost located expression that failed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EvalError(pub String);
+pub struct EvalError(pub String, pub Option<Arc<Origin>>);
+
+impl EvalError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        EvalError(msg.into(), None)
+    }
+
+    /// Attaches `origin` unless an inner expression already did.
+    fn at(mut self, origin: &Arc<Origin>) -> Self {
+        if self.1.is_none() {
+            self.1 = Some(Arc::clone(origin));
+        }
+        self
+    }
+
+    /// `FILE:LINE:COL: message in `expression`` when located, else the message.
+    pub fn located(&self) -> String {
+        match &self.1 {
+            Some(o) => format!("{}: {} in `{}`", o.at, self.0, o.text),
+            None => self.0.clone(),
+        }
+    }
+}
+
+/// Where an expression stands in its pipeline file, resolved when the
+/// pipeline loads so a failure at run time costs no lookup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// `FILE:LINE:COL`.
+    pub at: String,
+    /// The expression as written (one line, shortened).
+    pub text: String,
+}
 
 pub type EvalResult = Result<Value, EvalError>;
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, EvalError> {
-    Err(EvalError(msg.into()))
+    Err(EvalError::new(msg))
 }
 
 /// The first segment of a field path, resolved at load.
@@ -92,6 +125,9 @@ pub enum CExpr {
     Del(Place),
     Exists(Place),
     If(Box<CExpr>, Vec<CStmt>, Vec<CStmt>),
+    /// An expression that may fail, with its place in the file: a failure
+    /// inside it carries that place (the innermost one wins).
+    Located(Box<CExpr>, Arc<Origin>),
 }
 
 /// A compiled statement.
@@ -127,7 +163,7 @@ impl CExpr {
             CExpr::Array(items) | CExpr::Call(_, items, _) => items.iter().any(CExpr::has_effects),
             CExpr::Map(entries) => entries.iter().any(|(_, e)| e.has_effects()),
             CExpr::Index(a, b) | CExpr::Bin(_, a, b) => a.has_effects() || b.has_effects(),
-            CExpr::Not(e) | CExpr::Neg(e) => e.has_effects(),
+            CExpr::Not(e) | CExpr::Neg(e) | CExpr::Located(e, _) => e.has_effects(),
         }
     }
 }
@@ -187,6 +223,7 @@ impl CExpr {
         match self {
             CExpr::Const(v) => Ok(v.clone()),
             CExpr::Fail(msg) => fail(msg.clone()),
+            CExpr::Located(inner, origin) => inner.eval(ctx).map_err(|e| e.at(origin)),
             CExpr::Read(place) => Ok(read(ctx.event, place)),
             CExpr::Source => Ok(Value::String(ctx.source.into())),
             CExpr::Array(items) => items
@@ -239,7 +276,7 @@ impl CExpr {
                 while values.len() < f.params.len() {
                     values.push(Value::Null);
                 }
-                (f.call)(&values, prepared).map_err(|e| EvalError(format!("{}: {e}", f.name)))
+                (f.call)(&values, prepared).map_err(|e| EvalError::new(format!("{}: {e}", f.name)))
             }
             CExpr::Del(place) => Ok(delete(ctx.event, place)),
             CExpr::Exists(place) => Ok(Value::Bool(!matches!(read(ctx.event, place), Value::Null))),
@@ -301,7 +338,7 @@ pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
             (Int(x), Int(y)) => x
                 .checked_add(*y)
                 .map(Int)
-                .ok_or_else(|| EvalError("integer overflow".into())),
+                .ok_or_else(|| EvalError::new("integer overflow")),
             (Int(_) | Float(_), Int(_) | Float(_)) => Ok(Float(num(&a) + num(&b))),
             (Timestamp(t), Int(n)) => Ok(Timestamp(t.saturating_add(*n))),
             _ => match (super::functions::text_of(&a), super::functions::text_of(&b)) {
@@ -328,7 +365,7 @@ pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
                     _ => x.checked_rem(*y),
                 };
                 r.map(Int)
-                    .ok_or_else(|| EvalError("integer overflow or division by zero".into()))
+                    .ok_or_else(|| EvalError::new("integer overflow or division by zero"))
             }
             (Int(_) | Float(_), Int(_) | Float(_)) => {
                 let (x, y) = (num(&a), num(&b));
@@ -570,7 +607,9 @@ fn write_log(log: &mut LogRecord, place: &Place, v: Value) -> Result<(), EvalErr
             log.time_unix_nano = match v {
                 Value::Timestamp(ns) | Value::Int(ns) => ns.max(0) as u64,
                 other => match super::functions::text_of(&other) {
-                    Some(t) => convert::parse_time(&t, None).map_err(EvalError)?.max(0) as u64,
+                    Some(t) => convert::parse_time(&t, None)
+                        .map_err(EvalError::new)?
+                        .max(0) as u64,
                     None => return fail("`.timestamp` must be a timestamp"),
                 },
             };
@@ -607,7 +646,7 @@ fn write_metric(m: &mut MetricPoint, place: &Place, v: Value) -> Result<(), Eval
     match &place.root {
         Root::MetricField("name") | Root::MetricField("unit") => {
             let text = super::functions::text_of(&v)
-                .ok_or_else(|| EvalError("a metric name or unit must be a string".into()))?
+                .ok_or_else(|| EvalError::new("a metric name or unit must be a string"))?
                 .into_owned();
             if matches!(place.root, Root::MetricField("name")) {
                 m.name = text;

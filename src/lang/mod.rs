@@ -6,6 +6,7 @@
 //! column, caret and hint. No loops, no I/O at event time.
 
 pub mod ast;
+pub mod check_warnings;
 pub mod compile;
 pub mod components;
 pub mod connection_options;
@@ -23,6 +24,6 @@ pub mod test_input;
 pub mod testing;
 pub mod types;
 
-pub use diagnostics::{render, Diagnostic};
+pub use diagnostics::{render, render_warnings, Diagnostic};
 pub use environment::Environment;
-pub use program::{load, load_in, Program};
+pub use program::{load, load_file, load_in, load_named, Program};

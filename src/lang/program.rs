@@ -3,7 +3,7 @@
 //! the compiled steps and routes, and the file's tests — or every diagnostic.
 
 use super::ast::{self, Expr, ExprKind, Item, Lit, OnError, RuleKind};
-use super::compile::{Compiler, Scope};
+use super::compile::{Compiler, Scope, SourceFile};
 use super::components::{self, OptVal, Options, Role};
 use super::connection_options;
 use super::diagnostics::{suggest, Diagnostic, Span};
@@ -39,6 +39,8 @@ pub struct Program {
     pub steps: Vec<(String, Vec<String>)>,
     /// Route rules as written, for `shipctl explain`.
     pub routes: Vec<String>,
+    /// What `check` reports without refusing the file.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// One `test` block, compiled.
@@ -101,19 +103,38 @@ fn default_runtime_dir(env: &Environment, data_dir: &std::path::Path) -> PathBuf
     PathBuf::from(format!("/dev/shm/shipd-{id:016x}"))
 }
 
-/// Loads pipeline text in the process environment; `Err` holds every diagnostic.
+/// Loads pipeline text in the process environment; `Err` holds every
+/// diagnostic. Run-time errors name the file `pipeline`; [`load_file`]
+/// names it.
 pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
-    load_in(src, Environment::Process)
+    load_named("pipeline", src, Environment::Process)
 }
 
 /// Loads pipeline text reading `env` for `env("X")` and the settings'
 /// environment fallbacks; `Err` holds every diagnostic.
 pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> {
+    load_named("pipeline", src, env)
+}
+
+/// Loads the text of pipeline file `name` in the process environment;
+/// run-time errors of its steps carry `name:line:col`.
+pub fn load_file(name: &str, src: &str) -> Result<Program, Vec<Diagnostic>> {
+    load_named(name, src, Environment::Process)
+}
+
+/// Loads the text of pipeline file `name`, reading `env`.
+pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> {
     let (file, parse_errors) = super::parse::parse(src);
+    let source_file = SourceFile {
+        name: Arc::from(name),
+        text: Arc::from(src),
+    };
     let mut c = Compiler {
         diagnostics: parse_errors,
         env,
+        file: Some(source_file.clone()),
     };
+    let mut warnings = Vec::new();
     let mut names = Names {
         seen: HashMap::new(),
     };
@@ -253,6 +274,8 @@ pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> 
 
     // steps
     let mut steps = Vec::new();
+    // Steps that may fail and abort the event (no `on_error`).
+    let mut failable_steps: Vec<ast::Ident> = Vec::new();
     for decl in &step_decls {
         for s in &decl.sources {
             if !source_names.contains(&s.name) {
@@ -280,10 +303,15 @@ pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> 
         let mut snapshot = condition
             .as_ref()
             .is_some_and(|t| t.may_fail && t.expr.has_effects());
+        let mut may_fail = condition.as_ref().is_some_and(|t| t.may_fail);
         for stmt in &decl.body {
             let (mut compiled, _, fails) = c.block(std::slice::from_ref(stmt), &scope, false);
             snapshot |= fails && (!body.is_empty() || compiled.iter().any(CStmt::has_effects));
+            may_fail |= fails;
             body.append(&mut compiled);
+        }
+        if may_fail && decl.on_error.is_none() {
+            failable_steps.push(decl.name.clone());
         }
         steps.push(Step {
             name: decl.name.name.clone(),
@@ -292,6 +320,7 @@ pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> 
             on_error: decl.on_error.map(|(p, _)| p).unwrap_or(OnError::Abort),
             body,
             snapshot,
+            origin: source_file.origin(decl.name.span),
         });
     }
 
@@ -457,6 +486,14 @@ pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> 
         }
     }
 
+    if dead_letter.is_none() {
+        warnings.extend(
+            failable_steps
+                .iter()
+                .map(super::check_warnings::failable_without_dead_letter),
+        );
+    }
+
     // tests
     let mut tests = Vec::new();
     for item in items {
@@ -565,6 +602,7 @@ pub fn load_in(src: &str, env: Environment) -> Result<Program, Vec<Diagnostic>> 
             })
             .collect(),
         routes: route_texts,
+        warnings,
     })
 }
 

@@ -9,4 +9,5 @@ pub mod checkpoint_recovery;
 pub mod data_dir_lock;
 pub mod processor;
 pub mod router;
+pub mod step_meter;
 pub mod topology;

@@ -4,10 +4,11 @@
 
 use super::acks::ack_events;
 use super::router::{Route, Router};
+use super::step_meter::{StepMeter, Tally};
 use crate::control::tap::{self, Point};
 use crate::event::{Event, EventBatch, Value};
 use crate::lang::ast::OnError;
-use crate::lang::eval::{run_block, truthy, CExpr, CStmt, Ctx};
+use crate::lang::eval::{run_block, truthy, CExpr, CStmt, Ctx, EvalError, Origin};
 use crate::telemetry::{self, Metric};
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ pub struct Step {
     pub body: Vec<CStmt>,
     /// The step may fail half-way: keep a copy to restore.
     pub snapshot: bool,
+    /// Where the step is declared: the place of a failure that no
+    /// expression of it locates (a write into a non-map, say).
+    pub origin: Arc<Origin>,
 }
 
 /// What a step did to an event.
@@ -29,7 +33,12 @@ pub struct Step {
 pub enum Outcome {
     Continue,
     Dropped,
-    Failed(String),
+    /// The step failed (`error` says where and why); its `on_error`
+    /// decided what follows (`Abort`: the event leaves the pipeline).
+    Failed {
+        error: String,
+        then: OnError,
+    },
 }
 
 impl Step {
@@ -53,22 +62,29 @@ impl Step {
         let err = match result {
             Ok(_) if dropped => return Outcome::Dropped,
             Ok(_) => return Outcome::Continue,
-            Err(e) => format!("step {}: {}", self.name, e.0),
+            Err(e) => self.locate(e),
         };
         if let Some(original) = original {
             *event = original;
         }
-        match self.on_error {
-            OnError::Keep => Outcome::Continue,
-            OnError::Tag => {
-                if let Event::Log(log) = event {
-                    log.attributes
-                        .push(("shipd.error".into(), Value::String(err.into())));
-                }
-                Outcome::Continue
+        if self.on_error == OnError::Tag {
+            if let Event::Log(log) = event {
+                log.attributes
+                    .push(("shipd.error".into(), Value::String(err.as_str().into())));
             }
-            OnError::Drop => Outcome::Dropped,
-            OnError::Abort => Outcome::Failed(err),
+        }
+        Outcome::Failed {
+            error: err,
+            then: self.on_error,
+        }
+    }
+
+    /// The error with its place in the file: the failing expression's, else
+    /// the step's own.
+    fn locate(&self, e: EvalError) -> String {
+        match e.1 {
+            Some(_) => e.located(),
+            None => format!("{}: {} in step `{}`", self.origin.at, e.0, self.name),
         }
     }
 }
@@ -78,41 +94,85 @@ impl Step {
 pub struct Processor {
     pub steps: Vec<Step>,
     pub router: Router,
+    /// Counters and log limit of each step, by index in `steps`.
+    meters: Vec<StepMeter>,
+    /// `shipd_events_out_total` of each source seen, found per batch.
+    source_out: Vec<(Arc<str>, Metric)>,
+    events_in: Metric,
+    events_out: Metric,
     dropped: Metric,
     failed: Metric,
+    router_in: Metric,
+    router_out: Metric,
 }
 
 impl Processor {
     pub fn new(steps: Vec<Step>, router: Router) -> Self {
+        let pipeline = |name| telemetry::counter(name, &[("component", "pipeline")]);
+        let router_count = |name| telemetry::counter(name, &[("component", "router")]);
         Processor {
+            meters: steps.iter().map(|s| StepMeter::new(&s.name)).collect(),
             steps,
             router,
+            source_out: Vec::new(),
+            events_in: pipeline("shipd_events_in_total"),
+            events_out: pipeline("shipd_events_out_total"),
             dropped: telemetry::counter(
                 "shipd_events_dropped_total",
                 &[("component", "pipeline"), ("reason", "drop")],
             ),
-            failed: telemetry::counter("shipd_step_errors_total", &[("component", "pipeline")]),
+            failed: pipeline("shipd_events_failed_total"),
+            router_in: router_count("shipd_events_in_total"),
+            router_out: router_count("shipd_events_out_total"),
         }
     }
 
-    /// Runs every applicable step; `Err` carries the failure of an aborting step.
+    /// Runs every applicable step; `Err` carries the failure of an aborting
+    /// step. Counts nothing: for tests of the pipeline.
     pub fn run_steps(&self, event: &mut Event, source: &str) -> Result<bool, String> {
-        let steps: Vec<&Step> = self.steps.iter().filter(|s| s.applies_to(source)).collect();
-        run_applicable(&steps, event, source)
+        let steps: Vec<(usize, &Step)> = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.applies_to(source))
+            .collect();
+        let mut tally = vec![Tally::default(); steps.len()];
+        run_applicable(&steps, &mut tally, event, source).map_err(|(_, e)| e)
+    }
+
+    /// The `shipd_events_out_total` counter of a source.
+    fn source_out(&mut self, source: &Arc<str>) -> &Metric {
+        let i = match self.source_out.iter().position(|(s, _)| s == source) {
+            Some(i) => i,
+            None => {
+                let metric = telemetry::counter("shipd_events_out_total", &[("component", source)]);
+                self.source_out.push((Arc::clone(source), metric));
+                self.source_out.len() - 1
+            }
+        };
+        &self.source_out[i].1
     }
 
     /// Processes a batch into per-destination batches. When every event
     /// goes to one destination (the common case) the batch's own vector is
-    /// passed on, so events are not moved again.
+    /// passed on, so events are not moved again. Counters move once per
+    /// batch; each step failure is logged through its step's limit.
     pub fn process(&mut self, batch: EventBatch) -> Vec<(Route, EventBatch)> {
         let source = Arc::clone(&batch.source);
         let mut events = batch.events;
+        let received = events.len() as u64;
+        self.source_out(&source).add(received);
+        self.events_in.add(received);
         // Every event of a batch comes from one source: pick its steps once.
-        let steps: Vec<&Step> = self
+        let steps: Vec<(usize, &Step)> = self
             .steps
             .iter()
-            .filter(|s| s.applies_to(&source))
+            .enumerate()
+            .filter(|(_, s)| s.applies_to(&source))
             .collect();
+        let mut tally = vec![Tally::default(); steps.len()];
+        let dead_letter = self.router.has_dead_letter();
+        let (mut passed, mut dropped, mut failed, mut routed) = (0u64, 0u64, 0u64, 0u64);
         // Each destination with the bytes of its events, counted while each
         // event is still in cache (a second pass over a batch of parsed
         // events misses it).
@@ -120,17 +180,37 @@ impl Processor {
         // Index into `routes` per event; `None` when the event is gone.
         let mut dest: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for event in events.iter_mut() {
-            let route = match run_applicable(&steps, event, &source) {
-                Ok(true) => self.router.route(event, &source),
+            let outcome = run_applicable(&steps, &mut tally, event, &source);
+            let route = match outcome {
+                Ok(true) => {
+                    passed += 1;
+                    self.router.route(event, &source)
+                }
                 Ok(false) => {
-                    self.dropped.inc();
+                    dropped += 1;
                     None
                 }
-                Err(e) => {
-                    self.failed.inc();
-                    self.router.dead_letter(event, &source, &e)
+                Err((i, e)) => {
+                    failed += 1;
+                    let route = self.router.dead_letter(event, &source, &e);
+                    if route.is_none() {
+                        self.meters[i].lost();
+                        // The event is gone; a tail of the step still shows why.
+                        if let Event::Log(log) = event {
+                            log.attributes
+                                .push(("shipd.error".into(), Value::String(e.into())));
+                        }
+                    }
+                    tap::observe(
+                        Point::Step,
+                        &self.steps[i].name,
+                        &source,
+                        std::slice::from_ref(event),
+                    );
+                    route
                 }
             };
+            routed += u64::from(route.is_some());
             dest.push(route.map(|route| {
                 let i = match routes.iter().position(|(r, _)| *r == route) {
                     Some(i) => i,
@@ -143,20 +223,58 @@ impl Processor {
                 i as u32
             }));
         }
+        for ((i, step), t) in steps.iter().zip(&tally) {
+            self.meters[*i].record(&step.name, &source, t, dead_letter);
+        }
+        self.events_out.add(passed);
+        self.dropped.add(dropped);
+        self.failed.add(failed);
+        self.router_in.add(passed + failed);
+        self.router_out.add(routed);
         split_by_route(events, routes, dest, source)
     }
 }
 
-/// Runs `steps` (those that apply to the event's source) in order; `Err`
-/// carries the failure of an aborting step.
-fn run_applicable(steps: &[&Step], event: &mut Event, source: &str) -> Result<bool, String> {
-    for step in steps {
+/// Runs `steps` (those that apply to the event's source) in order, tallying
+/// what each did. `Err` carries the index of an aborting step and its
+/// failure.
+fn run_applicable(
+    steps: &[(usize, &Step)],
+    tally: &mut [Tally],
+    event: &mut Event,
+    source: &str,
+) -> Result<bool, (usize, String)> {
+    for ((i, step), t) in steps.iter().zip(tally.iter_mut()) {
+        t.events_in += 1;
         match step.apply(event, source) {
             Outcome::Continue => {
+                t.events_out += 1;
                 tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event))
             }
-            Outcome::Dropped => return Ok(false),
-            Outcome::Failed(e) => return Err(e),
+            Outcome::Dropped => {
+                t.dropped += 1;
+                return Ok(false);
+            }
+            Outcome::Failed { error, then } => {
+                t.errors += 1;
+                if t.first_error.is_none() {
+                    t.first_error = Some((error.clone(), then));
+                }
+                match then {
+                    OnError::Abort => {
+                        t.failed += 1;
+                        return Err((*i, error));
+                    }
+                    OnError::Drop => {
+                        t.dropped += 1;
+                        return Ok(false);
+                    }
+                    OnError::Keep | OnError::Tag => {
+                        t.events_out += 1;
+                        tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event))
+                    }
+                }
+            }
         }
     }
     Ok(true)
@@ -296,5 +414,129 @@ mod tests {
         let (_, b) = &out[0];
         assert_eq!(b.bytes, b.events[0].size_hint());
         assert!(b.bytes > before, "the parsed map counts");
+    }
+
+    fn error_of(e: &Event) -> Option<String> {
+        let Event::Log(l) = e else { return None };
+        l.attributes
+            .iter()
+            .find(|(k, _)| &**k == "shipd.error")
+            .map(|(_, v)| crate::lang::functions::stringify(v))
+    }
+
+    #[test]
+    fn a_dead_lettered_event_carries_file_line_column_and_expression_of_its_failure() {
+        let src = "source app = files { include = [\"/none/*.log\"] }\nsink out = console {}\nsink dead = console {}\nstep ms_of_time on app {\n .seen = true\n .ms = .time * 1000\n}\nroute {\n else => out\n dead_letter => dead\n}\n";
+        let mut p = match crate::lang::load_file("pipelines/t.ship", src) {
+            Ok(p) => p.agent.processor,
+            Err(d) => panic!("{}", crate::lang::render("t.ship", src, &d)),
+        };
+        let source: Arc<str> = Arc::from("app");
+        let mut batch = EventBatch::from_source(&source, 1);
+        batch.push(event("no time here"));
+        let out = p.process(batch);
+        assert_eq!(out.len(), 1);
+        let (route, b) = &out[0];
+        assert_eq!(route.sink, 1, "the dead_letter sink");
+        assert_eq!(
+            error_of(&b.events[0]).as_deref(),
+            Some("pipelines/t.ship:6:8: arithmetic needs numbers, got null and integer in `.time * 1000`")
+        );
+        assert!(
+            !attrs(&b.events[0]).contains(&"seen".to_owned()),
+            "the step was undone"
+        );
+    }
+
+    #[test]
+    fn a_failure_no_expression_locates_names_the_step_and_its_line() {
+        let p = processor("step into_text on app {\n .timestamp = .message\n}");
+        let mut e = event("a string body");
+        let err = p.run_steps(&mut e, "app");
+        assert!(
+            matches!(&err, Err(m) if m.starts_with("pipeline:3:6: ") && m.ends_with("in step `into_text`")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn every_step_counts_in_out_dropped_and_failed_per_batch() {
+        let src = "source app = files { include = [\"/none/*.log\"] }\nsink out = console {}\nstep counted_parse on app {\n .n = to_int!(.message)\n}\nstep counted_drop on app {\n drop where .n == 0\n}\nroute { else => out }\n";
+        let mut p = match crate::lang::load(src) {
+            Ok(p) => p.agent.processor,
+            Err(d) => panic!("{}", crate::lang::render("t.ship", src, &d)),
+        };
+        let source: Arc<str> = Arc::from("counted_app");
+        let mut batch = EventBatch::from_source(&source, 5);
+        for body in ["1", "0", "x", "2", "0"] {
+            batch.push(event(body));
+        }
+        // The steps apply to `app` only; this batch's source is another.
+        let mut other = EventBatch::from_source(&source, 1);
+        other.push(event("y"));
+        p.process(other);
+        let source: Arc<str> = Arc::from("app");
+        let mut batch2 = EventBatch::from_source(&source, 5);
+        for e in batch.events {
+            batch2.push(e);
+        }
+        let out = p.process(batch2);
+        let delivered: usize = out.iter().map(|(_, b)| b.len()).sum();
+        assert_eq!(delivered, 2);
+        let get = |name, step: &str| {
+            telemetry::value(name, &format!("component=\"{step}\"")).unwrap_or(u64::MAX)
+        };
+        let dropped = |step: &str| {
+            telemetry::value(
+                "shipd_events_dropped_total",
+                &format!("component=\"{step}\",reason=\"drop\""),
+            )
+            .unwrap_or(u64::MAX)
+        };
+        assert_eq!(get("shipd_events_in_total", "counted_parse"), 5);
+        assert_eq!(get("shipd_events_out_total", "counted_parse"), 4);
+        assert_eq!(get("shipd_events_failed_total", "counted_parse"), 1);
+        assert_eq!(
+            get("shipd_events_lost_total", "counted_parse"),
+            1,
+            "no dead_letter route"
+        );
+        assert_eq!(dropped("counted_parse"), 0);
+        assert_eq!(get("shipd_events_in_total", "counted_drop"), 4);
+        assert_eq!(get("shipd_events_out_total", "counted_drop"), 2);
+        assert_eq!(dropped("counted_drop"), 2);
+        assert_eq!(get("shipd_events_failed_total", "counted_drop"), 0);
+        assert_eq!(
+            get("shipd_events_out_total", "counted_app"),
+            1,
+            "source OUT"
+        );
+    }
+
+    #[test]
+    fn a_long_failing_expression_is_named_on_one_line_and_shortened() {
+        let p = processor(
+            "step long on app {\n .n = to_int!(\n   .message\n ) + to_int!(.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa ?? \"0\") + to_int!(.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb ?? \"0\")\n}",
+        );
+        let mut e = event("seven");
+        let err = p.run_steps(&mut e, "app");
+        let Err(message) = err else { panic!("{err:?}") };
+        assert!(
+            message.starts_with("pipeline:4:7: to_int: "),
+            "the innermost failing call: {message}"
+        );
+        assert!(message.ends_with("in `to_int!( .message )`"), "{message}");
+
+        let long = "a".repeat(100);
+        let p = processor(&format!(
+            "step long on app {{\n .n = to_int!(.message + \"{long}\")\n}}"
+        ));
+        let mut e = event("seven");
+        let Err(message) = p.run_steps(&mut e, "app") else {
+            panic!("not a number")
+        };
+        let text = message.split_once(" in `").map(|(_, t)| t).unwrap_or("");
+        let shown = format!("to_int!(.message + \"{}…`", &long[..60]);
+        assert_eq!(text, shown, "80 characters and an ellipsis: {message}");
     }
 }

@@ -146,6 +146,11 @@ impl Router {
         })
     }
 
+    /// Whether failed events have somewhere to go.
+    pub fn has_dead_letter(&self) -> bool {
+        self.dead_letter.is_some()
+    }
+
     /// The destination of an event whose step failed: the `dead_letter`
     /// rule when there is one (with `shipd.error` set), else none (counted).
     pub fn dead_letter(&mut self, event: &mut Event, source: &str, error: &str) -> Option<Route> {

@@ -499,15 +499,22 @@ struct SinkInput {
     name: Arc<str>,
     tx: BatchSender<RoutedBatch>,
     events_in: telemetry::Metric,
+    /// The router's count of events sent to this sink.
+    routed: telemetry::Metric,
 }
 
 impl SinkInput {
     fn new(name: Arc<str>, tx: BatchSender<RoutedBatch>) -> Self {
         let events_in = telemetry::counter("shipd_events_in_total", &[("component", &name)]);
+        let routed = telemetry::counter(
+            "shipd_events_routed_total",
+            &[("component", "router"), ("sink", &name)],
+        );
         SinkInput {
             name,
             tx,
             events_in,
+            routed,
         }
     }
 }
@@ -524,6 +531,7 @@ async fn process(mut input: BatchReceiver, mut processor: Processor, sinks: Vec<
             };
             tap::observe(Point::Sink, &sink.name, &batch.source, &batch.events);
             sink.events_in.add(batch.len() as u64);
+            sink.routed.add(batch.len() as u64);
             if sink
                 .tx
                 .send(

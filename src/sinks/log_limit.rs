@@ -24,14 +24,24 @@ impl LogLimit {
 
     /// `Some(suppressed_since_last)` when a line may be logged now.
     pub fn allow(&self) -> Option<u64> {
+        self.allow_for(1)
+    }
+
+    /// Like [`LogLimit::allow`] for `n` occurrences at once (a batch's
+    /// failures): when a line may be logged, one of them is its subject and
+    /// the rest count as suppressed.
+    pub fn allow_for(&self, n: u64) -> Option<u64> {
+        if n == 0 {
+            return None;
+        }
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if last.is_some_and(|t| now.duration_since(t) < self.period) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            self.suppressed.fetch_add(n, Ordering::Relaxed);
             return None;
         }
         *last = Some(now);
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
+        Some(self.suppressed.swap(n - 1, Ordering::Relaxed))
     }
 }
 
