@@ -102,6 +102,34 @@ fn kill_group(pgid: i32) {
     }
 }
 
+/// Checks that `program` names an executable file (a path, or a name found
+/// in `PATH`) before it is spawned, so a missing program is a spawn error
+/// everywhere: a `vfork` emulated as `fork` (qemu-user) reports a failed
+/// `exec` only as exit status 127.
+fn locate(program: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return match executable(std::path::Path::new(program))? {
+            true => Ok(()),
+            false => Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "not an executable file",
+            )),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| executable(&dir.join(program)).unwrap_or(false)) {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "no such program in PATH",
+    ))
+}
+
 /// Runs `argv` once: waits for it to exit and for its output to end, at
 /// most `timeout`, keeping at most `max_output_bytes` of standard output.
 pub async fn run(
@@ -124,10 +152,12 @@ pub async fn run(
             cmd.env(key, value);
         }
     }
-    let mut child = cmd.spawn().map_err(|error| SpawnError {
+    let spawn_error = |error| SpawnError {
         program: program.to_owned(),
         error,
-    })?;
+    };
+    locate(program).map_err(spawn_error)?;
+    let mut child = cmd.spawn().map_err(spawn_error)?;
     // The leader's pid is the group's id (process_group(0)).
     let mut group = GroupKill(child.id().and_then(|id| i32::try_from(id).ok()));
     let stdout = child.stdout.take();
