@@ -4,6 +4,7 @@
 use crate::pipeline::processor::Processor;
 use crate::sinks::openobserve::OpenObserveConfig;
 use crate::sources::file::FileSourceConfig;
+use crate::sources::forward::ForwardSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
 use crate::sources::otlp::OtlpReceiverConfig;
@@ -20,6 +21,7 @@ pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
     PrometheusScrape(PrometheusScrapeConfig),
     Otlp(OtlpReceiverConfig),
+    Forward(ForwardSourceConfig),
 }
 
 impl SourceConfig {
@@ -31,6 +33,7 @@ impl SourceConfig {
             SourceConfig::HostMetrics(c) => &c.name,
             SourceConfig::PrometheusScrape(c) => &c.name,
             SourceConfig::Otlp(c) => &c.name,
+            SourceConfig::Forward(c) => &c.name,
         }
     }
 }

@@ -452,6 +452,9 @@ mod properties {
                     deadlines.extend([o.accept_timeout, o.retry_after]);
                     sizes.push(o.max_message_bytes);
                 }
+                SourceConfig::Forward(f) => {
+                    sizes.extend([f.max_message_bytes, f.max_memory, f.max_connections])
+                }
                 SourceConfig::Journald(_) => {}
             }
         }

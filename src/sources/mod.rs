@@ -5,6 +5,7 @@
 pub mod connection_limit;
 pub mod containers;
 pub mod file;
+pub mod forward;
 pub mod host_metrics;
 pub mod journald;
 pub mod otlp;
