@@ -289,6 +289,8 @@ fn hostile_clients_are_refused_and_counted_while_others_are_delivered_in_bounded
             ("SHIPD_FORWARD_MAX_CONNECTIONS", "8".into()),
             ("SHIPD_FORWARD_MAX_MESSAGE_BYTES", "1MiB".into()),
             ("SHIPD_FORWARD_MAX_MEMORY", "8MiB".into()),
+            // As the systemd unit and the container image run it.
+            ("MALLOC_ARENA_MAX", "2".into()),
         ],
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -359,14 +361,46 @@ fn hostile_clients_are_refused_and_counted_while_others_are_delivered_in_bounded
     mixed.write_all(&bytes).unwrap();
     assert_eq!(read_to_close(&mut mixed), "closed");
 
-    // Meanwhile a well-behaved client delivers everything.
+    println!(
+        "peak before the burst: {} KiB",
+        vm_hwm_kib(shipd.child.id())
+    );
+    // Well-behaved clients deliver everything: one steady, and six at once
+    // sending near-limit PackedForward messages (some 700 KiB each) that
+    // together need more than the 8 MiB budget, so some wait for memory.
+    let burst: Vec<_> = (0..6)
+        .map(|k| {
+            let mut args = client_args(
+                port,
+                "packed",
+                9_000,
+                4_500,
+                &format!("burst{k} {}", "x".repeat(120)),
+            );
+            args.push("--ack".into());
+            std::thread::spawn(move || report(&python("forward_client.py", &args)))
+        })
+        .collect();
     let mut args = client_args(port, "forward", 500, 50, "polite");
     args.push("--ack".into());
     let out = report(&python("forward_client.py", &args));
     assert_eq!(out["acked"], 10, "{out}");
+    for b in burst {
+        let out = b.join().unwrap();
+        let log = shipd.log();
+        assert_eq!(
+            out["acked"],
+            2,
+            "{out}\n{}",
+            &log[log.len().saturating_sub(4000)..]
+        );
+    }
     let mut want = lines("polite", 500);
+    for k in 0..6 {
+        want.extend(lines(&format!("burst{k} {}", "x".repeat(120)), 9_000));
+    }
     want.extend(["kept 1".to_owned(), "kept 2".to_owned()]);
-    assert_eq!(receiver.wait_for_all(&want, Duration::from_secs(30)), 0);
+    assert_eq!(receiver.wait_for_all(&want, Duration::from_secs(60)), 0);
 
     let metric = |reason: &str| {
         shipd.metric(&format!(
@@ -386,5 +420,71 @@ fn hostile_clients_are_refused_and_counted_while_others_are_delivered_in_bounded
     let log = shipd.log();
     assert!(log.contains("exceeds max_message_bytes"), "{log}");
     assert!(log.contains("not a msgpack forward message"), "{log}");
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+#[test]
+fn the_compose_example_routes_real_forward_records_by_tag_and_container() {
+    let rt = runtime();
+    let receiver = http_receiver(&rt, always_accept());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env = ship_env(&receiver, "http", "", &dir.path().join("data"));
+    env.push(("SHIPD_FORWARD", format!("127.0.0.1:{port}")));
+    let pipeline = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/compose-fluentd.ship"
+    );
+    let shipd =
+        Shipd::start_with_args(&["--config", pipeline], &env, &dir.path().join("shipd.log"));
+    assert!(
+        shipd.wait_log("forward source listening", Duration::from_secs(30)),
+        "{}",
+        shipd.log()
+    );
+    python("fluent_logger_emit.py", &[port.to_string(), "3".into()]);
+    let mut db = client_args(port, "forward", 4, 4, "checkpoint");
+    db.extend(
+        [
+            "--ack",
+            "--container-name",
+            "shop-db-1",
+            "--tag",
+            "docker.shop-db-1",
+        ]
+        .map(String::from),
+    );
+    python("forward_client.py", &db);
+    let mut api = client_args(port, "message", 2, 1, "served");
+    api.extend(
+        [
+            "--ack",
+            "--container-name",
+            "shop-api-1",
+            "--tag",
+            "docker.shop-api-1",
+        ]
+        .map(String::from),
+    );
+    python("forward_client.py", &api);
+    assert_eq!(receiver.wait_for(9, Duration::from_secs(30)), 9);
+    let mut streams: Vec<(String, usize)> = Vec::new();
+    for c in receiver.captured() {
+        let stream = c.headers.get("stream-name").cloned().unwrap_or_default();
+        let n: usize = common::records_of(&c.request).len();
+        match streams.iter_mut().find(|(s, _)| *s == stream) {
+            Some((_, count)) => *count += n,
+            None => streams.push((stream, n)),
+        }
+    }
+    streams.sort();
+    assert_eq!(
+        streams,
+        vec![
+            ("app_app_orders".to_owned(), 3),
+            ("compose_shop_api_1".to_owned(), 2),
+            ("database".to_owned(), 4),
+        ]
+    );
     assert_eq!(shipd.terminate(), Some(0));
 }

@@ -119,6 +119,7 @@ def main():
     p.add_argument("--shared-key")
     p.add_argument("--hostname", default="app-host")
     p.add_argument("--pause", type=float, default=0.0, help="seconds between messages")
+    p.add_argument("--deadline", type=float, default=120.0, help="give up resending after this many seconds")
     args = p.parse_args()
     if args.mode == "message":
         args.batch = 1
@@ -136,7 +137,7 @@ def main():
     acked = 0
     reconnects = -1
     auth = "ok"
-    deadline = time.time() + 300
+    deadline = time.time() + args.deadline
     while pending and time.time() < deadline:
         reconnects += 1
         try:

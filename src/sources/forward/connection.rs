@@ -5,7 +5,7 @@
 //! events are held against the source's [`ByteBudget`](crate::memory::ByteBudget);
 //! waiting for memory stops reading, so TCP pushes back on the client.
 
-use super::decode::{self, DecodeError, BYTES_PER_VALUE};
+use super::decode::{self, DecodeError, Entries, Hold, Record};
 use super::frame::{Frame, Framer};
 use super::handshake;
 use super::record::RecordMapper;
@@ -13,7 +13,6 @@ use super::{Intake, Refusal, MESSAGE_TIMEOUT};
 use crate::buffer::journal::NotSent;
 use crate::event::{Event, EventBatch};
 use crate::memory::{NoRoom, Reservation};
-use crate::pipeline::acks::AckToken;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +23,18 @@ use tokio_util::sync::CancellationToken;
 
 /// Bytes read from the socket at a time.
 pub const READ_CHUNK: usize = 64 << 10;
+
+/// A connection buffering more than this takes the source's large-message
+/// turn ([`Intake::large`]) before it reads on.
+pub const SMALL_MESSAGE: usize = 2 * READ_CHUNK;
+
+/// The most a large message holds while it arrives and is decoded: its
+/// buffer (which may double as it grows), its gzip payload inflated, and a
+/// batch of events.
+pub fn large_message_memory(max_message_bytes: usize) -> usize {
+    let buffer = 2 * (max_message_bytes + READ_CHUNK);
+    buffer + max_message_bytes + 2 * EVENT_BATCH_BYTES
+}
 
 /// Messages already buffered are taken together up to this many bytes, so
 /// a client sending one small message per event still fills batches.
@@ -49,6 +60,7 @@ pub async fn serve(
         buf: BytesMut::new(),
         framer: Framer::default(),
         failed: None,
+        large: None,
     };
     if let Err(refusal) = connection.run().await {
         intake.refused(peer, &refusal);
@@ -67,6 +79,8 @@ struct Connection {
     mapper: Option<RecordMapper>,
     /// A refusal met after good messages, raised once they are taken.
     failed: Option<Refusal>,
+    /// The large-message turn, while this connection has one.
+    large: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Connection {
@@ -83,6 +97,10 @@ impl Connection {
                 continue;
             }
             self.take(frames).await?;
+            if self.buf.len() <= SMALL_MESSAGE {
+                // Decoded and in the pipeline: the next large message's turn.
+                self.large = None;
+            }
             if let Some(refusal) = self.failed.take() {
                 return Err(refusal);
             }
@@ -158,11 +176,37 @@ impl Connection {
 
     /// Reads more bytes; `false` at the client's end of stream.
     async fn read_more(&mut self) -> Result<bool, Refusal> {
-        let deadline = Instant::now() + MESSAGE_TIMEOUT;
-        let want = self.buf.len() + READ_CHUNK;
-        self.hold(want, deadline).await?;
-        self.buf.reserve(READ_CHUNK);
         let partial = !self.buf.is_empty();
+        if !partial {
+            // An idle connection holds neither a buffer nor memory.
+            self.buf = BytesMut::new();
+            self.memory.shrink_to(0);
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Err(Refusal::Closed),
+                ready = self.stream.readable() => {
+                    if ready.is_err() {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + MESSAGE_TIMEOUT;
+        if self.buf.len() + READ_CHUNK > SMALL_MESSAGE && self.large.is_none() {
+            let turn = Arc::clone(&self.intake.large).acquire_owned();
+            let turn = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(Refusal::Closed),
+                turn = tokio::time::timeout_at(deadline.into(), turn) => turn,
+            };
+            match turn {
+                Ok(Ok(permit)) => self.large = Some(permit),
+                Ok(Err(_)) => return Err(Refusal::Closed),
+                Err(_) => return Err(Refusal::Busy),
+            }
+        }
+        self.hold(self.buf.len() + READ_CHUNK, deadline).await?;
+        self.buf.reserve(READ_CHUNK);
+        // `reserve` may take more than asked (it doubles): hold what it took.
+        self.hold(self.buf.capacity(), deadline).await?;
         let read = async {
             if partial {
                 tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.buf))
@@ -201,28 +245,32 @@ impl Connection {
     /// into the pipeline and acknowledges their chunks.
     async fn take(&mut self, frames: Vec<(Bytes, Frame)>) -> Result<(), Refusal> {
         let deadline = Instant::now() + MESSAGE_TIMEOUT;
-        let decoding: usize = frames
-            .iter()
-            .map(|(_, f)| f.len + f.values.saturating_mul(BYTES_PER_VALUE))
-            .sum();
-        self.hold(self.buf.len() + decoding, deadline).await?;
-        let mut memory = std::mem::replace(&mut self.memory, self.intake.budget.reserve());
+        // The leftover buffer and the messages' own bytes; what decoding
+        // them takes is held as it goes.
+        let raw: usize = frames.iter().map(|(_, f)| f.len).sum();
+        self.hold(self.buf.len() + raw, deadline).await?;
+        let memory = std::mem::replace(&mut self.memory, self.intake.budget.reserve());
         let intake = Arc::clone(&self.intake);
-        let mut mapper = self
+        let mapper = self
             .mapper
             .take()
             .unwrap_or_else(|| RecordMapper::new(&intake.source, &intake.host_name));
         let runtime = tokio::runtime::Handle::current();
         let done = tokio::task::spawn_blocking(move || {
-            let taken = decode_and_journal(
-                &intake,
-                &runtime,
-                &mut memory,
-                &mut mapper,
-                &frames,
+            let mut run = Decoding {
+                intake: &intake,
+                runtime: &runtime,
+                memory,
+                fixed: 0,
+                inflated: 0,
+                mapper,
+                batch: EventBatch::from_source(&intake.source, 0),
                 deadline,
-            );
-            (taken, memory, mapper)
+                stopped: None,
+            };
+            run.fixed = run.memory.bytes();
+            let taken = run.messages(&frames);
+            (taken, run.memory, run.mapper)
         })
         .await;
         let (taken, memory, mapper) = match done {
@@ -234,31 +282,9 @@ impl Connection {
         };
         self.memory = memory;
         self.mapper = Some(mapper);
-        let Taken {
-            batch,
-            token,
-            chunks,
-            messages,
-            refusal,
-        } = taken;
-        let events = batch.len() as u64;
-        if !batch.is_empty() {
-            let sent = self
-                .intake
-                .out
-                .send_journaled_within(batch, token, MESSAGE_TIMEOUT)
-                .await;
-            match sent {
-                Ok(()) => {}
-                Err(NotSent::Closed) => return Err(Refusal::Closed),
-                Err(NotSent::Full) => return Err(Refusal::Full),
-            }
-        }
-        self.intake.taken(messages, events);
-        // The events now count against the pipeline's channels.
         self.memory.shrink_to(self.buf.len());
         let mut acks = Vec::new();
-        for chunk in chunks {
+        for chunk in taken.chunks {
             let ack = rmpv::Value::Map(vec![(rmpv::Value::from("ack"), rmpv::Value::from(chunk))]);
             // Writing into a Vec cannot fail.
             let _ = rmpv::encode::write_value(&mut acks, &ack);
@@ -266,7 +292,7 @@ impl Connection {
         if !acks.is_empty() {
             self.write(&acks).await?;
         }
-        match refusal {
+        match taken.refusal {
             Some(refusal) => Err(refusal),
             None => Ok(()),
         }
@@ -282,76 +308,137 @@ fn no_room(e: NoRoom, bytes: usize, total: usize) -> Refusal {
     }
 }
 
-/// What decoding a run of messages gave.
+/// Events are put into the pipeline in batches of about this size (as
+/// events count themselves), however large the message they come from.
+const EVENT_BATCH_BYTES: usize = 1 << 20;
+
+/// What taking a run of messages gave.
 struct Taken {
-    batch: EventBatch,
-    token: Option<AckToken>,
-    /// Chunk ids to acknowledge once the batch is in the pipeline.
+    /// Chunk ids to acknowledge: their events are in the pipeline.
     chunks: Vec<String>,
-    messages: u64,
     /// The message that stopped the run, after the good ones before it.
     refusal: Option<Refusal>,
 }
 
-fn decode_and_journal(
-    intake: &Intake,
-    runtime: &tokio::runtime::Handle,
-    memory: &mut Reservation,
-    mapper: &mut RecordMapper,
-    frames: &[(Bytes, Frame)],
+/// Decoding a run of messages on a blocking thread: entries become events
+/// one at a time, and every [`EVENT_BATCH_BYTES`] of events are journaled
+/// and put into the pipeline (waiting through `runtime`), so memory holds
+/// one batch however large a message is.
+struct Decoding<'a> {
+    intake: &'a Intake,
+    runtime: &'a tokio::runtime::Handle,
+    memory: Reservation,
+    /// Held throughout: the leftover buffer and the messages' bytes.
+    fixed: usize,
+    /// The current message's inflated payload.
+    inflated: usize,
+    mapper: RecordMapper,
+    batch: EventBatch,
     deadline: Instant,
-) -> Taken {
-    let mut taken = Taken {
-        batch: EventBatch::from_source(&intake.source, frames.len()),
-        token: None,
-        chunks: Vec::new(),
-        messages: 0,
-        refusal: None,
-    };
-    let budget_total = intake.budget.total();
-    for (bytes, _) in frames {
-        let held = memory.bytes();
-        let mut hold = |inflated: usize| {
-            let want = held.saturating_add(inflated);
-            memory
-                .grow_to_blocking(runtime, want, deadline)
-                .map_err(|e| match e {
-                    NoRoom::Never => DecodeError::TooLarge(format!(
-                        "an inflated message needing {want} bytes exceeds the source's max_memory ({budget_total})"
-                    )),
-                    NoRoom::NotNow => DecodeError::TooLarge("no memory came free to inflate a message".into()),
-                })
+    /// Why the entries stopped being taken ([`DecodeError::Stopped`]).
+    stopped: Option<Refusal>,
+}
+
+impl Decoding<'_> {
+    fn messages(&mut self, frames: &[(Bytes, Frame)]) -> Taken {
+        let mut taken = Taken {
+            chunks: Vec::new(),
+            refusal: None,
         };
-        // A refused message's events stay out with it: its chunk is never acked.
-        let mut events = Vec::new();
-        let decoded = decode::message(
-            bytes,
-            intake.max_message_bytes,
-            &mut hold,
-            &mut |tag, time, record| {
-                events.push(Event::Log(mapper.log(tag, time, record)));
-            },
-        );
-        match decoded {
-            Ok(decoded) => {
-                for event in events {
-                    taken.batch.push(event);
+        let mut messages = 0;
+        for (bytes, _) in frames {
+            self.inflated = 0;
+            let decoded = decode::message(bytes, self.intake.max_message_bytes, self);
+            match decoded {
+                Ok(decoded) => {
+                    messages += 1;
+                    taken.chunks.extend(decoded.chunk);
                 }
-                taken.messages += 1;
-                taken.chunks.extend(decoded.chunk);
-            }
-            Err(DecodeError::Malformed(m)) => {
-                taken.refusal = Some(Refusal::Malformed(m));
-                break;
-            }
-            Err(DecodeError::TooLarge(m)) => {
-                taken.refusal = Some(Refusal::TooLarge(m));
-                break;
+                Err(e) => {
+                    taken.refusal = Some(match e {
+                        DecodeError::Malformed(m) => Refusal::Malformed(m),
+                        DecodeError::TooLarge(m) => Refusal::TooLarge(m),
+                        DecodeError::Stopped => self.stopped.take().unwrap_or(Refusal::Closed),
+                    });
+                    break;
+                }
             }
         }
+        if let Err(refusal) = self.flush() {
+            // Nothing is acknowledged that is not in the pipeline.
+            taken.chunks.clear();
+            taken.refusal = Some(refusal);
+        }
+        self.intake.taken(messages, 0);
+        taken
     }
-    if !taken.batch.is_empty() {
-        taken.token = intake.out.journal(&mut taken.batch);
+
+    /// Holds the fixed part, the inflated payload, the batch so far and `more`.
+    fn hold_more(&mut self, more: usize) -> Result<(), Refusal> {
+        let want = self.fixed + self.inflated + self.batch.bytes + more;
+        let total = self.intake.budget.total();
+        self.memory
+            .grow_to_blocking(self.runtime, want, self.deadline)
+            .map_err(|e| no_room(e, want, total))
     }
-    taken
+
+    /// Journals the batch so far and puts it into the pipeline.
+    fn flush(&mut self) -> Result<(), Refusal> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::replace(
+            &mut self.batch,
+            EventBatch::from_source(&self.intake.source, 0),
+        );
+        let token = self.intake.out.journal(&mut batch);
+        let events = batch.len() as u64;
+        let sent = self.runtime.block_on(self.intake.out.send_journaled_within(
+            batch,
+            token,
+            MESSAGE_TIMEOUT,
+        ));
+        // The events now count against the pipeline's channels.
+        self.memory.shrink_to(self.fixed + self.inflated);
+        match sent {
+            Ok(()) => {
+                self.intake.taken(0, events);
+                Ok(())
+            }
+            Err(NotSent::Closed) => Err(Refusal::Closed),
+            Err(NotSent::Full) => Err(Refusal::Full),
+        }
+    }
+
+    fn stop(&mut self, refusal: Refusal) -> DecodeError {
+        self.stopped = Some(refusal);
+        DecodeError::Stopped
+    }
+}
+
+impl Entries for Decoding<'_> {
+    fn hold(&mut self, hold: Hold) -> Result<(), DecodeError> {
+        let more = match hold {
+            Hold::Inflated(n) => {
+                self.inflated = n;
+                0
+            }
+            Hold::Value(n) => n,
+        };
+        self.hold_more(more).map_err(|r| self.stop(r))
+    }
+
+    fn entry(
+        &mut self,
+        tag: &str,
+        time_unix_nano: u64,
+        record: Record<'_>,
+    ) -> Result<(), DecodeError> {
+        let event = Event::Log(self.mapper.log(tag, time_unix_nano, record));
+        self.batch.push(event);
+        if self.batch.bytes >= EVENT_BATCH_BYTES {
+            self.flush().map_err(|r| self.stop(r))?;
+        }
+        Ok(())
+    }
 }

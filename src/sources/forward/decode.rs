@@ -28,6 +28,9 @@ pub enum DecodeError {
     Malformed(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The [`Entries`] stopped decoding, for a reason it keeps.
+    #[error("stopped by the receiver of the entries")]
+    Stopped,
 }
 
 fn malformed(what: impl Into<String>) -> DecodeError {
@@ -51,90 +54,128 @@ pub struct Decoded {
     pub entries: usize,
 }
 
-/// Decodes the message `frame` (one whole msgpack value), handing each
-/// entry to `entry(tag, time_unix_nano, record)`. `hold(bytes)` is asked
-/// for the memory a compressed payload takes once inflated and decoded
-/// (at most `max_bytes` inflated) before it is.
+/// Memory [`message`] asks for before it takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The next value, while it is decoded (replaces the previous one's).
+    Value(usize),
+    /// A compressed payload once inflated, for the rest of the message.
+    Inflated(usize),
+}
+
+/// What takes a message's entries, and holds the memory decoding them
+/// needs; an `Err` from either stops decoding with that error.
+pub trait Entries {
+    fn hold(&mut self, hold: Hold) -> Result<(), DecodeError>;
+    fn entry(
+        &mut self,
+        tag: &str,
+        time_unix_nano: u64,
+        record: Record<'_>,
+    ) -> Result<(), DecodeError>;
+}
+
+/// Decodes the message `frame` (one whole msgpack value) one entry at a
+/// time, handing each to `out`, so memory holds one entry's values at
+/// once, whatever the message's size. `out` is asked to hold the memory of
+/// each value before it is decoded and of a compressed payload (at most
+/// `max_bytes` inflated) before it is inflated.
 pub fn message(
     frame: &[u8],
     max_bytes: usize,
-    hold: &mut dyn FnMut(usize) -> Result<(), DecodeError>,
-    entry: &mut dyn FnMut(&str, u64, Record<'_>),
+    out: &mut dyn Entries,
 ) -> Result<Decoded, DecodeError> {
-    let value = rmpv::decode::read_value_ref_with_max_depth(&mut &frame[..], MAX_DEPTH + 1)
-        .map_err(|e| malformed(e.to_string()))?;
-    let items = match value {
-        ValueRef::Nil => return Ok(Decoded::default()),
-        ValueRef::Array(items) => items,
-        other => {
-            return Err(malformed(format!(
-                "expected an array, got {}",
-                kind(&other)
-            )))
-        }
-    };
-    let mut items = items.into_iter();
-    let tag = match items.next() {
-        Some(ValueRef::String(s)) => s
+    if frame == [0xc0] {
+        return Ok(Decoded::default());
+    }
+    let mut rd = frame;
+    let n =
+        rmp::decode::read_array_len(&mut rd).map_err(|_| malformed("expected an array or nil"))?;
+    if !(2..=4).contains(&n) {
+        return Err(malformed(format!("an array of {n} elements, not 2 to 4")));
+    }
+    let tag = match next_value(&mut rd, out)? {
+        ValueRef::String(s) => s
             .into_str()
             .ok_or_else(|| malformed("the tag is not UTF-8"))?,
-        Some(other) => {
+        other => {
             return Err(malformed(format!(
                 "the tag is {}, not a string",
                 kind(&other)
             )))
         }
-        None => return Err(malformed("an empty array")),
     };
-    let second = items
-        .next()
-        .ok_or_else(|| malformed("nothing after the tag"))?;
-    let third = items.next();
-    let fourth = items.next();
-    if items.next().is_some() {
-        return Err(malformed("more than four elements"));
-    }
-    let mut entries = 0;
-    match second {
-        ValueRef::Array(list) => {
-            // Forward mode; its option is the third element.
-            let options = options(third)?;
-            if fourth.is_some() {
+    let marker = rd.first().map(|b| rmp::Marker::from_u8(*b));
+    match marker {
+        Some(rmp::Marker::FixArray(_) | rmp::Marker::Array16 | rmp::Marker::Array32) => {
+            // Forward mode: [tag, [[time, record], ...], option?]
+            if n == 4 {
                 return Err(malformed("Forward mode takes [tag, entries, option]"));
             }
-            for pair in list {
-                let (time, record) = pair_of(pair)?;
-                entry(tag, time, record);
-                entries += 1;
+            let count = rmp::decode::read_array_len(&mut rd)
+                .map_err(|_| malformed("the entries are not an array"))?;
+            for _ in 0..count {
+                let (time, record) = pair_of(next_value(&mut rd, out)?)?;
+                out.entry(tag, time, record)?;
             }
+            let options = match n {
+                3 => options(Some(next_value(&mut rd, out)?))?,
+                _ => Options::default(),
+            };
             Ok(Decoded {
                 chunk: options.chunk,
-                entries,
+                entries: count as usize,
             })
         }
-        ValueRef::Binary(packed) => {
-            packed_forward(tag, packed, third, fourth, max_bytes, hold, entry)
+        Some(
+            rmp::Marker::Bin8
+            | rmp::Marker::Bin16
+            | rmp::Marker::Bin32
+            | rmp::Marker::FixStr(_)
+            | rmp::Marker::Str8
+            | rmp::Marker::Str16
+            | rmp::Marker::Str32,
+        ) => {
+            // PackedForward: [tag, bin|str, option?]; the option says
+            // whether the entries are compressed, so it is read first.
+            if n == 4 {
+                return Err(malformed("PackedForward mode takes [tag, entries, option]"));
+            }
+            let packed = next_value(&mut rd, out)?;
+            let option = match n {
+                3 => Some(next_value(&mut rd, out)?),
+                _ => None,
+            };
+            match packed {
+                ValueRef::Binary(bytes) => packed_forward(tag, bytes, option, max_bytes, out),
+                // Older clients send the packed entries as a msgpack str.
+                ValueRef::String(s) => {
+                    let bytes = s.into_bytes();
+                    packed_forward(tag, &bytes, option, max_bytes, out)
+                }
+                other => Err(malformed(format!("packed entries are {}", kind(&other)))),
+            }
         }
-        // Older clients send the packed entries as a msgpack str.
-        ValueRef::String(s) => {
-            let packed = s.into_bytes();
-            packed_forward(tag, &packed, third, fourth, max_bytes, hold, entry)
-        }
-        time => {
-            // Message mode.
-            let time = time_of(&time)?;
-            let record = match third {
-                Some(ValueRef::Map(record)) => record,
-                Some(other) => {
+        _ => {
+            // Message mode: [tag, time, record, option?]
+            let time = time_of(&next_value(&mut rd, out)?)?;
+            if n < 3 {
+                return Err(malformed("Message mode without a record"));
+            }
+            let record = match next_value(&mut rd, out)? {
+                ValueRef::Map(record) => record,
+                other => {
                     return Err(malformed(format!(
                         "the record is {}, not a map",
                         kind(&other)
                     )))
                 }
-                None => return Err(malformed("Message mode without a record")),
             };
-            let options = options(fourth)?;
-            entry(tag, time, record);
+            let options = match n {
+                4 => options(Some(next_value(&mut rd, out)?))?,
+                _ => Options::default(),
+            };
+            out.entry(tag, time, record)?;
             Ok(Decoded {
                 chunk: options.chunk,
                 entries: 1,
@@ -143,23 +184,28 @@ pub fn message(
     }
 }
 
+/// The next whole value of `rd`, its memory held first.
+fn next_value<'a>(rd: &mut &'a [u8], out: &mut dyn Entries) -> Result<ValueRef<'a>, DecodeError> {
+    let frame = Framer::default()
+        .next(rd)?
+        .ok_or_else(|| malformed("the message ends inside a value"))?;
+    out.hold(Hold::Value(frame.values.saturating_mul(BYTES_PER_VALUE)))?;
+    rmpv::decode::read_value_ref_with_max_depth(rd, MAX_DEPTH + 1)
+        .map_err(|e| malformed(e.to_string()))
+}
+
 fn packed_forward(
     tag: &str,
     packed: &[u8],
     option: Option<ValueRef<'_>>,
-    extra: Option<ValueRef<'_>>,
     max_bytes: usize,
-    hold: &mut dyn FnMut(usize) -> Result<(), DecodeError>,
-    entry: &mut dyn FnMut(&str, u64, Record<'_>),
+    out: &mut dyn Entries,
 ) -> Result<Decoded, DecodeError> {
-    if extra.is_some() {
-        return Err(malformed("PackedForward mode takes [tag, entries, option]"));
-    }
     let options = options(option)?;
     let inflated;
     let stream = if options.gzip {
         inflated = gunzip(packed, max_bytes)?;
-        hold(inflated.len() + count_values(&inflated)? * BYTES_PER_VALUE)?;
+        out.hold(Hold::Inflated(inflated.len()))?;
         &inflated[..]
     } else {
         packed
@@ -167,32 +213,18 @@ fn packed_forward(
     let mut rest = stream;
     let mut entries = 0;
     while !rest.is_empty() {
-        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
-            .map_err(|e| malformed(format!("in the packed entries: {e}")))?;
+        let value = next_value(&mut rest, out).map_err(|e| match e {
+            DecodeError::Malformed(m) => malformed(format!("in the packed entries: {m}")),
+            other => other,
+        })?;
         let (time, record) = pair_of(value)?;
-        entry(tag, time, record);
+        out.entry(tag, time, record)?;
         entries += 1;
     }
     Ok(Decoded {
         chunk: options.chunk,
         entries,
     })
-}
-
-/// The msgpack values in a stream of whole values (refusing a cut one).
-fn count_values(stream: &[u8]) -> Result<usize, DecodeError> {
-    let mut values = 0;
-    let mut rest = stream;
-    while !rest.is_empty() {
-        match Framer::default().next(rest)? {
-            Some(frame) => {
-                values += frame.values;
-                rest = &rest[frame.len..];
-            }
-            None => return Err(malformed("the packed entries end inside a value")),
-        }
-    }
-    Ok(values)
 }
 
 /// Inflates gzip members (as many as there are) up to `max_bytes`.
@@ -342,6 +374,33 @@ mod tests {
         Value::Map(vec![(Value::from("log"), Value::from(log))])
     }
 
+    /// Collects (tag, time, log) of each entry and the largest value held.
+    #[derive(Default)]
+    struct Collect {
+        got: Vec<Entry>,
+        largest: usize,
+    }
+
+    impl Entries for Collect {
+        fn hold(&mut self, hold: Hold) -> Result<(), DecodeError> {
+            if let Hold::Value(b) = hold {
+                self.largest = self.largest.max(b);
+            }
+            Ok(())
+        }
+
+        fn entry(&mut self, tag: &str, time: u64, record: Record<'_>) -> Result<(), DecodeError> {
+            let log = record
+                .iter()
+                .find(|(k, _)| str_of(k) == Some("log"))
+                .and_then(|(_, v)| str_of(v))
+                .unwrap_or_default()
+                .to_owned();
+            self.got.push((tag.to_owned(), time, log));
+            Ok(())
+        }
+    }
+
     fn chunk(id: &str) -> Value {
         Value::Map(vec![(Value::from("chunk"), Value::from(id))])
     }
@@ -350,23 +409,9 @@ mod tests {
     type Entry = (String, u64, String);
 
     fn decode(v: &Value) -> Result<(Vec<Entry>, Decoded), DecodeError> {
-        let bytes = encode(v);
-        let mut got = Vec::new();
-        let decoded = message(
-            &bytes,
-            1 << 20,
-            &mut |_| Ok(()),
-            &mut |tag, time, record| {
-                let log = record
-                    .iter()
-                    .find(|(k, _)| str_of(k) == Some("log"))
-                    .and_then(|(_, v)| str_of(v))
-                    .unwrap_or_default()
-                    .to_owned();
-                got.push((tag.to_owned(), time, log));
-            },
-        )?;
-        Ok((got, decoded))
+        let mut out = Collect::default();
+        let decoded = message(&encode(v), 1 << 20, &mut out)?;
+        Ok((out.got, decoded))
     }
 
     #[test]
@@ -432,9 +477,9 @@ mod tests {
         bytes.extend(&stream);
         let mut frame = vec![0x92, 0xa1, b'p'];
         frame.extend(bytes);
-        let mut n = 0;
-        message(&frame, 1 << 20, &mut |_| Ok(()), &mut |_, _, _| n += 1).unwrap();
-        assert_eq!(n, 3);
+        let mut out = Collect::default();
+        message(&frame, 1 << 20, &mut out).unwrap();
+        assert_eq!(out.got.len(), 3);
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
@@ -479,8 +524,21 @@ mod tests {
             Value::Binary(zeros),
             option,
         ]));
-        let err = message(&bytes, 1 << 20, &mut |_| Ok(()), &mut |_, _, _| {}).unwrap_err();
+        let err = message(&bytes, 1 << 20, &mut Collect::default()).unwrap_err();
         assert!(matches!(err, DecodeError::TooLarge(_)), "{err}");
+    }
+
+    #[test]
+    fn memory_is_asked_for_one_entry_at_a_time() {
+        let entries: Vec<Value> = (0..100)
+            .map(|i| Value::Array(vec![event_time(1, i), record("x")]))
+            .collect();
+        let bytes = encode(&Value::Array(vec!["t".into(), Value::Array(entries)]));
+        let mut out = Collect::default();
+        message(&bytes, 1 << 20, &mut out).unwrap();
+        assert_eq!(out.got.len(), 100);
+        // [time, {"log": "x"}]: the array, the time, the map, a key, a value.
+        assert_eq!(out.largest, 5 * BYTES_PER_VALUE);
     }
 
     #[test]

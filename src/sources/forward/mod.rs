@@ -85,13 +85,11 @@ impl ForwardSourceConfig {
         }
     }
 
-    /// The budget actually used: room for one whole message and its read
-    /// buffer at least, so a message within `max_message_bytes` can arrive.
+    /// The budget actually used: room for one message of
+    /// `max_message_bytes` to arrive and be decoded at least.
     pub fn memory_budget(&self) -> usize {
-        self.max_memory.max(
-            self.max_message_bytes
-                .saturating_add(connection::READ_CHUNK),
-        )
+        self.max_memory
+            .max(connection::large_message_memory(self.max_message_bytes))
     }
 }
 
@@ -160,6 +158,10 @@ pub struct Intake {
     pub(crate) host_name: String,
     pub(crate) max_message_bytes: usize,
     pub(crate) budget: ByteBudget,
+    /// Held by the one connection receiving and decoding a message larger
+    /// than [`connection::SMALL_MESSAGE`]: large messages take turns, so
+    /// partly received ones never hold the budget while waiting for it.
+    pub(crate) large: Arc<tokio::sync::Semaphore>,
     pub(crate) shared_key: Option<SharedKey>,
     events: Metric,
     messages: Metric,
@@ -197,6 +199,7 @@ impl Intake {
             host_name,
             max_message_bytes: cfg.max_message_bytes,
             budget: ByteBudget::new(cfg.memory_budget()),
+            large: Arc::new(tokio::sync::Semaphore::new(1)),
             events: c("shipd_events_in_total"),
             messages: c("shipd_forward_messages_total"),
             log_limits: std::array::from_fn(|_| LogLimit::new(Duration::from_secs(10))),
