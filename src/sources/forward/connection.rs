@@ -1,9 +1,15 @@
 //! One forward connection: handshake (when a shared key is set), then
-//! read → cut into messages → decode and journal off the runtime → into
-//! the pipeline → acknowledge the chunks, until the client closes, a
-//! message is refused or the source stops. The buffer and the decoded
-//! events are held against the source's [`ByteBudget`](crate::memory::ByteBudget);
+//! read → cut into messages → decode off the runtime, one entry at a time,
+//! into batches of about [`EVENT_BATCH_BYTES`] that are journaled and put
+//! into the pipeline → acknowledge the chunks, until the client closes, a
+//! message is refused or the source stops. The buffer and the decoding
+//! are held against the source's [`ByteBudget`](crate::memory::ByteBudget);
 //! waiting for memory stops reading, so TCP pushes back on the client.
+//! Messages over [`SMALL_MESSAGE`] take turns (one is received and decoded
+//! at a time), so partly received large messages never hold the budget
+//! while waiting for it; a message must be whole within
+//! [`MESSAGE_TIMEOUT`] of its first byte, so a trickling client cannot
+//! keep the turn.
 
 use super::decode::{self, DecodeError, Entries, Hold, Record};
 use super::frame::{Frame, Framer};
@@ -61,6 +67,7 @@ pub async fn serve(
         framer: Framer::default(),
         failed: None,
         large: None,
+        started: Instant::now(),
     };
     if let Err(refusal) = connection.run().await {
         intake.refused(peer, &refusal);
@@ -81,6 +88,10 @@ struct Connection {
     failed: Option<Refusal>,
     /// The large-message turn, while this connection has one.
     large: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// When the first byte of the message being received arrived (or the
+    /// message before it was cut off the buffer): it must be whole within
+    /// [`MESSAGE_TIMEOUT`] of this, however slowly it trickles in.
+    started: Instant,
 }
 
 impl Connection {
@@ -171,6 +182,9 @@ impl Connection {
             self.failed = Some(refusal);
             break;
         }
+        if !frames.is_empty() {
+            self.started = Instant::now();
+        }
         Ok(frames)
     }
 
@@ -189,8 +203,9 @@ impl Connection {
                     }
                 }
             }
+            self.started = Instant::now();
         }
-        let deadline = Instant::now() + MESSAGE_TIMEOUT;
+        let deadline = self.started + MESSAGE_TIMEOUT;
         if self.buf.len() + READ_CHUNK > SMALL_MESSAGE && self.large.is_none() {
             let turn = Arc::clone(&self.intake.large).acquire_owned();
             let turn = tokio::select! {

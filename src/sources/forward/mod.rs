@@ -12,10 +12,11 @@
 //! resends whatever was not: at-least-once across a crash.
 //!
 //! Memory is bounded whatever clients send: one message is at most
-//! `max_message_bytes` on the wire and inflated, and every connection's
-//! buffered bytes and decoded events share one [`ByteBudget`] of
-//! `max_memory`; a connection that finds no room waits (its client is
-//! not read, TCP pushes back), a message that could never fit is refused.
+//! `max_message_bytes` on the wire and inflated, its entries become events
+//! in batches of about 1 MiB, and every connection's buffered bytes and
+//! decoding share one [`ByteBudget`] of `max_memory`; a connection that
+//! finds no room waits (its client is not read, TCP pushes back), and
+//! messages over 128 KiB take turns so they never wait on each other.
 //! A refused message (malformed, too large, wrong key) closes its
 //! connection with the reason logged (rate-limited) and counted
 //! (`shipd_forward_refused_total`); the events of the messages before it
