@@ -282,6 +282,7 @@ impl Connection {
                 batch: EventBatch::from_source(&intake.source, 0),
                 deadline,
                 stopped: None,
+                flushes: 0,
             };
             run.fixed = run.memory.bytes();
             let taken = run.messages(&frames);
@@ -352,6 +353,8 @@ struct Decoding<'a> {
     deadline: Instant,
     /// Why the entries stopped being taken ([`DecodeError::Stopped`]).
     stopped: Option<Refusal>,
+    /// Batches put into the pipeline so far.
+    flushes: usize,
 }
 
 impl Decoding<'_> {
@@ -363,6 +366,7 @@ impl Decoding<'_> {
         let mut messages = 0;
         for (bytes, _) in frames {
             self.inflated = 0;
+            let (events, event_bytes, flushes) = (self.batch.len(), self.batch.bytes, self.flushes);
             let decoded = decode::message(bytes, self.intake.max_message_bytes, self);
             match decoded {
                 Ok(decoded) => {
@@ -370,6 +374,12 @@ impl Decoding<'_> {
                     taken.chunks.extend(decoded.chunk);
                 }
                 Err(e) => {
+                    if self.flushes == flushes {
+                        // The refused message's events stay out with it
+                        // (unless a batch of them already went: see flush).
+                        self.batch.events.truncate(events);
+                        self.batch.bytes = event_bytes;
+                    }
                     taken.refusal = Some(match e {
                         DecodeError::Malformed(m) => Refusal::Malformed(m),
                         DecodeError::TooLarge(m) => Refusal::TooLarge(m),
@@ -384,7 +394,7 @@ impl Decoding<'_> {
             taken.chunks.clear();
             taken.refusal = Some(refusal);
         }
-        self.intake.taken(messages, 0);
+        self.intake.messages_taken(messages);
         taken
     }
 
@@ -413,11 +423,12 @@ impl Decoding<'_> {
             token,
             MESSAGE_TIMEOUT,
         ));
+        self.flushes += 1;
         // The events now count against the pipeline's channels.
         self.memory.shrink_to(self.fixed + self.inflated);
         match sent {
             Ok(()) => {
-                self.intake.taken(0, events);
+                self.intake.events_taken(events);
                 Ok(())
             }
             Err(NotSent::Closed) => Err(Refusal::Closed),

@@ -207,9 +207,13 @@ impl Intake {
         }
     }
 
-    /// Counts `messages` taken with `events` events.
-    pub(crate) fn taken(&self, messages: u64, events: u64) {
+    /// Counts messages decoded whole.
+    pub(crate) fn messages_taken(&self, messages: u64) {
         self.messages.add(messages);
+    }
+
+    /// Counts events put into the pipeline.
+    pub(crate) fn events_taken(&self, events: u64) {
         self.events.add(events);
     }
 
