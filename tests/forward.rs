@@ -11,11 +11,15 @@
 
 mod common;
 
-use common::{always_accept, free_port, http_receiver, runtime, ship_env, tally, Receiver, Shipd};
+use common::{
+    always_accept, free_port, http_receiver, runtime, ship_env, tally, Receiver, Reply, Shipd,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const PYTHON_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
@@ -502,5 +506,43 @@ fn the_compose_example_routes_real_forward_records_by_tag_and_container() {
             ("database".to_owned(), 4),
         ]
     );
+    assert_eq!(shipd.terminate(), Some(0));
+}
+
+#[test]
+fn acknowledged_events_wait_in_the_ram_journal_through_kill_9_while_openobserve_is_down() {
+    let rt = runtime();
+    let down = Arc::new(AtomicBool::new(true));
+    let script: common::Script = {
+        let down = Arc::clone(&down);
+        Arc::new(move |_, _| {
+            if down.load(Ordering::SeqCst) {
+                Reply::Fail(503)
+            } else {
+                Reply::Accept
+            }
+        })
+    };
+    let receiver = http_receiver(&rt, script);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let shipd = start(&receiver, dir.path(), port, &[]);
+    // Every chunk is acknowledged although nothing is delivered yet.
+    let mut args = client_args(port, "forward", 400, 20, "journaled");
+    args.push("--ack".into());
+    let out = report(&python("forward_client.py", &args));
+    assert_eq!(out["acked"], 20, "{out}");
+    assert_eq!(receiver.count(), 0);
+    shipd.kill9();
+    down.store(false, Ordering::SeqCst);
+    let shipd = start(&receiver, dir.path(), port, &[]);
+    let want = lines("journaled", 400);
+    assert_eq!(receiver.wait_for_all(&want, Duration::from_secs(60)), 0);
+    let t = tally(&receiver.bodies(), &want);
+    println!(
+        "acked while OpenObserve was down, then kill -9: {} lost, {} duplicates",
+        t.missing, t.duplicates
+    );
+    assert_eq!((t.missing, t.unexpected), (0, 0));
     assert_eq!(shipd.terminate(), Some(0));
 }
