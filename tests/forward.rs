@@ -4,10 +4,13 @@
 //! shaped like Docker's fluentd log driver (tests/python/forward_client.py:
 //! Forward mode, EventTime, chunk acknowledgements) — and ships the events
 //! to an OpenObserve-shaped receiver with their fields mapped. Also: no
-//! acknowledged chunk is lost across `kill -9`, PackedForward and gzip,
-//! the shared-key handshake, and hostile clients (too many connections,
-//! an oversized message, garbage) refused and counted while memory stays
-//! bounded and others are still delivered.
+//! acknowledged chunk is lost across `kill -9` (mid-stream, and while
+//! OpenObserve is down so acknowledged events wait in the RAM journal),
+//! PackedForward and gzip, the shared-key handshake, the compose example
+//! pipeline routing real records, and hostile clients (too many
+//! connections, oversized messages, garbage, a message malformed after a
+//! good entry) refused and counted while memory stays bounded and others
+//! are still delivered.
 
 mod common;
 
