@@ -20,6 +20,10 @@ if ! python3 -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2, 
   echo "installing opentelemetry-proto, grpcio and prometheus_client from PyPI"
   python3 -m pip install -q --disable-pip-version-check opentelemetry-proto grpcio prometheus_client
 fi
+if ! python3 -c 'import msgpack, fluent.sender' 2>/dev/null; then
+  echo "installing msgpack and fluent-logger from PyPI (tests/forward.rs)"
+  python3 -m pip install -q --disable-pip-version-check msgpack fluent-logger
+fi
 
 if ! python3 -c 'import yaml, ansible' 2>/dev/null || ! command -v ansible-lint >/dev/null || ! command -v hadolint >/dev/null; then
   echo "installing PyYAML, ansible-core, ansible-lint and hadolint from PyPI"

@@ -5,6 +5,7 @@ use crate::pipeline::processor::Processor;
 use crate::sinks::openobserve::OpenObserveConfig;
 use crate::sources::exec::ExecConfig;
 use crate::sources::file::FileSourceConfig;
+use crate::sources::forward::ForwardSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
 use crate::sources::otlp::OtlpReceiverConfig;
@@ -22,6 +23,7 @@ pub enum SourceConfig {
     PrometheusScrape(PrometheusScrapeConfig),
     Otlp(OtlpReceiverConfig),
     Exec(ExecConfig),
+    Forward(ForwardSourceConfig),
 }
 
 impl SourceConfig {
@@ -34,6 +36,7 @@ impl SourceConfig {
             SourceConfig::PrometheusScrape(c) => &c.name,
             SourceConfig::Otlp(c) => &c.name,
             SourceConfig::Exec(c) => &c.name,
+            SourceConfig::Forward(c) => &c.name,
         }
     }
 }

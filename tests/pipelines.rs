@@ -5,6 +5,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn runs(pipeline: &str) {
+    runs_with(pipeline, &[]);
+}
+
+/// Like [`runs`], with `env` set for the daemon.
+fn runs_with(pipeline: &str, env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("shipd.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_shipd"))
@@ -14,6 +19,7 @@ fn runs(pipeline: &str) {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SHIPD_DATA_DIR", dir.path().join("data"))
         .env("SHIPD_API_ADDR", "off")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -60,4 +66,18 @@ fn shipd_runs_the_nginx_lb_pipeline() {
 fn shipd_runs_the_compose_sidecar_and_k3s_pipelines() {
     runs("compose-sidecar.ship");
     runs("k3s-node.ship");
+}
+
+#[test]
+fn shipd_runs_the_compose_fluentd_pipeline() {
+    // A free port rather than fluentd's 24224, which this machine may use.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    runs_with(
+        "compose-fluentd.ship",
+        &[("SHIPD_FORWARD", format!("127.0.0.1:{port}"))],
+    );
 }

@@ -234,6 +234,20 @@ pub static KINDS: &[KindSpec] = &[
         ],
     },
     KindSpec {
+        name: "forward",
+        role: Role::Source,
+        doc: "Receives the Fluentd forward protocol over TCP (Docker's fluentd log driver, fluent-logger apps, Fluent Bit and Fluentd out_forward): Message, Forward, PackedForward and gzip CompressedPackedForward modes, chunk acknowledgements once events are in the pipeline, optional shared-key handshake.",
+        options: &[
+            o("address", OptTy::Str, "TCP listen address (default 127.0.0.1:24224)"),
+            o("max_message_bytes", OptTy::Size, "largest message, on the wire and inflated; a larger one closes its connection, counted (default 8MiB)").within(OptRange::size(KIB, 64 * MIB)),
+            o("max_memory", OptTy::Size, "memory every connection's buffered and decoded messages share; at least what one max_message_bytes message needs (3 x max_message_bytes + 2MiB) is used (default 32MiB)").within(OptRange::size(64 * KIB, GIB)),
+            o("max_connections", OptTy::Int, "connections served at once; more are closed at once, counted (default 256)").within(OptRange::int(1, 65_536)),
+            o("shared_key", OptTy::Str, "require the forward protocol's shared-key handshake with this key"),
+            o("self_hostname", OptTy::Str, "the server's name in the handshake (default the node's host name)"),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
         name: "openobserve",
         role: Role::Sink,
         doc: "Ships OTLP to OpenObserve over HTTP (default) or gRPC.",

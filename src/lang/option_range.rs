@@ -465,6 +465,9 @@ mod properties {
                     deadlines.push(e.timeout);
                     sizes.push(e.max_output_bytes);
                 }
+                SourceConfig::Forward(f) => {
+                    sizes.extend([f.max_message_bytes, f.max_memory, f.max_connections])
+                }
                 SourceConfig::Journald(_) => {}
             }
         }

@@ -17,6 +17,7 @@ use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
 use crate::sources::containers;
 use crate::sources::exec::{ExecConfig, ExecFormat};
 use crate::sources::file::{FileSourceConfig, LogFormat, MultilineConfig, MultilineMode, ReadFrom};
+use crate::sources::forward::ForwardSourceConfig;
 use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
 use crate::sources::otlp::OtlpReceiverConfig;
@@ -886,6 +887,29 @@ fn build_source(
             r.retry_after = opts.duration("retry_after").unwrap_or(r.retry_after);
             r.tls = connection_options::server_tls(c, opts, at);
             Some(SourceConfig::Otlp(r))
+        }
+        "forward" => {
+            let mut f = ForwardSourceConfig::new(name);
+            if let Some(text) = opts.str("address") {
+                match text.trim().parse() {
+                    Ok(addr) => f.address = addr,
+                    Err(_) => c.diagnostics.push(
+                        Diagnostic::new(
+                            opts.span("address").unwrap_or(at),
+                            "option `address` is not an address like 127.0.0.1:24224",
+                        )
+                        .hint("IP:port; 0.0.0.0:24224 listens on every interface"),
+                    ),
+                }
+            }
+            f.max_message_bytes = opts
+                .bytes("max_message_bytes")
+                .unwrap_or(f.max_message_bytes);
+            f.max_memory = opts.bytes("max_memory").unwrap_or(f.max_memory);
+            f.max_connections = opts.count("max_connections").unwrap_or(f.max_connections);
+            f.shared_key = opts.str("shared_key").filter(|k| !k.is_empty());
+            f.self_hostname = opts.str("self_hostname");
+            Some(SourceConfig::Forward(f))
         }
         "docker" => {
             let dir = opts

@@ -19,6 +19,7 @@ use crate::sinks::otlp::{OtlpSink, OtlpSinkError};
 use crate::sinks::{console, RoutedBatch};
 use crate::sources::exec::ExecSource;
 use crate::sources::file::{FileSource, SourceContext};
+use crate::sources::forward::{ForwardSource, ForwardSourceError};
 use crate::sources::host_metrics::HostMetricsSource;
 use crate::sources::journald::JournaldSource;
 use crate::sources::otlp::{OtlpReceiverError, OtlpReceiverSource};
@@ -54,6 +55,8 @@ pub enum StartError {
     Scrape(#[from] ScrapeConfigError),
     #[error(transparent)]
     Otlp(#[from] OtlpReceiverError),
+    #[error(transparent)]
+    Forward(#[from] ForwardSourceError),
     #[error("cannot bind the API on {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -298,6 +301,7 @@ fn journaled_sender(
     // Read back under the budget the source holds one batch to.
     let max_batch_memory = match source {
         SourceConfig::Otlp(otlp) => otlp.max_request_memory,
+        SourceConfig::Forward(forward) => forward.memory_budget(),
         _ => crate::memory::MAX_BATCH_MEMORY,
     };
     match RamJournal::open(dir, name, max_batch_memory) {
@@ -426,6 +430,16 @@ impl RunningPipeline {
                 }
                 SourceConfig::Otlp(otlp) => match OtlpReceiverSource::bind(otlp.clone(), ctx) {
                     Ok(receiver) => sources.push(receiver.spawn()),
+                    Err(e) => {
+                        stop_sources.cancel();
+                        for task in sources {
+                            task.abort();
+                        }
+                        return Err(e.into());
+                    }
+                },
+                SourceConfig::Forward(forward) => match ForwardSource::bind(forward.clone(), ctx) {
+                    Ok(source) => sources.push(source.spawn()),
                     Err(e) => {
                         stop_sources.cancel();
                         for task in sources {

@@ -6,6 +6,7 @@ pub mod connection_limit;
 pub mod containers;
 pub mod exec;
 pub mod file;
+pub mod forward;
 pub mod host_metrics;
 pub mod journald;
 pub mod otlp;
