@@ -8,6 +8,7 @@ use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
 use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
+use crate::sources::syslog::SyslogSourceConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub enum SourceConfig {
     HostMetrics(HostMetricsConfig),
     PrometheusScrape(PrometheusScrapeConfig),
     Otlp(OtlpReceiverConfig),
+    Syslog(SyslogSourceConfig),
 }
 
 impl SourceConfig {
@@ -31,6 +33,7 @@ impl SourceConfig {
             SourceConfig::HostMetrics(c) => &c.name,
             SourceConfig::PrometheusScrape(c) => &c.name,
             SourceConfig::Otlp(c) => &c.name,
+            SourceConfig::Syslog(c) => &c.name,
         }
     }
 }

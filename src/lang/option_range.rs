@@ -452,6 +452,7 @@ mod properties {
                     deadlines.extend([o.accept_timeout, o.retry_after]);
                     sizes.push(o.max_message_bytes);
                 }
+                SourceConfig::Syslog(s) => sizes.extend([s.max_message_bytes, s.max_connections]),
                 SourceConfig::Journald(_) => {}
             }
         }

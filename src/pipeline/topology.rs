@@ -23,6 +23,7 @@ use crate::sources::journald::JournaldSource;
 use crate::sources::otlp::{OtlpReceiverError, OtlpReceiverSource};
 use crate::sources::prometheus::scrape::ScrapeConfigError;
 use crate::sources::prometheus::PrometheusScrapeSource;
+use crate::sources::syslog::{SyslogSource, SyslogSourceError};
 use crate::telemetry;
 use std::future::Future;
 use std::path::Path;
@@ -53,6 +54,8 @@ pub enum StartError {
     Scrape(#[from] ScrapeConfigError),
     #[error(transparent)]
     Otlp(#[from] OtlpReceiverError),
+    #[error(transparent)]
+    Syslog(#[from] SyslogSourceError),
     #[error("cannot bind the API on {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -408,6 +411,16 @@ impl RunningPipeline {
                 }
                 SourceConfig::Otlp(otlp) => match OtlpReceiverSource::bind(otlp.clone(), ctx) {
                     Ok(receiver) => sources.push(receiver.spawn()),
+                    Err(e) => {
+                        stop_sources.cancel();
+                        for task in sources {
+                            task.abort();
+                        }
+                        return Err(e.into());
+                    }
+                },
+                SourceConfig::Syslog(syslog) => match SyslogSource::bind(syslog.clone(), ctx) {
+                    Ok(listening) => sources.push(listening.spawn()),
                     Err(e) => {
                         stop_sources.cancel();
                         for task in sources {
