@@ -379,6 +379,11 @@ mod properties {
                 "console {}".to_owned(),
                 String::new(),
             ),
+            "syslog" => (
+                format!("syslog {{ listen = [\"udp://127.0.0.1:0\"], {set} }}"),
+                "console {}".to_owned(),
+                String::new(),
+            ),
             other => (
                 format!("{other} {{ {set} }}"),
                 "console {}".to_owned(),
