@@ -9,13 +9,15 @@
 
 mod common;
 
-use common::{free_port, http_receiver, runtime, ship_env, Receiver, Shipd};
+use common::{free_port, http_receiver, runtime, ship_env, Receiver, Reply, Shipd};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long any wait below may take.
@@ -119,10 +121,12 @@ fn free_udp_port() -> u16 {
 }
 
 /// Starts shipd with the default pipeline receiving syslog on loopback
-/// (and the unix socket `sock`, when given), shipping to `receiver`.
+/// (and the unix socket `sock`, when given), shipping to `receiver`, its
+/// RAM journal in `ram` (a directory on tmpfs).
 fn start(
     receiver: &Receiver,
     dir: &Path,
+    ram: &Path,
     sock: Option<&Path>,
     extra: &[(&'static str, String)],
 ) -> (Shipd, Ports) {
@@ -139,7 +143,7 @@ fn start(
     }
     let mut env = ship_env(receiver, "http", "", &dir.join("data"));
     env.push(("SHIPD_SYSLOG", listen));
-    env.push(("SHIPD_RUNTIME_DIR", dir.join("run").display().to_string()));
+    env.push(("SHIPD_RUNTIME_DIR", ram.display().to_string()));
     env.extend(extra.iter().cloned());
     let shipd = Shipd::start(&env, &dir.join("shipd.log"));
     assert!(
@@ -191,8 +195,9 @@ fn logger_over_udp_tcp_octet_counting_and_unix_socket_arrives_once_parsed() {
     let rt = runtime();
     let receiver = http_receiver(&rt, common::always_accept());
     let dir = tempfile::tempdir().unwrap();
+    let ram = tempfile::tempdir_in("/dev/shm").unwrap();
     let sock = dir.path().join("syslog.sock");
-    let (shipd, ports) = start(&receiver, dir.path(), Some(&sock), &[]);
+    let (shipd, ports) = start(&receiver, dir.path(), ram.path(), Some(&sock), &[]);
     let (udp, tcp) = (ports.udp.to_string(), ports.tcp.to_string());
     let server = |transport: &'static str, port: &str| {
         vec!["--server", "127.0.0.1", "--port", port, transport]
@@ -420,7 +425,8 @@ fn rsyslog_forwarding_with_omfwd_octet_counted_arrives_once_parsed() {
     let rt = runtime();
     let receiver = http_receiver(&rt, common::always_accept());
     let dir = tempfile::tempdir().unwrap();
-    let (shipd, ports) = start(&receiver, dir.path(), None, &[]);
+    let ram = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (shipd, ports) = start(&receiver, dir.path(), ram.path(), None, &[]);
     let rsyslog_udp = free_udp_port();
     let mut rsyslog = rsyslogd(dir.path(), rsyslog_udp, ports.tcp);
     // rsyslogd listens once its imudp input is up; until then datagrams are lost.
@@ -529,11 +535,12 @@ fn hostile_tcp_clients_neither_grow_memory_nor_keep_others_out() {
     let rt = runtime();
     let receiver = http_receiver(&rt, common::always_accept());
     let dir = tempfile::tempdir().unwrap();
+    let ram = tempfile::tempdir_in("/dev/shm").unwrap();
     let extra = [
         ("SHIPD_SYSLOG_MAX_CONNECTIONS", "8".to_owned()),
         ("SHIPD_SYSLOG_MAX_MESSAGE_BYTES", "4KiB".to_owned()),
     ];
-    let (shipd, ports) = start(&receiver, dir.path(), None, &extra);
+    let (shipd, ports) = start(&receiver, dir.path(), ram.path(), None, &extra);
     let tcp = ("127.0.0.1", ports.tcp);
     let idle: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(tcp).unwrap()).collect();
     let endless = std::thread::spawn(move || {
@@ -644,4 +651,87 @@ fn hostile_tcp_clients_neither_grow_memory_nor_keep_others_out() {
         peak / 1024
     );
     assert!(peak <= 64 * MIB, "VmHWM {} KiB over 64 MiB", peak / 1024);
+}
+
+/// Received syslog cannot be read again: what shipd took in while
+/// OpenObserve refused is journaled in RAM, so a kill -9 loses none of it
+/// and the next start delivers each message once.
+#[test]
+fn syslog_taken_in_survives_kill9_through_the_ram_journal() {
+    let rt = runtime();
+    let down = Arc::new(AtomicBool::new(true));
+    let script: common::Script = {
+        let down = Arc::clone(&down);
+        Arc::new(move |_, _| {
+            if down.load(Ordering::SeqCst) {
+                Reply::Fail(503)
+            } else {
+                Reply::Accept
+            }
+        })
+    };
+    let receiver = http_receiver(&rt, script);
+    let dir = tempfile::tempdir().unwrap();
+    let ram = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (shipd, ports) = start(&receiver, dir.path(), ram.path(), None, &[]);
+    let port = ports.tcp.to_string();
+    let lines: Vec<String> = (0..30).map(|i| format!("journaled-{i:02}")).collect();
+    for line in &lines {
+        logger(&[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--tcp",
+            "--octet-count",
+            "--rfc5424",
+            "-t",
+            "crash",
+            line,
+        ]);
+    }
+    let deadline = Instant::now() + WAIT;
+    while shipd.metric("shipd_events_in_total{component=\"syslog\"}") < 30 {
+        assert!(Instant::now() < deadline, "{}", shipd.metrics());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(receiver.count(), 0, "OpenObserve refused everything so far");
+    let journaled = std::fs::read_dir(ram.path().join("syslog"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "rec"))
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    assert!(
+        journaled > 0,
+        "batches journaled in RAM: {:?}",
+        walk(ram.path())
+    );
+    shipd.kill9();
+
+    down.store(false, Ordering::SeqCst);
+    let (_shipd, _) = start(&receiver, dir.path(), ram.path(), None, &[]);
+    let needles: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let found = wait_for(&receiver, &needles);
+    for (line, found) in lines.iter().zip(&found) {
+        let r = one(found, line);
+        assert_eq!(&r.body, line);
+        assert_eq!(r.attrs["syslog.appname"], "crash");
+    }
+}
+
+/// Every path under `dir` (for a failure message).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
 }
