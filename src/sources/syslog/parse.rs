@@ -75,7 +75,9 @@ pub struct SdElement<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
     pub format: Format,
-    pub priority: Priority,
+    /// Always there from [`parse`]; [`parse_file_line`] reads BSD lines
+    /// without one too.
+    pub priority: Option<Priority>,
     /// The RFC 5424 version (1); `None` for RFC 3164.
     pub version: Option<u8>,
     /// Nanoseconds since the epoch; `None` when the header had none (`-`).
@@ -128,7 +130,22 @@ pub fn parse<'a, Tz: TimeZone>(
     if let Some((version, after)) = version(rest) {
         return parse_5424(priority, version, after);
     }
-    parse_3164(priority, rest, now)
+    parse_3164(Some(priority), rest, now)
+}
+
+/// Like [`parse`], also reading a BSD line without `<PRI>`, as a local
+/// syslog daemon writes them to files (`Nov  5 01:02:03 pi4 kernel: ...`).
+pub fn parse_file_line<'a, Tz: TimeZone>(
+    text: &'a str,
+    now: &DateTime<Tz>,
+) -> Result<Message<'a>, Malformed> {
+    match parse(text, now) {
+        Err(Malformed::NoPriority) => {
+            parse_3164(None, text.trim_end_matches(['\n', '\r', '\0']), now)
+                .map_err(|_| Malformed::NoPriority)
+        }
+        parsed => parsed,
+    }
 }
 
 /// Reads `<PRI>`, returning the priority and what follows it.
@@ -197,7 +214,7 @@ fn parse_5424(priority: Priority, version: u8, rest: &str) -> Result<Message<'_>
     };
     Ok(Message {
         format: Format::Rfc5424,
-        priority,
+        priority: Some(priority),
         version: Some(version),
         timestamp,
         hostname: nil(hostname),
@@ -310,7 +327,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 fn parse_3164<'a, Tz: TimeZone>(
-    priority: Priority,
+    priority: Option<Priority>,
     rest: &'a str,
     now: &DateTime<Tz>,
 ) -> Result<Message<'a>, Malformed> {
@@ -436,12 +453,12 @@ mod tests {
         assert_eq!(m.format, Format::Rfc5424);
         assert_eq!(
             m.priority,
-            Priority {
+            Some(Priority {
                 facility: 20,
                 severity: 5
-            }
+            })
         );
-        assert_eq!(m.priority.facility_name(), "local4");
+        assert_eq!(m.priority.unwrap().facility_name(), "local4");
         assert_eq!(m.version, Some(1));
         assert_eq!(m.timestamp, Some(1_065_910_455_003_000_000));
         assert_eq!(m.hostname, Some("mymachine.example.com"));
@@ -521,8 +538,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.format, Format::Rfc3164);
-        assert_eq!(m.priority.facility_name(), "auth");
-        assert_eq!(m.priority.severity, 2);
+        assert_eq!(m.priority.unwrap().facility_name(), "auth");
+        assert_eq!(m.priority.unwrap().severity, 2);
         assert_eq!(m.timestamp, Some(ns("2026-10-11T22:14:15Z")));
         assert_eq!(m.hostname, Some("mymachine"));
         assert_eq!(m.appname, Some("su"));
@@ -588,7 +605,7 @@ mod tests {
         assert_eq!(m.format, Format::Rfc3164);
         assert_eq!(m.timestamp, Some(ns("2026-12-05T03:00:00.123456Z")));
         assert_eq!((m.hostname, m.appname), (Some("pi-2"), Some("sudo")));
-        assert_eq!(m.priority.facility_name(), "authpriv");
+        assert_eq!(m.priority.unwrap().facility_name(), "authpriv");
     }
 
     #[test]
@@ -607,6 +624,20 @@ mod tests {
             Err(Malformed::NoHeader)
         );
         assert_eq!(parse("<13>", &now), Err(Malformed::NoHeader));
+    }
+
+    #[test]
+    fn file_lines_may_lack_the_priority_but_not_the_header() {
+        let now = at("2026-11-06T00:00:00Z");
+        let m = parse_file_line("Nov  5 01:02:03 pi4 kernel: usb 1-1: new device", &now).unwrap();
+        assert_eq!(m.priority, None);
+        assert_eq!((m.hostname, m.appname), (Some("pi4"), Some("kernel")));
+        assert_eq!(m.message, "usb 1-1: new device");
+        assert_eq!(
+            parse_file_line("hello world", &now),
+            Err(Malformed::NoPriority)
+        );
+        assert!(parse_file_line("<13>1 - h a - - - x", &now).is_ok());
     }
 
     #[test]

@@ -108,15 +108,17 @@ impl RecordMaker {
         let resource = self.resource(m.hostname.unwrap_or(fallback_host), m.appname);
         let mut record = LogRecord::new(Value::from(m.message), resource);
         record.time_unix_nano = m.timestamp.map_or(0, |t| t.max(0) as u64);
-        if let Some((number, text)) = severity(&[b'0' + m.priority.severity]) {
-            record.severity_number = number;
-            record.severity_text = Some(text.to_owned());
+        if let Some(priority) = m.priority {
+            if let Some((number, text)) = severity(&[b'0' + priority.severity]) {
+                record.severity_number = number;
+                record.severity_text = Some(text.to_owned());
+            }
+            record.attributes.push((
+                "syslog.facility".into(),
+                Value::from(priority.facility_name()),
+            ));
         }
         let attrs = &mut record.attributes;
-        attrs.push((
-            "syslog.facility".into(),
-            Value::from(m.priority.facility_name()),
-        ));
         for (key, value) in [
             ("syslog.appname", m.appname),
             ("syslog.procid", m.procid),
