@@ -735,3 +735,22 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_listen_address_that_is_not_udp_tcp_or_unix_is_refused_at_load() {
+    let src = "source s = syslog { listen = [\"udp://0.0.0.0:514\", \"http://0.0.0.0:80\"] }\nsink out = console {}\nroute { else => out }\n";
+    let Err(diagnostics) = shipd::lang::load(src) else {
+        panic!("loaded a pipeline listening on http://")
+    };
+    let text = shipd::lang::render("p.ship", src, &diagnostics);
+    assert!(
+        text.contains("option `listen`: `http://0.0.0.0:80` is not udp://IP:PORT"),
+        "{text}"
+    );
+    let src = "source s = syslog { listen = [] }\nsink out = console {}\nroute { else => out }\n";
+    let Err(diagnostics) = shipd::lang::load(src) else {
+        panic!("loaded a syslog source listening nowhere")
+    };
+    let text = shipd::lang::render("p.ship", src, &diagnostics);
+    assert!(text.contains("receives nothing"), "{text}");
+}

@@ -125,3 +125,55 @@ pub async fn serve<S: DatagramSocket>(socket: S, intake: Arc<Intake>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::journal::JournaledSender;
+    use crate::pipeline::channel::batch_channel;
+    use crate::sources::syslog::SyslogSourceConfig;
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn datagrams_waiting_together_go_into_one_batch() {
+        let socket = bind_udp(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..50 {
+            let msg = format!("<13>1 - h app - - - waiting-{i}");
+            sender.send_to(msg.as_bytes(), addr).unwrap();
+        }
+        // One datagram over the limit: cut and marked.
+        sender.send_to(&[b'x'; 2000], addr).unwrap();
+        let (tx, mut rx) = batch_channel(1 << 20);
+        let cancel = CancellationToken::new();
+        let mut cfg = SyslogSourceConfig::new("datagram_batch_test", Vec::new());
+        cfg.max_message_bytes = 1024;
+        let intake = Arc::new(Intake::new(
+            &cfg,
+            JournaledSender::new(tx, None),
+            "node".into(),
+            cancel.clone(),
+        ));
+        let task = tokio::spawn(serve(socket, intake));
+        let batch = rx.recv().await.unwrap().item;
+        assert_eq!(batch.len(), 51, "every waiting datagram in one batch");
+        let crate::event::Event::Log(last) = &batch.events[50] else {
+            panic!("a log record")
+        };
+        assert_eq!(last.body.as_str().map(str::len), Some(1024));
+        assert!(last
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "shipd.truncated" && *v == crate::event::Value::Bool(true)));
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(
+            crate::telemetry::value(
+                "shipd_syslog_truncated_total",
+                "component=\"datagram_batch_test\""
+            ),
+            Some(1)
+        );
+    }
+}

@@ -145,12 +145,20 @@ pub struct Intake {
 }
 
 impl Intake {
-    fn new(cfg: &SyslogSourceConfig, ctx: &SourceContext) -> Self {
+    /// The intake of the source `cfg` names, handing batches to `out`,
+    /// naming records without a host name after `host_name`, stopping
+    /// when `cancel` fires.
+    pub fn new(
+        cfg: &SyslogSourceConfig,
+        out: JournaledSender,
+        host_name: String,
+        cancel: CancellationToken,
+    ) -> Self {
         let c = |metric| telemetry::counter(metric, &[("component", cfg.name.as_str())]);
         Intake {
-            out: ctx.unreplayable.clone(),
+            out,
             source: Arc::from(cfg.name.as_str()),
-            host_name: ctx.host_name.clone(),
+            host_name,
             max_message_bytes: cfg.max_message_bytes,
             counters: Counters {
                 events: c("shipd_events_in_total"),
@@ -158,7 +166,7 @@ impl Intake {
                 truncated: c("shipd_syslog_truncated_total"),
             },
             log_limit: LogLimit::new(Duration::from_secs(10)),
-            cancel: ctx.cancel.clone(),
+            cancel,
         }
     }
 
@@ -256,7 +264,12 @@ impl SyslogSource {
     /// Binds every address (inside the runtime), so an address in use
     /// fails the start instead of a background task.
     pub fn bind(cfg: SyslogSourceConfig, ctx: SourceContext) -> Result<Self, SyslogSourceError> {
-        let intake = Arc::new(Intake::new(&cfg, &ctx));
+        let intake = Arc::new(Intake::new(
+            &cfg,
+            ctx.unreplayable,
+            ctx.host_name,
+            ctx.cancel,
+        ));
         let mut bound = Vec::new();
         for listen in &cfg.listen {
             let err = |error| SyslogSourceError::Bind {
@@ -306,5 +319,37 @@ impl SyslogSource {
                 tracing::error!(source = %self.intake.source, error = %e, "syslog listener failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse_by_scheme_and_refuse_the_rest() {
+        assert_eq!(
+            Listen::parse(" udp://0.0.0.0:514 "),
+            Ok(Listen::Udp(SocketAddr::from(([0, 0, 0, 0], 514))))
+        );
+        assert_eq!(
+            Listen::parse("tcp://[::1]:6514"),
+            Ok(Listen::Tcp("[::1]:6514".parse().unwrap()))
+        );
+        assert_eq!(
+            Listen::parse("unix:///run/shipd/syslog.sock"),
+            Ok(Listen::Unix(PathBuf::from("/run/shipd/syslog.sock")))
+        );
+        for bad in [
+            "udp://pi-1:514",
+            "tcp://0.0.0.0",
+            "unix://relative.sock",
+            "514",
+            "http://x:1",
+        ] {
+            assert!(Listen::parse(bad).is_err(), "{bad}");
+        }
+        let l = Listen::parse("unix:///a.sock").unwrap();
+        assert_eq!(Listen::parse(&l.to_string()), Ok(l));
     }
 }
