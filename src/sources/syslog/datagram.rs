@@ -1,9 +1,8 @@
 //! Syslog over datagrams: UDP and unix datagram sockets, one message per
 //! datagram. Datagrams that wait in the socket together are read into one
-//! batch (up to [`MAX_BATCH_MESSAGES`](super::MAX_BATCH_MESSAGES) or
-//! [`MAX_BATCH_BYTES`](super::MAX_BATCH_BYTES)); the receive buffer is one
-//! byte longer than `max_message_bytes`, so a longer datagram (the kernel
-//! cuts it to the buffer) is known to be truncated. The unix socket's file
+//! batch (up to [`MAX_BATCH_MESSAGES`] or [`MAX_BATCH_BYTES`]); the
+//! receive buffer is one byte longer than `max_message_bytes`, so a longer
+//! datagram (the kernel cuts it to the buffer) is known to be truncated. The unix socket's file
 //! is replaced when a stale socket is in the way, never when it is some
 //! other file, and removed when the source stops.
 
