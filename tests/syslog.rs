@@ -266,6 +266,13 @@ fn logger_over_udp_tcp_octet_counting_and_unix_socket_arrives_once_parsed() {
         server("--tcp", &tcp),
         &["--rfc3164", "-t", "old", "-p", "mail.crit", "m-tcp-3164"],
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o666,
+        "every local user may send, as to /dev/log"
+    );
     let unix_arg = sock.display().to_string();
     logger(&[
         "--socket",

@@ -3,8 +3,9 @@
 //! batch (up to [`MAX_BATCH_MESSAGES`] or [`MAX_BATCH_BYTES`]); the
 //! receive buffer is one byte longer than `max_message_bytes`, so a longer
 //! datagram (the kernel cuts it to the buffer) is known to be truncated. The unix socket's file
-//! is replaced when a stale socket is in the way, never when it is some
-//! other file, and removed when the source stops.
+//! is made writable by every local user (like `/dev/log`), replaced when a
+//! stale socket is in the way, never when it is some other file, and
+//! removed when the source stops.
 
 use super::record::Received;
 use super::{Intake, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES};
@@ -47,7 +48,7 @@ pub struct UnixSocket {
 impl UnixSocket {
     /// Binds `path`, replacing a socket file left by an earlier run.
     pub fn bind(path: &Path) -> io::Result<UnixSocket> {
-        use std::os::unix::fs::FileTypeExt;
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
             Ok(_) => {
@@ -59,6 +60,9 @@ impl UnixSocket {
             Err(_) => {}
         }
         let socket = std::os::unix::net::UnixDatagram::bind(path)?;
+        // Like /dev/log: every local process may send (the directory
+        // around it decides who reaches it).
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
         socket.set_nonblocking(true)?;
         Ok(UnixSocket {
             socket: tokio::net::UnixDatagram::from_std(socket)?,
