@@ -362,22 +362,31 @@ fn looks_like_tag(word: &str) -> bool {
     word.ends_with(':') || (word.contains('[') && word.ends_with("]:"))
 }
 
-/// `Mmm dd hh:mm:ss ` (day padded with a space or a zero), in `now`'s zone
-/// and the year closest to `now`.
+/// `Mmm dd hh:mm:ss` (day padded with a space or a zero, or not at all;
+/// optional fractional seconds), in `now`'s zone and the year closest to
+/// `now`; returns the time and what follows it.
 fn bsd_timestamp<'a, Tz: TimeZone>(text: &'a str, now: &DateTime<Tz>) -> Option<(i64, &'a str)> {
-    let head = text.get(..15).filter(|h| h.is_ascii())?;
-    let b = head.as_bytes();
-    if b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+    let month = MONTHS.iter().position(|m| text.starts_with(m))? as u32 + 1;
+    let rest = text[3..].strip_prefix(' ')?;
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let (day, rest) = digits(rest, 1, 2)?;
+    let rest = rest.strip_prefix(' ')?;
+    let (h, rest) = digits(rest, 2, 2)?;
+    let (m, rest) = digits(rest.strip_prefix(':')?, 2, 2)?;
+    let (sec, rest) = digits(rest.strip_prefix(':')?, 2, 2)?;
+    let (nanos, rest) = match rest.strip_prefix('.') {
+        Some(frac) => {
+            let n = frac.bytes().take_while(u8::is_ascii_digit).take(9).count();
+            let scaled = frac[..n].parse::<u32>().ok()? * 10u32.pow(9 - n as u32);
+            let more = frac[n..].bytes().take_while(u8::is_ascii_digit).count();
+            (scaled, &frac[n + more..])
+        }
+        None => (0, rest),
+    };
+    if !(rest.is_empty() || rest.starts_with(' ')) {
         return None;
     }
-    let month = MONTHS.iter().position(|m| *m == &head[..3])? as u32 + 1;
-    let num = |s: &str| -> Option<u32> {
-        let s = s.trim_start();
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok())?
-    };
-    let day = num(&head[4..6])?;
-    let (h, m, s) = (num(&head[7..9])?, num(&head[10..12])?, num(&head[13..15])?);
-    let rest = text[15..].strip_prefix(' ').unwrap_or(&text[15..]);
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
     let zone = now.timezone();
     let now_ns = i128::from(now.timestamp_nanos_opt()?);
     // Up to a day ahead counts as now (clock skew); further ahead loses to
@@ -393,11 +402,25 @@ fn bsd_timestamp<'a, Tz: TimeZone>(text: &'a str, now: &DateTime<Tz>) -> Option<
     };
     (now.year() - 1..=now.year() + 1)
         .filter_map(|y| {
-            let naive = NaiveDate::from_ymd_opt(y, month, day)?.and_hms_opt(h, m, s)?;
+            let naive =
+                NaiveDate::from_ymd_opt(y, month, day)?.and_hms_nano_opt(h, m, sec, nanos)?;
             local_nanos(&zone, naive)
         })
         .min_by_key(|&ns| distance(ns))
         .map(|ns| (ns, rest))
+}
+
+/// A run of `min` to `max` ASCII digits at the start of `text`.
+fn digits(text: &str, min: usize, max: usize) -> Option<(u32, &str)> {
+    let n = text
+        .bytes()
+        .take(max)
+        .take_while(u8::is_ascii_digit)
+        .count();
+    if n < min {
+        return None;
+    }
+    Some((text[..n].parse().ok()?, &text[n..]))
 }
 
 fn local_nanos<Tz: TimeZone>(zone: &Tz, naive: NaiveDateTime) -> Option<i64> {
@@ -585,6 +608,24 @@ mod tests {
         // 29 February takes the nearest leap year.
         let m = parse("<13>Feb 29 12:00:00 h a: m", &at("2028-03-01T00:00:00Z")).unwrap();
         assert_eq!(m.timestamp, Some(ns("2028-02-29T12:00:00Z")));
+    }
+
+    #[test]
+    fn rfc3164_days_may_be_unpadded_and_seconds_fractional() {
+        let now = at("2026-12-05T03:00:00Z");
+        let m = parse("<13>Dec 5 02:59:58 h a: m", &now).unwrap();
+        assert_eq!(m.timestamp, Some(ns("2026-12-05T02:59:58Z")));
+        let m = parse("<13>Dec 05 02:59:58.25 h a: m", &now).unwrap();
+        assert_eq!(m.timestamp, Some(ns("2026-12-05T02:59:58.25Z")));
+        assert_eq!(m.hostname, Some("h"));
+        assert_eq!(
+            parse("<13>Dec 5 2:59:58 h a: m", &now),
+            Err(Malformed::NoHeader)
+        );
+        assert_eq!(
+            parse("<13>Dec 32 02:59:58 h a: m", &now),
+            Err(Malformed::NoHeader)
+        );
     }
 
     #[test]
