@@ -558,6 +558,8 @@ fn hostile_tcp_clients_neither_grow_memory_nor_keep_others_out() {
             s.write_all(&chunk).unwrap();
         }
         s.write_all(b"\n").unwrap();
+        // Kept open (its slot held) until the test lets go.
+        s
     });
     let huge = std::thread::spawn(move || {
         let mut s = TcpStream::connect(tcp).unwrap();
@@ -568,6 +570,7 @@ fn hostile_tcp_clients_neither_grow_memory_nor_keep_others_out() {
             s.write_all(format!("{len} {head}").as_bytes()).unwrap();
             s.write_all(&body).unwrap();
         }
+        s
     });
     // Both hostile clients hold their slot while they send.
     let deadline = Instant::now() + WAIT;
@@ -594,9 +597,7 @@ fn hostile_tcp_clients_neither_grow_memory_nor_keep_others_out() {
     let found = wait_for(&receiver, &["calm-udp-during-flood"]);
     one(&found[0], "udp during the flood");
 
-    endless.join().unwrap();
-    huge.join().unwrap();
-    drop(idle);
+    let hostile = [endless.join().unwrap(), huge.join().unwrap()];
     let found = wait_for(&receiver, &["eeeeeeee", "huge-199"]);
     let endless_rec = one(&found[0], "the endless line");
     assert_eq!(endless_rec.attrs["syslog.appname"], "endless");
@@ -626,6 +627,17 @@ fn hostile_tcp_clients_neither_grow_memory_nor_keep_others_out() {
     );
 
     drop(refused);
+    drop(idle);
+    drop(hostile);
+    let deadline = Instant::now() + WAIT;
+    while shipd.metric("shipd_connections_open{component=\"syslog\"}") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "slots freed: {}",
+            shipd.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let tcp_port = ports.tcp.to_string();
     logger(&[
         "--server",
