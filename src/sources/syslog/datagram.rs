@@ -101,6 +101,7 @@ pub async fn serve<S: DatagramSocket>(socket: S, intake: Arc<Intake>) {
             _ = intake.cancel.cancelled() => return,
         }
         let mut batch = intake.batch();
+        let now = chrono::Local::now();
         while batch.len() < MAX_BATCH_MESSAGES && batch.bytes < MAX_BATCH_BYTES {
             match socket.try_recv(&mut buf) {
                 Ok((n, peer)) => {
@@ -110,7 +111,7 @@ pub async fn serve<S: DatagramSocket>(socket: S, intake: Arc<Intake>) {
                         truncated,
                         peer,
                     };
-                    intake.add(&mut maker, &mut batch, msg);
+                    intake.add(&mut maker, &mut batch, msg, &now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

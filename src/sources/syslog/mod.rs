@@ -179,10 +179,16 @@ impl Intake {
         EventBatch::from_source(&self.source, 16)
     }
 
-    /// Adds the record of `msg` to `batch`, counting (and logging, rate
-    /// limited) what was malformed or truncated.
-    fn add(&self, maker: &mut RecordMaker, batch: &mut EventBatch, msg: Received<'_>) {
-        let (record, malformed) = maker.make(msg, &chrono::Local::now());
+    /// Adds the record of `msg`, received at `now`, to `batch`, counting
+    /// (and logging, rate limited) what was malformed or truncated.
+    fn add(
+        &self,
+        maker: &mut RecordMaker,
+        batch: &mut EventBatch,
+        msg: Received<'_>,
+        now: &chrono::DateTime<chrono::Local>,
+    ) {
+        let (record, malformed) = maker.make(msg, now);
         if msg.truncated {
             self.counters.truncated.inc();
         }

@@ -32,7 +32,9 @@ pub struct Received<'a> {
 pub struct RecordMaker {
     source: Arc<str>,
     node_host: String,
-    resources: HashMap<(String, String), Arc<Resource>>,
+    /// By host name, then by service: a hit allocates nothing.
+    resources: HashMap<String, HashMap<String, Arc<Resource>>>,
+    cached: usize,
 }
 
 impl RecordMaker {
@@ -41,17 +43,18 @@ impl RecordMaker {
             source,
             node_host,
             resources: HashMap::new(),
+            cached: 0,
         }
     }
 
     fn resource(&mut self, host: &str, service: Option<&str>) -> Arc<Resource> {
         let service = service.unwrap_or(&self.source);
-        let key = (host.to_owned(), service.to_owned());
-        if let Some(r) = self.resources.get(&key) {
+        if let Some(r) = self.resources.get(host).and_then(|s| s.get(service)) {
             return Arc::clone(r);
         }
-        if self.resources.len() >= MAX_RESOURCES {
+        if self.cached >= MAX_RESOURCES {
             self.resources.clear();
+            self.cached = 0;
         }
         let resource = Arc::new(Resource {
             attributes: vec![
@@ -60,7 +63,11 @@ impl RecordMaker {
                 ("shipd.source".into(), Value::from(&*self.source)),
             ],
         });
-        self.resources.insert(key, Arc::clone(&resource));
+        self.resources
+            .entry(host.to_owned())
+            .or_default()
+            .insert(service.to_owned(), Arc::clone(&resource));
+        self.cached += 1;
         resource
     }
 

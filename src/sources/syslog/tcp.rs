@@ -85,13 +85,14 @@ async fn connection(
             }
         };
         let mut batch = intake.batch();
+        let now = chrono::Local::now();
         let mut add = |frame: Frame<'_>| {
             let msg = Received {
                 bytes: frame.bytes,
                 truncated: frame.truncated,
                 peer: Some(peer.ip()),
             };
-            intake.add(&mut maker, &mut batch, msg);
+            intake.add(&mut maker, &mut batch, msg, &now);
         };
         if n == 0 {
             framer.finish(&mut add);
