@@ -396,8 +396,10 @@ fn logger_over_udp_tcp_octet_counting_and_unix_socket_arrives_once_parsed() {
 }
 
 /// rsyslogd, unprivileged flags, in its own directory: imudp on
-/// `udp_port`, forwarding everything with omfwd over TCP with octet counting.
-fn rsyslogd(dir: &Path, udp_port: u16, shipd_tcp: u16) -> Child {
+/// `udp_port`, forwarding everything with omfwd over TCP with `framing`
+/// (`octet-counted` or `traditional`, a newline after each message) and
+/// the message format `template`.
+fn rsyslogd(dir: &Path, udp_port: u16, shipd_tcp: u16, framing: &str, template: &str) -> Child {
     let work = dir.join("rsyslog-work");
     std::fs::create_dir_all(&work).unwrap();
     let conf = dir.join("rsyslog.conf");
@@ -408,7 +410,7 @@ fn rsyslogd(dir: &Path, udp_port: u16, shipd_tcp: u16) -> Child {
 module(load="imudp")
 input(type="imudp" address="127.0.0.1" port="{udp_port}")
 action(type="omfwd" target="127.0.0.1" port="{shipd_tcp}" protocol="tcp"
-       TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+       TCP_Framing="{framing}" template="{template}")
 "#,
             work = work.display()
         ),
@@ -428,14 +430,25 @@ action(type="omfwd" target="127.0.0.1" port="{shipd_tcp}" protocol="tcp"
 }
 
 #[test]
-fn rsyslog_forwarding_with_omfwd_octet_counted_arrives_once_parsed() {
+fn rsyslog_forwarding_with_omfwd_octet_counted_rfc5424_arrives_once_parsed() {
+    rsyslog_forwarding_arrives_once_parsed("octet-counted", "RSYSLOG_SyslogProtocol23Format");
+}
+
+/// rsyslog's traditional forward format: a BSD header with an RFC 3339
+/// time, one message per line.
+#[test]
+fn rsyslog_forwarding_with_omfwd_newline_framed_forward_format_arrives_once_parsed() {
+    rsyslog_forwarding_arrives_once_parsed("traditional", "RSYSLOG_ForwardFormat");
+}
+
+fn rsyslog_forwarding_arrives_once_parsed(framing: &str, template: &str) {
     let rt = runtime();
     let receiver = http_receiver(&rt, common::always_accept());
     let dir = tempfile::tempdir().unwrap();
     let ram = tempfile::tempdir_in("/dev/shm").unwrap();
     let (shipd, ports) = start(&receiver, dir.path(), ram.path(), None, &[]);
     let rsyslog_udp = free_udp_port();
-    let mut rsyslog = rsyslogd(dir.path(), rsyslog_udp, ports.tcp);
+    let mut rsyslog = rsyslogd(dir.path(), rsyslog_udp, ports.tcp, framing, template);
     // rsyslogd listens once its imudp input is up; until then datagrams are lost.
     let port = rsyslog_udp.to_string();
     let deadline = Instant::now() + WAIT;
@@ -493,7 +506,13 @@ fn rsyslog_forwarding_with_omfwd_octet_counted_arrives_once_parsed() {
         );
         assert_eq!(r.attrs["syslog.facility"], "daemon");
         assert_eq!(r.attrs["syslog.appname"], "relayed");
-        assert_eq!(r.attrs["syslog.version"], "1");
+        let rfc5424 = template == "RSYSLOG_SyslogProtocol23Format";
+        assert_eq!(r.attrs.contains_key("syslog.version"), rfc5424, "{r:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        assert!(now.abs_diff(r.time_unix_nano) < 600_000_000_000, "{r:?}");
         assert_eq!(r.resource["host.name"], host);
         assert_eq!(r.resource["service.name"], "relayed");
     }
