@@ -10,6 +10,8 @@ dpkg -s systemd-journal-remote >/dev/null 2>&1 || need_apt+=(systemd-journal-rem
 dpkg -s prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)
 # A real TLS terminator in front of the test receivers (tests/tls.rs).
 dpkg -s nginx >/dev/null 2>&1 || need_apt+=(nginx)
+# A real syslog forwarder (rsyslogd, omfwd) for tests/syslog.rs; logger is in bsdutils.
+dpkg -s rsyslog >/dev/null 2>&1 || need_apt+=(rsyslog)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi

@@ -10,6 +10,7 @@ use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
 use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
+use crate::sources::syslog::SyslogSourceConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub enum SourceConfig {
     Otlp(OtlpReceiverConfig),
     Exec(ExecConfig),
     Forward(ForwardSourceConfig),
+    Syslog(SyslogSourceConfig),
 }
 
 impl SourceConfig {
@@ -37,6 +39,7 @@ impl SourceConfig {
             SourceConfig::Otlp(c) => &c.name,
             SourceConfig::Exec(c) => &c.name,
             SourceConfig::Forward(c) => &c.name,
+            SourceConfig::Syslog(c) => &c.name,
         }
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! - [`event`]: log records, metric points, values, resources.
 //! - [`sources`]: where events come from ([`sources::file`],
-//!   [`sources::host_metrics`], [`sources::prometheus`]).
+//!   [`sources::host_metrics`], [`sources::prometheus`], [`sources::syslog`]).
 //! - [`pipeline`]: byte-bounded channels, acknowledgements, checkpoints,
 //!   routing and the wiring ([`pipeline::topology`]).
 //! - [`buffer`]: per-sink spill of non-replayable data to disk, only when

@@ -248,6 +248,17 @@ pub static KINDS: &[KindSpec] = &[
         ],
     },
     KindSpec {
+        name: "syslog",
+        role: Role::Source,
+        doc: "Receives syslog (RFC 5424 and RFC 3164) over UDP, TCP (octet counting or newline framing) and unix datagram sockets; messages that do not parse are kept whole and counted.",
+        options: &[
+            r("listen", OptTy::Strings, "addresses: udp://IP:PORT, tcp://IP:PORT, unix:///path (at least one)"),
+            o("max_message_bytes", OptTy::Size, "longer messages are truncated and marked (default 64KiB)").within(OptRange::size(KIB, 16 * MIB)),
+            o("max_connections", OptTy::Int, "TCP connections served at once; more are closed and counted (default 256)").within(OptRange::int(1, 65_536)),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
         name: "openobserve",
         role: Role::Sink,
         doc: "Ships OTLP to OpenObserve over HTTP (default) or gRPC.",

@@ -387,6 +387,11 @@ mod properties {
                 "console {}".to_owned(),
                 String::new(),
             ),
+            "syslog" => (
+                format!("syslog {{ listen = [\"udp://127.0.0.1:0\"], {set} }}"),
+                "console {}".to_owned(),
+                String::new(),
+            ),
             other => (
                 format!("{other} {{ {set} }}"),
                 "console {}".to_owned(),
@@ -468,6 +473,7 @@ mod properties {
                 SourceConfig::Forward(f) => {
                     sizes.extend([f.max_message_bytes, f.max_memory, f.max_connections])
                 }
+                SourceConfig::Syslog(s) => sizes.extend([s.max_message_bytes, s.max_connections]),
                 SourceConfig::Journald(_) => {}
             }
         }

@@ -22,6 +22,7 @@ use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
 use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
+use crate::sources::syslog::{Listen, SyslogSourceConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -910,6 +911,32 @@ fn build_source(
             f.shared_key = opts.str("shared_key").filter(|k| !k.is_empty());
             f.self_hostname = opts.str("self_hostname");
             Some(SourceConfig::Forward(f))
+        }
+        "syslog" => {
+            let at_listen = opts.span("listen").unwrap_or(at);
+            let mut listen = Vec::new();
+            for text in opts.strings("listen")? {
+                match Listen::parse(&text) {
+                    Ok(l) => listen.push(l),
+                    Err(e) => c.diagnostics.push(
+                        Diagnostic::new(at_listen, format!("option `listen`: {e}"))
+                            .hint("e.g. [\"udp://0.0.0.0:514\", \"tcp://127.0.0.1:6514\", \"unix:///run/shipd/syslog.sock\"]"),
+                    ),
+                }
+            }
+            if listen.is_empty() {
+                c.diagnostics.push(
+                    Diagnostic::new(at_listen, "`syslog` with no address in `listen` receives nothing")
+                        .hint("give at least one address, or set `enabled = false` to leave the source out"),
+                );
+                return None;
+            }
+            let mut s = SyslogSourceConfig::new(name, listen);
+            s.max_message_bytes = opts
+                .bytes("max_message_bytes")
+                .unwrap_or(s.max_message_bytes);
+            s.max_connections = opts.count("max_connections").unwrap_or(s.max_connections);
+            Some(SourceConfig::Syslog(s))
         }
         "docker" => {
             let dir = opts

@@ -25,6 +25,7 @@ use crate::sources::journald::JournaldSource;
 use crate::sources::otlp::{OtlpReceiverError, OtlpReceiverSource};
 use crate::sources::prometheus::scrape::ScrapeConfigError;
 use crate::sources::prometheus::PrometheusScrapeSource;
+use crate::sources::syslog::{SyslogSource, SyslogSourceError};
 use crate::telemetry;
 use std::future::Future;
 use std::path::Path;
@@ -57,6 +58,8 @@ pub enum StartError {
     Otlp(#[from] OtlpReceiverError),
     #[error(transparent)]
     Forward(#[from] ForwardSourceError),
+    #[error(transparent)]
+    Syslog(#[from] SyslogSourceError),
     #[error("cannot bind the API on {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -440,6 +443,16 @@ impl RunningPipeline {
                 },
                 SourceConfig::Forward(forward) => match ForwardSource::bind(forward.clone(), ctx) {
                     Ok(source) => sources.push(source.spawn()),
+                    Err(e) => {
+                        stop_sources.cancel();
+                        for task in sources {
+                            task.abort();
+                        }
+                        return Err(e.into());
+                    }
+                },
+                SourceConfig::Syslog(syslog) => match SyslogSource::bind(syslog.clone(), ctx) {
+                    Ok(listening) => sources.push(listening.spawn()),
                     Err(e) => {
                         stop_sources.cancel();
                         for task in sources {

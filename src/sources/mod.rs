@@ -11,3 +11,4 @@ pub mod host_metrics;
 pub mod journald;
 pub mod otlp;
 pub mod prometheus;
+pub mod syslog;

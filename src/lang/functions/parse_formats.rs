@@ -6,7 +6,6 @@ use super::parse_structured::json_to_value;
 use super::{arg_text, Prepared};
 use crate::event::Map;
 use crate::event::{Str, Value};
-use chrono::Datelike;
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -19,127 +18,65 @@ fn s(v: &str) -> Value {
     Value::String(v.to_owned().into())
 }
 
-static SYSLOG_5424: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"^<(?<pri>\d{1,3})>(?<version>\d{1,2}) (?<ts>\S+) (?<host>\S+) (?<app>\S+) (?<procid>\S+) (?<msgid>\S+) (?<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (?<msg>.*))?$",
-    )
-});
-static SYSLOG_3164: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"^(?:<(?<pri>\d{1,3})>)?(?<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?<host>\S+) (?<tag>[^:\[\s]+)(?:\[(?<pid>\d+)\])?: ?(?<msg>.*)$",
-    )
-});
-static SD_ELEMENT: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"\[(?<id>[^\s\]]+)(?<params>(?:\s+[^=\s]+="(?:[^"\\]|\\.)*")*)\]"#));
-static SD_PARAM: LazyLock<Regex> = LazyLock::new(|| re(r#"(?<k>[^=\s]+)="(?<v>(?:[^"\\]|\\.)*)""#));
-
-const SEVERITIES: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
-const FACILITIES: [&str; 24] = [
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
-
-fn put_pri(out: &mut Map, pri: &str) -> Result<(), String> {
-    let pri: usize = pri.parse().map_err(|_| "bad priority")?;
-    let (fac, sev) = (pri / 8, pri % 8);
-    let facility = FACILITIES
-        .get(fac)
-        .ok_or_else(|| format!("priority {pri} out of range"))?;
-    out.insert("facility".into(), s(facility));
-    out.insert("severity".into(), s(SEVERITIES[sev]));
-    Ok(())
-}
-
-fn unescape_sd(v: &str) -> String {
-    v.replace("\\\"", "\"")
-        .replace("\\]", "]")
-        .replace("\\\\", "\\")
-}
-
+/// Reads one syslog line with the `syslog` source's parser
+/// ([`crate::sources::syslog::parse`]); BSD lines without `<PRI>` (as a
+/// local daemon writes them to files) are read too. RFC 3164 times are
+/// taken in the local time zone, in the year nearest now.
 pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    use crate::sources::syslog::parse::{parse_file_line, Format, Malformed};
     let text = arg_text(args, 0)?;
-    let line = text.trim_end_matches(['\n', '\r']);
+    let m = parse_file_line(&text, &chrono::Local::now()).map_err(|e| match e {
+        Malformed::NoPriority | Malformed::NoHeader => {
+            "not an RFC 5424 or RFC 3164 syslog line".to_owned()
+        }
+        other => other.to_string(),
+    })?;
     let mut out = Map::new();
-    let nil = |v: &str| if v == "-" { Value::Null } else { s(v) };
-    if let Some(c) = SYSLOG_5424.captures(line) {
-        put_pri(&mut out, &c["pri"])?;
-        out.insert(
-            "version".into(),
-            Value::Int(c["version"].parse().unwrap_or(1)),
-        );
-        if &c["ts"] != "-" {
-            out.insert(
-                "timestamp".into(),
-                Value::Timestamp(parse_time(&c["ts"], None)?),
-            );
+    if let Some(p) = m.priority {
+        out.insert("facility".into(), s(p.facility_name()));
+        if let Some((_, keyword)) = crate::sources::journald::record::severity(&[b'0' + p.severity])
+        {
+            out.insert("severity".into(), s(keyword));
         }
-        out.insert("hostname".into(), nil(&c["host"]));
-        out.insert("appname".into(), nil(&c["app"]));
-        out.insert("procid".into(), nil(&c["procid"]));
-        out.insert("msgid".into(), nil(&c["msgid"]));
+    }
+    let rfc5424 = m.format == Format::Rfc5424;
+    if let Some(version) = m.version {
+        out.insert("version".into(), Value::Int(i64::from(version)));
+    }
+    if let Some(ts) = m.timestamp {
+        out.insert("timestamp".into(), Value::Timestamp(ts));
+    }
+    // RFC 5424 fields are always there (null for `-`); RFC 3164 ones only when present.
+    for (key, value) in [
+        ("hostname", m.hostname),
+        ("appname", m.appname),
+        ("procid", m.procid),
+        ("msgid", m.msgid),
+    ] {
+        match value {
+            Some(v) => {
+                out.insert(key.into(), s(v));
+            }
+            None if rfc5424 => {
+                out.insert(key.into(), Value::Null);
+            }
+            None => {}
+        }
+    }
+    if !m.structured_data.is_empty() {
         let mut sd = Map::new();
-        for el in SD_ELEMENT.captures_iter(&c["sd"]) {
-            let params = SD_PARAM
-                .captures_iter(&el["params"])
-                .map(|p| (Str::from(&p["k"]), s(&unescape_sd(&p["v"]))))
+        for element in &m.structured_data {
+            let params = element
+                .params
+                .iter()
+                .map(|(k, v)| (Str::from(*k), s(v)))
                 .collect();
-            sd.insert(el["id"].to_owned().into(), Value::Map(params));
+            sd.insert(element.id.into(), Value::Map(params));
         }
-        if !sd.is_empty() {
-            out.insert("structured_data".into(), Value::Map(sd));
-        }
-        let msg = c
-            .name("msg")
-            .map(|m| m.as_str().trim_start_matches('\u{feff}'))
-            .unwrap_or("");
-        out.insert("message".into(), s(msg));
-        return Ok(Value::Map(out));
+        out.insert("structured_data".into(), Value::Map(sd));
     }
-    if let Some(c) = SYSLOG_3164.captures(line) {
-        if let Some(pri) = c.name("pri") {
-            put_pri(&mut out, pri.as_str())?;
-        }
-        let year = chrono::Utc::now().year();
-        let stamp = format!("{year} {}", c["ts"].replace("  ", " "));
-        let naive = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y %b %d %H:%M:%S")
-            .map_err(|e| format!("bad syslog timestamp `{}`: {e}", &c["ts"]))?;
-        out.insert(
-            "timestamp".into(),
-            Value::Timestamp(naive.and_utc().timestamp_nanos_opt().unwrap_or(0)),
-        );
-        out.insert("hostname".into(), s(&c["host"]));
-        out.insert("appname".into(), s(&c["tag"]));
-        if let Some(pid) = c.name("pid") {
-            out.insert("procid".into(), s(pid.as_str()));
-        }
-        out.insert("message".into(), s(&c["msg"]));
-        return Ok(Value::Map(out));
-    }
-    Err("not an RFC 5424 or RFC 3164 syslog line".into())
+    out.insert("message".into(), s(m.message));
+    Ok(Value::Map(out))
 }
 
 static NGINX_COMBINED: LazyLock<Regex> = LazyLock::new(|| {
