@@ -503,7 +503,8 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
                 continue;
             }
         }
-        let vars = env_origin(expr);
+        let mut vars = env_origin(expr);
+        vars.extend(c.let_env_origin(expr));
         match convert(opt.ty, expr, value) {
             Some(v) => match opt.range {
                 Some(range) if !range.contains(&v) => c

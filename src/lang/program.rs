@@ -105,6 +105,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
     let (file, parse_errors) = super::parse::parse(src);
     let mut c = Compiler {
         diagnostics: parse_errors,
+        ..Compiler::default()
     };
     let mut names = Names {
         seen: HashMap::new(),
@@ -139,6 +140,13 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
         names.declare(&mut c, "sink", &s.name, src);
     }
     let source_names: Vec<String> = source_decls.iter().map(|s| s.name.name.clone()).collect();
+
+    // top-level `let`s, in file order, before anything that may use them
+    for item in items {
+        if let Item::Let { name, value, .. } = item {
+            c.global(name, value, &source_names);
+        }
+    }
 
     // settings
     let settings_spec = components::kind("settings", Role::Settings);
@@ -291,10 +299,14 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             step_handles_errors: decl.on_error.is_some(),
             paths: true,
         };
+        c.begin_step();
         let condition = decl
             .condition
             .as_ref()
             .map(|e| c.condition(e, &scope, false));
+        if let Some(e) = &decl.condition {
+            c.assume(e, true);
+        }
         // Statements compile one by one to learn which may fail: a step
         // needs a copy of the event (to undo on failure) only when something
         // may fail after a change was made.
@@ -385,6 +397,10 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                             .map(|i| (i, s.name.clone()));
                     }
                 }
+                c.begin_step();
+                if let RuleKind::When(e) = &rule.kind {
+                    c.assume(e, true);
+                }
                 let stream = match &rule.stream {
                     Some(Expr {
                         kind: ExprKind::Lit(Lit::Str(s)),
@@ -396,6 +412,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                     }
                     None => None,
                 };
+                c.begin_step();
                 let condition = match &rule.kind {
                     RuleKind::When(e) => {
                         let t = c.condition(e, &scope, false);
@@ -943,6 +960,7 @@ fn compile_test(
         match e {
             ast::Expect::Conditions(conds) => {
                 for cond in conds {
+                    c.begin_step();
                     let compiled = c.condition(cond, &scope, true);
                     let text = src
                         .get(cond.span.start..cond.span.end)
