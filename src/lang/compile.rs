@@ -277,8 +277,8 @@ impl Compiler {
                         )
                     }
                     UnOp::Neg => {
-                        self.not_null(&t, inner, "negating null fails at run time");
-                        if !t.ty.meets(Ty::NUMBER) {
+                        let null = self.not_null(&t, inner, "negating null fails at run time");
+                        if !null && !t.ty.meets(Ty::NUMBER) {
                             self.error(
                                 inner.span,
                                 format!("only numbers can be negated, this is {}", t.ty.describe()),
@@ -324,9 +324,10 @@ impl Compiler {
 
     /// A field or local that may be null (missing), used where null fails
     /// at run time or silently compares false, is refused with the fix.
-    fn not_null(&mut self, t: &Typed, e: &Expr, used_in: &str) {
+    /// Returns whether it reported one.
+    fn not_null(&mut self, t: &Typed, e: &Expr, used_in: &str) -> bool {
         if !t.ty.meets(Ty::NULL) || self.subject(e).is_none() {
-            return;
+            return false;
         }
         let text = describe_operand(e);
         self.error(
@@ -334,6 +335,7 @@ impl Compiler {
             format!("`{text}` may be missing (null) here: {used_in}"),
             format!("give it a default: `({text} ?? 0)`, or test it first: `if exists({text}) {{ ... }}` / `{text} != null and ...`"),
         );
+        true
     }
 
     fn no_regex(&mut self, t: &Typed, span: Span) {
@@ -425,13 +427,15 @@ impl Compiler {
                 (Ty::BOOL, may_fail)
             }
             BinOp::Add => {
-                self.not_null(&lt, l, "`+` with null fails at run time");
-                self.not_null(&rt, r, "`+` with null fails at run time");
+                let null = self.not_null(&lt, l, "`+` with null fails at run time")
+                    | self.not_null(&rt, r, "`+` with null fails at run time");
                 let ok = |t: Ty| t.meets(Ty::NUMBER.or(Ty::TEXT).or(Ty::TIMESTAMP));
                 let only = |t: Ty, kinds: Ty| t.0 != 0 && t.0 & !kinds.0 == 0;
                 let text = |t: Ty| only(t, Ty::TEXT);
                 let number = |t: Ty| only(t, Ty::NUMBER.or(Ty::TIMESTAMP));
-                if !ok(lt.ty) || !ok(rt.ty) {
+                if null {
+                    // reported above, with the fix
+                } else if !ok(lt.ty) || !ok(rt.ty) {
                     self.error(
                         span,
                         format!("cannot add {} and {}", lt.ty.describe(), rt.ty.describe()),
@@ -454,10 +458,12 @@ impl Compiler {
                 (ty, true)
             }
             BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
-                self.not_null(&lt, l, "arithmetic on null fails at run time");
-                self.not_null(&rt, r, "arithmetic on null fails at run time");
-                for (t, e) in [(&lt, l), (&rt, r)] {
-                    if !t.ty.meets(Ty::NUMBER.or(Ty::TIMESTAMP)) {
+                let nulls = [
+                    self.not_null(&lt, l, "arithmetic on null fails at run time"),
+                    self.not_null(&rt, r, "arithmetic on null fails at run time"),
+                ];
+                for ((t, e), null) in [(&lt, l), (&rt, r)].into_iter().zip(nulls) {
+                    if !null && !t.ty.meets(Ty::NUMBER.or(Ty::TIMESTAMP)) {
                         self.error(
                             e.span,
                             format!("arithmetic needs numbers, this is {}", t.ty.describe()),
@@ -662,6 +668,7 @@ impl Compiler {
                     );
                 }
                 Some(if name.name == "del" {
+                    self.flow.write(Subject::field(&place), Ty::NULL);
                     typed(CExpr::Del(place), Ty::ANY, false)
                 } else {
                     typed(CExpr::Exists(place), Ty::BOOL, false)

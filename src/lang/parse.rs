@@ -466,7 +466,14 @@ impl Parser {
             None | Some(Tok::Semi | Tok::Comma | Tok::RBrace) => Ok(()),
             Some(_) if self.line_start.get(self.pos) == Some(&true) => Ok(()),
             Some(next) => {
-                let hint = if matches!(next, Tok::Path(_)) {
+                let after_value = matches!(
+                    self.pos
+                        .checked_sub(1)
+                        .and_then(|i| self.toks.get(i))
+                        .map(|t| &t.tok),
+                    Some(Tok::RParen | Tok::RBracket | Tok::Ident(_))
+                );
+                let hint = if matches!(next, Tok::Path(_)) && after_value {
                     "put each statement on its own line or separate them with `;`; to read a field of the value, write it with no space before the dot: `f(x).field`"
                 } else {
                     "put each statement on its own line or separate them with `;`"
