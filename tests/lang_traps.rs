@@ -262,3 +262,18 @@ test "strings still join" {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("2 passed, 0 failed"), "{text}");
 }
+
+#[test]
+fn a_route_condition_must_be_known_to_be_boolean() {
+    let text = refused(
+        "route_condition",
+        "route {\n  .is_error => out\n  .level == \"error\" or exists(.panic) => out\n  else => out\n}\n",
+    );
+    assert!(
+        text.contains(
+            "route_condition.ship:4:3: error: a route condition must be known to be a boolean"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("1 error(s)"), "{text}");
+}

@@ -921,6 +921,48 @@ test "t" { input app { message = "500" } expect { .level == "error" } expect rou
         assert_eq!(file.items.len(), 1);
     }
 
+    fn step_body(src: &str) -> Vec<Stmt> {
+        let (file, errors) = parse(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        match file.items.into_iter().next() {
+            Some(Item::Step(s)) => s.body,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_field_after_a_call_or_parenthesis_is_one_expression() {
+        let body = step_body("step s { .a = f(.x).n ?? null\n .b = (.c ?? .d).e[0] }");
+        assert_eq!(body.len(), 2);
+        let Stmt::Assign { value, .. } = &body[0] else {
+            panic!()
+        };
+        let ExprKind::Binary(BinOp::Coalesce, left, _) = &value.kind else {
+            panic!("{value:?}")
+        };
+        assert!(matches!(&left.kind, ExprKind::Index(base, key)
+            if matches!(base.kind, ExprKind::Call { .. })
+                && matches!(&key.kind, ExprKind::Lit(Lit::Str(k)) if k == "n")));
+    }
+
+    #[test]
+    fn statements_need_a_line_break_or_semicolon_between_them() {
+        assert_eq!(step_body("step s { .a = 1; .b = 2 }").len(), 2);
+        let (_, errors) = parse("step s { .a = 1 .b = 2 }");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("expected a newline or `;`"));
+        assert_eq!(errors[0].span.start, "step s { .a = 1 ".len());
+    }
+
+    #[test]
+    fn let_is_a_statement_and_an_item() {
+        let body = step_body("step s { let x = 1\n .y = x }");
+        assert!(matches!(&body[0], Stmt::Let { name, .. } if name.name == "x"));
+        let (file, errors) = parse("let dir = \"/x\"\nsink o = console {}");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(matches!(&file.items[0], Item::Let { name, .. } if name.name == "dir"));
+    }
+
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let src = format!(

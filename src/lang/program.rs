@@ -416,6 +416,13 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
                 let condition = match &rule.kind {
                     RuleKind::When(e) => {
                         let t = c.condition(e, &scope, false);
+                        if matches!(t.expr, CExpr::Boolean(_)) {
+                            // a failed rule cannot fail its event: it must not need a run-time check
+                            c.diagnostics.push(
+                                Diagnostic::new(e.span, "a route condition must be known to be a boolean")
+                                    .hint("compare it, e.g. `.flag == true` or `exists(.x)`; there is no truthiness"),
+                            );
+                        }
                         if matches!(e.kind, ExprKind::Lit(Lit::Bool(true))) {
                             closed_at = Some(rule.span);
                         }
