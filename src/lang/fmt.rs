@@ -61,8 +61,10 @@ fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &
         (Tok::LBrace, Tok::RBrace) => false,
         (_, Tok::LParen | Tok::LBracket) if adjacent => false,
         (Tok::Ident(_), Tok::Bang) if adjacent => false,
-        // dotted option keys: `multiline.start`
-        (Tok::Ident(_), Tok::Path(_)) if adjacent => false,
+        // dotted option keys: `multiline.start`; field access: `f(x).n`, `a[0].b`
+        (Tok::Ident(_) | Tok::RParen | Tok::RBracket | Tok::RBrace, Tok::Path(_)) if adjacent => {
+            false
+        }
         (Tok::Bang, _) => false,
         (Tok::Minus, _) if adjacent => {
             // unary minus stays attached: `= -1`, `(-x`
@@ -139,6 +141,12 @@ mod tests {
         let got = format(src).unwrap();
         assert_eq!(got, want);
         assert_eq!(format(&got).unwrap(), got, "idempotent");
+    }
+
+    #[test]
+    fn field_access_on_a_value_stays_attached() {
+        let src = "step s {\n  .d = parse_json(.message).n ?? (.a ?? .b).c[0].e\n}\n";
+        assert_eq!(format(src).unwrap(), src);
     }
 
     #[test]

@@ -169,6 +169,12 @@ impl Compiler {
         self.flow = Default::default();
     }
 
+    /// Ends a step: its locals and facts are out of scope.
+    pub fn end_step(&mut self) {
+        self.locals = Locals::default();
+        self.flow = Default::default();
+    }
+
     pub fn enter_block(&mut self) {
         self.locals.scopes.push(Vec::new());
     }

@@ -319,6 +319,7 @@ pub fn load(src: &str) -> Result<Program, Vec<Diagnostic>> {
             snapshot |= fails && (!body.is_empty() || compiled.iter().any(CStmt::has_effects));
             body.append(&mut compiled);
         }
+        c.end_step();
         steps.push(Step {
             name: decl.name.name.clone(),
             sources: decl.sources.iter().map(|s| s.name.clone()).collect(),
