@@ -167,6 +167,7 @@ fn facts_end_where_they_stop_being_true() {
   .f = 1
   .f.g = 2
   .h = .f + 1
+  .i = if exists(.j) and del(.j) != null { .j + 1 } else { 0 }
 }
 route { else => out }
 "#,

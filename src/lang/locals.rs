@@ -277,8 +277,13 @@ impl Compiler {
         }
     }
 
-    /// Adds what `e` proves when it is `when` to the current facts.
+    /// Adds what `e` proves when it is `when` to the current facts. A
+    /// condition that changes the event (`del`, a block) proves nothing: its
+    /// tests may be stale by the time it ends.
     pub fn assume(&mut self, e: &Expr, when: bool) {
+        if changes_event(e) {
+            return;
+        }
         let mut facts = Vec::new();
         self.proves(e, when, &mut facts);
         for (s, ty) in facts {
@@ -296,5 +301,20 @@ impl Compiler {
             ExprKind::Name(name) => self.resolve_let(name).map(|t| t.ty).unwrap_or(Ty::ANY),
             _ => Ty::ANY,
         }
+    }
+}
+
+/// Whether evaluating `e` may change the event (it calls `del` or holds a block).
+fn changes_event(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::If { .. } => true,
+        ExprKind::Call { name, args, .. } => {
+            name.name == "del" || args.iter().any(|a| changes_event(&a.value))
+        }
+        ExprKind::Lit(_) | ExprKind::Path(_) | ExprKind::Name(_) => false,
+        ExprKind::Array(items) => items.iter().any(changes_event),
+        ExprKind::Map(entries) => entries.iter().any(|(_, v)| changes_event(v)),
+        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => changes_event(a) || changes_event(b),
+        ExprKind::Unary(_, a) => changes_event(a),
     }
 }
