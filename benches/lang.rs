@@ -80,7 +80,7 @@ fn lang(c: &mut Criterion) {
   .http.status = to_int!(.http.status)
 }
 route {
-  .http.status >= 500 => out stream "errors"
+  (.http.status ?? 0) >= 500 => out stream "errors"
   else => out stream "access"
 }"#,
         NGINX_LINE,
@@ -96,7 +96,7 @@ route {
   .http.status = to_int!(.http.status)
 }
 route {
-  .http.status >= 500 => out stream "errors"
+  (.http.status ?? 0) >= 500 => out stream "errors"
   else => out stream "access"
 }"#,
         NGINX_LINE,

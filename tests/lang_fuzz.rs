@@ -30,6 +30,8 @@ const TOKENS: &[&str] = &[
     "input",
     "expect",
     "stream",
+    "let",
+    ";",
     "=",
     "==",
     "=>",

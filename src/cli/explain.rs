@@ -134,7 +134,9 @@ pub fn explain(src: &str, program: &Program) -> String {
         let _ = writeln!(out, "    on_error {}", policy(step.on_error));
         for stmt in &step.body {
             let span = match stmt {
-                ast::Stmt::Assign { span, .. } | ast::Stmt::Drop { span, .. } => *span,
+                ast::Stmt::Assign { span, .. }
+                | ast::Stmt::Drop { span, .. }
+                | ast::Stmt::Let { span, .. } => *span,
                 ast::Stmt::Expr(e) => e.span,
             };
             let _ = writeln!(out, "    | {}", text(src, span));

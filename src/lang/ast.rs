@@ -23,6 +23,13 @@ pub enum Item {
     Step(Step),
     Route(Vec<Rule>, Span),
     Test(Test),
+    /// `let NAME = EXPR` at the top level: evaluated once when the pipeline
+    /// loads, usable in every expression of the file.
+    Let {
+        name: Ident,
+        value: Expr,
+        span: Span,
+    },
 }
 
 /// `source NAME = KIND { options }` or `sink NAME = KIND { options }`.
@@ -73,6 +80,12 @@ pub enum Stmt {
     },
     Drop {
         condition: Option<Expr>,
+        span: Span,
+    },
+    /// `let NAME = EXPR`: a local of the enclosing block, per event.
+    Let {
+        name: Ident,
+        value: Expr,
         span: Span,
     },
     Expr(Expr),

@@ -2,12 +2,17 @@
 //! (sources, sinks, functions), types every expression, refuses unhandled
 //! fallible calls and ill-typed arguments, prepares regexes once, and lowers
 //! expressions to [`CExpr`] trees. Every problem becomes a diagnostic; the
-//! pass goes on after each so all are reported at once.
+//! pass goes on after each so all are reported at once. Types follow the
+//! flow of a step ([`super::flow`]): a field that may be missing (null) is
+//! refused in arithmetic and ordering comparisons until a `?? default` or a
+//! tested condition (`exists(.x)`, `.x != null`) rules null out.
 
 use super::ast::*;
 use super::diagnostics::{suggest, Diagnostic, Span};
 use super::eval::{CExpr, CStmt, Origin, Place, Root};
+use super::flow::{Facts, Subject};
 use super::functions::{self, Prepared};
+use super::locals::{Global, Locals};
 use super::types::Ty;
 use crate::event::Value;
 use std::sync::Arc;
@@ -40,6 +45,12 @@ pub struct Compiler {
     /// The file being compiled, so expressions that may fail at run time
     /// carry their place in it; `None` where nothing runs per event.
     pub file: Option<SourceFile>,
+    /// Top-level `let`s, computed at load.
+    pub globals: Vec<Global>,
+    /// `let` locals of the step being compiled.
+    pub(super) locals: Locals,
+    /// What is known about fields and locals at this point of the step.
+    pub(super) flow: Facts,
 }
 
 /// A pipeline file's name and text.
@@ -65,6 +76,38 @@ impl SourceFile {
             at: format!("{}:{line}:{col}", self.name),
             text,
         })
+    }
+}
+
+/// The type a field path has before anything is known about it.
+pub fn path_type(place: &Place) -> Ty {
+    match (&place.root, place.rest.is_empty()) {
+        (Root::Timestamp, true) => Ty::TIMESTAMP.or(Ty::NULL),
+        (Root::Severity, true) => Ty::STRING.or(Ty::NULL),
+        (Root::Resource | Root::Attributes, true) => Ty::MAP,
+        _ => Ty::ANY,
+    }
+}
+
+/// A field path or local as written, for messages.
+fn describe_operand(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Name(n) => n.clone(),
+        ExprKind::Path(segs) if segs.is_empty() => ".".into(),
+        ExprKind::Path(segs) => segs
+            .iter()
+            .map(|s| match s {
+                Segment::Field(f)
+                    if !f.is_empty()
+                        && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    format!(".{f}")
+                }
+                Segment::Field(f) => format!(".{f:?}"),
+                Segment::Index(i) => format!("[{i}]"),
+            })
+            .collect(),
+        _ => String::new(),
     }
 }
 
@@ -116,6 +159,13 @@ impl Compiler {
                     may_fail |= v.may_fail
                         || matches!(place.root, Root::Timestamp)
                         || !place.rest.is_empty();
+                    let subject = Subject::field(&place);
+                    if matches!(place.root, Root::Timestamp | Root::Severity) {
+                        // converted when written: only what is written is known
+                        self.flow.forget(&subject);
+                    } else {
+                        self.flow.write(subject, v.ty);
+                    }
                     out.push(CStmt::Assign(place, v.expr));
                     ty = Ty::NULL;
                 }
@@ -126,7 +176,19 @@ impl Compiler {
                     if let Some(c) = &c {
                         may_fail |= c.may_fail;
                     }
+                    if let Some(cond) = condition {
+                        // past `drop where C`, C was false
+                        self.assume(cond, false);
+                    }
                     out.push(CStmt::Drop(c.map(|c| c.expr)));
+                    ty = Ty::NULL;
+                }
+                Stmt::Let { name, value, .. } => {
+                    let v = self.expr(value, scope, handled);
+                    self.no_regex(&v, value.span);
+                    may_fail |= v.may_fail;
+                    let slot = self.local(name, &v, scope.sources);
+                    out.push(CStmt::Let(slot, v.expr));
                     ty = Ty::NULL;
                 }
                 Stmt::Expr(e) => {
@@ -140,17 +202,27 @@ impl Compiler {
         (out, ty, may_fail)
     }
 
-    /// An expression that must be a boolean.
+    /// An expression that must be a boolean: refused when its type cannot
+    /// be one, checked at run time when its type is not known (anything but
+    /// a boolean is then an error, never `false`).
     pub fn condition(&mut self, e: &Expr, scope: &Scope, handled: bool) -> Typed {
         let t = self.expr(e, scope, handled);
+        self.boolean(t, e, "a condition must be a boolean")
+    }
+
+    fn boolean(&mut self, t: Typed, e: &Expr, what: &str) -> Typed {
         if !t.ty.meets(Ty::BOOL) {
             self.error(
                 e.span,
-                format!("a condition must be a boolean, this is {}", t.ty.describe()),
-                "compare it, e.g. `.level == \"error\"`",
+                format!("{what}, this is {}", t.ty.describe()),
+                "compare it, e.g. `.level == \"error\"` or `exists(.flag)`; there is no truthiness",
             );
+            return t;
         }
-        t
+        if t.ty == Ty::BOOL {
+            return t;
+        }
+        typed(CExpr::Boolean(Box::new(t.expr)), Ty::BOOL, true)
     }
 
     /// Compiles an expression; one whose own operation may fail at run time
@@ -179,12 +251,10 @@ impl Compiler {
                     self.error(e.span, "field paths are not available here", "options are evaluated when the pipeline loads; use literals or env(\"NAME\")");
                 }
                 let place = Place::resolve(segs);
-                let ty = match (&place.root, place.rest.is_empty()) {
-                    (Root::Timestamp, true) => Ty::TIMESTAMP.or(Ty::NULL),
-                    (Root::Severity, true) => Ty::STRING.or(Ty::NULL),
-                    (Root::Resource | Root::Attributes, true) => Ty::MAP,
-                    _ => Ty::ANY,
-                };
+                let ty = self
+                    .flow
+                    .get(&Subject::field(&place))
+                    .unwrap_or_else(|| path_type(&place));
                 typed(CExpr::Read(place), ty, false)
             }
             ExprKind::Name(name) => self.name(name, e.span, scope),
@@ -257,7 +327,8 @@ impl Compiler {
                         )
                     }
                     UnOp::Neg => {
-                        if !t.ty.meets(Ty::NUMBER) {
+                        let null = self.not_null(&t, inner, "negating null fails at run time");
+                        if !null && !t.ty.meets(Ty::NUMBER) {
                             self.error(
                                 inner.span,
                                 format!("only numbers can be negated, this is {}", t.ty.describe()),
@@ -278,11 +349,20 @@ impl Compiler {
                 otherwise,
             } => {
                 let c = self.condition(cond, scope, handled);
+                let before = self.flow.clone();
+                self.assume(cond, true);
+                self.enter_block();
                 let (t, tt, tf) = self.block(then, scope, handled);
+                self.leave_block();
+                let after_then = std::mem::replace(&mut self.flow, before);
+                self.assume(cond, false);
+                self.enter_block();
                 let (o, ot, of) = match otherwise {
                     Some(b) => self.block(b, scope, handled),
                     None => (Vec::new(), Ty::NULL, false),
                 };
+                self.leave_block();
+                self.flow = Facts::join(&after_then, &self.flow);
                 typed(
                     CExpr::If(Box::new(c.expr), t, o),
                     tt.or(ot),
@@ -290,6 +370,22 @@ impl Compiler {
                 )
             }
         }
+    }
+
+    /// A field or local that may be null (missing), used where null fails
+    /// at run time or silently compares false, is refused with the fix.
+    /// Returns whether it reported one.
+    fn not_null(&mut self, t: &Typed, e: &Expr, used_in: &str) -> bool {
+        if !t.ty.meets(Ty::NULL) || self.subject(e).is_none() {
+            return false;
+        }
+        let text = describe_operand(e);
+        self.error(
+            e.span,
+            format!("`{text}` may be missing (null) here: {used_in}"),
+            format!("give it a default: `({text} ?? 0)`, or test it first: `if exists({text}) {{ ... }}` / `{text} != null and ...`"),
+        );
+        true
     }
 
     fn no_regex(&mut self, t: &Typed, span: Span) {
@@ -320,6 +416,9 @@ impl Compiler {
     }
 
     fn name(&mut self, name: &str, span: Span, scope: &Scope) -> Typed {
+        if let Some(t) = self.resolve_let(name) {
+            return t;
+        }
         if name == "source" {
             return typed(CExpr::Source, Ty::STRING, false);
         }
@@ -330,11 +429,7 @@ impl Compiler {
                 false,
             );
         }
-        let hint = suggest(
-            name,
-            scope.sources.iter().map(String::as_str).chain(["source"]),
-            || format!("field paths start with a dot: `.{name}`; bare names refer to sources"),
-        );
+        let hint = self.unknown_name_hint(name, scope.sources);
         self.error(span, format!("unknown name `{name}`"), hint);
         typed(CExpr::Const(Value::Null), Ty::ANY, false)
     }
@@ -349,37 +444,61 @@ impl Compiler {
         handled: bool,
     ) -> Typed {
         let lt = self.expr(l, scope, handled || op == BinOp::Coalesce);
-        let rt = self.expr(r, scope, handled);
+        let rt = match op {
+            // the right side runs only when the left was true (`and`) or false (`or`)
+            BinOp::And | BinOp::Or => {
+                let before = self.flow.clone();
+                self.assume(l, op == BinOp::And);
+                let rt = self.expr(r, scope, handled);
+                self.flow = Facts::join(&before, &self.flow);
+                rt
+            }
+            _ => self.expr(r, scope, handled),
+        };
         self.no_regex(&lt, l.span);
         self.no_regex(&rt, r.span);
         let may_fail = lt.may_fail && op != BinOp::Coalesce || rt.may_fail;
         let (ty, may_fail) = match op {
             BinOp::Coalesce => (Ty(lt.ty.0 & !Ty::NULL.0).or(rt.ty), may_fail),
             BinOp::And | BinOp::Or => {
-                for (t, e) in [(&lt, l), (&rt, r)] {
-                    if !t.ty.meets(Ty::BOOL) {
-                        self.error(
-                            e.span,
-                            format!("`and`/`or` need booleans, this is {}", t.ty.describe()),
-                            "compare it first, e.g. `.x == 1`",
-                        );
-                    }
-                }
-                (Ty::BOOL, may_fail)
+                let lt = self.boolean(lt, l, "`and`/`or` need booleans");
+                let rt = self.boolean(rt, r, "`and`/`or` need booleans");
+                let may_fail = may_fail || lt.may_fail || rt.may_fail;
+                return typed(
+                    CExpr::Bin(op, Box::new(lt.expr), Box::new(rt.expr)),
+                    Ty::BOOL,
+                    may_fail,
+                );
             }
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            BinOp::Eq | BinOp::Ne => (Ty::BOOL, may_fail),
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                self.not_null(&lt, l, "an ordering comparison with null is always false");
+                self.not_null(&rt, r, "an ordering comparison with null is always false");
                 (Ty::BOOL, may_fail)
             }
             BinOp::Add => {
+                let null = self.not_null(&lt, l, "`+` with null fails at run time")
+                    | self.not_null(&rt, r, "`+` with null fails at run time");
                 let ok = |t: Ty| t.meets(Ty::NUMBER.or(Ty::TEXT).or(Ty::TIMESTAMP));
-                if !ok(lt.ty) || !ok(rt.ty) {
+                let only = |t: Ty, kinds: Ty| t.0 != 0 && t.0 & !kinds.0 == 0;
+                let text = |t: Ty| only(t, Ty::TEXT);
+                let number = |t: Ty| only(t, Ty::NUMBER.or(Ty::TIMESTAMP));
+                if null {
+                    // reported above, with the fix
+                } else if !ok(lt.ty) || !ok(rt.ty) {
                     self.error(
                         span,
                         format!("cannot add {} and {}", lt.ty.describe(), rt.ty.describe()),
                         "`+` adds numbers or joins strings",
                     );
+                } else if (text(lt.ty) && number(rt.ty)) || (number(lt.ty) && text(rt.ty)) {
+                    self.error(
+                        span,
+                        format!("cannot add {} and {}: `+` never converts", lt.ty.describe(), rt.ty.describe()),
+                        "convert the number first: `to_string(x) + \"...\"`, or build the text with join([...], \"\")",
+                    );
                 }
-                let ty = if lt.ty == Ty::STRING || rt.ty == Ty::STRING {
+                let ty = if text(lt.ty) || text(rt.ty) {
                     Ty::STRING
                 } else if lt.ty == Ty::INT && rt.ty == Ty::INT {
                     Ty::INT
@@ -389,8 +508,12 @@ impl Compiler {
                 (ty, true)
             }
             BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem => {
-                for (t, e) in [(&lt, l), (&rt, r)] {
-                    if !t.ty.meets(Ty::NUMBER.or(Ty::TIMESTAMP)) {
+                let nulls = [
+                    self.not_null(&lt, l, "arithmetic on null fails at run time"),
+                    self.not_null(&rt, r, "arithmetic on null fails at run time"),
+                ];
+                for ((t, e), null) in [(&lt, l), (&rt, r)].into_iter().zip(nulls) {
+                    if !null && !t.ty.meets(Ty::NUMBER.or(Ty::TIMESTAMP)) {
                         self.error(
                             e.span,
                             format!("arithmetic needs numbers, this is {}", t.ty.describe()),
@@ -595,6 +718,7 @@ impl Compiler {
                     );
                 }
                 Some(if name.name == "del" {
+                    self.flow.write(Subject::field(&place), Ty::NULL);
                     typed(CExpr::Del(place), Ty::ANY, false)
                 } else {
                     typed(CExpr::Exists(place), Ty::BOOL, false)

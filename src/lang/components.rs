@@ -609,7 +609,8 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
                 continue;
             }
         }
-        let vars = env_origin(&c.env, expr);
+        let mut vars = env_origin(&c.env, expr);
+        vars.extend(c.let_env_origin(expr));
         match convert(opt.ty, expr, value) {
             Some(v) => match opt.range {
                 Some(range) if !range.contains(&v) => c.diagnostics.push(out_of_range(

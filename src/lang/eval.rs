@@ -113,6 +113,11 @@ pub enum CExpr {
     /// Known at load to fail (e.g. an unset environment variable).
     Fail(String),
     Read(Place),
+    /// A `let` local of the step, by slot.
+    Local(usize),
+    /// A condition whose type is not known to be boolean: anything but a
+    /// boolean is a run-time error, never `false`.
+    Boolean(Box<CExpr>),
     /// The name of the event's source.
     Source,
     Array(Vec<CExpr>),
@@ -136,6 +141,8 @@ pub enum CStmt {
     Assign(Place, CExpr),
     /// `drop` or `drop where COND`.
     Drop(Option<CExpr>),
+    /// `let`: stores the value in the step's local slot.
+    Let(usize, CExpr),
     Expr(CExpr),
 }
 
@@ -144,7 +151,9 @@ impl CStmt {
     /// final write (a nested `del` or block).
     pub fn has_effects(&self) -> bool {
         match self {
-            CStmt::Assign(_, e) | CStmt::Expr(e) | CStmt::Drop(Some(e)) => e.has_effects(),
+            CStmt::Assign(_, e) | CStmt::Expr(e) | CStmt::Drop(Some(e)) | CStmt::Let(_, e) => {
+                e.has_effects()
+            }
             CStmt::Drop(None) => false,
         }
     }
@@ -158,12 +167,15 @@ impl CExpr {
             CExpr::Const(_)
             | CExpr::Fail(_)
             | CExpr::Read(_)
+            | CExpr::Local(_)
             | CExpr::Source
             | CExpr::Exists(_) => false,
             CExpr::Array(items) | CExpr::Call(_, items, _) => items.iter().any(CExpr::has_effects),
             CExpr::Map(entries) => entries.iter().any(|(_, e)| e.has_effects()),
             CExpr::Index(a, b) | CExpr::Bin(_, a, b) => a.has_effects() || b.has_effects(),
-            CExpr::Not(e) | CExpr::Neg(e) | CExpr::Located(e, _) => e.has_effects(),
+            CExpr::Not(e) | CExpr::Neg(e) | CExpr::Boolean(e) | CExpr::Located(e, _) => {
+                e.has_effects()
+            }
         }
     }
 }
@@ -174,6 +186,8 @@ pub struct Ctx<'a> {
     pub source: &'a str,
     /// Set by a `drop` statement.
     pub dropped: bool,
+    /// The step's `let` locals, by slot (allocated on the first `let`).
+    pub locals: Vec<Value>,
 }
 
 impl<'a> Ctx<'a> {
@@ -182,6 +196,7 @@ impl<'a> Ctx<'a> {
             event,
             source,
             dropped: false,
+            locals: Vec::new(),
         }
     }
 }
@@ -207,6 +222,14 @@ pub fn run_block(stmts: &[CStmt], ctx: &mut Ctx) -> EvalResult {
                 ctx.dropped |= hit;
                 last = None;
             }
+            CStmt::Let(slot, e) => {
+                let v = e.eval(ctx)?;
+                if ctx.locals.len() <= *slot {
+                    ctx.locals.resize(*slot + 1, Value::Null);
+                }
+                ctx.locals[*slot] = v;
+                last = None;
+            }
             CStmt::Expr(e) => last = Some(e.eval(ctx)?),
         }
     }
@@ -225,6 +248,14 @@ impl CExpr {
             CExpr::Fail(msg) => fail(msg.clone()),
             CExpr::Located(inner, origin) => inner.eval(ctx).map_err(|e| e.at(origin)),
             CExpr::Read(place) => Ok(read(ctx.event, place)),
+            CExpr::Local(slot) => Ok(ctx.locals.get(*slot).cloned().unwrap_or(Value::Null)),
+            CExpr::Boolean(e) => match e.eval(ctx)? {
+                v @ Value::Bool(_) => Ok(v),
+                v => fail(format!(
+                    "a condition must be a boolean, got {}",
+                    super::types::Ty::of(&v).describe()
+                )),
+            },
             CExpr::Source => Ok(Value::String(ctx.source.into())),
             CExpr::Array(items) => items
                 .iter()
@@ -341,16 +372,11 @@ pub fn apply(op: BinOp, a: Value, b: Value) -> EvalResult {
                 .ok_or_else(|| EvalError::new("integer overflow")),
             (Int(_) | Float(_), Int(_) | Float(_)) => Ok(Float(num(&a) + num(&b))),
             (Timestamp(t), Int(n)) => Ok(Timestamp(t.saturating_add(*n))),
+            // Strings join only with strings: `7 + "a"` is an error, not "7a".
             _ => match (super::functions::text_of(&a), super::functions::text_of(&b)) {
                 (Some(x), Some(y)) => Ok(String(format!("{x}{y}").into())),
-                (Some(x), None) if !matches!(b, Null) => {
-                    Ok(String(format!("{x}{}", convert::stringify(&b)).into()))
-                }
-                (None, Some(y)) if !matches!(a, Null) => {
-                    Ok(String(format!("{}{y}", convert::stringify(&a)).into()))
-                }
                 _ => fail(format!(
-                    "cannot add {} and {}",
+                    "cannot add {} and {}: `+` does not convert; use to_string(...)",
                     super::types::Ty::of(&a).describe(),
                     super::types::Ty::of(&b).describe()
                 )),

@@ -88,8 +88,10 @@ fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &
         (_, Tok::RParen | Tok::RBracket | Tok::Comma | Tok::Semi | Tok::Colon) => false,
         (Tok::LBrace, Tok::RBrace) => false,
         (Tok::Ident(_), Tok::Bang) if adjacent => false,
-        // dotted option keys: `multiline.start`
-        (Tok::Ident(_), Tok::Path(_)) if adjacent => false,
+        // dotted option keys: `multiline.start`; field access: `f(x).n`, `a[0].b`
+        (Tok::Ident(_) | Tok::RParen | Tok::RBracket | Tok::RBrace, Tok::Path(_)) if adjacent => {
+            false
+        }
         // `f! (x)` is not a call: keep what the parser saw
         (Tok::Bang, Tok::LParen) if before_prev.is_some_and(|b| b.span.end == prev.span.start) => {
             !adjacent
@@ -169,6 +171,7 @@ impl Breaks<'_> {
                 Item::Settings(_, span) | Item::Route(_, span) => *span,
                 Item::Step(s) => s.span,
                 Item::Test(t) => t.span,
+                Item::Let { span, .. } => *span,
             };
             self.at.insert(span.start);
             match item {
@@ -186,6 +189,7 @@ impl Breaks<'_> {
                         }
                     }
                 }
+                Item::Let { value, .. } => self.expr(value),
                 Item::Route(rules, span) => {
                     if let Some(open) = self.brace_from(span.start) {
                         self.body(open, rules.iter().map(|r| r.span.start));
@@ -261,7 +265,7 @@ impl Breaks<'_> {
         self.body(open, stmts.iter().map(stmt_start));
         for s in stmts {
             match s {
-                Stmt::Assign { value, .. } => self.expr(value),
+                Stmt::Assign { value, .. } | Stmt::Let { value, .. } => self.expr(value),
                 Stmt::Drop { condition, .. } => {
                     if let Some(c) = condition {
                         self.expr(c);
@@ -351,7 +355,7 @@ fn holds_statements(block: &[Stmt]) -> bool {
 
 fn stmt_start(s: &Stmt) -> usize {
     match s {
-        Stmt::Assign { span, .. } | Stmt::Drop { span, .. } => span.start,
+        Stmt::Assign { span, .. } | Stmt::Drop { span, .. } | Stmt::Let { span, .. } => span.start,
         Stmt::Expr(e) => e.span.start,
     }
 }
@@ -482,6 +486,12 @@ mod tests {
         let src = "step s { .a = 1 # why\n}\nroute { else => o }\n";
         let want = "step s {\n  .a = 1 # why\n}\nroute {\n  else => o\n}\n";
         assert_eq!(format(src).unwrap(), want);
+    }
+
+    #[test]
+    fn field_access_on_a_value_stays_attached() {
+        let src = "step s {\n  .d = parse_json(.message).n ?? (.a ?? .b).c[0].e\n}\n";
+        assert_eq!(format(src).unwrap(), src);
     }
 
     #[test]

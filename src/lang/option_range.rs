@@ -215,7 +215,9 @@ fn collect_env(e: &Expr, out: &mut Vec<String>) {
             collect_env(cond, out);
             for stmt in then.iter().chain(otherwise.iter().flatten()) {
                 match stmt {
-                    Stmt::Expr(e) | Stmt::Assign { value: e, .. } => collect_env(e, out),
+                    Stmt::Expr(e) | Stmt::Assign { value: e, .. } | Stmt::Let { value: e, .. } => {
+                        collect_env(e, out)
+                    }
                     Stmt::Drop { condition, .. } => {
                         if let Some(c) = condition {
                             collect_env(c, out);

@@ -6,11 +6,13 @@ use super::ast::*;
 use super::diagnostics::{Diagnostic, Span};
 use super::lex::{lex, Tok, Token};
 
-const ITEM_KEYWORDS: [&str; 6] = ["source", "sink", "step", "route", "test", "settings"];
+const ITEM_KEYWORDS: [&str; 7] = ["source", "sink", "step", "route", "test", "settings", "let"];
 const MAX_DEPTH: usize = 64;
 
 struct Parser {
     toks: Vec<Token>,
+    /// Per token: a line break separates it from the token before.
+    line_start: Vec<bool>,
     pos: usize,
     depth: usize,
     end: usize,
@@ -25,8 +27,10 @@ pub fn parse(src: &str) -> (File, Vec<Diagnostic>) {
         .into_iter()
         .filter(|t| !matches!(t.tok, Tok::Comment(_)))
         .collect();
+    let line_start = line_starts(src, &toks);
     let mut p = Parser {
         toks,
+        line_start,
         pos: 0,
         depth: 0,
         end: src.len(),
@@ -54,8 +58,10 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
         .into_iter()
         .filter(|t| !matches!(t.tok, Tok::Comment(_)))
         .collect();
+    let line_start = line_starts(src, &toks);
     let mut p = Parser {
         toks,
+        line_start,
         pos: 0,
         depth: 0,
         end: src.len(),
@@ -68,6 +74,19 @@ pub fn parse_expr(src: &str) -> Result<Expr, Vec<Diagnostic>> {
         )]);
     }
     Ok(e)
+}
+
+/// For each token, whether a line break lies between it and the token before
+/// (comments in between do not count as tokens).
+fn line_starts(src: &str, toks: &[Token]) -> Vec<bool> {
+    let mut prev_end = 0;
+    toks.iter()
+        .map(|t| {
+            let gap = src.get(prev_end..t.span.start).unwrap_or("");
+            prev_end = t.span.end;
+            gap.contains('\n')
+        })
+        .collect()
 }
 
 /// The literal a token stands for, if it is one.
@@ -189,7 +208,7 @@ impl Parser {
         let start = self.span();
         let Some(Tok::Ident(word)) = self.peek().cloned() else {
             return Err(Diagnostic::new(start, format!("expected an item, found {}", self.found()))
-                .hint("a pipeline file holds `source`, `step`, `sink`, `route`, `test` and `settings` items"));
+                .hint("a pipeline file holds `source`, `step`, `sink`, `route`, `test`, `settings` and `let` items"));
         };
         self.pos += 1;
         match word.as_str() {
@@ -215,6 +234,14 @@ impl Parser {
                 Ok(Item::Settings(options, start.to(self.prev_span())))
             }
             "step" => self.step(start),
+            "let" => {
+                let (name, value) = self.let_binding()?;
+                Ok(Item::Let {
+                    name,
+                    value,
+                    span: start.to(self.prev_span()),
+                })
+            }
             "route" => self.route(start),
             "test" => self.test(start),
             other => Err(
@@ -222,7 +249,7 @@ impl Parser {
                     super::diagnostics::did_you_mean(other, ITEM_KEYWORDS)
                         .map(|s| format!("did you mean `{s}`?"))
                         .unwrap_or_else(|| {
-                            "items are source, step, sink, route, test, settings".into()
+                            "items are source, step, sink, route, test, settings, let".into()
                         }),
                 ),
             ),
@@ -442,11 +469,59 @@ impl Parser {
                 return Err(Diagnostic::new(self.span(), "unclosed block").hint("add `}`"));
             }
             out.push(self.stmt()?);
+            self.statement_end()?;
         }
+    }
+
+    /// A statement ends at a line break, `;` or the `}` of its block; anything
+    /// else on the same line would silently start a second statement.
+    fn statement_end(&mut self) -> PResult<()> {
+        match self.peek() {
+            None | Some(Tok::Semi | Tok::Comma | Tok::RBrace) => Ok(()),
+            Some(_) if self.line_start.get(self.pos) == Some(&true) => Ok(()),
+            Some(next) => {
+                let after_value = matches!(
+                    self.pos
+                        .checked_sub(1)
+                        .and_then(|i| self.toks.get(i))
+                        .map(|t| &t.tok),
+                    Some(Tok::RParen | Tok::RBracket | Tok::Ident(_))
+                );
+                let hint = if matches!(next, Tok::Path(_)) && after_value {
+                    "put each statement on its own line or separate them with `;`; to read a field of the value, write it with no space before the dot: `f(x).field`"
+                } else {
+                    "put each statement on its own line or separate them with `;`"
+                };
+                Err(Diagnostic::new(
+                    self.span(),
+                    format!(
+                        "expected a newline or `;` after the statement, found {}",
+                        self.found()
+                    ),
+                )
+                .hint(hint))
+            }
+        }
+    }
+
+    /// `NAME = EXPR` after `let`.
+    fn let_binding(&mut self) -> PResult<(Ident, Expr)> {
+        let name = self.ident("a local name")?;
+        self.expect(Tok::Assign, "write `let name = value`")?;
+        let value = self.expr()?;
+        Ok((name, value))
     }
 
     fn stmt(&mut self) -> PResult<Stmt> {
         let start = self.span();
+        if self.eat_word("let") {
+            let (name, value) = self.let_binding()?;
+            return Ok(Stmt::Let {
+                name,
+                span: start.to(value.span),
+                value,
+            });
+        }
         if self.eat_word("drop") {
             let condition = if self.eat_word("where") {
                 Some(self.expr()?)
@@ -563,9 +638,51 @@ impl Parser {
         }
     }
 
+    /// Field (`.name`, written with no space) and index (`[i]`) access on
+    /// any expression: `f(x).n`, `(a ?? b).x`, `f(x)[0]`.
     fn postfix(&mut self) -> PResult<Expr> {
         let mut e = self.primary()?;
-        while self.peek() == Some(&Tok::LBracket) && self.span().start == e.span.end {
+        loop {
+            let adjacent = self.span().start == e.span.end;
+            match self.peek() {
+                Some(Tok::Path(segs)) if adjacent && !segs.is_empty() => {
+                    let segs = segs.clone();
+                    let span = e.span.to(self.span());
+                    self.pos += 1;
+                    e = match e.kind {
+                        ExprKind::Path(mut base) => {
+                            base.extend(segs);
+                            Expr {
+                                kind: ExprKind::Path(base),
+                                span,
+                            }
+                        }
+                        kind => {
+                            let mut base = Expr { kind, span: e.span };
+                            for seg in segs {
+                                let key = match seg {
+                                    Segment::Field(f) => Lit::Str(f.as_str().to_owned()),
+                                    Segment::Index(i) => Lit::Int(i),
+                                };
+                                base = Expr {
+                                    kind: ExprKind::Index(
+                                        Box::new(base),
+                                        Box::new(Expr {
+                                            kind: ExprKind::Lit(key),
+                                            span,
+                                        }),
+                                    ),
+                                    span,
+                                };
+                            }
+                            base
+                        }
+                    };
+                    continue;
+                }
+                Some(Tok::LBracket) if adjacent => {}
+                _ => break,
+            }
             self.pos += 1;
             let index = self.expr()?;
             let close = self.expect(Tok::RBracket, "close the index with `]`")?;
@@ -816,6 +933,48 @@ test "t" { input app { message = "500" } expect { .level == "error" } expect rou
         let (file, errors) = parse(src);
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(file.items.len(), 1);
+    }
+
+    fn step_body(src: &str) -> Vec<Stmt> {
+        let (file, errors) = parse(src);
+        assert!(errors.is_empty(), "{errors:?}");
+        match file.items.into_iter().next() {
+            Some(Item::Step(s)) => s.body,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_field_after_a_call_or_parenthesis_is_one_expression() {
+        let body = step_body("step s { .a = f(.x).n ?? null\n .b = (.c ?? .d).e[0] }");
+        assert_eq!(body.len(), 2);
+        let Stmt::Assign { value, .. } = &body[0] else {
+            panic!()
+        };
+        let ExprKind::Binary(BinOp::Coalesce, left, _) = &value.kind else {
+            panic!("{value:?}")
+        };
+        assert!(matches!(&left.kind, ExprKind::Index(base, key)
+            if matches!(base.kind, ExprKind::Call { .. })
+                && matches!(&key.kind, ExprKind::Lit(Lit::Str(k)) if k == "n")));
+    }
+
+    #[test]
+    fn statements_need_a_line_break_or_semicolon_between_them() {
+        assert_eq!(step_body("step s { .a = 1; .b = 2 }").len(), 2);
+        let (_, errors) = parse("step s { .a = 1 .b = 2 }");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("expected a newline or `;`"));
+        assert_eq!(errors[0].span.start, "step s { .a = 1 ".len());
+    }
+
+    #[test]
+    fn let_is_a_statement_and_an_item() {
+        let body = step_body("step s { let x = 1\n .y = x }");
+        assert!(matches!(&body[0], Stmt::Let { name, .. } if name.name == "x"));
+        let (file, errors) = parse("let dir = \"/x\"\nsink o = console {}");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(matches!(&file.items[0], Item::Let { name, .. } if name.name == "dir"));
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
         diagnostics: parse_errors,
         env,
         file: Some(source_file.clone()),
+        ..Compiler::default()
     };
     let mut warnings = Vec::new();
     let mut names = Names {
@@ -170,6 +171,13 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
         names.declare(&mut c, "sink", &s.name, src);
     }
     let source_names: Vec<String> = source_decls.iter().map(|s| s.name.name.clone()).collect();
+
+    // top-level `let`s, in file order, before anything that may use them
+    for item in items {
+        if let Item::Let { name, value, .. } = item {
+            c.global(name, value, &source_names);
+        }
+    }
 
     // settings
     let settings_spec = components::kind("settings", Role::Settings);
@@ -294,10 +302,14 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
             step_handles_errors: decl.on_error.is_some(),
             paths: true,
         };
+        c.begin_step();
         let condition = decl
             .condition
             .as_ref()
             .map(|e| c.condition(e, &scope, false));
+        if let Some(e) = &decl.condition {
+            c.assume(e, true);
+        }
         // Statements compile one by one to learn which may fail: a step
         // needs a copy of the event (to undo on failure) only when something
         // may fail after a change was made.
@@ -315,6 +327,7 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
         if may_fail && decl.on_error.is_none() {
             failable_steps.push(decl.name.clone());
         }
+        c.end_step();
         steps.push(Step {
             name: decl.name.name.clone(),
             sources: decl.sources.iter().map(|s| s.name.clone()).collect(),
@@ -394,6 +407,10 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
                             .map(|i| (i, s.name.clone()));
                     }
                 }
+                c.begin_step();
+                if let RuleKind::When(e) = &rule.kind {
+                    c.assume(e, true);
+                }
                 let stream = match &rule.stream {
                     Some(Expr {
                         kind: ExprKind::Lit(Lit::Str(s)),
@@ -405,9 +422,17 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
                     }
                     None => None,
                 };
+                c.begin_step();
                 let condition = match &rule.kind {
                     RuleKind::When(e) => {
                         let t = c.condition(e, &scope, false);
+                        if matches!(t.expr, CExpr::Boolean(_)) {
+                            // a failed rule cannot fail its event: it must not need a run-time check
+                            c.diagnostics.push(
+                                Diagnostic::new(e.span, "a route condition must be known to be a boolean")
+                                    .hint("compare it, e.g. `.flag == true` or `exists(.x)`; there is no truthiness"),
+                            );
+                        }
                         if matches!(e.kind, ExprKind::Lit(Lit::Bool(true))) {
                             closed_at = Some(rule.span);
                         }
@@ -1057,6 +1082,7 @@ fn compile_test(
         match e {
             ast::Expect::Conditions(conds) => {
                 for cond in conds {
+                    c.begin_step();
                     let compiled = c.condition(cond, &scope, true);
                     let text = src
                         .get(cond.span.start..cond.span.end)

@@ -234,7 +234,7 @@ mod tests {
 source web = files { include = ["/tmp/none.log"] }
 step nginx on web {
   .http = parse_nginx!(.message)
-  .level = if .http.status >= 500 { "error" } else { "info" }
+  .level = if (.http.status ?? 0) >= 500 { "error" } else { "info" }
   drop where .http.path == "/healthz"
 }
 sink out = console {}
