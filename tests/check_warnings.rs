@@ -25,7 +25,7 @@ const HEADER: &str = "source web = files { include = [\"/var/log/nginx/*.log\"] 
 #[test]
 fn a_step_that_can_fail_without_a_dead_letter_route_is_a_warning_not_an_error() {
     let src = format!(
-        "{HEADER}step parse on web {{\n  .n = to_int!(.message)\n}}\nstep ms on web {{\n  .ms = .n * 1000\n}}\nstep quiet on web {{\n  .seen = true\n}}\nroute {{ else => out }}\n"
+        "{HEADER}step parse on web {{\n  .n = to_int!(.message)\n}}\nstep ms on web {{\n  .ms = (.n ?? 0) * 1000\n}}\nstep quiet on web {{\n  .seen = true\n}}\nroute {{ else => out }}\n"
     );
     let (code, out, err) = check("lossy.ship", &src);
     assert_eq!(code, 0, "{err}");

@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn bodies_get_one_statement_per_line_and_their_brace_on_its_own() {
-        let src = "source a = files { include = [\"/x\"] } sink o = console {}\nstep s on a { .a = 1 .b = if .a == 1 { \"one\" } else { \"other\" }\n  if .a == 1 { .c = 2 drop where .c == 3 } else if .a == 2 { .c = 4 } }\nroute { .a == 1 => o stream \"x\" else => o }\ntest \"t\" { input a { message = \"m\" } expect { .a == 1 } expect route o stream \"x\" }\n";
+        let src = "source a = files { include = [\"/x\"] } sink o = console {}\nstep s on a { .a = 1\n.b = if .a == 1 { \"one\" } else { \"other\" }\n  if .a == 1 { .c = 2\ndrop where .c == 3 } else if .a == 2 { .c = 4 } }\nroute { .a == 1 => o stream \"x\" else => o }\ntest \"t\" { input a { message = \"m\" } expect { .a == 1 } expect route o stream \"x\" }\n";
         let want = "source a = files { include = [\"/x\"] }\nsink o = console {}\nstep s on a {\n  .a = 1\n  .b = if .a == 1 { \"one\" } else { \"other\" }\n  if .a == 1 {\n    .c = 2\n    drop where .c == 3\n  } else if .a == 2 {\n    .c = 4\n  }\n}\nroute {\n  .a == 1 => o stream \"x\"\n  else => o\n}\ntest \"t\" {\n  input a { message = \"m\" }\n  expect { .a == 1 }\n  expect route o stream \"x\"\n}\n";
         let got = format(src).unwrap();
         assert_eq!(got, want);

@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_dead_lettered_event_carries_file_line_column_and_expression_of_its_failure() {
-        let src = "source app = files { include = [\"/none/*.log\"] }\nsink out = console {}\nsink dead = console {}\nstep ms_of_time on app {\n .seen = true\n .ms = .time * 1000\n}\nroute {\n else => out\n dead_letter => dead\n}\n";
+        let src = "source app = files { include = [\"/none/*.log\"] }\nsink out = console {}\nsink dead = console {}\nstep ms_of_time on app {\n .seen = true\n .ms = (.time ?? \"none\") * 1000\n}\nroute {\n else => out\n dead_letter => dead\n}\n";
         let mut p = match crate::lang::load_file("pipelines/t.ship", src) {
             Ok(p) => p.agent.processor,
             Err(d) => panic!("{}", crate::lang::render("t.ship", src, &d)),
@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(route.sink, 1, "the dead_letter sink");
         assert_eq!(
             error_of(&b.events[0]).as_deref(),
-            Some("pipelines/t.ship:6:8: arithmetic needs numbers, got null and integer in `.time * 1000`")
+            Some("pipelines/t.ship:6:8: arithmetic needs numbers, got string and integer in `(.time ?? \"none\") * 1000`")
         );
         assert!(
             !attrs(&b.events[0]).contains(&"seen".to_owned()),
@@ -529,14 +529,14 @@ mod tests {
 
         let long = "a".repeat(100);
         let p = processor(&format!(
-            "step long on app {{\n .n = to_int!(.message + \"{long}\")\n}}"
+            "step long on app {{\n .n = to_int!((.message ?? \"x\") + \"{long}\")\n}}"
         ));
         let mut e = event("seven");
         let Err(message) = p.run_steps(&mut e, "app") else {
             panic!("not a number")
         };
         let text = message.split_once(" in `").map(|(_, t)| t).unwrap_or("");
-        let shown = format!("to_int!(.message + \"{}…`", &long[..60]);
+        let shown = format!("to_int!((.message ?? \"x\") + \"{}…`", &long[..51]);
         assert_eq!(text, shown, "80 characters and an ellipsis: {message}");
     }
 }
