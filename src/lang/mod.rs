@@ -14,6 +14,7 @@ pub mod eval;
 pub mod fmt;
 pub mod functions;
 pub mod lex;
+pub mod multiline_options;
 pub mod option_range;
 pub mod parse;
 pub mod program;
