@@ -146,3 +146,175 @@ fn rule_spec(state: &str, rule: &Value) -> Result<RuleSpec, String> {
     }
     Ok(spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::SourceConfig;
+    use crate::lang::components::{kind, OptTy, Role};
+    use crate::sources::file::{Aggregator, Message, MultilineConfig, MULTILINE_PRESETS};
+    use bytes::Bytes;
+    use std::time::Instant;
+
+    fn pipeline(kind: &str, options: &str) -> String {
+        let required = if kind == "files" {
+            "include = [\"/nonexistent-shipd-test/*.log\"], "
+        } else {
+            ""
+        };
+        format!(
+            "source s = {kind} {{ {required}{options} }}\nsink out = console {{}}\nroute {{ else => out }}\n"
+        )
+    }
+
+    fn multiline_of(kind: &str, options: &str) -> Option<MultilineConfig> {
+        let program = crate::lang::load(&pipeline(kind, options)).unwrap_or_else(|d| {
+            panic!(
+                "{options}: {:?}",
+                d.iter().map(|d| &d.message).collect::<Vec<_>>()
+            )
+        });
+        match program.agent.sources.into_iter().next() {
+            Some(SourceConfig::File(f)) => f.multiline,
+            other => panic!("not a file source: {other:?}"),
+        }
+    }
+
+    fn errors_of(options: &str) -> Vec<String> {
+        match crate::lang::load(&pipeline("files", options)) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.into_iter().map(|d| d.message).collect(),
+        }
+    }
+
+    fn group(cfg: MultilineConfig, text: &str) -> Vec<String> {
+        let mut agg = Aggregator::new(cfg);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for line in text.lines() {
+            let end = offset + line.len() as u64 + 1;
+            let msg = Message::plain(Bytes::copy_from_slice(line.as_bytes()), offset, end, false);
+            agg.push(msg, Instant::now(), &mut out);
+            offset = end;
+        }
+        out.extend(agg.take());
+        out.iter()
+            .map(|m| String::from_utf8_lossy(&m.bytes).into_owned())
+            .collect()
+    }
+
+    const SLOW: &str = "# Time: 261205  3:40:01\n# User@Host: a[a] @ localhost []\nSELECT 1;\n# User@Host: b[b] @ localhost []\nSELECT 2;\n";
+
+    #[test]
+    fn state_rules_written_in_the_pipeline_group_a_slow_log() {
+        let rules = r#"multiline.rules = {
+            start_state: [ { pattern: /^# Time:/, next: "time" }, { pattern: /^# User@Host:/, next: "entry" } ],
+            time: [ { pattern: /^# User@Host:/, next: "entry" } ],
+            entry: [ { unless: /^# (Time|User@Host):/, next: "entry" } ]
+        }, multiline.timeout = 2s"#;
+        let cfg = multiline_of("files", rules).expect("multiline on");
+        assert_eq!(cfg.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            group(cfg, SLOW),
+            [
+                "# Time: 261205  3:40:01\n# User@Host: a[a] @ localhost []\nSELECT 1;",
+                "# User@Host: b[b] @ localhost []\nSELECT 2;"
+            ]
+        );
+    }
+
+    #[test]
+    fn preset_on_a_container_source_sets_its_rules() {
+        for kind in ["docker", "cri"] {
+            let cfg = multiline_of(
+                kind,
+                "multiline.preset = \"mariadb_slow\", multiline.max_lines = 3",
+            )
+            .expect("multiline on");
+            assert_eq!(cfg.max_lines, 3);
+            assert_eq!(group(cfg, SLOW).len(), 2, "{kind}");
+        }
+    }
+
+    #[test]
+    fn start_continue_and_end_are_accepted_together() {
+        let cfg = multiline_of(
+            "files",
+            "multiline.start = /^BEGIN/, multiline.continue = /^\\s/, multiline.end = /^\\s+END$/",
+        )
+        .expect("multiline on");
+        assert_eq!(
+            group(cfg, "BEGIN\n  a\n  END\n  b\n"),
+            ["BEGIN\n  a\n  END", "  b"]
+        );
+        assert!(
+            multiline_of("files", "multiline.timeout = 2s").is_none(),
+            "limits alone turn nothing on"
+        );
+    }
+
+    #[test]
+    fn a_preset_with_patterns_or_rules_is_refused() {
+        let errors = errors_of("multiline.preset = \"java\", multiline.start = /^x/");
+        assert!(
+            errors.iter().any(|e| e.contains("not several")),
+            "{errors:?}"
+        );
+        let errors = errors_of("multiline.rules = { start_state: [{ pattern: /x/, next: \"start_state\" }] }, multiline.end = /y/");
+        assert!(
+            errors.iter().any(|e| e.contains("not several")),
+            "{errors:?}"
+        );
+        assert!(errors_of("multiline.start = /^x/, multiline.continue = /^y/").is_empty());
+    }
+
+    #[test]
+    fn malformed_rules_are_refused_with_what_is_wrong() {
+        let cases = [
+            (
+                "{ entry: [{ pattern: /x/, next: \"entry\" }] }",
+                "start_state",
+            ),
+            (
+                "{ start_state: [{ pattern: /x/, next: \"nowhere\" }] }",
+                "`nowhere`, which is not a state",
+            ),
+            ("{ start_state: [{ pattern: /x/ }] }", "needs `next`"),
+            (
+                "{ start_state: [{ next: \"start_state\" }] }",
+                "needs `pattern` or `unless`",
+            ),
+            (
+                "{ start_state: [{ patern: /x/, next: \"start_state\" }] }",
+                "unknown key `patern`",
+            ),
+            (
+                "{ start_state: { pattern: /x/ } }",
+                "must be a list of rules",
+            ),
+            ("{ start_state: [\"x\"] }", "must be a map"),
+            (
+                "{ start_state: [{ pattern: \"(\", next: \"start_state\" }] }",
+                "invalid regex",
+            ),
+        ];
+        for (rules, wanted) in cases {
+            let errors = errors_of(&format!("multiline.rules = {rules}"));
+            assert!(
+                errors.iter().any(|e| e.contains(wanted)),
+                "{rules}: wanted `{wanted}` in {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn preset_choices_are_the_built_in_presets() {
+        for source in ["files", "docker", "cri"] {
+            let spec = kind(source, Role::Source).expect("a source kind");
+            let preset = spec.options.iter().find(|o| o.name == "multiline.preset");
+            match preset.map(|o| o.ty) {
+                Some(OptTy::Choice(choices)) => assert_eq!(choices, MULTILINE_PRESETS, "{source}"),
+                other => panic!("{source}: multiline.preset is {other:?}"),
+            }
+        }
+    }
+}
