@@ -52,7 +52,11 @@ fn every_multiline_option_and_preset_is_in_the_reference() {
         .and_then(|rest| rest.split("\n### ").next())
         .expect("docs/pipeline-language.md has a Multiline section");
     for kind in shipd::lang::components::KINDS {
-        for opt in kind.options.iter().filter(|o| o.name.starts_with("multiline.")) {
+        for opt in kind
+            .options
+            .iter()
+            .filter(|o| o.name.starts_with("multiline."))
+        {
             assert!(
                 section.contains(&format!("`{}`", opt.name)),
                 "the Multiline section lacks `{}` (of `{}`)",
