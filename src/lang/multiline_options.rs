@@ -151,9 +151,7 @@ fn rule_spec(state: &str, rule: &Value) -> Result<RuleSpec, String> {
 mod tests {
     use crate::config::SourceConfig;
     use crate::lang::components::{kind, OptTy, Role};
-    use crate::sources::file::{Aggregator, Message, MultilineConfig, MULTILINE_PRESETS};
-    use bytes::Bytes;
-    use std::time::Instant;
+    use crate::sources::file::{join_lines, MultilineConfig, MULTILINE_PRESETS};
 
     fn pipeline(kind: &str, options: &str) -> String {
         let required = if kind == "files" {
@@ -187,19 +185,7 @@ mod tests {
     }
 
     fn group(cfg: MultilineConfig, text: &str) -> Vec<String> {
-        let mut agg = Aggregator::new(cfg);
-        let mut out = Vec::new();
-        let mut offset = 0;
-        for line in text.lines() {
-            let end = offset + line.len() as u64 + 1;
-            let msg = Message::plain(Bytes::copy_from_slice(line.as_bytes()), offset, end, false);
-            agg.push(msg, Instant::now(), &mut out);
-            offset = end;
-        }
-        out.extend(agg.take());
-        out.iter()
-            .map(|m| String::from_utf8_lossy(&m.bytes).into_owned())
-            .collect()
+        join_lines(cfg, text.lines())
     }
 
     const SLOW: &str = "# Time: 261205  3:40:01\n# User@Host: a[a] @ localhost []\nSELECT 1;\n# User@Host: b[b] @ localhost []\nSELECT 2;\n";

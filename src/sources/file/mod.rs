@@ -49,7 +49,7 @@ mod watch;
 pub use decode::{Decoder, LogFormat, Message};
 pub use identity::{FileIdentity, Fingerprint};
 pub use lines::{Line, LineSplitter};
-pub use multiline::{Aggregator, Boundaries, MultilineConfig, MultilineMode};
+pub use multiline::{join_lines, Aggregator, Boundaries, MultilineConfig, MultilineMode};
 pub use multiline_presets::{preset as multiline_preset, PRESET_NAMES as MULTILINE_PRESETS};
 pub use multiline_rules::{RuleSpec, RulesError, StateRules};
 

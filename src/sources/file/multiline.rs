@@ -235,6 +235,34 @@ impl Aggregator {
     }
 }
 
+/// The events `lines` make when read in one go, the last (held) one
+/// included: how a pipeline test turns raw lines into the messages the
+/// source would emit.
+pub fn join_lines<'a>(
+    cfg: MultilineConfig,
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let mut agg = Aggregator::new(cfg);
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let now = Instant::now();
+    for line in lines {
+        let end = offset + line.len() as u64 + 1;
+        let msg = Message::plain(
+            bytes::Bytes::copy_from_slice(line.as_bytes()),
+            offset,
+            end,
+            false,
+        );
+        agg.push(msg, now, &mut out);
+        offset = end;
+    }
+    out.extend(agg.take());
+    out.iter()
+        .map(|m| String::from_utf8_lossy(&m.bytes).into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::super::multiline_rules::RuleSpec;
@@ -266,15 +294,9 @@ pub(super) mod tests {
         (out, agg)
     }
 
-    /// The events `lines` group into, the held one (flushed at the end)
-    /// included.
+    /// The events the lines of `text` group into.
     pub(in crate::sources::file) fn events(mode: MultilineMode, text: &str) -> Vec<String> {
-        let lines: Vec<&str> = text.lines().collect();
-        let (out, mut agg) = run(MultilineConfig::new(mode), &lines);
-        out.iter()
-            .chain(agg.take().as_ref())
-            .map(|m| body_text(&m.bytes))
-            .collect()
+        join_lines(MultilineConfig::new(mode), text.lines())
     }
 
     fn re(p: &str) -> Option<Regex> {
