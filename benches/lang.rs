@@ -2,12 +2,19 @@
 //! processing stage (steps + routes):
 //! (a) setting two fields, (b) parse_json of a 300-byte object,
 //! (c) an nginx combined line through parse_regex + to_int + a route (with
-//! a backtracking-prone and a one-pass regex).
+//! a backtracking-prone and a one-pass regex);
+//! (d) multiline joining (lines/s per core): a MariaDB slow log through the
+//! `mariadb_slow` state rules, a Java log through the `java` preset and
+//! through a start pattern.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use shipd::event::{Event, EventBatch, LogRecord, Resource, Value};
+use shipd::sources::file::{
+    multiline_preset, Aggregator, Boundaries, Message, MultilineConfig, MultilineMode,
+};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Events per batch: about what one read of the file source (256 KiB) makes
 /// of 300-byte lines, so the heap churns as it does in shipd.
@@ -105,5 +112,69 @@ route {
 
 const NGINX_LINE: &str = r#"192.168.1.20 - - [25/Nov/2026:10:00:00 +0100] "GET /api/items?id=3 HTTP/1.1" 200 157 "-" "Mozilla/5.0 (X11; Linux aarch64)""#;
 
-criterion_group!(benches, lang);
+/// Joins `text`'s lines with `mode`, as the file source does per read.
+fn bench_multiline(c: &mut Criterion, name: &str, mode: MultilineMode, text: &str) {
+    let lines: Vec<Bytes> = text
+        .lines()
+        .map(|l| Bytes::copy_from_slice(l.as_bytes()))
+        .collect();
+    let cfg = MultilineConfig::new(mode);
+    let mut group = c.benchmark_group("multiline");
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    group.sample_size(20);
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let mut agg = Aggregator::new(cfg.clone());
+            let mut out = Vec::with_capacity(lines.len());
+            let now = Instant::now();
+            let mut offset = 0;
+            for line in &lines {
+                let end = offset + line.len() as u64 + 1;
+                agg.push(
+                    Message::plain(line.clone(), offset, end, false),
+                    now,
+                    &mut out,
+                );
+                offset = end;
+            }
+            out.extend(agg.take());
+            out
+        })
+    });
+    group.finish();
+}
+
+fn multiline(c: &mut Criterion) {
+    let slow: String = (0..1_000)
+        .map(|i| {
+            let time = if i % 3 == 1 {
+                String::new()
+            } else {
+                format!("# Time: 261205  3:{:02}:{:02}\n", 40 + i / 600, (i / 10) % 60)
+            };
+            format!("{time}# User@Host: shop[shop] @ localhost []\n# Thread_id: {i}  Schema: shop  QC_hit: No\n# Query_time: 2.000436  Lock_time: 0.000102  Rows_sent: 1  Rows_examined: {i}\n# Rows_affected: 0  Bytes_sent: 64\nSET timestamp={};\nSELECT o.id FROM orders o WHERE o.customer_id = {i};\n", 1_796_442_001 + i)
+        })
+        .collect();
+    let preset = |name| multiline_preset(name).expect("a built-in preset");
+    bench_multiline(c, "d_mariadb_slow_rules", preset("mariadb_slow"), &slow);
+    let java: String = (0..1_000)
+        .map(|i| {
+            if i % 10 == 0 {
+                format!("2026-12-05 03:40:01.123 ERROR [exec-{i}] shop.Api : request failed\njava.lang.IllegalStateException: bad {i}\n\tat shop.Cart.add(Cart.java:{i})\n\tat shop.Api.handle(Api.java:42)\nCaused by: java.io.IOException: reset\n\t... 12 more\n")
+            } else {
+                format!("2026-12-05 03:40:01.123 INFO  [exec-{i}] shop.Api : request {i} ok\n")
+            }
+        })
+        .collect();
+    bench_multiline(c, "d_java_preset", preset("java"), &java);
+    let start = regex::bytes::Regex::new(r"^\d{4}-\d{2}-\d{2} ").expect("a valid regex");
+    bench_multiline(
+        c,
+        "d_java_start_pattern",
+        MultilineMode::Patterns(Boundaries::start(start)),
+        &java,
+    );
+}
+
+criterion_group!(benches, lang, multiline);
 criterion_main!(benches);

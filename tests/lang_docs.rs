@@ -40,3 +40,37 @@ fn every_example_pipeline_checks_and_passes_its_tests() {
         }
     }
 }
+
+#[test]
+fn every_multiline_option_and_preset_is_in_the_reference() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/pipeline-language.md"
+    ))
+    .unwrap();
+    let section = doc
+        .split("### Multiline")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("docs/pipeline-language.md has a Multiline section");
+    for kind in shipd::lang::components::KINDS {
+        for opt in kind
+            .options
+            .iter()
+            .filter(|o| o.name.starts_with("multiline."))
+        {
+            assert!(
+                section.contains(&format!("`{}`", opt.name)),
+                "the Multiline section lacks `{}` (of `{}`)",
+                opt.name,
+                kind.name
+            );
+        }
+    }
+    for preset in shipd::sources::file::MULTILINE_PRESETS {
+        assert!(
+            section.contains(&format!("| `{preset}` |")),
+            "the presets table lacks `{preset}`"
+        );
+    }
+}

@@ -274,7 +274,11 @@ impl Compiler {
                 let mut may_fail = false;
                 for (k, v) in entries {
                     let t = self.expr(v, scope, handled);
-                    self.no_regex(&t, v.span);
+                    // In component options a regex in a map is its pattern
+                    // text (`multiline.rules`), compiled by the component.
+                    if scope.paths {
+                        self.no_regex(&t, v.span);
+                    }
                     may_fail |= t.may_fail;
                     out.push((k.as_str().into(), t.expr));
                 }

@@ -18,6 +18,7 @@ pub mod fmt;
 pub mod functions;
 pub mod lex;
 pub mod locals;
+pub mod multiline_options;
 pub mod option_range;
 pub mod parse;
 pub mod program;

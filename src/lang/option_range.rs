@@ -379,6 +379,11 @@ mod properties {
                 "console {}".to_owned(),
                 String::new(),
             ),
+            "docker" | "cri" => (
+                format!("{kind} {{ multiline.start = /^\\S/, {set} }}"),
+                "console {}".to_owned(),
+                String::new(),
+            ),
             "exec" => (
                 format!("exec {{ command = [\"true\"], {set} }}"),
                 "console {}".to_owned(),

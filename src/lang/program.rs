@@ -9,6 +9,7 @@ use super::connection_options;
 use super::diagnostics::{suggest, Diagnostic, Span};
 use super::environment::Environment;
 use super::eval::{CExpr, CStmt, Place};
+use super::multiline_options;
 use super::sink_options;
 use crate::config::{AgentConfig, SinkConfig, SourceConfig};
 use crate::event::{Event, LogRecord, MetricKind, MetricPoint, Resource, Value};
@@ -16,7 +17,7 @@ use crate::pipeline::processor::{Processor, Step};
 use crate::pipeline::router::{normalize_stream_name, Router, Rule, StreamSpec};
 use crate::sources::containers;
 use crate::sources::exec::{ExecConfig, ExecFormat};
-use crate::sources::file::{FileSourceConfig, LogFormat, MultilineConfig, MultilineMode, ReadFrom};
+use crate::sources::file::{FileSourceConfig, LogFormat, ReadFrom};
 use crate::sources::forward::ForwardSourceConfig;
 use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
@@ -641,13 +642,6 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
-fn bytes_regex(pattern: &str) -> Option<regex::bytes::Regex> {
-    regex::bytes::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .ok()
-}
-
 /// The options the files, docker and cri sources share: `read_from`,
 /// `max_open_files`.
 fn with_shared_file_options(mut f: FileSourceConfig, opts: &Options) -> Option<SourceConfig> {
@@ -755,28 +749,7 @@ fn build_source(
                 Some("cri") => LogFormat::Cri,
                 _ => LogFormat::Plain,
             };
-            let mode = match (
-                opts.regex("multiline.start"),
-                opts.regex("multiline.continue"),
-            ) {
-                (Some(_), Some(_)) => {
-                    c.diagnostics.push(
-                        Diagnostic::new(opts.span("multiline.continue").unwrap_or(at), "set `multiline.start` or `multiline.continue`, not both")
-                            .hint("start: lines matching begin an event; continue: lines matching extend one"),
-                    );
-                    None
-                }
-                (Some(p), None) => bytes_regex(&p).map(MultilineMode::Start),
-                (None, Some(p)) => bytes_regex(&p).map(MultilineMode::Continue),
-                (None, None) => None,
-            };
-            if let Some(mode) = mode {
-                let mut m = MultilineConfig::new(mode);
-                m.timeout = opts.duration("multiline.timeout").unwrap_or(m.timeout);
-                m.max_lines = opts.count("multiline.max_lines").unwrap_or(m.max_lines);
-                m.max_bytes = opts.bytes("multiline.max_bytes").unwrap_or(m.max_bytes);
-                f.multiline = Some(m);
-            }
+            f.multiline = multiline_options::multiline(c, opts, at);
             f.service_name = opts.str("service");
             with_shared_file_options(f, opts)
         }
@@ -967,19 +940,17 @@ fn build_source(
             let dir = opts
                 .str("directory")
                 .unwrap_or_else(|| "/var/lib/docker/containers".into());
-            with_shared_file_options(
-                containers::docker_source(name, std::path::Path::new(&dir)),
-                opts,
-            )
+            let mut f = containers::docker_source(name, std::path::Path::new(&dir));
+            f.multiline = multiline_options::multiline(c, opts, at);
+            with_shared_file_options(f, opts)
         }
         "cri" => {
             let dir = opts
                 .str("directory")
                 .unwrap_or_else(|| "/var/log/pods".into());
-            with_shared_file_options(
-                containers::cri_source(name, std::path::Path::new(&dir)),
-                opts,
-            )
+            let mut f = containers::cri_source(name, std::path::Path::new(&dir));
+            f.multiline = multiline_options::multiline(c, opts, at);
+            with_shared_file_options(f, opts)
         }
         _ => None,
     }

@@ -99,7 +99,7 @@ pub fn record(m: Message, resource: Arc<Resource>) -> (LogRecord, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::file::{LogFormat, MultilineConfig, MultilineMode};
+    use crate::sources::file::{Boundaries, LogFormat, MultilineConfig, MultilineMode};
 
     fn body(r: &LogRecord) -> String {
         match &r.body {
@@ -112,7 +112,9 @@ mod tests {
     fn multiline_lines_are_joined_and_the_last_event_is_flushed() {
         let mut cfg = FileSourceConfig::new("app", vec![]);
         let start = regex::bytes::Regex::new(r"^# Time:").unwrap();
-        cfg.multiline = Some(MultilineConfig::new(MultilineMode::Start(start)));
+        cfg.multiline = Some(MultilineConfig::new(MultilineMode::Patterns(
+            Boundaries::start(start),
+        )));
         let text = "# Time: 1\nselect 1;\n# Time: 2\nselect 2;";
         let (records, undecodable) = frame_text(&cfg, Bytes::from(text));
         assert_eq!(undecodable, 0);

@@ -39,6 +39,8 @@ pub mod framing;
 mod identity;
 mod lines;
 mod multiline;
+mod multiline_presets;
+mod multiline_rules;
 mod reader;
 mod released;
 mod tailed;
@@ -48,7 +50,11 @@ mod watch;
 pub use decode::{Decoder, LogFormat, Message};
 pub use identity::{FileIdentity, Fingerprint};
 pub use lines::{Line, LineSplitter};
-pub use multiline::{Aggregator, MultilineConfig, MultilineMode};
+#[cfg(test)]
+pub(crate) use multiline::join_lines;
+pub use multiline::{Aggregator, Boundaries, MultilineConfig, MultilineMode};
+pub use multiline_presets::{preset as multiline_preset, PRESET_NAMES as MULTILINE_PRESETS};
+pub use multiline_rules::{RuleSpec, RulesError, StateRules};
 
 use crate::buffer::journal::JournaledSender;
 use crate::event::{EventBatch, Resource, Value};
@@ -911,8 +917,9 @@ mod tests {
         let mut cfg = FileSourceConfig::new("files", vec![path.display().to_string()]);
         cfg.read_from = ReadFrom::Beginning;
         cfg.poll_interval = Duration::from_millis(20);
-        let mut multiline =
-            MultilineConfig::new(MultilineMode::Start(Regex::new("^2026").unwrap()));
+        let mut multiline = MultilineConfig::new(MultilineMode::Patterns(Boundaries::start(
+            Regex::new("^2026").unwrap(),
+        )));
         multiline.timeout = Duration::from_millis(500);
         cfg.multiline = Some(multiline);
         let ctx = SourceContext {
