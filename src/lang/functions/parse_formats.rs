@@ -1,11 +1,15 @@
 //! Parsers for well-known log formats: syslog (RFC 5424 and 3164), nginx
-//! (combined, error), Apache (common, combined), CRI and docker json-file.
+//! (combined, error, custom `log_format`), Apache (common, combined, custom
+//! `LogFormat`), CRI and docker json-file.
 
+use super::access_format::AccessFormat;
 use super::convert::parse_time;
 use super::parse_structured::json_to_value;
+use super::{apache_format, literal, nginx_format, ConstArgs};
 use super::{arg_text, Prepared};
 use crate::event::Map;
 use crate::event::{Str, Value};
+use crate::lang::ast::Lit;
 use chrono::Datelike;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -144,12 +148,12 @@ pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
 
 static NGINX_COMBINED: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r#"^(?<client>\S+) - (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#,
+        r#"^(?<client>\S+) - (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?$"#,
     )
 });
 static APACHE_COMMON: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r#"^(?<client>\S+) (?<ident>\S+) (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#,
+        r#"^(?<client>\S+) (?<ident>\S+) (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?$"#,
     )
 });
 static NGINX_ERROR: LazyLock<Regex> = LazyLock::new(|| {
@@ -225,8 +229,49 @@ fn format_arg(args: &[Value], default: &'static str) -> Result<String, String> {
     }
 }
 
-pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
+/// A custom access-log format written as a literal is compiled once, at
+/// load; the built-in names need nothing prepared.
+fn prepare_access(
+    args: &ConstArgs,
+    builtin: &[&str],
+    compile: fn(&str) -> Result<AccessFormat, String>,
+) -> Result<Prepared, String> {
+    match literal(args, 1) {
+        Some(Lit::Str(f)) if builtin.contains(&f.as_str()) => Ok(Prepared::None),
+        Some(Lit::Str(f)) => Ok(Prepared::AccessFormat(Box::new(compile(f)?))),
+        _ => Ok(Prepared::None),
+    }
+}
+
+pub fn prepare_nginx(args: &ConstArgs) -> Result<Prepared, String> {
+    prepare_access(args, &["combined", "error"], |f| {
+        match f {
+        "main" => nginx_format::compile(nginx_format::MAIN),
+        f if f.contains('$') => nginx_format::compile(f),
+        other => Err(format!(
+            "unknown nginx format `{other}` (combined, main, error, or a log_format string with $variables)"
+        )),
+    }
+    })
+}
+
+pub fn prepare_apache(args: &ConstArgs) -> Result<Prepared, String> {
+    prepare_access(args, &["common", "combined"], |f| {
+        if f.contains('%') {
+            apache_format::compile(f)
+        } else {
+            Err(format!(
+                "unknown Apache format `{f}` (common, combined, or a LogFormat string with %directives)"
+            ))
+        }
+    })
+}
+
+pub fn parse_nginx(args: &[Value], p: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
+    if let Prepared::AccessFormat(f) = p {
+        return f.parse(&text).map(Value::Map);
+    }
     let mut out = Map::new();
     match format_arg(args, "combined")?.as_str() {
         "combined" => {
@@ -235,53 +280,71 @@ pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
                 .ok_or("not an nginx combined log line")?;
             access_fields(&c, &mut out)?;
         }
-        "error" => {
-            let c = NGINX_ERROR
-                .captures(&text)
-                .ok_or("not an nginx error log line")?;
-            let ts = chrono::NaiveDateTime::parse_from_str(&c["ts"], "%Y/%m/%d %H:%M:%S")
-                .map_err(|e| e.to_string())?;
-            out.insert(
-                "timestamp".into(),
-                Value::Timestamp(ts.and_utc().timestamp_nanos_opt().unwrap_or(0)),
-            );
-            out.insert("severity".into(), s(&c["level"]));
-            out.insert(
-                "pid".into(),
-                Value::Int(c["pid"].parse().map_err(|_| "bad pid")?),
-            );
-            out.insert(
-                "tid".into(),
-                Value::Int(c["tid"].parse().map_err(|_| "bad tid")?),
-            );
-            if let Some(cid) = c.name("cid") {
-                out.insert(
-                    "cid".into(),
-                    Value::Int(cid.as_str().parse().map_err(|_| "bad connection id")?),
-                );
-            }
-            let msg = &c["msg"];
-            let first_kv = NGINX_ERROR_KV
-                .find(msg)
-                .map(|m| m.start())
-                .unwrap_or(msg.len());
-            out.insert("message".into(), s(&msg[..first_kv]));
-            for kv in NGINX_ERROR_KV.captures_iter(msg) {
-                out.insert(kv["k"].to_owned().into(), s(kv["v"].trim_matches('"')));
-            }
+        "error" => nginx_error(&text, &mut out)?,
+        "main" => {
+            return Ok(Value::Map(
+                nginx_format::compile(nginx_format::MAIN)?.parse(&text)?,
+            ))
+        }
+        // A format computed per event: compiled per call (a literal is compiled once at load).
+        custom if custom.contains('$') => {
+            return Ok(Value::Map(nginx_format::compile(custom)?.parse(&text)?))
         }
         other => {
             return Err(format!(
-                "unknown nginx format `{other}` (combined or error)"
+                "unknown nginx format `{other}` (combined, main, error, or a log_format string)"
             ))
         }
     }
     Ok(Value::Map(out))
 }
 
-pub fn parse_apache(args: &[Value], _: &Prepared) -> Result<Value, String> {
+fn nginx_error(text: &str, out: &mut Map) -> Result<(), String> {
+    let c = NGINX_ERROR
+        .captures(text)
+        .ok_or("not an nginx error log line")?;
+    let ts = chrono::NaiveDateTime::parse_from_str(&c["ts"], "%Y/%m/%d %H:%M:%S")
+        .map_err(|e| e.to_string())?;
+    out.insert(
+        "timestamp".into(),
+        Value::Timestamp(ts.and_utc().timestamp_nanos_opt().unwrap_or(0)),
+    );
+    out.insert("severity".into(), s(&c["level"]));
+    out.insert(
+        "pid".into(),
+        Value::Int(c["pid"].parse().map_err(|_| "bad pid")?),
+    );
+    out.insert(
+        "tid".into(),
+        Value::Int(c["tid"].parse().map_err(|_| "bad tid")?),
+    );
+    if let Some(cid) = c.name("cid") {
+        out.insert(
+            "cid".into(),
+            Value::Int(cid.as_str().parse().map_err(|_| "bad connection id")?),
+        );
+    }
+    let msg = &c["msg"];
+    let first_kv = NGINX_ERROR_KV
+        .find(msg)
+        .map(|m| m.start())
+        .unwrap_or(msg.len());
+    out.insert("message".into(), s(&msg[..first_kv]));
+    for kv in NGINX_ERROR_KV.captures_iter(msg) {
+        out.insert(kv["k"].to_owned().into(), s(kv["v"].trim_matches('"')));
+    }
+    Ok(())
+}
+
+pub fn parse_apache(args: &[Value], p: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
+    if let Prepared::AccessFormat(f) = p {
+        return f.parse(&text).map(Value::Map);
+    }
     let format = format_arg(args, "combined")?;
+    if format != "common" && format != "combined" && format.contains('%') {
+        return Ok(Value::Map(apache_format::compile(&format)?.parse(&text)?));
+    }
     let c = APACHE_COMMON
         .captures(&text)
         .ok_or("not an Apache access log line")?;
@@ -293,7 +356,7 @@ pub fn parse_apache(args: &[Value], _: &Prepared) -> Result<Value, String> {
         }
         other => {
             return Err(format!(
-                "unknown Apache format `{other}` (common or combined)"
+                "unknown Apache format `{other}` (common, combined, or a LogFormat string)"
             ))
         }
     }
