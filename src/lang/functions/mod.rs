@@ -9,6 +9,7 @@ mod collections;
 pub mod convert;
 mod delimited;
 mod digest;
+pub mod examples;
 mod json;
 mod klog;
 mod net;
