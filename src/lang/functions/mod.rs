@@ -17,6 +17,7 @@ mod nginx_format;
 mod parse_formats;
 mod parse_structured;
 mod redact;
+pub mod syslog;
 mod text;
 
 pub use convert::stringify;
@@ -118,7 +119,7 @@ pub static FUNCTIONS: &[Function] = &[
     f!("parse_json", [req("value", S)], ANY, true, parse_structured::parse_json, None, "Parses JSON text."),
     f!("parse_logfmt", [req("value", S)], Ty::MAP, true, parse_structured::parse_logfmt, None, "Parses `key=value key2=\"quoted value\"` pairs."),
     f!("parse_regex", [req("value", S), req("pattern", Ty::REGEX)], Ty::MAP, true, parse_structured::parse_regex, Some(parse_structured::prepare_regex), "Named captures of a regex (grok-like `%{IP:client}` patterns allowed) as a map; fails without a match."),
-    f!("parse_syslog", [req("value", S)], Ty::MAP, true, parse_formats::parse_syslog, None, "Parses RFC 5424 and RFC 3164 syslog lines."),
+    f!("parse_syslog", [req("value", S)], Ty::MAP, true, syslog::parse_syslog, None, "Parses RFC 5424 and RFC 3164 syslog lines."),
     f!("parse_nginx", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_nginx, Some(parse_formats::prepare_nginx), "Parses nginx access lines (`combined` by default, `main`, or a custom `log_format` string with `$variables`, typed) or `error` log lines; trailing text the format does not cover is an error."),
     f!("parse_apache", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_apache, Some(parse_formats::prepare_apache), "Parses Apache `common`, `combined` (default) or custom `LogFormat` (`%h %l %u %t \\\"%r\\\" %>s %b`) lines; trailing text is an error."),
     f!("parse_cri", [req("value", S)], Ty::MAP, true, parse_formats::parse_cri, None, "Parses a CRI (containerd, K3s) log line: timestamp, stream, partial, message."),

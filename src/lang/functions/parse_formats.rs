@@ -1,5 +1,5 @@
-//! Parsers for well-known log formats: syslog (RFC 5424 and 3164), nginx
-//! (combined, error, custom `log_format`), Apache (common, combined, custom
+//! Parsers for well-known log formats: nginx (combined, error, custom
+//! `log_format`), Apache (common, combined, custom
 //! `LogFormat`), CRI and docker json-file.
 
 use super::access_format::AccessFormat;
@@ -8,9 +8,8 @@ use super::parse_structured::json_to_value;
 use super::{apache_format, literal, nginx_format, ConstArgs};
 use super::{arg_text, Prepared};
 use crate::event::Map;
-use crate::event::{Str, Value};
+use crate::event::Value;
 use crate::lang::ast::Lit;
-use chrono::Datelike;
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -21,129 +20,6 @@ fn re(pattern: &str) -> Regex {
 
 fn s(v: &str) -> Value {
     Value::String(v.to_owned().into())
-}
-
-static SYSLOG_5424: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"^<(?<pri>\d{1,3})>(?<version>\d{1,2}) (?<ts>\S+) (?<host>\S+) (?<app>\S+) (?<procid>\S+) (?<msgid>\S+) (?<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (?<msg>.*))?$",
-    )
-});
-static SYSLOG_3164: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"^(?:<(?<pri>\d{1,3})>)?(?<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}) (?<host>\S+) (?<tag>[^:\[\s]+)(?:\[(?<pid>\d+)\])?: ?(?<msg>.*)$",
-    )
-});
-static SD_ELEMENT: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"\[(?<id>[^\s\]]+)(?<params>(?:\s+[^=\s]+="(?:[^"\\]|\\.)*")*)\]"#));
-static SD_PARAM: LazyLock<Regex> = LazyLock::new(|| re(r#"(?<k>[^=\s]+)="(?<v>(?:[^"\\]|\\.)*)""#));
-
-const SEVERITIES: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
-const FACILITIES: [&str; 24] = [
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
-
-fn put_pri(out: &mut Map, pri: &str) -> Result<(), String> {
-    let pri: usize = pri.parse().map_err(|_| "bad priority")?;
-    let (fac, sev) = (pri / 8, pri % 8);
-    let facility = FACILITIES
-        .get(fac)
-        .ok_or_else(|| format!("priority {pri} out of range"))?;
-    out.insert("facility".into(), s(facility));
-    out.insert("severity".into(), s(SEVERITIES[sev]));
-    Ok(())
-}
-
-fn unescape_sd(v: &str) -> String {
-    v.replace("\\\"", "\"")
-        .replace("\\]", "]")
-        .replace("\\\\", "\\")
-}
-
-pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
-    let text = arg_text(args, 0)?;
-    let line = text.trim_end_matches(['\n', '\r']);
-    let mut out = Map::new();
-    let nil = |v: &str| if v == "-" { Value::Null } else { s(v) };
-    if let Some(c) = SYSLOG_5424.captures(line) {
-        put_pri(&mut out, &c["pri"])?;
-        out.insert(
-            "version".into(),
-            Value::Int(c["version"].parse().unwrap_or(1)),
-        );
-        if &c["ts"] != "-" {
-            out.insert(
-                "timestamp".into(),
-                Value::Timestamp(parse_time(&c["ts"], None)?),
-            );
-        }
-        out.insert("hostname".into(), nil(&c["host"]));
-        out.insert("appname".into(), nil(&c["app"]));
-        out.insert("procid".into(), nil(&c["procid"]));
-        out.insert("msgid".into(), nil(&c["msgid"]));
-        let mut sd = Map::new();
-        for el in SD_ELEMENT.captures_iter(&c["sd"]) {
-            let params = SD_PARAM
-                .captures_iter(&el["params"])
-                .map(|p| (Str::from(&p["k"]), s(&unescape_sd(&p["v"]))))
-                .collect();
-            sd.insert(el["id"].to_owned().into(), Value::Map(params));
-        }
-        if !sd.is_empty() {
-            out.insert("structured_data".into(), Value::Map(sd));
-        }
-        let msg = c
-            .name("msg")
-            .map(|m| m.as_str().trim_start_matches('\u{feff}'))
-            .unwrap_or("");
-        out.insert("message".into(), s(msg));
-        return Ok(Value::Map(out));
-    }
-    if let Some(c) = SYSLOG_3164.captures(line) {
-        if let Some(pri) = c.name("pri") {
-            put_pri(&mut out, pri.as_str())?;
-        }
-        let year = chrono::Utc::now().year();
-        let stamp = format!("{year} {}", c["ts"].replace("  ", " "));
-        let naive = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y %b %d %H:%M:%S")
-            .map_err(|e| format!("bad syslog timestamp `{}`: {e}", &c["ts"]))?;
-        out.insert(
-            "timestamp".into(),
-            Value::Timestamp(naive.and_utc().timestamp_nanos_opt().unwrap_or(0)),
-        );
-        out.insert("hostname".into(), s(&c["host"]));
-        out.insert("appname".into(), s(&c["tag"]));
-        if let Some(pid) = c.name("pid") {
-            out.insert("procid".into(), s(pid.as_str()));
-        }
-        out.insert("message".into(), s(&c["msg"]));
-        return Ok(Value::Map(out));
-    }
-    Err("not an RFC 5424 or RFC 3164 syslog line".into())
 }
 
 static NGINX_COMBINED: LazyLock<Regex> = LazyLock::new(|| {
@@ -433,48 +309,6 @@ mod tests {
     }
 
     #[test]
-    fn syslog_5424_with_structured_data() {
-        let line = r#"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"] An application event log entry"#;
-        let m = map(call(parse_syslog, &[line]));
-        assert_eq!(m["facility"], s("local4"));
-        assert_eq!(m["severity"], s("notice"));
-        assert_eq!(m["hostname"], s("mymachine.example.com"));
-        assert_eq!(m["procid"], Value::Null);
-        assert_eq!(m["msgid"], s("ID47"));
-        assert_eq!(m["message"], s("An application event log entry"));
-        let Value::Map(sd) = &m["structured_data"] else {
-            panic!()
-        };
-        let Value::Map(first) = &sd["exampleSDID@32473"] else {
-            panic!()
-        };
-        assert_eq!(first["eventSource"], s("Application"));
-        assert_eq!(m["timestamp"], Value::Timestamp(1_065_910_455_003_000_000));
-    }
-
-    #[test]
-    fn syslog_3164_without_year() {
-        let m = map(call(
-            parse_syslog,
-            &["<34>Oct 11 22:14:15 mymachine su[123]: 'su root' failed for lonvick on /dev/pts/8"],
-        ));
-        assert_eq!(m["facility"], s("auth"));
-        assert_eq!(m["severity"], s("crit"));
-        assert_eq!(m["appname"], s("su"));
-        assert_eq!(m["procid"], s("123"));
-        assert_eq!(
-            m["message"],
-            s("'su root' failed for lonvick on /dev/pts/8")
-        );
-        let m = map(call(
-            parse_syslog,
-            &["Nov  5 01:02:03 pi4 kernel: usb 1-1: new device"],
-        ));
-        assert_eq!(m["appname"], s("kernel"));
-        assert!(call(parse_syslog, &["hello world"]).is_err());
-    }
-
-    #[test]
     fn nginx_combined_with_quoted_user_agent() {
         let line = r#"192.168.1.20 - alice [25/Nov/2026:10:00:00 +0100] "GET /api/items?id=3 HTTP/1.1" 502 157 "https://example.com/a \"b\"" "Mozilla/5.0 (X11; Linux aarch64) AppleWebKit/537.36 (KHTML, like Gecko)""#;
         let m = map(call(parse_nginx, &[line]));
@@ -491,6 +325,41 @@ mod tests {
         assert_eq!(m["timestamp"], Value::Timestamp(1_795_597_200_000_000_000));
         assert!(call(parse_nginx, &["garbage"]).is_err());
         assert!(call(parse_nginx, &[line, "weird"]).is_err());
+    }
+
+    fn literal_format(f: &str) -> Result<Prepared, String> {
+        use crate::lang::ast::{Expr, ExprKind};
+        let e = |kind| Expr {
+            kind,
+            span: Default::default(),
+        };
+        prepare_nginx(&[
+            &e(ExprKind::Lit(Lit::Null)),
+            &e(ExprKind::Lit(Lit::Str(f.into()))),
+        ])
+    }
+
+    #[test]
+    fn literal_nginx_formats_are_compiled_at_load_and_bad_ones_refused() {
+        assert!(matches!(
+            literal_format("$remote_addr $status"),
+            Ok(Prepared::AccessFormat(_))
+        ));
+        assert!(matches!(
+            literal_format("main"),
+            Ok(Prepared::AccessFormat(_))
+        ));
+        assert!(matches!(literal_format("combined"), Ok(Prepared::None)));
+        assert!(literal_format("$remote_addr$status").is_err());
+        assert!(literal_format("weird")
+            .unwrap_err()
+            .contains("unknown nginx format"));
+    }
+
+    #[test]
+    fn combined_line_with_trailing_fields_is_an_error_not_shortened() {
+        let line = r#"10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 12 "-" "curl" 0.120 0.118"#;
+        assert!(call(parse_nginx, &[line]).is_err());
     }
 
     #[test]
