@@ -13,6 +13,7 @@ fn directive(letter: char, arg: Option<&str>) -> Result<(String, Kind), String> 
             Ok((h.to_ascii_lowercase().replace('-', "_"), Kind::Str))
         }
         ('t', Some(_)) => Err("%{format}t (custom time formats) is not supported; use %t".into()),
+        ('T', Some(unit @ ("s" | "ms" | "us"))) => Ok((format!("duration_{unit}"), Kind::Int)),
         ('h', _) => named("client", Kind::Str),
         ('a', _) => named("client_ip", Kind::Str),
         ('A', _) => named("local_ip", Kind::Str),
@@ -139,5 +140,8 @@ mod tests {
         assert!(compile("%h %Z").unwrap_err().contains("%Z"));
         assert!(compile("%h %").is_err());
         assert!(compile("%h%u").is_err());
+        assert!(compile("%h %{ms}T").is_ok_and(|f| f
+            .parse("a 12")
+            .is_ok_and(|m| m.get("duration_ms") == Some(&Value::Int(12)))));
     }
 }
