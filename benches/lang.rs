@@ -2,8 +2,10 @@
 //! processing stage (steps + routes):
 //! (a) setting two fields, (b) parse_json of a 300-byte object,
 //! (c) an nginx combined line through parse_regex + to_int + a route (with
-//! a backtracking-prone and a one-pass regex);
-//! (d) multiline joining (lines/s per core): a MariaDB slow log through the
+//! a backtracking-prone and a one-pass regex), (d) the same line through the
+//! built-in `parse_nginx` and through `parse_nginx` with the combined format
+//! written as a custom `log_format` (which must be no slower);
+//! (e) multiline joining (lines/s per core): a MariaDB slow log through the
 //! `mariadb_slow` state rules, a Java log through the `java` preset and
 //! through a start pattern.
 
@@ -108,7 +110,30 @@ route {
 }"#,
         NGINX_LINE,
     );
+    bench(
+        c,
+        "d_parse_nginx_builtin_combined",
+        "step s on app { .http = parse_nginx!(.message) }\nroute { else => out }",
+        NGINX_LINE,
+    );
+    bench(
+        c,
+        "d_parse_nginx_custom_log_format",
+        r#"step s on app { .http = parse_nginx!(.message, "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"") }
+route { else => out }"#,
+        NGINX_LINE,
+    );
+    // A custom format with the timings operators append.
+    bench(
+        c,
+        "d_parse_nginx_custom_with_timings",
+        r#"step s on app { .http = parse_nginx!(.message, "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_time $upstream_response_time") }
+route { else => out }"#,
+        NGINX_TIMED_LINE,
+    );
 }
+
+const NGINX_TIMED_LINE: &str = r#"192.168.1.20 - - [25/Nov/2026:10:00:00 +0100] "GET /api/items?id=3 HTTP/1.1" 200 157 "-" "Mozilla/5.0 (X11; Linux aarch64)" 0.012 0.010"#;
 
 const NGINX_LINE: &str = r#"192.168.1.20 - - [25/Nov/2026:10:00:00 +0100] "GET /api/items?id=3 HTTP/1.1" 200 157 "-" "Mozilla/5.0 (X11; Linux aarch64)""#;
 

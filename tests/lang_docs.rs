@@ -74,3 +74,24 @@ fn every_multiline_option_and_preset_is_in_the_reference() {
         );
     }
 }
+
+/// The reference shows every tested example (they run as tests in
+/// `shipd::lang::functions::examples`) with its result.
+#[test]
+fn every_function_example_is_in_the_reference() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/pipeline-language.md"
+    ))
+    .unwrap();
+    let missing: Vec<String> = shipd::lang::functions::examples::EXAMPLES
+        .iter()
+        .map(|e| format!("| `{}` | `{}` |", e.call, e.result))
+        .filter(|row| !doc.contains(row.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/pipeline-language.md lacks these example rows:\n{}",
+        missing.join("\n")
+    );
+}

@@ -1,4 +1,5 @@
-//! Conversions: to_int/to_float/to_string/to_bool, timestamps, severities.
+//! Conversions: to_int/to_float/to_string/to_bool, timestamps (text and
+//! Unix epochs), severities (words, syslog and pino/bunyan numbers).
 
 use super::{arg_text, text_of, Prepared};
 use crate::event::Value;
@@ -150,10 +151,113 @@ pub fn severity_of(v: &Value) -> Option<(&'static str, u8)> {
     Some((level, number))
 }
 
+/// Which table maps a numeric severity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scheme {
+    /// 0-7 by syslog, 10-60 by pino/bunyan; anything else is refused.
+    Auto,
+    Syslog,
+    Pino,
+}
+
+/// pino/bunyan levels: 10 trace, 20 debug, 30 info, 40 warn, 50 error, 60
+/// fatal; custom levels between fall to the level at or above them.
+fn pino_level(n: i64) -> Option<&'static str> {
+    Some(match n {
+        i64::MIN..=0 => return None,
+        1..=10 => "TRACE",
+        11..=20 => "DEBUG",
+        21..=30 => "INFO",
+        31..=40 => "WARN",
+        41..=50 => "ERROR",
+        _ => "FATAL",
+    })
+}
+
+fn numeric_severity(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        Value::Float(f) if f.fract() == 0.0 => Some(*f as i64),
+        other => text_of(other)?.trim().parse().ok(),
+    }
+}
+
 pub fn normalize_severity(args: &[Value], _: &Prepared) -> Result<Value, String> {
-    severity_of(&args[0])
-        .map(|(text, _)| Value::from(text))
-        .ok_or_else(|| format!("`{}` is not a known severity", stringify(&args[0])))
+    let scheme = match args.get(1) {
+        None | Some(Value::Null) => Scheme::Auto,
+        Some(_) => match arg_text(args, 1)?.as_ref() {
+            "auto" => Scheme::Auto,
+            "syslog" => Scheme::Syslog,
+            "pino" | "bunyan" => Scheme::Pino,
+            other => {
+                return Err(format!(
+                    "unknown severity scheme `{other}` (auto, syslog, pino, bunyan)"
+                ))
+            }
+        },
+    };
+    let v = &args[0];
+    let unknown = || format!("`{}` is not a known severity", stringify(v));
+    let level = match (scheme, numeric_severity(v)) {
+        (Scheme::Pino, Some(n)) => pino_level(n),
+        (Scheme::Auto, Some(n @ 10..=60)) => pino_level(n),
+        (Scheme::Pino, None) | (_, None) | (Scheme::Auto | Scheme::Syslog, Some(0..=7)) => {
+            severity_of(v).map(|(text, _)| text)
+        }
+        (Scheme::Auto | Scheme::Syslog, Some(_)) => None,
+    };
+    level.map(Value::from).ok_or_else(unknown)
+}
+
+/// Whole units and the fraction apart: the product alone would round a
+/// current time in seconds to 256 ns steps.
+fn float_nanos(f: f64, per_unit: i64) -> Option<i64> {
+    if !f.is_finite() || f.abs() >= 9.2e18 {
+        return None;
+    }
+    let whole = (f.trunc() as i64).checked_mul(per_unit)?;
+    whole.checked_add((f.fract() * per_unit as f64).round() as i64)
+}
+
+/// A Unix time in seconds, milliseconds, microseconds or nanoseconds
+/// (integer or float) as a timestamp.
+pub fn from_unix(args: &[Value], _: &Prepared) -> Result<Value, String> {
+    let unit = match args.get(1) {
+        None | Some(Value::Null) => "s".into(),
+        Some(_) => arg_text(args, 1)?,
+    };
+    let per_unit: i64 = match unit.as_ref() {
+        "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "us" => 1_000,
+        "ns" => 1,
+        other => return Err(format!("unknown unit `{other}` (s, ms, us, ns)")),
+    };
+    let ns = match &args[0] {
+        Value::Int(n) => n.checked_mul(per_unit),
+        Value::Float(f) => float_nanos(*f, per_unit),
+        other => match text_of(other).as_deref().map(str::trim) {
+            Some(t) => match t.parse::<i64>() {
+                Ok(n) => n.checked_mul(per_unit),
+                Err(_) => float_nanos(
+                    t.parse().map_err(|_| format!("`{t}` is not a number"))?,
+                    per_unit,
+                ),
+            },
+            None => {
+                return Err(format!(
+                    "from_unix expects a number, got {}",
+                    super::Ty::of(other).describe()
+                ))
+            }
+        },
+    };
+    ns.map(Value::Timestamp).ok_or_else(|| {
+        format!(
+            "{} {unit} is out of the timestamp range",
+            stringify(&args[0])
+        )
+    })
 }
 
 #[cfg(test)]
@@ -205,5 +309,55 @@ mod tests {
         assert_eq!(severity_of(&Value::from("warning")), Some(("WARN", 13)));
         assert_eq!(severity_of(&Value::from("notice")), Some(("INFO", 9)));
         assert!(one(normalize_severity, Value::from("loud")).is_err());
+    }
+
+    fn severity(v: Value, scheme: Option<&str>) -> Result<Value, String> {
+        let mut args = vec![v];
+        args.extend(scheme.map(Value::from));
+        normalize_severity(&args, &Prepared::None)
+    }
+
+    #[test]
+    fn numeric_severities_by_syslog_and_pino_tables() {
+        assert_eq!(severity(Value::Int(3), None), Ok(Value::from("ERROR")));
+        assert_eq!(severity(Value::Int(30), None), Ok(Value::from("INFO")));
+        assert_eq!(severity(Value::Int(50), None), Ok(Value::from("ERROR")));
+        assert_eq!(severity(Value::from("60"), None), Ok(Value::from("FATAL")));
+        assert!(
+            severity(Value::Int(99), None).is_err(),
+            "auto knows 0-7 and 10-60"
+        );
+        assert_eq!(
+            severity(Value::Int(5), Some("pino")),
+            Ok(Value::from("TRACE"))
+        );
+        assert_eq!(
+            severity(Value::Int(99), Some("bunyan")),
+            Ok(Value::from("FATAL"))
+        );
+        assert!(severity(Value::Int(30), Some("syslog")).is_err());
+        assert_eq!(
+            severity(Value::from("warn"), Some("pino")),
+            Ok(Value::from("WARN"))
+        );
+        assert!(severity(Value::Int(3), Some("klingon")).is_err());
+    }
+
+    #[test]
+    fn unix_times_in_every_unit() {
+        let at = |v: Value, unit: &str| from_unix(&[v, Value::from(unit)], &Prepared::None);
+        let t = Value::Timestamp(1_795_600_800_123_000_000);
+        assert_eq!(at(Value::Int(1_795_600_800_123), "ms"), Ok(t.clone()));
+        assert_eq!(
+            at(Value::Float(1_795_600_800.25), "s"),
+            Ok(Value::Timestamp(1_795_600_800_250_000_000))
+        );
+        assert_eq!(at(Value::Int(1_795_600_800_123_000), "us"), Ok(t.clone()));
+        assert_eq!(at(Value::from("1795600800123000000"), "ns"), Ok(t));
+        assert!(at(Value::Int(i64::MAX), "s")
+            .unwrap_err()
+            .contains("out of"));
+        assert!(at(Value::Int(1), "days").is_err());
+        assert!(at(Value::Bool(true), "s").is_err());
     }
 }

@@ -3,11 +3,21 @@
 //! time; `env` and `file` are resolved when the pipeline loads. Arguments that
 //! must be known at load (regex patterns, redaction rules) are prepared once.
 
+mod access_format;
+mod apache_format;
+mod collections;
 pub mod convert;
+mod delimited;
+mod digest;
+pub mod examples;
 mod json;
+mod klog;
+mod net;
+mod nginx_format;
 mod parse_formats;
 mod parse_structured;
 mod redact;
+pub mod syslog;
 mod text;
 
 pub use convert::stringify;
@@ -26,6 +36,8 @@ pub enum Prepared {
     /// named captures.
     Grok(Box<parse_structured::NamedCaptures>),
     Redact(Vec<redact::Rule>),
+    /// A custom nginx `log_format` or Apache `LogFormat`.
+    AccessFormat(Box<access_format::AccessFormat>),
 }
 
 /// The arguments as written, for functions that prepare state from literals.
@@ -107,9 +119,9 @@ pub static FUNCTIONS: &[Function] = &[
     f!("parse_json", [req("value", S)], ANY, true, parse_structured::parse_json, None, "Parses JSON text."),
     f!("parse_logfmt", [req("value", S)], Ty::MAP, true, parse_structured::parse_logfmt, None, "Parses `key=value key2=\"quoted value\"` pairs."),
     f!("parse_regex", [req("value", S), req("pattern", Ty::REGEX)], Ty::MAP, true, parse_structured::parse_regex, Some(parse_structured::prepare_regex), "Named captures of a regex (grok-like `%{IP:client}` patterns allowed) as a map; fails without a match."),
-    f!("parse_syslog", [req("value", S)], Ty::MAP, true, parse_formats::parse_syslog, None, "Parses RFC 5424 and RFC 3164 syslog lines."),
-    f!("parse_nginx", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_nginx, None, "Parses nginx `combined` (default) or `error` log lines."),
-    f!("parse_apache", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_apache, None, "Parses Apache `common` or `combined` (default) log lines."),
+    f!("parse_syslog", [req("value", S)], Ty::MAP, true, syslog::parse_syslog, None, "Parses RFC 5424 and RFC 3164 syslog lines."),
+    f!("parse_nginx", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_nginx, Some(parse_formats::prepare_nginx), "Parses nginx access lines (`combined` by default, `main`, or a custom `log_format` string with `$variables`, typed) or `error` log lines; trailing text the format does not cover is an error."),
+    f!("parse_apache", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_apache, Some(parse_formats::prepare_apache), "Parses Apache `common`, `combined` (default) or custom `LogFormat` (`%h %l %u %t \\\"%r\\\" %>s %b`) lines; trailing text is an error."),
     f!("parse_cri", [req("value", S)], Ty::MAP, true, parse_formats::parse_cri, None, "Parses a CRI (containerd, K3s) log line: timestamp, stream, partial, message."),
     f!("parse_docker_json", [req("value", S)], Ty::MAP, true, parse_formats::parse_docker_json, None, "Parses a docker json-file line: message, stream, timestamp."),
     f!("parse_timestamp", [req("value", S), opt("format", Ty::STRING)], Ty::TIMESTAMP, true, convert::parse_timestamp, None, "Parses RFC 3339 (default) or a strftime format."),
@@ -131,8 +143,28 @@ pub static FUNCTIONS: &[Function] = &[
     f!("now", [], Ty::TIMESTAMP, false, convert::now, None, "The current time."),
     f!("hash", [req("value", ANY)], Ty::INT, false, text::hash, None, "A stable 63-bit hash (xxh3) of the value's text."),
     f!("sample", [req("rate", Ty::INT), req("key", ANY)], Ty::BOOL, false, text::sample, None, "True for one in `rate` keys, the same keys every time."),
-    f!("redact", [req("value", S), load_time("rules", Ty::ARRAY)], Ty::STRING, false, redact::redact, Some(redact::prepare), "Replaces emails, IPv4 addresses, bearer tokens, JWTs, credit card numbers or custom regexes with [REDACTED]."),
-    f!("normalize_severity", [req("value", ANY)], Ty::STRING, true, convert::normalize_severity, None, "Maps a syslog priority (0-7) or a level word to an OpenTelemetry severity text (TRACE, DEBUG, INFO, WARN, ERROR, FATAL)."),
+    f!("redact", [req("value", ANY), load_time("rules", Ty::ARRAY)], ANY, false, redact::redact, Some(redact::prepare), "Replaces emails, IPv4 addresses, bearer tokens, JWTs, credit card numbers or custom regexes with [REDACTED], in a string or in every string inside maps and arrays."),
+    f!("normalize_severity", [req("value", ANY), opt("scheme", Ty::STRING)], Ty::STRING, true, convert::normalize_severity, None, "Maps a level word or number to an OpenTelemetry severity text (TRACE, DEBUG, INFO, WARN, ERROR, FATAL). Numbers: scheme `auto` (default) reads 0-7 as syslog and 10-60 as pino/bunyan; `syslog` only 0-7; `pino`/`bunyan` any positive level (10 trace ... 60 fatal)."),
+    f!("from_unix", [req("value", Ty::NUMBER.or(S)), opt("unit", Ty::STRING)], Ty::TIMESTAMP, true, convert::from_unix, None, "A Unix time in `s` (default), `ms`, `us` or `ns` as a timestamp."),
+    f!("parse_klog", [req("value", S)], Ty::MAP, true, klog::parse_klog, None, "Parses a Kubernetes/K3s klog line: severity, timestamp (current year), thread, file, line, message."),
+    f!("parse_csv", [req("value", S), opt("header", Ty::ARRAY), opt("delimiter", Ty::STRING)], Ty::ARRAY.or(Ty::MAP), true, delimited::parse_csv, None, "Parses one CSV record (quotes per RFC 4180) as an array of strings, or a map keyed by the header names."),
+    f!("parse_key_value", [req("value", S), opt("key_value_separator", Ty::STRING), opt("field_separator", Ty::STRING)], Ty::MAP, true, delimited::parse_key_value, None, "Parses `k=v k2=\"quoted v\"` pairs with configurable separators (defaults `=` and space)."),
+    f!("compact", [req("value", ANY)], ANY, false, collections::compact, None, "Removes null values, empty strings, arrays and maps, recursively."),
+    f!("flatten", [req("value", Ty::MAP), opt("separator", Ty::STRING)], Ty::MAP, false, collections::flatten, None, "Nested maps to one map with dotted keys (`{a: {b: 1}}` to `{\"a.b\": 1}`); arrays stay values."),
+    f!("keys", [req("value", Ty::MAP)], Ty::ARRAY, false, collections::keys, None, "The keys of a map, sorted."),
+    f!("values", [req("value", Ty::MAP)], Ty::ARRAY, false, collections::values, None, "The values of a map, in key order."),
+    f!("is_string", [req("value", ANY)], Ty::BOOL, false, collections::is_string, None, "Whether the value is a string (or bytes)."),
+    f!("is_int", [req("value", ANY)], Ty::BOOL, false, collections::is_int, None, "Whether the value is an integer."),
+    f!("is_float", [req("value", ANY)], Ty::BOOL, false, collections::is_float, None, "Whether the value is a float."),
+    f!("is_bool", [req("value", ANY)], Ty::BOOL, false, collections::is_bool, None, "Whether the value is a boolean."),
+    f!("is_map", [req("value", ANY)], Ty::BOOL, false, collections::is_map, None, "Whether the value is a map."),
+    f!("is_array", [req("value", ANY)], Ty::BOOL, false, collections::is_array, None, "Whether the value is an array."),
+    f!("is_null", [req("value", ANY)], Ty::BOOL, false, collections::is_null, None, "Whether the value is null (a missing field reads as null)."),
+    f!("is_timestamp", [req("value", ANY)], Ty::BOOL, false, collections::is_timestamp, None, "Whether the value is a timestamp."),
+    f!("ip_mask", [req("ip", S), req("prefix_len", Ty::INT)], Ty::STRING, true, net::ip_mask, None, "Zeroes an IPv4 or IPv6 address after its first `prefix_len` bits (`10.1.2.3`, 24 to `10.1.2.0`)."),
+    f!("ip_in_cidr", [req("ip", S), req("cidr", Ty::STRING)], Ty::BOOL, true, net::ip_in_cidr, None, "Whether an IPv4 or IPv6 address is inside a CIDR block."),
+    f!("sha256", [req("value", S)], Ty::STRING, false, digest::sha256, None, "The SHA-256 of the text, as lowercase hex."),
+    f!("hmac_sha256", [req("value", S), req("key", S)], Ty::STRING, false, digest::hmac_sha256, None, "The HMAC-SHA-256 of the text with a key, as lowercase hex: a pseudonym that cannot be reversed without the key."),
 ];
 
 /// Looks a function up by name.

@@ -1,11 +1,15 @@
-//! Parsers for well-known log formats: syslog (RFC 5424 and 3164), nginx
-//! (combined, error), Apache (common, combined), CRI and docker json-file.
+//! Parsers for well-known log formats: nginx (combined, error, custom
+//! `log_format`), Apache (common, combined, custom
+//! `LogFormat`), CRI and docker json-file.
 
+use super::access_format::AccessFormat;
 use super::convert::parse_time;
 use super::parse_structured::json_to_value;
+use super::{apache_format, literal, nginx_format, ConstArgs};
 use super::{arg_text, Prepared};
 use crate::event::Map;
-use crate::event::{Str, Value};
+use crate::event::Value;
+use crate::lang::ast::Lit;
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -18,75 +22,14 @@ fn s(v: &str) -> Value {
     Value::String(v.to_owned().into())
 }
 
-/// Reads one syslog line with the `syslog` source's parser
-/// ([`crate::sources::syslog::parse`]); BSD lines without `<PRI>` (as a
-/// local daemon writes them to files) are read too. RFC 3164 times are
-/// taken in the local time zone, in the year nearest now.
-pub fn parse_syslog(args: &[Value], _: &Prepared) -> Result<Value, String> {
-    use crate::sources::syslog::parse::{parse_file_line, Format, Malformed};
-    let text = arg_text(args, 0)?;
-    let m = parse_file_line(&text, &chrono::Local::now()).map_err(|e| match e {
-        Malformed::NoPriority | Malformed::NoHeader => {
-            "not an RFC 5424 or RFC 3164 syslog line".to_owned()
-        }
-        other => other.to_string(),
-    })?;
-    let mut out = Map::new();
-    if let Some(p) = m.priority {
-        out.insert("facility".into(), s(p.facility_name()));
-        if let Some((_, keyword)) = crate::sources::journald::record::severity(&[b'0' + p.severity])
-        {
-            out.insert("severity".into(), s(keyword));
-        }
-    }
-    let rfc5424 = m.format == Format::Rfc5424;
-    if let Some(version) = m.version {
-        out.insert("version".into(), Value::Int(i64::from(version)));
-    }
-    if let Some(ts) = m.timestamp {
-        out.insert("timestamp".into(), Value::Timestamp(ts));
-    }
-    // RFC 5424 fields are always there (null for `-`); RFC 3164 ones only when present.
-    for (key, value) in [
-        ("hostname", m.hostname),
-        ("appname", m.appname),
-        ("procid", m.procid),
-        ("msgid", m.msgid),
-    ] {
-        match value {
-            Some(v) => {
-                out.insert(key.into(), s(v));
-            }
-            None if rfc5424 => {
-                out.insert(key.into(), Value::Null);
-            }
-            None => {}
-        }
-    }
-    if !m.structured_data.is_empty() {
-        let mut sd = Map::new();
-        for element in &m.structured_data {
-            let params = element
-                .params
-                .iter()
-                .map(|(k, v)| (Str::from(*k), s(v)))
-                .collect();
-            sd.insert(element.id.into(), Value::Map(params));
-        }
-        out.insert("structured_data".into(), Value::Map(sd));
-    }
-    out.insert("message".into(), s(m.message));
-    Ok(Value::Map(out))
-}
-
 static NGINX_COMBINED: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r#"^(?<client>\S+) - (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#,
+        r#"^(?<client>\S+) - (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?$"#,
     )
 });
 static APACHE_COMMON: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r#"^(?<client>\S+) (?<ident>\S+) (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?"#,
+        r#"^(?<client>\S+) (?<ident>\S+) (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?$"#,
     )
 });
 static NGINX_ERROR: LazyLock<Regex> = LazyLock::new(|| {
@@ -162,8 +105,49 @@ fn format_arg(args: &[Value], default: &'static str) -> Result<String, String> {
     }
 }
 
-pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
+/// A custom access-log format written as a literal is compiled once, at
+/// load; the built-in names need nothing prepared.
+fn prepare_access(
+    args: &ConstArgs,
+    builtin: &[&str],
+    compile: fn(&str) -> Result<AccessFormat, String>,
+) -> Result<Prepared, String> {
+    match literal(args, 1) {
+        Some(Lit::Str(f)) if builtin.contains(&f.as_str()) => Ok(Prepared::None),
+        Some(Lit::Str(f)) => Ok(Prepared::AccessFormat(Box::new(compile(f)?))),
+        _ => Ok(Prepared::None),
+    }
+}
+
+pub fn prepare_nginx(args: &ConstArgs) -> Result<Prepared, String> {
+    prepare_access(args, &["combined", "error"], |f| {
+        match f {
+        "main" => nginx_format::compile(nginx_format::MAIN),
+        f if f.contains('$') => nginx_format::compile(f),
+        other => Err(format!(
+            "unknown nginx format `{other}` (combined, main, error, or a log_format string with $variables)"
+        )),
+    }
+    })
+}
+
+pub fn prepare_apache(args: &ConstArgs) -> Result<Prepared, String> {
+    prepare_access(args, &["common", "combined"], |f| {
+        if f.contains('%') {
+            apache_format::compile(f)
+        } else {
+            Err(format!(
+                "unknown Apache format `{f}` (common, combined, or a LogFormat string with %directives)"
+            ))
+        }
+    })
+}
+
+pub fn parse_nginx(args: &[Value], p: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
+    if let Prepared::AccessFormat(f) = p {
+        return f.parse(&text).map(Value::Map);
+    }
     let mut out = Map::new();
     match format_arg(args, "combined")?.as_str() {
         "combined" => {
@@ -172,53 +156,71 @@ pub fn parse_nginx(args: &[Value], _: &Prepared) -> Result<Value, String> {
                 .ok_or("not an nginx combined log line")?;
             access_fields(&c, &mut out)?;
         }
-        "error" => {
-            let c = NGINX_ERROR
-                .captures(&text)
-                .ok_or("not an nginx error log line")?;
-            let ts = chrono::NaiveDateTime::parse_from_str(&c["ts"], "%Y/%m/%d %H:%M:%S")
-                .map_err(|e| e.to_string())?;
-            out.insert(
-                "timestamp".into(),
-                Value::Timestamp(ts.and_utc().timestamp_nanos_opt().unwrap_or(0)),
-            );
-            out.insert("severity".into(), s(&c["level"]));
-            out.insert(
-                "pid".into(),
-                Value::Int(c["pid"].parse().map_err(|_| "bad pid")?),
-            );
-            out.insert(
-                "tid".into(),
-                Value::Int(c["tid"].parse().map_err(|_| "bad tid")?),
-            );
-            if let Some(cid) = c.name("cid") {
-                out.insert(
-                    "cid".into(),
-                    Value::Int(cid.as_str().parse().map_err(|_| "bad connection id")?),
-                );
-            }
-            let msg = &c["msg"];
-            let first_kv = NGINX_ERROR_KV
-                .find(msg)
-                .map(|m| m.start())
-                .unwrap_or(msg.len());
-            out.insert("message".into(), s(&msg[..first_kv]));
-            for kv in NGINX_ERROR_KV.captures_iter(msg) {
-                out.insert(kv["k"].to_owned().into(), s(kv["v"].trim_matches('"')));
-            }
+        "error" => nginx_error(&text, &mut out)?,
+        "main" => {
+            return Ok(Value::Map(
+                nginx_format::compile(nginx_format::MAIN)?.parse(&text)?,
+            ))
+        }
+        // A format computed per event: compiled per call (a literal is compiled once at load).
+        custom if custom.contains('$') => {
+            return Ok(Value::Map(nginx_format::compile(custom)?.parse(&text)?))
         }
         other => {
             return Err(format!(
-                "unknown nginx format `{other}` (combined or error)"
+                "unknown nginx format `{other}` (combined, main, error, or a log_format string)"
             ))
         }
     }
     Ok(Value::Map(out))
 }
 
-pub fn parse_apache(args: &[Value], _: &Prepared) -> Result<Value, String> {
+fn nginx_error(text: &str, out: &mut Map) -> Result<(), String> {
+    let c = NGINX_ERROR
+        .captures(text)
+        .ok_or("not an nginx error log line")?;
+    let ts = chrono::NaiveDateTime::parse_from_str(&c["ts"], "%Y/%m/%d %H:%M:%S")
+        .map_err(|e| e.to_string())?;
+    out.insert(
+        "timestamp".into(),
+        Value::Timestamp(ts.and_utc().timestamp_nanos_opt().unwrap_or(0)),
+    );
+    out.insert("severity".into(), s(&c["level"]));
+    out.insert(
+        "pid".into(),
+        Value::Int(c["pid"].parse().map_err(|_| "bad pid")?),
+    );
+    out.insert(
+        "tid".into(),
+        Value::Int(c["tid"].parse().map_err(|_| "bad tid")?),
+    );
+    if let Some(cid) = c.name("cid") {
+        out.insert(
+            "cid".into(),
+            Value::Int(cid.as_str().parse().map_err(|_| "bad connection id")?),
+        );
+    }
+    let msg = &c["msg"];
+    let first_kv = NGINX_ERROR_KV
+        .find(msg)
+        .map(|m| m.start())
+        .unwrap_or(msg.len());
+    out.insert("message".into(), s(&msg[..first_kv]));
+    for kv in NGINX_ERROR_KV.captures_iter(msg) {
+        out.insert(kv["k"].to_owned().into(), s(kv["v"].trim_matches('"')));
+    }
+    Ok(())
+}
+
+pub fn parse_apache(args: &[Value], p: &Prepared) -> Result<Value, String> {
     let text = arg_text(args, 0)?;
+    if let Prepared::AccessFormat(f) = p {
+        return f.parse(&text).map(Value::Map);
+    }
     let format = format_arg(args, "combined")?;
+    if format != "common" && format != "combined" && format.contains('%') {
+        return Ok(Value::Map(apache_format::compile(&format)?.parse(&text)?));
+    }
     let c = APACHE_COMMON
         .captures(&text)
         .ok_or("not an Apache access log line")?;
@@ -230,7 +232,7 @@ pub fn parse_apache(args: &[Value], _: &Prepared) -> Result<Value, String> {
         }
         other => {
             return Err(format!(
-                "unknown Apache format `{other}` (common or combined)"
+                "unknown Apache format `{other}` (common, combined, or a LogFormat string)"
             ))
         }
     }
@@ -307,48 +309,6 @@ mod tests {
     }
 
     #[test]
-    fn syslog_5424_with_structured_data() {
-        let line = r#"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][examplePriority@32473 class="high"] An application event log entry"#;
-        let m = map(call(parse_syslog, &[line]));
-        assert_eq!(m["facility"], s("local4"));
-        assert_eq!(m["severity"], s("notice"));
-        assert_eq!(m["hostname"], s("mymachine.example.com"));
-        assert_eq!(m["procid"], Value::Null);
-        assert_eq!(m["msgid"], s("ID47"));
-        assert_eq!(m["message"], s("An application event log entry"));
-        let Value::Map(sd) = &m["structured_data"] else {
-            panic!()
-        };
-        let Value::Map(first) = &sd["exampleSDID@32473"] else {
-            panic!()
-        };
-        assert_eq!(first["eventSource"], s("Application"));
-        assert_eq!(m["timestamp"], Value::Timestamp(1_065_910_455_003_000_000));
-    }
-
-    #[test]
-    fn syslog_3164_without_year() {
-        let m = map(call(
-            parse_syslog,
-            &["<34>Oct 11 22:14:15 mymachine su[123]: 'su root' failed for lonvick on /dev/pts/8"],
-        ));
-        assert_eq!(m["facility"], s("auth"));
-        assert_eq!(m["severity"], s("crit"));
-        assert_eq!(m["appname"], s("su"));
-        assert_eq!(m["procid"], s("123"));
-        assert_eq!(
-            m["message"],
-            s("'su root' failed for lonvick on /dev/pts/8")
-        );
-        let m = map(call(
-            parse_syslog,
-            &["Nov  5 01:02:03 pi4 kernel: usb 1-1: new device"],
-        ));
-        assert_eq!(m["appname"], s("kernel"));
-        assert!(call(parse_syslog, &["hello world"]).is_err());
-    }
-
-    #[test]
     fn nginx_combined_with_quoted_user_agent() {
         let line = r#"192.168.1.20 - alice [25/Nov/2026:10:00:00 +0100] "GET /api/items?id=3 HTTP/1.1" 502 157 "https://example.com/a \"b\"" "Mozilla/5.0 (X11; Linux aarch64) AppleWebKit/537.36 (KHTML, like Gecko)""#;
         let m = map(call(parse_nginx, &[line]));
@@ -365,6 +325,41 @@ mod tests {
         assert_eq!(m["timestamp"], Value::Timestamp(1_795_597_200_000_000_000));
         assert!(call(parse_nginx, &["garbage"]).is_err());
         assert!(call(parse_nginx, &[line, "weird"]).is_err());
+    }
+
+    fn literal_format(f: &str) -> Result<Prepared, String> {
+        use crate::lang::ast::{Expr, ExprKind};
+        let e = |kind| Expr {
+            kind,
+            span: Default::default(),
+        };
+        prepare_nginx(&[
+            &e(ExprKind::Lit(Lit::Null)),
+            &e(ExprKind::Lit(Lit::Str(f.into()))),
+        ])
+    }
+
+    #[test]
+    fn literal_nginx_formats_are_compiled_at_load_and_bad_ones_refused() {
+        assert!(matches!(
+            literal_format("$remote_addr $status"),
+            Ok(Prepared::AccessFormat(_))
+        ));
+        assert!(matches!(
+            literal_format("main"),
+            Ok(Prepared::AccessFormat(_))
+        ));
+        assert!(matches!(literal_format("combined"), Ok(Prepared::None)));
+        assert!(literal_format("$remote_addr$status").is_err());
+        assert!(literal_format("weird")
+            .unwrap_err()
+            .contains("unknown nginx format"));
+    }
+
+    #[test]
+    fn combined_line_with_trailing_fields_is_an_error_not_shortened() {
+        let line = r#"10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 12 "-" "curl" 0.120 0.118"#;
+        assert!(call(parse_nginx, &[line]).is_err());
     }
 
     #[test]

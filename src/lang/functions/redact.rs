@@ -1,9 +1,10 @@
 //! Redaction of secrets and personal data: built-in detectors (email, IPv4,
-//! bearer tokens, JWTs, credit card numbers with a Luhn check) and custom regexes.
+//! bearer tokens, JWTs, credit card numbers with a Luhn check) and custom
+//! regexes, applied to a string or to every string inside maps and arrays.
 
 use super::parse_structured::compile_regex;
-use super::{arg_text, Prepared};
-use crate::event::Value;
+use super::{text_of, Prepared};
+use crate::event::{Map, Value};
 use crate::lang::ast::{ExprKind, Lit};
 use regex::Regex;
 
@@ -82,11 +83,8 @@ fn luhn_valid(digits: &str) -> bool {
     ds.len() >= 13 && sum % 10 == 0
 }
 
-pub fn redact(a: &[Value], p: &Prepared) -> Result<Value, String> {
-    let Prepared::Redact(rules) = p else {
-        return Err("redaction rules not prepared".into());
-    };
-    let mut text = arg_text(a, 0)?.into_owned();
+fn redact_text(text: &str, rules: &[Rule]) -> String {
+    let mut text = text.to_owned();
     for rule in rules {
         text = rule
             .regex
@@ -100,7 +98,31 @@ pub fn redact(a: &[Value], p: &Prepared) -> Result<Value, String> {
             })
             .into_owned();
     }
-    Ok(Value::String(text.into()))
+    text
+}
+
+/// Strings are redacted, maps and arrays walked (keys are kept), other
+/// values pass unchanged.
+fn redact_value(v: &Value, rules: &[Rule]) -> Value {
+    match v {
+        Value::Map(m) => Value::Map(Map::from_entries(
+            m.iter()
+                .map(|(k, v)| (k.clone(), redact_value(v, rules)))
+                .collect(),
+        )),
+        Value::Array(a) => Value::Array(a.iter().map(|v| redact_value(v, rules)).collect()),
+        other => match text_of(other) {
+            Some(t) => Value::String(redact_text(&t, rules).into()),
+            None => other.clone(),
+        },
+    }
+}
+
+pub fn redact(a: &[Value], p: &Prepared) -> Result<Value, String> {
+    let Prepared::Redact(rules) = p else {
+        return Err("redaction rules not prepared".into());
+    };
+    Ok(redact_value(&a[0], rules))
 }
 
 #[cfg(test)]
@@ -131,6 +153,31 @@ mod tests {
         assert_eq!(
             out,
             "user [REDACTED] from [REDACTED] Authorization: [REDACTED] token [REDACTED] card [REDACTED] order 1234567890123"
+        );
+    }
+
+    #[test]
+    fn maps_and_arrays_are_redacted_at_every_depth() {
+        let p = rules(vec![ExprKind::Name("email".into())]).unwrap();
+        let http = Map::from_entries(vec![
+            ("path".into(), Value::from("/u?mail=a@b.org")),
+            ("status".into(), Value::Int(200)),
+            (
+                "cc".into(),
+                Value::Array(vec![Value::from("x c@d.com"), Value::Null]),
+            ),
+        ]);
+        let Ok(Value::Map(out)) = redact(&[Value::Map(http)], &p) else {
+            panic!()
+        };
+        assert_eq!(out.get("path"), Some(&Value::from("/u?mail=[REDACTED]")));
+        assert_eq!(out.get("status"), Some(&Value::Int(200)));
+        assert_eq!(
+            out.get("cc"),
+            Some(&Value::Array(vec![
+                Value::from("x [REDACTED]"),
+                Value::Null
+            ]))
         );
     }
 

@@ -1,0 +1,182 @@
+//! Worked examples of the standard functions, each a call and the value it
+//! gives. They are the examples of the function reference
+//! (docs/pipeline-language.md shows each call verbatim) and they run as
+//! tests: every call goes through the real compiler and evaluator in a
+//! one-step pipeline and is compared with its stated result.
+
+/// One example: `call` evaluates to `result` (both pipeline expressions).
+#[derive(Debug)]
+pub struct Example {
+    pub function: &'static str,
+    pub call: &'static str,
+    pub result: &'static str,
+}
+
+const fn ex(function: &'static str, call: &'static str, result: &'static str) -> Example {
+    Example {
+        function,
+        call,
+        result,
+    }
+}
+
+pub static EXAMPLES: &[Example] = &[
+    ex("parse_json", r#"parse_json!("{\"a\":1}")"#, r#"{ "a": 1 }"#),
+    ex(
+        "parse_logfmt",
+        r#"parse_logfmt!("level=info msg=\"hi there\"")"#,
+        r#"{ "level": "info", "msg": "hi there" }"#,
+    ),
+    ex(
+        "parse_nginx",
+        r#"parse_nginx!("10.0.0.7 [25/Nov/2026:10:00:00 +0000] \"GET /a HTTP/1.1\" 200 0.012", "$remote_addr [$time_local] \"$request\" $status $request_time")"#,
+        r#"{ "remote_addr": "10.0.0.7", "time_local": parse_timestamp!("2026-11-25T10:00:00Z"), "request": "GET /a HTTP/1.1", "method": "GET", "path": "/a", "protocol": "HTTP/1.1", "status": 200, "request_time": 0.012 }"#,
+    ),
+    ex(
+        "parse_apache",
+        r#"parse_apache!("10.0.0.7 - - [25/Nov/2026:10:00:00 +0000] \"GET /a HTTP/1.1\" 200 - 1520", "%h %l %u %t \"%r\" %>s %b %D")"#,
+        r#"{ "client": "10.0.0.7", "ident": null, "user": null, "timestamp": parse_timestamp!("2026-11-25T10:00:00Z"), "request": "GET /a HTTP/1.1", "method": "GET", "path": "/a", "protocol": "HTTP/1.1", "status": 200, "size": 0, "duration_us": 1520 }"#,
+    ),
+    ex("parse_csv", r#"parse_csv!("a,\"b,c\"")"#, r#"["a", "b,c"]"#),
+    ex(
+        "parse_key_value",
+        r#"parse_key_value!("a=1 b=\"x y\"")"#,
+        r#"{ "a": "1", "b": "x y" }"#,
+    ),
+    ex("to_int", r#"to_int!("42")"#, "42"),
+    ex("to_string", "to_string(42)", r#""42""#),
+    ex("to_bool", r#"to_bool!("yes")"#, "true"),
+    ex("split", r#"split("a,b", ",")"#, r#"["a", "b"]"#),
+    ex("join", r#"join(["a", 1], "-")"#, r#""a-1""#),
+    ex("len", r#"len("abc")"#, "3"),
+    ex(
+        "merge",
+        r#"merge({ "a": 1 }, { "b": 2 })"#,
+        r#"{ "a": 1, "b": 2 }"#,
+    ),
+    ex(
+        "normalize_severity",
+        r#"normalize_severity!(30, "pino")"#,
+        r#""INFO""#,
+    ),
+    ex("normalize_severity", "normalize_severity!(3)", r#""ERROR""#),
+    ex(
+        "from_unix",
+        r#"from_unix!(1795600800123, "ms")"#,
+        r#"parse_timestamp!("2026-11-25T10:00:00.123Z")"#,
+    ),
+    ex(
+        "compact",
+        r#"compact({ "a": null, "b": "", "c": { "d": [] }, "e": 0 })"#,
+        r#"{ "e": 0 }"#,
+    ),
+    ex(
+        "flatten",
+        r#"flatten({ "http": { "status": 200 } })"#,
+        r#"{ "http.status": 200 }"#,
+    ),
+    ex("keys", r#"keys({ "b": 2, "a": 1 })"#, r#"["a", "b"]"#),
+    ex("values", r#"values({ "b": 2, "a": 1 })"#, "[1, 2]"),
+    ex("is_int", "is_int(200)", "true"),
+    ex("is_string", "is_string(200)", "false"),
+    ex("is_null", "is_null(.missing)", "true"),
+    ex(
+        "ip_mask",
+        r#"ip_mask!("192.168.17.201", 24)"#,
+        r#""192.168.17.0""#,
+    ),
+    ex(
+        "ip_mask",
+        r#"ip_mask!("2001:db8:abcd:12::1", 48)"#,
+        r#""2001:db8:abcd::""#,
+    ),
+    ex(
+        "ip_in_cidr",
+        r#"ip_in_cidr!("10.1.2.3", "10.0.0.0/8")"#,
+        "true",
+    ),
+    ex(
+        "sha256",
+        r#"sha256("abc")"#,
+        r#""ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad""#,
+    ),
+    ex(
+        "hmac_sha256",
+        r#"hmac_sha256("what do ya want for nothing?", "Jefe")"#,
+        r#""5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843""#,
+    ),
+    ex(
+        "redact",
+        r#"redact({ "path": "/u?mail=a@b.org", "tags": ["c@d.com"] }, [email])"#,
+        r#"{ "path": "/u?mail=[REDACTED]", "tags": ["[REDACTED]"] }"#,
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::{render, testing, Environment};
+
+    fn pipeline(e: &Example) -> String {
+        format!(
+            "source app = files {{ include = [\"/nonexistent/*.log\"] }}\n\
+             sink out = console {{}}\n\
+             step example on app {{ .got = {call} }}\n\
+             route {{ else => out }}\n\
+             test \"example\" {{\n  input app {{ message = \"\" }}\n  expect {{ .got == {result} }}\n}}\n",
+            call = e.call,
+            result = e.result,
+        )
+    }
+
+    #[test]
+    fn every_function_example_gives_its_stated_result() {
+        for e in EXAMPLES {
+            assert!(
+                super::super::lookup(e.function).is_some(),
+                "{} is not a function",
+                e.function
+            );
+            let src = pipeline(e);
+            let reports = testing::run_source(&src, &Environment::Fixed(Default::default()))
+                .unwrap_or_else(|d| panic!("{}", render("example", &src, &d)));
+            for report in reports {
+                assert!(
+                    report.passed(),
+                    "`{}` should give `{}`: {:?}",
+                    e.call,
+                    e.result,
+                    report.failures
+                );
+            }
+        }
+    }
+
+    /// parse_klog has none: klog writes no year, so its result depends on
+    /// today's date (its unit tests cover it).
+    #[test]
+    fn every_new_function_has_an_example() {
+        for name in [
+            "parse_csv",
+            "parse_key_value",
+            "from_unix",
+            "compact",
+            "flatten",
+            "keys",
+            "values",
+            "ip_mask",
+            "ip_in_cidr",
+            "sha256",
+            "hmac_sha256",
+            "redact",
+            "parse_nginx",
+            "parse_apache",
+            "normalize_severity",
+        ] {
+            assert!(
+                EXAMPLES.iter().any(|e| e.function == name),
+                "{name} has no example"
+            );
+        }
+    }
+}
