@@ -177,11 +177,15 @@ impl Framer {
                             let Some(size) = buf.get(self.pos + 1..self.pos + 1 + width) else {
                                 return Ok(None);
                             };
-                            header + width + extra + be(size) as usize
+                            // An announced length near 4 GiB must not wrap
+                            // a 32-bit usize (armv7) into a short one.
+                            let announced = usize::try_from(be(size)).unwrap_or(usize::MAX);
+                            (header + width + extra).saturating_add(announced)
                         }
                     };
-                    if buf.len() < self.pos + len {
-                        self.need = self.pos + len;
+                    let end = self.pos.saturating_add(len);
+                    if buf.len() < end {
+                        self.need = end;
                         return Ok(None);
                     }
                     self.pos += len;
@@ -272,6 +276,7 @@ mod tests {
         let mut framer = Framer::default();
         assert_eq!(framer.next(&[0xc6, 0xff, 0xff, 0xff, 0xff, 0x00]), Ok(None));
         assert_eq!(framer.walked(), 0);
-        assert_eq!(framer.needs(), 5 + 0xffff_ffff);
+        // 5 + 0xffff_ffff bytes; on a 32-bit target that saturates, never wraps.
+        assert_eq!(framer.needs(), 5usize.saturating_add(0xffff_ffff));
     }
 }
