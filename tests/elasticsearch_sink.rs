@@ -351,3 +351,118 @@ fn the_url_is_required_and_bad_indexes_or_compressions_are_refused() {
         "OpenObserve's /api/{{org}} base is fine"
     );
 }
+
+/// What the hostile `_bulk` receiver saw: each document's message, and how
+/// many bytes of its answers it handed to shipd's connections.
+#[derive(Default)]
+struct Flood {
+    messages: Mutex<Vec<String>>,
+    requests: std::sync::atomic::AtomicU64,
+    served: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The bound the issues set for default settings.
+const PEAK_BOUND: u64 = 64 << 20;
+/// The length of every hostile answer.
+const FLOOD_BYTES: u64 = 1 << 30;
+
+/// Accepts every document, then answers with a 1 GiB body that begins like
+/// a successful bulk answer and goes on with `create` items, produced only
+/// as shipd reads them.
+async fn flooding_bulk(State(state): State<Arc<Flood>>, body: Bytes) -> axum::response::Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let mut raw = Vec::new();
+    if flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut raw)
+        .is_err()
+    {
+        raw = body.to_vec();
+    }
+    let text = String::from_utf8_lossy(&raw);
+    for doc in text.split_terminator('\n').skip(1).step_by(2) {
+        if let Ok(doc) = serde_json::from_str::<Value>(doc) {
+            let message = doc["message"].as_str().unwrap_or_default().to_owned();
+            state.messages.lock().unwrap().push(message);
+        }
+    }
+    let prefix = Bytes::from_static(br#"{"took":1,"errors":false,"items":["#);
+    let items = Bytes::from(r#"{"create":{"status":201}},"#.repeat(2_500));
+    let chunks = FLOOD_BYTES / items.len() as u64;
+    let served = Arc::clone(&state.served);
+    let answer = std::iter::once(prefix)
+        .chain((0..chunks).map(move |_| {
+            served.fetch_add(items.len() as u64, Ordering::Relaxed);
+            items.clone()
+        }))
+        .map(Ok::<_, std::convert::Infallible>);
+    let stream = tokio_stream::iter(answer);
+    axum::response::Response::new(axum::body::Body::from_stream(stream))
+}
+
+/// VmHWM of a running shipd, in bytes.
+fn peak_rss(shipd: &Shipd) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", shipd.child.id())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// A hostile `_bulk` endpoint answering each request with 1 GiB: shipd
+/// reads only the start of each answer (enough to see `"errors":false`),
+/// acknowledges its documents, delivers every line once and stays under
+/// 64 MiB.
+#[test]
+fn a_1_gib_bulk_answer_is_read_in_part_and_memory_stays_under_64_mib() {
+    let rt = runtime();
+    let state = Arc::new(Flood::default());
+    let app = axum::Router::new()
+        .route("/api/pis/_bulk", axum::routing::post(flooding_bulk))
+        .with_state(Arc::clone(&state));
+    let addr = serve_http(&rt, app);
+    let dir = tempfile::tempdir().unwrap();
+    let lines = nginx_lines("es-flood", 500);
+    let file = dir.path().join("app.log");
+    append_lines(&file, &lines, 100, Duration::ZERO);
+    let config = pipeline(dir.path(), &file, addr);
+    let shipd = Shipd::start_with_args(
+        &["--config", config.to_str().unwrap()],
+        &[],
+        &dir.path().join("shipd.log"),
+    );
+    let delivered = "shipd_events_out_total{component=\"es\"}";
+    let settled = wait_until(Duration::from_secs(60), || {
+        shipd.metric(delivered) >= lines.len() as u64
+    });
+    let peak = peak_rss(&shipd);
+    let requests = state.requests.load(Ordering::SeqCst);
+    let served = state.served.load(Ordering::Relaxed);
+    println!(
+        "1 GiB bulk answers: {} lines in {requests} requests, {} KiB of answers handed to shipd; VmHWM {} KiB",
+        lines.len(),
+        served / 1024,
+        peak / 1024
+    );
+    assert!(
+        settled,
+        "{} of {} delivered: {}",
+        shipd.metric(delivered),
+        lines.len(),
+        shipd.log()
+    );
+    let messages = state.messages.lock().unwrap().clone();
+    let t = tally(&messages, &lines);
+    assert_eq!((t.missing, t.duplicates), (0, 0), "each line once");
+    assert!(
+        served < requests * (64 << 20),
+        "shipd stopped reading each answer early"
+    );
+    assert!(
+        peak > 0 && peak <= PEAK_BOUND,
+        "VmHWM {} KiB over 64 MiB",
+        peak / 1024
+    );
+    assert_eq!(shipd.terminate(), Some(0));
+}
