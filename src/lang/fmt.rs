@@ -93,7 +93,11 @@ fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &
             false
         }
         // `f! (x)` is not a call: keep what the parser saw
-        (Tok::Bang, Tok::LParen) if before_prev.is_some_and(|b| b.span.end == prev.span.start) => {
+        (Tok::Bang, Tok::LParen)
+            if before_prev.is_some_and(|b| {
+                matches!(b.tok, Tok::Ident(_)) && b.span.end == prev.span.start
+            }) =>
+        {
             !adjacent
         }
         (Tok::Bang, _) => false,
