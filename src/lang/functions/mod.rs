@@ -214,3 +214,24 @@ mod tests {
         assert!(FUNCTIONS.iter().all(|f| !f.doc.is_empty()));
     }
 }
+
+/// Calls of text functions in unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{CallFn, Prepared};
+    use crate::event::{Map, Value};
+
+    /// The map a call returned (panics otherwise).
+    pub fn map(v: Result<Value, String>) -> Map {
+        match v {
+            Ok(Value::Map(m)) => m,
+            other => panic!("expected a map, got {other:?}"),
+        }
+    }
+
+    /// `f` called with text arguments.
+    pub fn call(f: CallFn, args: &[&str]) -> Result<Value, String> {
+        let args: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
+        f(&args, &Prepared::None)
+    }
+}

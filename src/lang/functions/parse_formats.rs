@@ -294,19 +294,8 @@ pub fn parse_docker_json(args: &[Value], _: &Prepared) -> Result<Value, String> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{call, map};
     use super::*;
-
-    fn map(v: Result<Value, String>) -> Map {
-        match v {
-            Ok(Value::Map(m)) => m,
-            other => panic!("expected a map, got {other:?}"),
-        }
-    }
-
-    fn call(f: super::super::CallFn, args: &[&str]) -> Result<Value, String> {
-        let args: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
-        f(&args, &Prepared::None)
-    }
 
     #[test]
     fn nginx_combined_with_quoted_user_agent() {
