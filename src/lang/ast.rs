@@ -208,4 +208,10 @@ pub enum ExprKind {
         then: Vec<Stmt>,
         otherwise: Option<Vec<Stmt>>,
     },
+    /// `|x| body` or `|k, v| body`: only an argument of `map_values`,
+    /// `map_keys` and `filter`, which run `body` once per element.
+    Closure {
+        params: Vec<Ident>,
+        body: Box<Expr>,
+    },
 }

@@ -51,6 +51,8 @@ pub struct Compiler {
     pub(super) locals: Locals,
     /// What is known about fields and locals at this point of the step.
     pub(super) flow: Facts,
+    /// How many closures enclose the expression being compiled.
+    pub(super) closure_depth: usize,
 }
 
 /// A pipeline file's name and text.
@@ -144,6 +146,7 @@ impl Compiler {
                             "assign fields inside a step",
                         );
                     }
+                    self.no_writes_in_closure(*span, "an assignment");
                     let v = self.expr(value, scope, handled);
                     let place = Place::resolve(target);
                     if matches!(place.root, Root::Timestamp)
@@ -169,7 +172,8 @@ impl Compiler {
                     out.push(CStmt::Assign(place, v.expr));
                     ty = Ty::NULL;
                 }
-                Stmt::Drop { condition, .. } => {
+                Stmt::Drop { condition, span } => {
+                    self.no_writes_in_closure(*span, "`drop`");
                     let c = condition
                         .as_ref()
                         .map(|c| self.condition(c, scope, handled));
@@ -210,7 +214,7 @@ impl Compiler {
         self.boolean(t, e, "a condition must be a boolean")
     }
 
-    fn boolean(&mut self, t: Typed, e: &Expr, what: &str) -> Typed {
+    pub(super) fn boolean(&mut self, t: Typed, e: &Expr, what: &str) -> Typed {
         if !t.ty.meets(Ty::BOOL) {
             self.error(
                 e.span,
@@ -344,6 +348,7 @@ impl Compiler {
                 }
             }
             ExprKind::Binary(op, l, r) => self.binary(*op, l, r, e.span, scope, handled),
+            ExprKind::Closure { .. } => self.misplaced_closure(e),
             ExprKind::Call { name, abort, args } => {
                 self.call(name, *abort, args, e.span, scope, handled)
             }
@@ -392,7 +397,7 @@ impl Compiler {
         true
     }
 
-    fn no_regex(&mut self, t: &Typed, span: Span) {
+    pub(super) fn no_regex(&mut self, t: &Typed, span: Span) {
         if t.ty == Ty::REGEX {
             self.error(
                 span,
@@ -557,6 +562,9 @@ impl Compiler {
                 format!("write `{}!(...)` to fail the step when it does, add a fallback with `?? value`, or declare `on_error` on the step", name.name),
             );
         };
+        if let Some(iteration) = self.iteration(name, abort, args, span, scope, handled) {
+            return iteration;
+        }
         if let Some(special) = self.special(name, abort, args, span, scope) {
             if special.may_fail && !handled_here {
                 unhandled(self);
@@ -722,6 +730,7 @@ impl Compiler {
                     );
                 }
                 Some(if name.name == "del" {
+                    self.no_writes_in_closure(span, "`del`");
                     self.flow.write(Subject::field(&place), Ty::NULL);
                     typed(CExpr::Del(place), Ty::ANY, false)
                 } else {

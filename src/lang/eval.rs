@@ -1,10 +1,12 @@
 //! Evaluation of compiled expressions and statements over one event, in
 //! place. Field places are resolved when the pipeline loads; regexes and other
-//! literal-derived state are prepared once. Work per event is bounded: no
-//! loops, no recursion beyond the expression's own depth.
+//! literal-derived state are prepared once. Work per event is bounded: the
+//! only loops walk the elements of a value ([`super::iterate`]), no
+//! recursion beyond the expression's own depth.
 
 use super::ast::{BinOp, Segment};
 use super::functions::{convert, Function, Prepared};
+use super::iterate::Iteration;
 use crate::event::Map;
 use crate::event::{Event, LogRecord, MetricPoint, Str, Value};
 use std::cmp::Ordering;
@@ -133,6 +135,8 @@ pub enum CExpr {
     /// An expression that may fail, with its place in the file: a failure
     /// inside it carries that place (the innermost one wins).
     Located(Box<CExpr>, Arc<Origin>),
+    /// `map_values`, `map_keys` or `filter`: a closure run per element.
+    Iterate(Box<Iteration>),
 }
 
 /// A compiled statement.
@@ -176,6 +180,7 @@ impl CExpr {
             CExpr::Not(e) | CExpr::Neg(e) | CExpr::Boolean(e) | CExpr::Located(e, _) => {
                 e.has_effects()
             }
+            CExpr::Iterate(it) => it.has_effects(),
         }
     }
 }
@@ -318,6 +323,7 @@ impl CExpr {
                     run_block(otherwise, ctx)
                 }
             }
+            CExpr::Iterate(it) => it.eval(ctx),
         }
     }
 }

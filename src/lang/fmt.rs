@@ -6,7 +6,7 @@
 //! body of a `step`, `route` and `test`, a block holding statements and an
 //! option block written over several lines have one statement (rule, input,
 //! expectation, option) per line and their `}` on its own line; operators are spaced; a call or index stays glued to what it
-//! applies to. Line breaks are added only at statement boundaries of a file
+//! applies to; a closure's bars hug its parameters (`|k, v| body`). Line breaks are added only at statement boundaries of a file
 //! that parses, and never removed. Formatting twice gives the same text.
 
 use super::ast::{self, Expr, ExprKind, File, Item, Stmt};
@@ -75,13 +75,38 @@ fn would_fuse(prev: &Token, next: &Token, src: &str) -> bool {
     ) || matches!((a, b), (Some(x), Some(y)) if (x.is_alphanumeric() || x == '_') && (y.is_alphanumeric() || y == '_' || y == '"'))
 }
 
+/// The offsets of the bars that open a closure's parameters: bars come
+/// in pairs, the first of each opens (`||` included).
+fn opening_bars(tokens: &[Token]) -> BTreeSet<usize> {
+    let mut open = true;
+    let mut out = BTreeSet::new();
+    for t in tokens.iter().filter(|t| t.tok == Tok::Pipe) {
+        if open {
+            out.insert(t.span.start);
+        }
+        open = !open;
+    }
+    out
+}
+
 /// Whether a space separates `prev` and `next` on one line.
-fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &str) -> bool {
+fn space_between(
+    prev: &Token,
+    before_prev: Option<&Token>,
+    next: &Token,
+    src: &str,
+    opening: &BTreeSet<usize>,
+) -> bool {
     if would_fuse(prev, next, src) {
         return true;
     }
     let adjacent = prev.span.end == next.span.start;
+    let opens_params = |t: &Token| t.tok == Tok::Pipe && opening.contains(&t.span.start);
     match (&prev.tok, &next.tok) {
+        // `|k, v| body`: the bars hug the parameters, the body stands apart
+        (Tok::Pipe, _) if opens_params(prev) => false,
+        (_, Tok::Pipe) if !opens_params(next) => false,
+        (Tok::Pipe, _) => true,
         // A call or an index: gluing or parting them changes the meaning.
         (p, Tok::LParen | Tok::LBracket) if ends_operand(p) => !adjacent,
         (Tok::LParen | Tok::LBracket, _) => false,
@@ -102,8 +127,8 @@ fn space_between(prev: &Token, before_prev: Option<&Token>, next: &Token, src: &
         }
         (Tok::Bang, _) => false,
         (Tok::Minus, _) if adjacent => {
-            // unary minus stays attached: `= -1`, `(-x`
-            !before_prev.is_none_or(|b| is_operator(&b.tok) || opens(&b.tok))
+            // unary minus stays attached: `= -1`, `(-x`, `|x| -x`
+            !before_prev.is_none_or(|b| is_operator(&b.tok) || opens(&b.tok) || b.tok == Tok::Pipe)
         }
         _ => true,
     }
@@ -341,6 +366,7 @@ impl Breaks<'_> {
             }
             ExprKind::Unary(_, a) => self.expr(a),
             ExprKind::Call { args, .. } => args.iter().for_each(|a| self.expr(&a.value)),
+            ExprKind::Closure { body, .. } => self.expr(body),
             ExprKind::Lit(_) | ExprKind::Path(_) | ExprKind::Name(_) => {}
         }
     }
@@ -400,6 +426,7 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
             .filter(|b| **b == b'\n')
             .count()
     };
+    let opening = opening_bars(&tokens);
     let mut out = String::new();
     let mut depth: usize = 0;
     let mut i = 0;
@@ -423,7 +450,8 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
         let indent = depth.saturating_sub(leading_closers);
         out.push_str(&"  ".repeat(indent));
         for (k, t) in row.iter().enumerate() {
-            if k > 0 && space_between(&row[k - 1], k.checked_sub(2).map(|b| &row[b]), t, src) {
+            let before_prev = k.checked_sub(2).map(|b| &row[b]);
+            if k > 0 && space_between(&row[k - 1], before_prev, t, src, &opening) {
                 out.push(' ');
             }
             out.push_str(&src[t.span.start..t.span.end]);
@@ -490,6 +518,25 @@ mod tests {
         let src = "step s { .a = 1 # why\n}\nroute { else => o }\n";
         let want = "step s {\n  .a = 1 # why\n}\nroute {\n  else => o\n}\n";
         assert_eq!(format(src).unwrap(), want);
+    }
+
+    #[test]
+    fn closure_bars_hug_their_parameters() {
+        let src = "step s {\n.a = map_values( .m ,| k ,v |if v == null { k } else { v })\n.b = filter(.x, |x|-x > 1)\n.c = map_keys(.l, || 1)\n}\n";
+        let want = "step s {\n  .a = map_values(.m, |k, v| if v == null { k } else { v })\n  .b = filter(.x, |x| -x > 1)\n  .c = map_keys(.l, || 1)\n}\n";
+        let got = format(src).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(format(&got).unwrap(), got, "idempotent");
+    }
+
+    #[test]
+    fn a_closure_body_holding_statements_gets_one_per_line() {
+        let src = "step s {\n  .a = map_values(.m, |v| if is_string(v) { let t = trim(v)\nlowercase(t) } else { v })\n}\n";
+        // the open `(` of the call counts as a level, as everywhere
+        let want = "step s {\n  .a = map_values(.m, |v| if is_string(v) {\n      let t = trim(v)\n      lowercase(t)\n    } else { v })\n}\n";
+        let got = format(src).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(format(&got).unwrap(), got, "idempotent");
     }
 
     #[test]

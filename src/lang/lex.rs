@@ -48,6 +48,8 @@ pub enum Tok {
     Bang,
     Coalesce,
     Arrow,
+    /// `|`: opens and closes the parameters of a closure (`|k, v| ...`).
+    Pipe,
 }
 
 impl Tok {
@@ -111,6 +113,7 @@ pub fn punct_text(t: &Tok) -> &'static str {
         Tok::Bang => "!",
         Tok::Coalesce => "??",
         Tok::Arrow => "=>",
+        Tok::Pipe => "|",
         _ => "",
     }
 }
@@ -238,6 +241,7 @@ impl Lexer<'_> {
             (b'*', _) => (Tok::Star, 1),
             (b'/', _) => (Tok::Slash, 1),
             (b'%', _) => (Tok::Percent, 1),
+            (b'|', _) => (Tok::Pipe, 1),
             _ => {
                 let ch = self.src[start..].chars().next().unwrap_or('?');
                 self.pos += ch.len_utf8();
@@ -483,6 +487,22 @@ mod tests {
                 Tok::Path(vec![Segment::Field("a".into())]),
                 Tok::Slash,
                 Tok::Int(2)
+            ]
+        );
+    }
+
+    #[test]
+    fn closure_bars_are_single_tokens() {
+        assert_eq!(
+            toks("|k, v| ||"),
+            vec![
+                Tok::Pipe,
+                Tok::Ident("k".into()),
+                Tok::Comma,
+                Tok::Ident("v".into()),
+                Tok::Pipe,
+                Tok::Pipe,
+                Tok::Pipe
             ]
         );
     }

@@ -86,9 +86,26 @@ impl Compiler {
 
     /// A `let` inside a block: returns the slot its value goes to.
     pub fn local(&mut self, name: &Ident, value: &Typed, sources: &[String]) -> usize {
+        self.refused_name(name, sources);
+        self.bind(name, value.ty)
+    }
+
+    /// A closure parameter, a local of the closure's body holding each
+    /// element (or key) in turn: returns its slot.
+    pub fn param(&mut self, name: &Ident, ty: Ty, sources: &[String]) -> usize {
+        if name.name == "source" || sources.contains(&name.name) {
+            self.diagnostics.push(
+                Diagnostic::new(name.span, format!("the closure parameter `{}` would hide the source of that name", name.name))
+                    .hint("bare names also refer to sources (and `source` to the event's source); pick another name"),
+            );
+        }
+        self.bind(name, ty)
+    }
+
+    /// A new local of the innermost scope, of type `ty`.
+    fn bind(&mut self, name: &Ident, ty: Ty) -> usize {
         let slot = self.locals.next_slot;
         self.locals.next_slot += 1;
-        self.refused_name(name, sources);
         if self.locals.scopes.is_empty() {
             self.locals.scopes.push(Vec::new());
         }
@@ -96,10 +113,10 @@ impl Compiler {
             scope.push(Local {
                 name: name.name.clone(),
                 slot,
-                ty: value.ty,
+                ty,
             });
         }
-        self.flow.write(Subject::Local(slot), value.ty);
+        self.flow.write(Subject::Local(slot), ty);
         slot
     }
 
@@ -155,6 +172,7 @@ impl Compiler {
                     }
                 }
             }
+            ExprKind::Closure { body, .. } => add(&self.let_env_origin(body)),
             ExprKind::Lit(_) | ExprKind::Path(_) => {}
         }
         out
@@ -316,5 +334,6 @@ fn changes_event(e: &Expr) -> bool {
         ExprKind::Map(entries) => entries.iter().any(|(_, v)| changes_event(v)),
         ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => changes_event(a) || changes_event(b),
         ExprKind::Unary(_, a) => changes_event(a),
+        ExprKind::Closure { body, .. } => changes_event(body),
     }
 }

@@ -3,7 +3,8 @@
 //! tree in [`ast`]) → [`compile`] (names, types, fallibility; lowering to
 //! [`eval`] trees) → [`program`] (a runnable agent configuration). Every
 //! error carries a span; [`diagnostics`] renders them with file, line,
-//! column, caret and hint. No loops, no I/O at event time.
+//! column, caret and hint. No loops but [`iterate`]'s walks over the
+//! elements of a value, no I/O at event time.
 
 pub mod ast;
 pub mod check_warnings;
@@ -16,6 +17,7 @@ pub mod eval;
 pub mod flow;
 pub mod fmt;
 pub mod functions;
+pub mod iterate;
 pub mod lex;
 pub mod locals;
 pub mod multiline_options;

@@ -205,7 +205,7 @@ fn collect_env(e: &Expr, out: &mut Vec<String>) {
             collect_env(a, out);
             collect_env(b, out);
         }
-        ExprKind::Unary(_, a) => collect_env(a, out),
+        ExprKind::Unary(_, a) | ExprKind::Closure { body: a, .. } => collect_env(a, out),
         ExprKind::Call { args, .. } => args.iter().for_each(|a| collect_env(&a.value, out)),
         ExprKind::If {
             cond,

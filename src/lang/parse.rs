@@ -801,11 +801,41 @@ impl Parser {
                 })
             }
             Tok::Ident(word) => self.word(word, start),
+            Tok::Pipe => self.closure(start),
             other => Err(Diagnostic::new(
                 start,
                 format!("expected an expression, found {}", other.describe()),
             )),
         }
+    }
+
+    /// `|x| body`, `|k, v| body`: names between bars, then one expression
+    /// (which the compiler allows only as an argument of the iteration
+    /// functions).
+    fn closure(&mut self, start: Span) -> PResult<Expr> {
+        self.pos += 1;
+        let mut params = Vec::new();
+        loop {
+            if self.eat(&Tok::Pipe) {
+                break;
+            }
+            params.push(self.ident("a closure parameter")?);
+            if !self.eat(&Tok::Comma) && self.peek() != Some(&Tok::Pipe) {
+                return Err(Diagnostic::new(
+                    self.span(),
+                    format!("expected `,` or `|`, found {}", self.found()),
+                )
+                .hint("write the parameters between bars: `|v| ...` or `|k, v| ...`"));
+            }
+        }
+        let body = self.expr()?;
+        Ok(Expr {
+            span: start.to(body.span),
+            kind: ExprKind::Closure {
+                params,
+                body: Box::new(body),
+            },
+        })
     }
 
     fn word(&mut self, word: String, start: Span) -> PResult<Expr> {
@@ -975,6 +1005,41 @@ test "t" { input app { message = "500" } expect { .level == "error" } expect rou
         let (file, errors) = parse("let dir = \"/x\"\nsink o = console {}");
         assert!(errors.is_empty(), "{errors:?}");
         assert!(matches!(&file.items[0], Item::Let { name, .. } if name.name == "dir"));
+    }
+
+    #[test]
+    fn a_closure_argument_holds_its_parameters_and_one_expression() {
+        let body = step_body(
+            "step s { .a = map_values(.m, |k, v| if v == null { k } else { v }) ?? {}\n .b = 1 }",
+        );
+        assert_eq!(body.len(), 2);
+        let Stmt::Assign { value, .. } = &body[0] else {
+            panic!()
+        };
+        let ExprKind::Binary(BinOp::Coalesce, call, _) = &value.kind else {
+            panic!("{value:?}")
+        };
+        let ExprKind::Call { name, args, .. } = &call.kind else {
+            panic!("{call:?}")
+        };
+        assert_eq!(name.name, "map_values");
+        let ExprKind::Closure { params, body } = &args[1].value.kind else {
+            panic!("{:?}", args[1])
+        };
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["k", "v"]);
+        assert!(matches!(body.kind, ExprKind::If { .. }));
+    }
+
+    #[test]
+    fn a_closure_without_its_closing_bar_is_a_syntax_error() {
+        let (_, errors) = parse("step s { .a = filter(.m, |x x > 1) }");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].message.contains("expected `,` or `|`"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[0].span.start, "step s { .a = filter(.m, |x ".len());
     }
 
     #[test]

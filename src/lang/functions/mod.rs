@@ -103,8 +103,17 @@ pub struct Function {
     pub doc: &'static str,
 }
 
-/// Functions the compiler handles itself (they take a path, or read the environment at load).
-pub const SPECIAL: [&str; 4] = ["del", "exists", "env", "file"];
+/// Functions the compiler handles itself (they take a path, read the
+/// environment at load, or take a closure: [`crate::lang::iterate`]).
+pub const SPECIAL: [&str; 7] = [
+    "del",
+    "exists",
+    "env",
+    "file",
+    "map_values",
+    "map_keys",
+    "filter",
+];
 
 const S: Ty = Ty::TEXT;
 const ANY: Ty = Ty::ANY;
