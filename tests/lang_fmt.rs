@@ -83,6 +83,8 @@ fn expr() -> impl Strategy<Value = String> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{{ \"k\": {a}, v: {b} }}")),
             inner.clone().prop_map(|a| format!("to_int({a}) ?? 0")),
             inner.clone().prop_map(|a| format!("parse_json!({a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("map_values({a},|v|{b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("filter({a}, | k ,v | {b})")),
             (inner.clone(), inner.clone(), inner.clone())
                 .prop_map(|(c, a, b)| format!("if {c} {{ {a} }} else {{ {b} }}")),
         ]
@@ -179,7 +181,7 @@ proptest! {
     fn token_soup_keeps_its_meaning(src in prop::collection::vec(prop::sample::select(vec![
         "step", "s", "{", "}", "(", ")", "[", "]", ".a", "=", "+", "-", "!", "f", "\"x\"", "1",
         "if", "else", "drop", "where", ",", ";", ":", "\n", " ", "#c\n", "route", "=>", "test",
-        "input", "expect", "lines", "failed", "env",
+        "input", "expect", "lines", "failed", "env", "|", "v", "filter(",
     ]), 0..60).prop_map(|t| t.concat())) {
         keeps_meaning_and_is_idempotent(&src)?;
     }

@@ -389,10 +389,17 @@ impl Compiler {
             return false;
         }
         let text = describe_operand(e);
+        // `exists` takes a field path; a local (or closure parameter) is tested with `!=`
+        let test = match e.kind {
+            ExprKind::Name(_) => {
+                format!("`if {text} != null {{ ... }}` / `{text} != null and ...`")
+            }
+            _ => format!("`if exists({text}) {{ ... }}` / `{text} != null and ...`"),
+        };
         self.error(
             e.span,
             format!("`{text}` may be missing (null) here: {used_in}"),
-            format!("give it a default: `({text} ?? 0)`, or test it first: `if exists({text}) {{ ... }}` / `{text} != null and ...`"),
+            format!("give it a default: `({text} ?? 0)`, or test it first: {test}"),
         );
         true
     }
