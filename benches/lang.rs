@@ -7,7 +7,10 @@
 //! written as a custom `log_format` (which must be no slower);
 //! (e) multiline joining (lines/s per core): a MariaDB slow log through the
 //! `mariadb_slow` state rules, a Java log through the `java` preset and
-//! through a start pattern.
+//! through a start pattern;
+//! (f) the nginx line parsed, then every string of the parsed map redacted
+//! through `map_values` with a closure (compare with (d) builtin: the
+//! difference is the iteration and the redaction).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -130,6 +133,16 @@ route { else => out }"#,
         r#"step s on app { .http = parse_nginx!(.message, "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_time $upstream_response_time") }
 route { else => out }"#,
         NGINX_TIMED_LINE,
+    );
+    bench(
+        c,
+        "f_parse_nginx_map_values_redact",
+        r#"step s on app {
+  .http = parse_nginx!(.message)
+  .http = map_values(.http, |v| if is_string(v) { redact(v, [email]) } else { v })
+}
+route { else => out }"#,
+        NGINX_LINE,
     );
 }
 

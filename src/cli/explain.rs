@@ -192,6 +192,9 @@ source web = files { include = ["/var/log/web.log"], multiline.start = /^\S/ }
 step parse on web where .message != "" on_error tag {
   .http = parse_nginx(.message)
   drop where .http.path == "/healthz"
+  .http = map_values(.http, |v| if is_string(v) {
+    redact(v, [email])
+  } else { v })
 }
 step enrich {
   .level = "info"
@@ -213,6 +216,7 @@ test "t" { input web { message = "x" } expect { .level == "info" } }
             "  web (files)\n    include = [\"/var/log/web.log\"]\n    multiline.start = /^\\S/\n",
             "  parse on web\n    where .message != \"\" (other events skip the step)\n    on_error tag:",
             "    | .http = parse_nginx(.message)\n    | drop where .http.path == \"/healthz\"\n",
+            "    | .http = map_values(.http, |v| if is_string(v) { redact(v, [email]) } else { v })\n",
             "  enrich on every source\n    where: every event of those sources\n    on_error dead_letter (default)",
             ".level == \"error\" => out stream \"errors\"",
             "else => out stream \"web_\" + (.http.method ?? \"none\")",

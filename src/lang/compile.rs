@@ -118,7 +118,7 @@ fn typed(expr: CExpr, ty: Ty, may_fail: bool) -> Typed {
 }
 
 impl Compiler {
-    fn error(&mut self, span: Span, msg: impl Into<String>, hint: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Span, msg: impl Into<String>, hint: impl Into<String>) {
         self.diagnostics.push(Diagnostic::new(span, msg).hint(hint));
     }
 

@@ -9,7 +9,7 @@
 
 use super::ast::{Arg, Expr, ExprKind, Ident};
 use super::compile::{Compiler, Scope, Typed};
-use super::diagnostics::{Diagnostic, Span};
+use super::diagnostics::Span;
 use super::eval::{truthy, CExpr, Ctx, EvalError, EvalResult};
 use super::functions::text_of;
 use super::types::Ty;
@@ -93,14 +93,14 @@ impl Compiler {
             may_fail: false,
         });
         if abort {
-            self.report(
+            self.error(
                 span,
                 format!("`{}` cannot fail; remove the `!`", op.name()),
                 "only fallible functions take `!`; a failure inside the closure is handled there",
             );
         }
         if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
-            self.report(
+            self.error(
                 named.span,
                 format!("`{}` takes no named arguments", op.name()),
                 op.usage(),
@@ -108,7 +108,7 @@ impl Compiler {
             return refused;
         }
         let [input, closure] = args else {
-            self.report(
+            self.error(
                 span,
                 format!(
                     "`{}` takes 2 arguments (a value and a closure), found {}",
@@ -121,7 +121,7 @@ impl Compiler {
         };
         let input_t = self.expr(&input.value, scope, handled);
         if !input_t.ty.meets(op.accepts()) {
-            self.report(
+            self.error(
                 input.value.span,
                 format!(
                     "argument `value` of `{}` must be {}, this is {}",
@@ -133,7 +133,7 @@ impl Compiler {
             );
         }
         let ExprKind::Closure { params, body } = &closure.value.kind else {
-            self.report(
+            self.error(
                 closure.value.span,
                 format!("the second argument of `{}` must be a closure", op.name()),
                 op.usage(),
@@ -141,7 +141,7 @@ impl Compiler {
             return refused;
         };
         if params.is_empty() || params.len() > 2 {
-            self.report(
+            self.error(
                 params_span(params, closure.value.span, body),
                 format!(
                     "a `{}` closure takes 1 or 2 parameters, this one takes {}",
@@ -154,7 +154,7 @@ impl Compiler {
         }
         if let [a, b] = params.as_slice() {
             if a.name == b.name {
-                self.report(
+                self.error(
                     b.span,
                     format!("the closure has two parameters named `{}`", b.name),
                     "name the key and the value differently: `|k, v| ...`",
@@ -202,7 +202,7 @@ impl Compiler {
             }
             IterOp::MapKeys => {
                 if !body_t.ty.meets(Ty::TEXT) {
-                    self.report(
+                    self.error(
                         body.span,
                         format!(
                             "a `map_keys` closure must yield the new key, a string; this is {}",
@@ -234,7 +234,7 @@ impl Compiler {
 
     /// A closure anywhere but as the last argument of an iteration function.
     pub(super) fn misplaced_closure(&mut self, e: &Expr) -> Typed {
-        self.report(
+        self.error(
             e.span,
             "a closure can only be the last argument of map_values, map_keys or filter",
             "write e.g. `map_values(.http, |v| ...)`; elsewhere, compute the value directly",
@@ -250,16 +250,12 @@ impl Compiler {
     /// assignment, `drop`, `del`): a closure only computes a value.
     pub(super) fn no_writes_in_closure(&mut self, span: Span, what: &str) {
         if self.closure_depth > 0 {
-            self.report(
+            self.error(
                 span,
                 format!("{what} is not allowed inside a closure"),
                 "a closure computes a value for each element; change the event with the function's result, e.g. `.http = map_values(.http, |v| ...)`",
             );
         }
-    }
-
-    fn report(&mut self, span: Span, msg: impl Into<String>, hint: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::new(span, msg).hint(hint));
     }
 }
 
