@@ -16,7 +16,7 @@ fn every_standard_function_is_in_the_reference() {
 }
 
 #[test]
-fn every_example_pipeline_checks_and_passes_its_tests() {
+fn every_example_pipeline_checks_without_warnings_and_passes_its_tests() {
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines")).unwrap() {
         let path = entry.unwrap().path();
         let src = std::fs::read_to_string(&path).unwrap();
@@ -29,6 +29,18 @@ fn every_example_pipeline_checks_and_passes_its_tests() {
             )
         });
         assert!(!reports.is_empty(), "{} has tests", path.display());
+        // An example shows good practice: `check` has nothing to warn about.
+        let program = shipd::lang::load_in(&src, no_env.clone()).unwrap_or_else(|d| {
+            panic!(
+                "{}",
+                shipd::lang::render(&path.display().to_string(), &src, &d)
+            )
+        });
+        assert!(
+            program.warnings.is_empty(),
+            "{}",
+            shipd::lang::render_warnings(&path.display().to_string(), &src, &program.warnings)
+        );
         for report in reports {
             assert!(
                 report.passed(),

@@ -364,12 +364,12 @@ fn stmt_start(s: &Stmt) -> usize {
     }
 }
 
-/// Where lines must break in `src`: nothing for a file that does not parse
+/// Where lines must break in `src`; `None` for a file that does not parse
 /// (its statement boundaries are not known).
-fn breaks(src: &str, tokens: &[Token]) -> BTreeSet<usize> {
+fn breaks(src: &str, tokens: &[Token]) -> Option<BTreeSet<usize>> {
     let (file, errors) = super::parse::parse(src);
     if !errors.is_empty() {
-        return BTreeSet::new();
+        return None;
     }
     let mut b = Breaks {
         src,
@@ -377,7 +377,7 @@ fn breaks(src: &str, tokens: &[Token]) -> BTreeSet<usize> {
         at: BTreeSet::new(),
     };
     b.file(&file);
-    b.at
+    Some(b.at)
 }
 
 /// Formats `src`; refuses text that does not lex.
@@ -394,6 +394,10 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
             .collect();
         breaks(src, &code)
     };
+    // In a file that parses, a `;` that ends a line only repeats the line
+    // break: the canonical text leaves it out.
+    let parses = forced.is_some();
+    let forced = forced.unwrap_or_default();
     let line_of = |pos: usize| {
         src.as_bytes()[..pos.min(src.len())]
             .iter()
@@ -422,8 +426,20 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
         let leading_closers = row.iter().take_while(|t| closes(&t.tok)).count();
         let indent = depth.saturating_sub(leading_closers);
         out.push_str(&"  ".repeat(indent));
+        let row: Vec<&Token> = row
+            .iter()
+            .enumerate()
+            .filter(|(k, t)| {
+                !(parses
+                    && t.tok == Tok::Semi
+                    && row[k + 1..]
+                        .iter()
+                        .all(|n| matches!(n.tok, Tok::Comment(_))))
+            })
+            .map(|(_, t)| t)
+            .collect();
         for (k, t) in row.iter().enumerate() {
-            if k > 0 && space_between(&row[k - 1], k.checked_sub(2).map(|b| &row[b]), t, src) {
+            if k > 0 && space_between(row[k - 1], k.checked_sub(2).map(|b| row[b]), t, src) {
                 out.push(' ');
             }
             out.push_str(&src[t.span.start..t.span.end]);
@@ -493,6 +509,21 @@ mod tests {
     }
 
     #[test]
+    fn a_semicolon_ending_a_line_is_left_out_and_one_between_statements_becomes_a_line_break() {
+        let src = "step s {\n  .a = 1; .b = 2;\n  .c = 3; # why\n}\nsource a = files { include = [\"/x\"]; }\n";
+        let want = "step s {\n  .a = 1\n  .b = 2\n  .c = 3 # why\n}\nsource a = files { include = [\"/x\"]; }\n";
+        let got = format(src).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(format(&got).unwrap(), got, "idempotent");
+        let broken = "step s {\n  .a = 1;\n  .b = = 2\n}\n";
+        assert_eq!(
+            format(broken).unwrap(),
+            broken,
+            "a file that does not parse keeps its `;`"
+        );
+    }
+
+    #[test]
     fn field_access_on_a_value_stays_attached() {
         let src = "step s {\n  .d = parse_json(.message).n ?? (.a ?? .b).c[0].e\n}\n";
         assert_eq!(format(src).unwrap(), src);
@@ -507,7 +538,12 @@ mod tests {
             assert_eq!(format(&once).unwrap(), once, "{}", path.display());
             let (a, _) = lex(&src);
             let (b, _) = lex(&once);
-            let strip = |v: Vec<Token>| v.into_iter().map(|t| t.tok).collect::<Vec<_>>();
+            let strip = |v: Vec<Token>| {
+                v.into_iter()
+                    .map(|t| t.tok)
+                    .filter(|t| *t != Tok::Semi)
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(
                 strip(a),
                 strip(b),
