@@ -164,6 +164,7 @@ impl Processor {
         let source = Arc::clone(&batch.source);
         let mut events = batch.events;
         let received = events.len() as u64;
+        crate::memory::note_work(batch.bytes);
         self.source_out(&source).add(received);
         self.events_in.add(received);
         // Every event of a batch comes from one source: pick its steps once.
