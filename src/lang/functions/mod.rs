@@ -103,8 +103,48 @@ pub struct Function {
     pub doc: &'static str,
 }
 
-/// Functions the compiler handles itself (they take a path, or read the environment at load).
-pub const SPECIAL: [&str; 4] = ["del", "exists", "env", "file"];
+/// A function the compiler handles itself: it takes a field path, or reads
+/// the environment or a file once, when the pipeline loads.
+#[derive(Debug)]
+pub struct SpecialForm {
+    pub name: &'static str,
+    /// The parameters as written in a signature, e.g. `path: a field path`.
+    pub params: &'static str,
+    pub returns: Ty,
+    pub fallible: bool,
+    pub doc: &'static str,
+}
+
+pub static SPECIAL: &[SpecialForm] = &[
+    SpecialForm {
+        name: "del",
+        params: "path: a field path",
+        returns: ANY,
+        fallible: false,
+        doc: "Removes a field and returns its value (null when it was absent).",
+    },
+    SpecialForm {
+        name: "exists",
+        params: "path: a field path",
+        returns: Ty::BOOL,
+        fallible: false,
+        doc: "Whether the field is present and not null.",
+    },
+    SpecialForm {
+        name: "env",
+        params: "name: string",
+        returns: Ty::STRING,
+        fallible: true,
+        doc: "An environment variable, read once when the pipeline loads (in tests, only the test's environment); fails when it is not set.",
+    },
+    SpecialForm {
+        name: "file",
+        params: "path: string",
+        returns: Ty::STRING,
+        fallible: true,
+        doc: "A file's text without its final newline, read once when the pipeline loads (for secrets: never printed); fails when it cannot be read.",
+    },
+];
 
 const S: Ty = Ty::TEXT;
 const ANY: Ty = Ty::ANY;
@@ -174,7 +214,10 @@ pub fn lookup(name: &str) -> Option<&'static Function> {
 
 /// Every function name, special forms included (for "did you mean").
 pub fn names() -> impl Iterator<Item = &'static str> {
-    FUNCTIONS.iter().map(|f| f.name).chain(SPECIAL)
+    FUNCTIONS
+        .iter()
+        .map(|f| f.name)
+        .chain(SPECIAL.iter().map(|s| s.name))
 }
 
 /// The text of a string or UTF-8 bytes value.
