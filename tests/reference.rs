@@ -91,7 +91,12 @@ fn documented_options(doc: &str) -> BTreeSet<(String, String)> {
 /// option of the code is documented, and nothing else is.
 #[test]
 fn the_reference_lists_every_function_and_option_and_nothing_else() {
-    let doc = on_disk();
+    // While blessing, the file is being rewritten from the generated text.
+    let doc = if std::env::var_os("SHIPD_BLESS").is_some() {
+        shipd::lang::reference::markdown()
+    } else {
+        on_disk()
+    };
     let code_functions: BTreeSet<String> = names().map(str::to_owned).collect();
     let doc_functions = documented_functions(&doc);
     let missing: Vec<_> = code_functions.difference(&doc_functions).collect();

@@ -70,7 +70,7 @@ fn functions(out: &mut String) {
 fn function(out: &mut String, f: &Function) {
     let _ = writeln!(out, "### {}\n", f.name);
     let _ = writeln!(out, "`{}`\n", super::compile::signature(f));
-    let _ = writeln!(out, "{}\n", f.doc);
+    let _ = writeln!(out, "{}\n", prose(f.doc));
     let at_load: Vec<String> = f
         .params
         .iter()
@@ -97,7 +97,7 @@ fn special(out: &mut String, s: &SpecialForm) {
         s.returns.describe(),
         if s.fallible { ", can fail" } else { "" }
     );
-    let _ = writeln!(out, "{}\n", s.doc);
+    let _ = writeln!(out, "{}\n", prose(s.doc));
     examples(out, s.name);
 }
 
@@ -120,12 +120,34 @@ fn examples(out: &mut String, name: &str) {
 
 /// The table row of one tested example: `` | `call` | `result` | ``.
 pub fn example_row(e: &Example) -> String {
-    format!("| `{}` | `{}` |", cell(e.call), cell(e.result))
+    format!("| `{}` | `{}` |", code_cell(e.call), code_cell(e.result))
 }
 
-/// `text` made safe inside a table cell (a `|` would end the cell).
+/// Prose made safe inside a table cell.
 fn cell(text: &str) -> String {
+    code_cell(&prose(text))
+}
+
+/// `text` made safe inside a table cell, even in a code span: a `|` would
+/// end the cell.
+fn code_cell(text: &str) -> String {
     text.replace('|', "\\|")
+}
+
+/// `text` as Markdown shows it: a `<` outside code spans is escaped, so
+/// `<id>` reads as text instead of vanishing as an HTML tag.
+fn prose(text: &str) -> String {
+    text.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 0 {
+                part.replace('<', "&lt;")
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 fn components(out: &mut String) {
@@ -171,7 +193,7 @@ fn component(out: &mut String, kind: &KindSpec) {
             let _ = writeln!(out, "### {} (sink)\n", kind.name);
         }
     }
-    let _ = writeln!(out, "{}\n", kind.doc);
+    let _ = writeln!(out, "{}\n", prose(kind.doc));
     out.push_str("| option | type | required | range | description |\n|---|---|---|---|---|\n");
     for opt in kind.options {
         option_row(out, opt);
@@ -234,13 +256,18 @@ mod tests {
     }
 
     #[test]
-    fn a_pipe_inside_a_cell_is_escaped() {
+    fn a_pipe_inside_a_cell_is_escaped_and_code_is_kept() {
         let e = Example {
             function: "x",
             call: "a | b",
-            result: "c",
+            result: "/(?<c>x)/",
         };
-        assert_eq!(example_row(&e), "| `a \\| b` | `c` |");
+        assert_eq!(example_row(&e), "| `a \\| b` | `/(?<c>x)/` |");
+    }
+
+    #[test]
+    fn an_angle_bracket_outside_code_is_escaped() {
+        assert_eq!(prose("a <id> `b<c>`"), "a &lt;id> `b<c>`");
     }
 
     #[test]
