@@ -142,7 +142,7 @@ pub static SPECIAL: &[SpecialForm] = &[
         params: "path: string",
         returns: Ty::STRING,
         fallible: true,
-        doc: "A file's text without its final newline, read once when the pipeline loads (for secrets: never printed); fails when it cannot be read.",
+        doc: "A file's text without trailing newlines, read once when the pipeline loads (for secrets: never printed); fails when it cannot be read.",
     },
 ];
 
