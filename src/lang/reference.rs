@@ -155,7 +155,7 @@ fn components(out: &mut String) {
         (
             Role::Source,
             "Sources",
-            "`source NAME = KIND { option = value, ... }`. Every source takes `enabled = false` to leave it out.",
+            "`source NAME = KIND { option = value, ... }`.",
         ),
         (
             Role::Sink,
