@@ -8,8 +8,9 @@
 //! about a megabyte of values) is returned and then faulted in and zeroed
 //! again for the next batch: a quarter of the processing time measured in
 //! `benches/lang.rs`. shipd lets up to [`KEEP_FREED`] bytes of freed heap
-//! stay while it works and gives free memory back every
-//! [`RELEASE_INTERVAL`], so an idle agent is as small as before.
+//! stay while it works and gives free memory back [`RELEASE_INTERVAL`]
+//! after work, so an idle agent is as small as before; with nothing to
+//! give back the wait doubles up to [`RELEASE_INTERVAL_IDLE`].
 //! Other C libraries (musl) have no such setting; there this does nothing.
 //!
 //! The budgets: with default settings shipd stays under 64 MiB resident
@@ -24,16 +25,24 @@
 //! need more is refused, never half-taken; the RAM journal is read back
 //! after a crash under the same per-request budget.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// Freed memory kept at the top of the heap before glibc trims it; also
 /// the size from which an allocation gets its own mapping.
 pub const KEEP_FREED: usize = 8 << 20;
 
-/// How often free memory is given back to the kernel.
+/// How soon after work free memory is given back to the kernel.
 pub const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The longest wait between releases of an agent with nothing to release.
+pub const RELEASE_INTERVAL_IDLE: Duration = Duration::from_secs(640);
+
+/// Work (bytes processed) after which a release is due within
+/// [`RELEASE_INTERVAL`], however long the idle wait has grown.
+const RELEASE_AFTER_BYTES: usize = 1 << 20;
 
 /// Default largest OTLP request body, compressed and decompressed.
 pub const OTLP_MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -202,18 +211,74 @@ pub fn keep_freed_heap() -> bool {
     imp::keep_freed_heap()
 }
 
-/// Gives free heap memory back to the kernel (cheap on a small heap).
-pub fn release_freed_heap() {
+/// Gives free heap memory back to the kernel (cheap on a small heap);
+/// whether any was given back.
+pub fn release_freed_heap() -> bool {
     imp::release_freed_heap()
 }
 
-/// Releases free heap memory every [`RELEASE_INTERVAL`], forever.
+/// Work done since the heap was last released, and the wake-up of the
+/// releaser once it passes [`RELEASE_AFTER_BYTES`].
+struct WorkMeter {
+    bytes: AtomicUsize,
+    passed: Notify,
+}
+
+impl WorkMeter {
+    const fn new() -> Self {
+        WorkMeter {
+            bytes: AtomicUsize::new(0),
+            passed: Notify::const_new(),
+        }
+    }
+
+    fn add(&self, bytes: usize) {
+        let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before < RELEASE_AFTER_BYTES && before.saturating_add(bytes) >= RELEASE_AFTER_BYTES {
+            self.passed.notify_one();
+        }
+    }
+
+    fn reset(&self) {
+        self.bytes.store(0, Ordering::Relaxed);
+    }
+}
+
+static WORK: WorkMeter = WorkMeter::new();
+
+/// Tells the heap releaser that `bytes` of data were handled (a processed
+/// batch, a received request): the memory that took is given back within
+/// [`RELEASE_INTERVAL`] once a megabyte has passed. Two atomic operations.
+pub fn note_work(bytes: usize) {
+    WORK.add(bytes)
+}
+
+/// The wait before the next release: [`RELEASE_INTERVAL`] after a release
+/// that gave memory back, doubling up to [`RELEASE_INTERVAL_IDLE`] while
+/// releases find nothing, so an idle agent wakes for this a few times an
+/// hour instead of six times a minute.
+fn next_release_wait(previous: Duration, released: bool) -> Duration {
+    if released {
+        RELEASE_INTERVAL
+    } else {
+        previous.saturating_mul(2).min(RELEASE_INTERVAL_IDLE)
+    }
+}
+
+/// Releases free heap memory, forever: [`RELEASE_INTERVAL`] after work
+/// (see [`note_work`]), and at a growing interval while there is none.
 pub async fn release_periodically() {
-    let mut tick = tokio::time::interval(RELEASE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = RELEASE_INTERVAL;
     loop {
-        tick.tick().await;
-        release_freed_heap();
+        // Work cuts a long idle wait short (then waits one interval more,
+        // so a burst is released once, after it).
+        let idle_wait = tokio::time::sleep(wait);
+        tokio::select! {
+            _ = idle_wait => {}
+            _ = WORK.passed.notified() => tokio::time::sleep(RELEASE_INTERVAL).await,
+        }
+        WORK.reset();
+        wait = next_release_wait(wait, release_freed_heap());
     }
 }
 
@@ -236,12 +301,10 @@ mod imp {
         }
     }
 
-    pub fn release_freed_heap() {
+    pub fn release_freed_heap() -> bool {
         // SAFETY: malloc_trim takes a plain integer and only returns free
         // pages to the kernel; it is thread-safe.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        unsafe { libc::malloc_trim(0) == 1 }
     }
 }
 
@@ -251,12 +314,56 @@ mod imp {
         false
     }
 
-    pub fn release_freed_heap() {}
+    pub fn release_freed_heap() -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_release_wait_doubles_while_nothing_is_released_and_resets_when_something_is() {
+        let mut wait = RELEASE_INTERVAL;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            wait = next_release_wait(wait, false);
+            waits.push(wait.as_secs());
+        }
+        assert_eq!(waits, [20, 40, 80, 160, 320, 640, 640, 640]);
+        assert_eq!(next_release_wait(wait, true), RELEASE_INTERVAL);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_megabyte_of_work_cuts_a_long_idle_wait_short_once_until_reset() {
+        static METER: WorkMeter = WorkMeter::new();
+        let wait = || async {
+            let start = tokio::time::Instant::now();
+            tokio::select! {
+                _ = tokio::time::sleep(RELEASE_INTERVAL_IDLE) => None,
+                _ = METER.passed.notified() => Some(start.elapsed()),
+            }
+        };
+        let woke = tokio::spawn(wait());
+        tokio::task::yield_now().await;
+        METER.add(RELEASE_AFTER_BYTES / 2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        METER.add(RELEASE_AFTER_BYTES / 2);
+        let woke = woke.await.ok().flatten();
+        assert_eq!(
+            woke,
+            Some(Duration::from_secs(1)),
+            "woken by the second half"
+        );
+        // More work before the release wakes no one again...
+        METER.add(RELEASE_AFTER_BYTES);
+        assert_eq!(wait().await, None, "slept the whole idle wait");
+        // ...after it, the next megabyte does.
+        METER.reset();
+        METER.add(RELEASE_AFTER_BYTES);
+        assert_eq!(wait().await, Some(Duration::ZERO));
+    }
 
     #[tokio::test]
     async fn reservations_wait_for_each_other_and_give_back_when_dropped() {

@@ -81,3 +81,18 @@ fn shipd_runs_the_compose_fluentd_pipeline() {
         &[("SHIPD_FORWARD", format!("127.0.0.1:{port}"))],
     );
 }
+
+/// The cookbook's recipes (docs/cookbook.md) start as they are, not only
+/// pass their tests: their globs may match nothing and the sinks fall back
+/// to the console.
+#[test]
+fn shipd_runs_the_cookbook_pipelines() {
+    for pipeline in [
+        "pm2-pino.ship",
+        "mariadb.ship",
+        "privacy.ship",
+        "nginx-custom.ship",
+    ] {
+        runs(pipeline);
+    }
+}

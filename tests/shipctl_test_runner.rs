@@ -200,3 +200,53 @@ fn lines_need_a_source_that_reads_lines() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("source `m` reads no lines"), "{err}");
 }
+
+/// `from "PATH"` gives the lines the resource the source derives from a
+/// file's path: for CRI logs, the pod's namespace, pod and container.
+#[test]
+fn lines_read_from_a_pod_log_path_carry_the_pods_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_pipeline(
+        dir.path(),
+        r#"source pods = cri {}
+sink out = console {}
+route { else => out stream "k8s_" + (.resource["k8s.namespace.name"] ?? "unknown") }
+test "from a pod's log" {
+  input pods lines ["2026-11-25T10:00:00Z stdout F hello"] from "/var/log/pods/shop_api-7d9f_0b1c/api/3.log"
+  expect { .resource["k8s.pod.name"] == "api-7d9f", .resource["k8s.container.name"] == "api", .resource["k8s.container.restart_count"] == 3 }
+  expect { .resource["log.file.path"] == "/var/log/pods/shop_api-7d9f_0b1c/api/3.log", .resource["shipd.source"] == "pods" }
+  expect route out stream "k8s_shop"
+}
+test "without a path" {
+  input pods lines ["2026-11-25T10:00:00Z stdout F hello"]
+  expect route out stream "k8s_shop"
+}
+"#,
+    );
+    let out = shipctl(&["test", &file], &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("ok    "), "{text}");
+    assert!(text.contains("from a pod's log"), "{text}");
+    assert!(
+        text.contains("FAIL  ") && text.contains("without a path"),
+        "no path, no namespace:\n{text}"
+    );
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn a_path_that_is_not_a_string_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_pipeline(
+        dir.path(),
+        "source app = files { include = [\"/x/*.log\"] }\nsink out = console {}\nroute { else => out }\ntest \"t\" { input app lines [\"x\"] from 42 expect dropped }\n",
+    );
+    let out = shipctl(&["test", &file], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`from` takes the path of the file as a string"),
+        "{err}"
+    );
+}

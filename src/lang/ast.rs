@@ -122,8 +122,9 @@ pub struct Test {
 pub enum Input {
     /// `input SOURCE { field = value }`: one event as the source would make it.
     Fields(Ident, Vec<Opt>),
-    /// `input SOURCE lines [ "...", ... ]`: raw lines through the source's framing.
-    Lines(Ident, Expr),
+    /// `input SOURCE lines [ "...", ... ] [from "PATH"]`: raw lines through
+    /// the source's framing, read as if from the file at PATH.
+    Lines(Ident, Expr, Option<Expr>),
 }
 
 #[derive(Debug, Clone)]

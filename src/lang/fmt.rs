@@ -390,12 +390,12 @@ fn stmt_start(s: &Stmt) -> usize {
     }
 }
 
-/// Where lines must break in `src`: nothing for a file that does not parse
+/// Where lines must break in `src`; `None` for a file that does not parse
 /// (its statement boundaries are not known).
-fn breaks(src: &str, tokens: &[Token]) -> BTreeSet<usize> {
+fn breaks(src: &str, tokens: &[Token]) -> Option<BTreeSet<usize>> {
     let (file, errors) = super::parse::parse(src);
     if !errors.is_empty() {
-        return BTreeSet::new();
+        return None;
     }
     let mut b = Breaks {
         src,
@@ -403,7 +403,7 @@ fn breaks(src: &str, tokens: &[Token]) -> BTreeSet<usize> {
         at: BTreeSet::new(),
     };
     b.file(&file);
-    b.at
+    Some(b.at)
 }
 
 /// Formats `src`; refuses text that does not lex.
@@ -420,6 +420,10 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
             .collect();
         breaks(src, &code)
     };
+    // In a file that parses, a `;` that ends a line only repeats the line
+    // break: the canonical text leaves it out.
+    let parses = forced.is_some();
+    let forced = forced.unwrap_or_default();
     let line_of = |pos: usize| {
         src.as_bytes()[..pos.min(src.len())]
             .iter()
@@ -433,11 +437,7 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
     let mut last_line: Option<usize> = None;
     while i < tokens.len() {
         let line = line_of(tokens[i].span.start);
-        if let Some(prev) = last_line {
-            if line > prev + 1 {
-                out.push('\n');
-            }
-        }
+        let after_blank = last_line.is_some_and(|prev| line > prev + 1);
         let mut j = i + 1;
         while j < tokens.len()
             && line_of(tokens[j].span.start) == line
@@ -448,10 +448,31 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
         let row = &tokens[i..j];
         let leading_closers = row.iter().take_while(|t| closes(&t.tok)).count();
         let indent = depth.saturating_sub(leading_closers);
+        let row: Vec<&Token> = row
+            .iter()
+            .enumerate()
+            .filter(|(k, t)| {
+                !(parses
+                    && t.tok == Tok::Semi
+                    && row[k + 1..]
+                        .iter()
+                        .all(|n| matches!(n.tok, Tok::Comment(_))))
+            })
+            .map(|(_, t)| t)
+            .collect();
+        if row.is_empty() {
+            // a line that held only a `;`: it reads as a blank line, so the
+            // next pass gives the same text
+            i = j;
+            continue;
+        }
+        if after_blank {
+            out.push('\n');
+        }
         out.push_str(&"  ".repeat(indent));
         for (k, t) in row.iter().enumerate() {
-            let before_prev = k.checked_sub(2).map(|b| &row[b]);
-            if k > 0 && space_between(&row[k - 1], before_prev, t, src, &opening) {
+            let before_prev = k.checked_sub(2).map(|b| row[b]);
+            if k > 0 && space_between(row[k - 1], before_prev, t, src, &opening) {
                 out.push(' ');
             }
             out.push_str(&src[t.span.start..t.span.end]);
@@ -540,6 +561,30 @@ mod tests {
     }
 
     #[test]
+    fn a_semicolon_ending_a_line_is_left_out_and_one_between_statements_becomes_a_line_break() {
+        let src = "step s {\n  .a = 1; .b = 2;\n  .c = 3; # why\n}\nsource a = files { include = [\"/x\"]; }\n";
+        let want = "step s {\n  .a = 1\n  .b = 2\n  .c = 3 # why\n}\nsource a = files { include = [\"/x\"]; }\n";
+        let got = format(src).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(format(&got).unwrap(), got, "idempotent");
+        let broken = "step s {\n  .a = 1;\n  .b = = 2\n}\n";
+        assert_eq!(
+            format(broken).unwrap(),
+            broken,
+            "a file that does not parse keeps its `;`"
+        );
+    }
+
+    #[test]
+    fn a_line_holding_only_a_semicolon_leaves_no_whitespace_line() {
+        let src = "source a = files {\n  include = [\"/x\"]\n;  read_from = \"end\"\n  ;\n\n  ;\n  poll_interval = 1s\n}\n";
+        let want = "source a = files {\n  include = [\"/x\"]\n  read_from = \"end\"\n\n  poll_interval = 1s\n}\n";
+        let got = format(src).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(format(&got).unwrap(), got, "idempotent");
+    }
+
+    #[test]
     fn field_access_on_a_value_stays_attached() {
         let src = "step s {\n  .d = parse_json(.message).n ?? (.a ?? .b).c[0].e\n}\n";
         assert_eq!(format(src).unwrap(), src);
@@ -554,7 +599,12 @@ mod tests {
             assert_eq!(format(&once).unwrap(), once, "{}", path.display());
             let (a, _) = lex(&src);
             let (b, _) = lex(&once);
-            let strip = |v: Vec<Token>| v.into_iter().map(|t| t.tok).collect::<Vec<_>>();
+            let strip = |v: Vec<Token>| {
+                v.into_iter()
+                    .map(|t| t.tok)
+                    .filter(|t| *t != Tok::Semi)
+                    .collect::<Vec<_>>()
+            };
             assert_eq!(
                 strip(a),
                 strip(b),

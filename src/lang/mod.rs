@@ -24,6 +24,7 @@ pub mod multiline_options;
 pub mod option_range;
 pub mod parse;
 pub mod program;
+pub mod reference;
 pub mod sink_options;
 pub mod test_input;
 pub mod testing;

@@ -404,7 +404,13 @@ impl Parser {
             } else if self.eat_word("input") {
                 let source = self.ident("a source name")?;
                 if self.eat_word("lines") {
-                    inputs.push(Input::Lines(source, self.expr()?));
+                    let lines = self.expr()?;
+                    let path = if self.eat_word("from") {
+                        Some(self.expr()?)
+                    } else {
+                        None
+                    };
+                    inputs.push(Input::Lines(source, lines, path));
                 } else {
                     inputs.push(Input::Fields(source, self.options()?));
                 }
@@ -444,7 +450,7 @@ impl Parser {
                 }
             } else {
                 return Err(Diagnostic::new(self.span(), format!("expected `env`, `input` or `expect`, found {}", self.found()))
-                    .hint("a test holds `env { NAME = \"value\" }`, `input SOURCE { field = value }` (or `input SOURCE lines [\"...\"]`) and `expect { condition }` lines"));
+                    .hint("a test holds `env { NAME = \"value\" }`, `input SOURCE { field = value }` (or `input SOURCE lines [\"...\"] [from \"PATH\"]`) and `expect { condition }` lines"));
             }
         }
         Ok(Item::Test(Test {

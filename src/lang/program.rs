@@ -976,11 +976,12 @@ fn compile_test(
     for input in &t.inputs {
         let (source, fields) = match input {
             ast::Input::Fields(source, fields) => (source, fields),
-            ast::Input::Lines(source, lines) => {
+            ast::Input::Lines(source, lines, path) => {
                 if !sources.contains(&source.name) {
                     unknown_input_source(c, source, sources);
                 }
-                for event in super::test_input::framed_events(c, source, lines, configs) {
+                let path = path.as_ref();
+                for event in super::test_input::framed_events(c, source, lines, path, configs) {
                     inputs.push((source.name.clone(), event));
                 }
                 continue;

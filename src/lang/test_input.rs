@@ -1,16 +1,20 @@
 //! What a `test` block declares besides its expectations: its environment
 //! (`env { NAME = "value" }`) and its raw-line inputs
-//! (`input SOURCE lines [...]`), which go through the named source's own
-//! framing ([`crate::sources::file::framing`]: docker/CRI decoding,
-//! multiline joining) so a test sees the events the source would make.
+//! (`input SOURCE lines [...] [from "PATH"]`), which go through the named
+//! source's own framing ([`crate::sources::file::framing`]: docker/CRI
+//! decoding, multiline joining) so a test sees the events the source would
+//! make; `from` gives them the resource the source derives from a file's
+//! path (the pod and namespace of a CRI log, say).
 
 use super::ast::{Expr, Ident, Opt};
 use super::compile::Compiler;
 use super::components::const_value;
 use super::diagnostics::Diagnostic;
 use crate::config::SourceConfig;
-use crate::event::{Event, Value};
-use crate::sources::file::framing;
+use crate::event::{Event, Resource, Value};
+use crate::sources::file::{file_resource_attributes, framing};
+use std::path::Path;
+use std::sync::Arc;
 
 /// The variables of a test's `env` blocks, each a string.
 pub fn environment(c: &mut Compiler, opts: &[Opt]) -> Vec<(String, String)> {
@@ -39,13 +43,33 @@ pub fn environment(c: &mut Compiler, opts: &[Opt]) -> Vec<(String, String)> {
     vars
 }
 
-/// The events `source` makes of the raw `lines` (an array of strings).
+/// The events `source` makes of the raw `lines` (an array of strings), read
+/// from the file at `path` when one is given.
 pub fn framed_events(
     c: &mut Compiler,
     source: &Ident,
     lines: &Expr,
+    path: Option<&Expr>,
     configs: &[SourceConfig],
 ) -> Vec<Event> {
+    let path = match path.map(|p| (p, const_value(c, p))) {
+        None => None,
+        Some((_, Ok(Value::String(s)))) => Some(s.to_string()),
+        Some((p, Ok(_))) => {
+            c.diagnostics.push(
+                Diagnostic::new(p.span, "`from` takes the path of the file as a string")
+                    .hint("write `input SOURCE lines [\"...\"] from \"/var/log/app.log\"`"),
+            );
+            return Vec::new();
+        }
+        Some((p, Err(msg))) => {
+            if !msg.is_empty() {
+                c.diagnostics
+                    .push(Diagnostic::new(p.span, format!("input path: {msg}")));
+            }
+            return Vec::new();
+        }
+    };
     let text = match const_value(c, lines) {
         Ok(Value::Array(items)) => {
             let mut text = Vec::new();
@@ -82,7 +106,15 @@ pub fn framed_events(
     };
     match configs.iter().find(|s| s.name() == source.name) {
         Some(SourceConfig::File(cfg)) => {
-            let (records, _) = framing::frame_text(cfg, text.into());
+            let (mut records, _) = framing::frame_text(cfg, text.into());
+            if let Some(path) = path {
+                let resource = Arc::new(Resource {
+                    attributes: file_resource_attributes(cfg, Path::new(&path)),
+                });
+                for r in &mut records {
+                    r.resource = Arc::clone(&resource);
+                }
+            }
             if records.is_empty() {
                 c.diagnostics.push(
                     Diagnostic::new(lines.span, "these lines make no event").hint(

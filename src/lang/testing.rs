@@ -138,9 +138,15 @@ fn run_test(program: &mut Program, index: usize) -> TestReport {
     for (source, input) in &test.inputs {
         let mut event = input.clone();
         let processor = &mut program.agent.processor;
-        let fate = match processor.run_steps(&mut event, source) {
-            Ok(true) => Fate::Routed(processor.router.route(&mut event, source)),
-            Ok(false) => Fate::Dropped,
+        // A step or a route condition that fails sends the event to `dead_letter`.
+        let ran = match processor.run_steps(&mut event, source) {
+            Ok(true) => processor.router.route(&mut event, source).map(Some),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let fate = match ran {
+            Ok(Some(route)) => Fate::Routed(route),
+            Ok(None) => Fate::Dropped,
             Err(e) => {
                 let route = processor.router.dead_letter(&mut event, source, &e);
                 Fate::Failed(e, route)

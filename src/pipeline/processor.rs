@@ -96,6 +96,8 @@ pub struct Processor {
     pub router: Router,
     /// Counters and log limit of each step, by index in `steps`.
     meters: Vec<StepMeter>,
+    /// The router's failures (route conditions failing at run time).
+    route_meter: StepMeter,
     /// `shipd_events_out_total` of each source seen, found per batch.
     source_out: Vec<(Arc<str>, Metric)>,
     events_in: Metric,
@@ -112,6 +114,7 @@ impl Processor {
         let router_count = |name| telemetry::counter(name, &[("component", "router")]);
         Processor {
             meters: steps.iter().map(|s| StepMeter::new(&s.name)).collect(),
+            route_meter: StepMeter::new("router"),
             steps,
             router,
             source_out: Vec::new(),
@@ -161,6 +164,7 @@ impl Processor {
         let source = Arc::clone(&batch.source);
         let mut events = batch.events;
         let received = events.len() as u64;
+        crate::memory::note_work(batch.bytes);
         self.source_out(&source).add(received);
         self.events_in.add(received);
         // Every event of a batch comes from one source: pick its steps once.
@@ -177,6 +181,8 @@ impl Processor {
         // event is still in cache (a second pass over a batch of parsed
         // events misses it).
         let mut routes: Vec<(Route, usize)> = Vec::new();
+        // Route conditions that failed at run time (not "no match").
+        let mut route_failures = Tally::default();
         // Index into `routes` per event; `None` when the event is gone.
         let mut dest: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for event in events.iter_mut() {
@@ -184,7 +190,18 @@ impl Processor {
             let route = match outcome {
                 Ok(true) => {
                     passed += 1;
-                    self.router.route(event, &source)
+                    match self.router.route(event, &source) {
+                        Ok(route) => route,
+                        Err(e) => {
+                            route_failures.errors += 1;
+                            route_failures.failed += 1;
+                            route_failures
+                                .first_error
+                                .get_or_insert_with(|| (e.clone(), OnError::Abort));
+                            let meter = &self.route_meter;
+                            failed_event(&mut self.router, meter, "router", event, &source, e)
+                        }
+                    }
                 }
                 Ok(false) => {
                     dropped += 1;
@@ -192,22 +209,8 @@ impl Processor {
                 }
                 Err((i, e)) => {
                     failed += 1;
-                    let route = self.router.dead_letter(event, &source, &e);
-                    if route.is_none() {
-                        self.meters[i].lost();
-                        // The event is gone; a tail of the step still shows why.
-                        if let Event::Log(log) = event {
-                            log.attributes
-                                .push(("shipd.error".into(), Value::String(e.into())));
-                        }
-                    }
-                    tap::observe(
-                        Point::Step,
-                        &self.steps[i].name,
-                        &source,
-                        std::slice::from_ref(event),
-                    );
-                    route
+                    let (meter, step) = (&self.meters[i], &self.steps[i].name);
+                    failed_event(&mut self.router, meter, step, event, &source, e)
                 }
             };
             routed += u64::from(route.is_some());
@@ -226,6 +229,8 @@ impl Processor {
         for ((i, step), t) in steps.iter().zip(&tally) {
             self.meters[*i].record(&step.name, &source, t, dead_letter);
         }
+        self.route_meter
+            .record("router", &source, &route_failures, dead_letter);
         self.events_out.add(passed);
         self.dropped.add(dropped);
         self.failed.add(failed);
@@ -233,6 +238,29 @@ impl Processor {
         self.router_out.add(routed);
         split_by_route(events, routes, dest, source)
     }
+}
+
+/// Where an event that failed in `component` (a step, or the router's
+/// conditions) goes: the `dead_letter` route, else nowhere (counted as
+/// lost, its error attached so a tail of the component shows why).
+fn failed_event(
+    router: &mut Router,
+    meter: &StepMeter,
+    component: &str,
+    event: &mut Event,
+    source: &str,
+    error: String,
+) -> Option<Route> {
+    let route = router.dead_letter(event, source, &error);
+    if route.is_none() {
+        meter.lost();
+        if let Event::Log(log) = event {
+            log.attributes
+                .push(("shipd.error".into(), Value::String(error.into())));
+        }
+    }
+    tap::observe(Point::Step, component, source, std::slice::from_ref(event));
+    route
 }
 
 /// Runs `steps` (those that apply to the event's source) in order, tallying
@@ -446,6 +474,61 @@ mod tests {
             !attrs(&b.events[0]).contains(&"seen".to_owned()),
             "the step was undone"
         );
+    }
+
+    #[test]
+    fn a_route_condition_failing_at_run_time_dead_letters_the_event_instead_of_not_matching() {
+        let rules = "route {\n (.n ?? 0) * 2 > 10 => out stream \"big\"\n else => out stream \"other\"\n dead_letter => dead\n}\n";
+        let src = format!("source app = files {{ include = [\"/none/*.log\"] }}\nsink out = console {{}}\nsink dead = console {{}}\nstep s on app {{\n .n = parse_json!(.message).n\n}}\n{rules}");
+        let mut p = match crate::lang::load_file("pipelines/r.ship", &src) {
+            Ok(p) => p.agent.processor,
+            Err(d) => panic!("{}", crate::lang::render("r.ship", &src, &d)),
+        };
+        let source: Arc<str> = Arc::from("app");
+        let mut batch = EventBatch::from_source(&source, 3);
+        for body in [r#"{"n":7}"#, r#"{"n":"many"}"#, r#"{"n":1}"#] {
+            batch.push(event(body));
+        }
+        let out = p.process(batch);
+        let stream_of = |name: &str| {
+            out.iter()
+                .find(|(r, _)| &*r.stream == name)
+                .map(|(r, b)| (r.sink, b.len()))
+        };
+        assert_eq!(stream_of("big"), Some((0, 1)));
+        assert_eq!(stream_of("other"), Some((0, 1)), "not the string one");
+        let dead: Vec<&Event> = out
+            .iter()
+            .filter(|(r, _)| r.sink == 1)
+            .flat_map(|(_, b)| &b.events)
+            .collect();
+        assert_eq!(dead.len(), 1);
+        let error = error_of(dead[0]).unwrap_or_default();
+        assert!(
+            error.starts_with("pipelines/r.ship:8:2: ") && error.ends_with("(route condition)"),
+            "{error}"
+        );
+
+        // Without a dead_letter route the event is lost, counted for the router.
+        let mut lossy = processor("");
+        lossy.router = Router::new(
+            vec![super::super::router::Rule {
+                condition: Some(CExpr::Fail("boom".into())),
+                sink: 0,
+                stream: super::super::router::StreamSpec::Fixed(Arc::from("x")),
+            }],
+            None,
+            10,
+            "overflow",
+        );
+        let before =
+            telemetry::value("shipd_events_lost_total", "component=\"router\"").unwrap_or(0);
+        let mut batch = EventBatch::from_source(&source, 1);
+        batch.push(event("x"));
+        assert!(lossy.process(batch).is_empty());
+        let after =
+            telemetry::value("shipd_events_lost_total", "component=\"router\"").unwrap_or(0);
+        assert_eq!(after - before, 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! stream), so a bad field cannot create thousands of streams.
 
 use crate::event::{Event, Value};
-use crate::lang::eval::{truthy, CExpr, Ctx};
+use crate::lang::eval::{truthy, CExpr, Ctx, EvalError};
 use crate::telemetry::{self, Metric};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -124,26 +124,31 @@ impl StreamNamer {
 }
 
 impl Router {
-    /// The destination of an event.
-    pub fn route(&mut self, event: &mut Event, source: &str) -> Option<Route> {
+    /// The destination of an event: `Ok(None)` when no rule matches (only
+    /// with a disabled `else` sink), `Err` with the located error when a
+    /// rule's condition fails at run time: that is not "no match", the
+    /// caller treats the event as failed.
+    pub fn route(&mut self, event: &mut Event, source: &str) -> Result<Option<Route>, String> {
         let mut ctx = Ctx::new(event, source);
         let mut chosen = None;
         for (i, rule) in self.rules.iter().enumerate() {
             let hit = match &rule.condition {
                 None => true,
-                Some(c) => c.eval(&mut ctx).map(|v| truthy(&v)).unwrap_or(false),
+                Some(c) => truthy(&c.eval(&mut ctx).map_err(|e| route_error(&e))?),
             };
             if hit {
                 chosen = Some(i);
                 break;
             }
         }
-        let rule = &self.rules[chosen?];
+        let Some(rule) = chosen.map(|i| &self.rules[i]) else {
+            return Ok(None);
+        };
         let stream = self.namer.name(&rule.stream, &mut ctx);
-        Some(Route {
+        Ok(Some(Route {
             sink: rule.sink,
             stream,
-        })
+        }))
     }
 
     /// Whether failed events have somewhere to go.
@@ -168,6 +173,14 @@ impl Router {
             sink: rule.sink,
             stream,
         })
+    }
+}
+
+/// A route condition's failure, located when the expression knows its place.
+fn route_error(e: &EvalError) -> String {
+    match e.1 {
+        Some(_) => format!("{} (route condition)", e.located()),
+        None => format!("{} in a route condition", e.0),
     }
 }
 

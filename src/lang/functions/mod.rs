@@ -103,16 +103,69 @@ pub struct Function {
     pub doc: &'static str,
 }
 
-/// Functions the compiler handles itself (they take a path, read the
-/// environment at load, or take a closure: [`crate::lang::iterate`]).
-pub const SPECIAL: [&str; 7] = [
-    "del",
-    "exists",
-    "env",
-    "file",
-    "map_values",
-    "map_keys",
-    "filter",
+/// A function the compiler handles itself: it takes a field path, reads
+/// the environment or a file once, when the pipeline loads, or takes a
+/// closure ([`crate::lang::iterate`]).
+#[derive(Debug)]
+pub struct SpecialForm {
+    pub name: &'static str,
+    /// The parameters as written in a signature, e.g. `path: a field path`.
+    pub params: &'static str,
+    pub returns: Ty,
+    pub fallible: bool,
+    pub doc: &'static str,
+}
+
+pub static SPECIAL: &[SpecialForm] = &[
+    SpecialForm {
+        name: "del",
+        params: "path: a field path",
+        returns: ANY,
+        fallible: false,
+        doc: "Removes a field and returns its value (null when it was absent).",
+    },
+    SpecialForm {
+        name: "exists",
+        params: "path: a field path",
+        returns: Ty::BOOL,
+        fallible: false,
+        doc: "Whether the field is present and not null.",
+    },
+    SpecialForm {
+        name: "env",
+        params: "name: string",
+        returns: Ty::STRING,
+        fallible: true,
+        doc: "An environment variable, read once when the pipeline loads (in tests, only the test's environment); fails when it is not set.",
+    },
+    SpecialForm {
+        name: "file",
+        params: "path: string",
+        returns: Ty::STRING,
+        fallible: true,
+        doc: "A file's text without trailing newlines, read once when the pipeline loads (for secrets: never printed); fails when it cannot be read.",
+    },
+    SpecialForm {
+        name: "map_values",
+        params: "value: map or array, closure: |v| or |k, v|",
+        returns: Ty::MAP.or(Ty::ARRAY),
+        fallible: false,
+        doc: "The map (keys kept) or array with each value replaced by what the closure yields. One parameter is the value; two are the key (maps) or index from 0 (arrays) and the value. A value that is not a map or array fails the step.",
+    },
+    SpecialForm {
+        name: "map_keys",
+        params: "value: map, closure: |k| or |k, v|",
+        returns: Ty::MAP,
+        fallible: false,
+        doc: "The map with each key replaced by what the closure yields, which must be a string; of two equal new keys the later in key order wins. One parameter is the key; two are the key and the value.",
+    },
+    SpecialForm {
+        name: "filter",
+        params: "value: map or array, closure: |v| or |k, v|",
+        returns: Ty::MAP.or(Ty::ARRAY),
+        fallible: false,
+        doc: "The map or array with only the elements for which the closure yields `true` (it must yield a boolean). Parameters as for `map_values`.",
+    },
 ];
 
 const S: Ty = Ty::TEXT;
@@ -127,7 +180,7 @@ macro_rules! f {
 pub static FUNCTIONS: &[Function] = &[
     f!("parse_json", [req("value", S)], ANY, true, parse_structured::parse_json, None, "Parses JSON text."),
     f!("parse_logfmt", [req("value", S)], Ty::MAP, true, parse_structured::parse_logfmt, None, "Parses `key=value key2=\"quoted value\"` pairs."),
-    f!("parse_regex", [req("value", S), req("pattern", Ty::REGEX)], Ty::MAP, true, parse_structured::parse_regex, Some(parse_structured::prepare_regex), "Named captures of a regex (grok-like `%{IP:client}` patterns allowed) as a map; fails without a match."),
+    f!("parse_regex", [req("value", S), req("pattern", Ty::REGEX)], Ty::MAP, true, parse_structured::parse_regex, Some(parse_structured::prepare_regex), "Named captures of a regex as a map; fails without a match. Grok-like named patterns (`%{IP:client}`, `%{INT:status:int}`, `%{NUMBER:secs:float}`) expand when the pipeline loads; `:int` and `:float` convert the capture."),
     f!("parse_syslog", [req("value", S)], Ty::MAP, true, syslog::parse_syslog, None, "Parses RFC 5424 and RFC 3164 syslog lines."),
     f!("parse_nginx", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_nginx, Some(parse_formats::prepare_nginx), "Parses nginx access lines (`combined` by default, `main`, or a custom `log_format` string with `$variables`, typed) or `error` log lines; trailing text the format does not cover is an error."),
     f!("parse_apache", [req("value", S), opt("format", Ty::STRING)], Ty::MAP, true, parse_formats::parse_apache, Some(parse_formats::prepare_apache), "Parses Apache `common`, `combined` (default) or custom `LogFormat` (`%h %l %u %t \\\"%r\\\" %>s %b`) lines; trailing text is an error."),
@@ -144,14 +197,14 @@ pub static FUNCTIONS: &[Function] = &[
     f!("contains", [req("value", S), req("substring", Ty::STRING)], Ty::BOOL, false, text::contains, None, "Whether the string contains the substring."),
     f!("starts_with", [req("value", S), req("prefix", Ty::STRING)], Ty::BOOL, false, text::starts_with, None, "Whether the string starts with the prefix."),
     f!("ends_with", [req("value", S), req("suffix", Ty::STRING)], Ty::BOOL, false, text::ends_with, None, "Whether the string ends with the suffix."),
-    f!("replace", [req("value", S), req("pattern", Ty::STRING.or(Ty::REGEX)), req("with", Ty::STRING)], Ty::STRING, false, text::replace, Some(text::prepare_optional_regex), "Replaces every match of a string or regex."),
+    f!("replace", [req("value", S), req("pattern", Ty::STRING.or(Ty::REGEX)), req("with", Ty::STRING)], Ty::STRING, false, text::replace, Some(text::prepare_optional_regex), "Replaces every match of a string or regex. With a regex, `$1` or `${name}` in `with` inserts that capture (`${1}` before a letter, digit or `_`; `$$` is a `$`); with a string pattern, `with` is literal."),
     f!("split", [req("value", S), req("separator", Ty::STRING.or(Ty::REGEX))], Ty::ARRAY, false, text::split, Some(text::prepare_optional_regex), "Splits a string by a string or regex."),
     f!("join", [req("value", Ty::ARRAY), opt("separator", Ty::STRING)], Ty::STRING, false, text::join, None, "Joins array items as strings."),
     f!("len", [req("value", S.or(Ty::ARRAY).or(Ty::MAP))], Ty::INT, false, text::len, None, "Length of a string (bytes), array or map."),
     f!("merge", [req("to", Ty::MAP), req("from", Ty::MAP)], Ty::MAP, false, text::merge, None, "Merges two maps; keys of the second win."),
     f!("now", [], Ty::TIMESTAMP, false, convert::now, None, "The current time."),
     f!("hash", [req("value", ANY)], Ty::INT, false, text::hash, None, "A stable 63-bit hash (xxh3) of the value's text."),
-    f!("sample", [req("rate", Ty::INT), req("key", ANY)], Ty::BOOL, false, text::sample, None, "True for one in `rate` keys, the same keys every time."),
+    f!("sample", [req("rate", Ty::INT), req("key", ANY)], Ty::BOOL, false, text::sample, None, "True when `hash(key)` is divisible by `rate`: one key in `rate`, the same keys on every node and every run, so every event of a kept key is kept. A rate below 1 fails the step."),
     f!("redact", [req("value", ANY), load_time("rules", Ty::ARRAY)], ANY, false, redact::redact, Some(redact::prepare), "Replaces emails, IPv4 addresses, bearer tokens, JWTs, credit card numbers or custom regexes with [REDACTED], in a string or in every string inside maps and arrays."),
     f!("normalize_severity", [req("value", ANY), opt("scheme", Ty::STRING)], Ty::STRING, true, convert::normalize_severity, None, "Maps a level word or number to an OpenTelemetry severity text (TRACE, DEBUG, INFO, WARN, ERROR, FATAL). Numbers: scheme `auto` (default) reads 0-7 as syslog and 10-60 as pino/bunyan; `syslog` only 0-7; `pino`/`bunyan` any positive level (10 trace ... 60 fatal)."),
     f!("from_unix", [req("value", Ty::NUMBER.or(S)), opt("unit", Ty::STRING)], Ty::TIMESTAMP, true, convert::from_unix, None, "A Unix time in `s` (default), `ms`, `us` or `ns` as a timestamp."),
@@ -183,7 +236,10 @@ pub fn lookup(name: &str) -> Option<&'static Function> {
 
 /// Every function name, special forms included (for "did you mean").
 pub fn names() -> impl Iterator<Item = &'static str> {
-    FUNCTIONS.iter().map(|f| f.name).chain(SPECIAL)
+    FUNCTIONS
+        .iter()
+        .map(|f| f.name)
+        .chain(SPECIAL.iter().map(|s| s.name))
 }
 
 /// The text of a string or UTF-8 bytes value.

@@ -57,7 +57,7 @@ pub use multiline_presets::{preset as multiline_preset, PRESET_NAMES as MULTILIN
 pub use multiline_rules::{RuleSpec, RulesError, StateRules};
 
 use crate::buffer::journal::JournaledSender;
-use crate::event::{EventBatch, Resource, Value};
+use crate::event::{Attributes, EventBatch, Resource, Value};
 use crate::pipeline::channel::BatchSender;
 use crate::pipeline::checkpoint::{Checkpointer, Entry, SourceKey};
 use crate::sinks::log_limit::LogLimit;
@@ -703,34 +703,11 @@ impl FileSource {
     }
 
     fn resource(&self, path: &Path) -> Arc<Resource> {
-        let path_text = path.display().to_string();
-        let mut attributes = vec![
-            (
-                "host.name".into(),
-                Value::String(self.ctx.host_name.clone().into()),
-            ),
-            (
-                "shipd.source".into(),
-                Value::String(self.cfg.name.clone().into()),
-            ),
-            ("log.file.path".into(), Value::String(path_text.into())),
-        ];
-        let container = crate::sources::containers::resource_attributes(self.cfg.format, path);
-        let has_service = container.iter().any(|(k, _)| k == "service.name");
-        attributes.extend(container);
-        if !has_service || self.cfg.service_name.is_some() {
-            attributes.retain(|(k, _)| k != "service.name");
-            attributes.push((
-                "service.name".into(),
-                Value::String(
-                    self.cfg
-                        .service_name
-                        .clone()
-                        .unwrap_or_else(|| self.cfg.name.clone())
-                        .into(),
-                ),
-            ));
-        }
+        let mut attributes = vec![(
+            "host.name".into(),
+            Value::String(self.ctx.host_name.clone().into()),
+        )];
+        attributes.extend(file_resource_attributes(&self.cfg, path));
         Arc::new(Resource { attributes })
     }
 
@@ -867,6 +844,40 @@ fn start_entry(path: &Path, offset: u64) -> Entry {
         offset,
         cursor: None,
     }
+}
+
+/// The resource attributes (besides `host.name`) of the records a file
+/// source configured as `cfg` reads from `path`: the source, the path, the
+/// container of a docker or CRI log and `service.name` (the source's
+/// `service`, else the container's, else the source's name). Tests with
+/// `input SOURCE lines [...] from "PATH"` get the same.
+pub fn file_resource_attributes(cfg: &FileSourceConfig, path: &Path) -> Attributes {
+    let mut attributes: Attributes = vec![
+        (
+            "shipd.source".into(),
+            Value::String(cfg.name.clone().into()),
+        ),
+        (
+            "log.file.path".into(),
+            Value::String(path.display().to_string().into()),
+        ),
+    ];
+    let container = crate::sources::containers::resource_attributes(cfg.format, path);
+    let has_service = container.iter().any(|(k, _)| k == "service.name");
+    attributes.extend(container);
+    if !has_service || cfg.service_name.is_some() {
+        attributes.retain(|(k, _)| k != "service.name");
+        attributes.push((
+            "service.name".into(),
+            Value::String(
+                cfg.service_name
+                    .clone()
+                    .unwrap_or_else(|| cfg.name.clone())
+                    .into(),
+            ),
+        ));
+    }
+    attributes
 }
 
 #[cfg(test)]

@@ -346,6 +346,8 @@ impl Intake {
         encoding: Encoding,
         body: Vec<u8>,
     ) -> Result<(), Refusal> {
+        // Decoding takes memory whether the request is then taken or refused.
+        crate::memory::note_work(body.len());
         let runtime = tokio::runtime::Handle::current();
         let intake = Arc::clone(self);
         let decoded = tokio::task::spawn_blocking(move || {
