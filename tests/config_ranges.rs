@@ -197,6 +197,31 @@ fn a_value_of_the_wrong_type_names_its_variable_without_echoing_it() {
     assert!(!text.contains("four-secret"), "{text}");
 }
 
+#[test]
+fn a_bad_listening_address_names_its_variable() {
+    for (var, value, message) in [
+        (
+            "SHIPD_FORWARD",
+            "1.2.3.4:99999",
+            "option `address` (from SHIPD_FORWARD) is not an address",
+        ),
+        (
+            "SHIPD_SYSLOG",
+            "udp://nowhere",
+            "option `listen` (from SHIPD_SYSLOG): ",
+        ),
+        (
+            "SHIPD_API_ADDR",
+            "localhost",
+            "`api_addr` (from SHIPD_API_ADDR) is not an address",
+        ),
+    ] {
+        let (code, text) = shipctl_check(&[(var, value.to_owned())]);
+        assert_eq!(code, 1, "{var}: {text}");
+        assert!(text.contains(message), "{var}: {text}");
+    }
+}
+
 /// The default pipeline's variables at one edge of their ranges.
 fn edge_env(min: bool) -> Vec<(&'static str, &'static str)> {
     let pick = |lo, hi| if min { lo } else { hi };

@@ -427,9 +427,20 @@ pub enum OptVal {
 #[derive(Debug, Default)]
 pub struct Options {
     pub values: BTreeMap<String, (OptVal, Span)>,
+    /// The environment variables each option's value came from (set ones).
+    pub env: BTreeMap<String, Vec<String>>,
 }
 
 impl Options {
+    /// ` (from VAR)` when option `k` came from an environment variable: for
+    /// a refusal found after evaluation (an address), so it names what to fix.
+    pub fn origin(&self, env: &super::environment::Environment, k: &str) -> String {
+        self.env
+            .get(k)
+            .map(|vars| origin_note(env, vars, false))
+            .unwrap_or_default()
+    }
+
     pub fn str(&self, k: &str) -> Option<String> {
         match self.values.get(k) {
             Some((OptVal::Str(s), _)) => Some(s.clone()),
@@ -636,6 +647,9 @@ pub fn evaluate(c: &mut Compiler, spec: &KindSpec, options: &[Opt], at: Span) ->
                     &c.env, &name, opt, range, &v, &vars, expr.span,
                 )),
                 _ => {
+                    if !vars.is_empty() {
+                        out.env.insert(name.clone(), vars);
+                    }
                     out.values.insert(name, (v, span));
                 }
             },

@@ -550,11 +550,15 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
         Some(a) => match a.parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
+                let origin = match settings.span("api_addr") {
+                    Some(_) => settings.origin(&c.env, "api_addr"),
+                    None => " (from SHIPD_API_ADDR)".to_owned(),
+                };
                 return Err(vec![Diagnostic::new(
                     settings.span("api_addr").unwrap_or_default(),
-                    "`api_addr` is not an address like 127.0.0.1:9717",
+                    format!("`api_addr`{origin} is not an address like 127.0.0.1:9717"),
                 )
-                .hint("or \"off\" to disable the API")])
+                .hint("or \"off\" to disable the API")]);
             }
         },
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9717))),
@@ -860,7 +864,10 @@ fn build_source(
                     Err(_) => c.diagnostics.push(
                         Diagnostic::new(
                             opts.span(option).unwrap_or(at),
-                            format!("option `{option}` is not an address like 127.0.0.1:4318"),
+                            format!(
+                                "option `{option}`{} is not an address like 127.0.0.1:4318",
+                                opts.origin(&c.env, option)
+                            ),
                         )
                         .hint("IP:port, or \"off\" to disable this protocol"),
                     ),
@@ -895,7 +902,10 @@ fn build_source(
                     Err(_) => c.diagnostics.push(
                         Diagnostic::new(
                             opts.span("address").unwrap_or(at),
-                            "option `address` is not an address like 127.0.0.1:24224",
+                            format!(
+                                "option `address`{} is not an address like 127.0.0.1:24224",
+                                opts.origin(&c.env, "address")
+                            ),
                         )
                         .hint("IP:port; 0.0.0.0:24224 listens on every interface"),
                     ),
@@ -917,7 +927,7 @@ fn build_source(
                 match Listen::parse(&text) {
                     Ok(l) => listen.push(l),
                     Err(e) => c.diagnostics.push(
-                        Diagnostic::new(at_listen, format!("option `listen`: {e}"))
+                        Diagnostic::new(at_listen, format!("option `listen`{}: {e}", opts.origin(&c.env, "listen")))
                             .hint("e.g. [\"udp://0.0.0.0:514\", \"tcp://127.0.0.1:6514\", \"unix:///run/shipd/syslog.sock\"]"),
                     ),
                 }
