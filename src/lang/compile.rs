@@ -51,6 +51,9 @@ pub struct Compiler {
     pub(super) locals: Locals,
     /// What is known about fields and locals at this point of the step.
     pub(super) flow: Facts,
+    /// The stores of the declared `log_metrics` sources, which emission
+    /// calls record into.
+    pub log_metrics: Vec<Arc<crate::sources::log_metrics::MetricStore>>,
 }
 
 /// A pipeline file's name and text.
@@ -557,6 +560,20 @@ impl Compiler {
                 format!("write `{}!(...)` to fail the step when it does, add a fallback with `?? value`, or declare `on_error` on the step", name.name),
             );
         };
+        if super::emit::NAMES.contains(&name.name.as_str()) {
+            let t = super::emit::compile(self, name, args, span, scope, handled);
+            if t.may_fail && !handled_here {
+                unhandled(self);
+            }
+            if abort && !t.may_fail {
+                self.error(
+                    span,
+                    format!("`{}` cannot fail here; remove the `!`", name.name),
+                    "it fails only when its value may not be a number or a label value not a string",
+                );
+            }
+            return t;
+        }
         if let Some(special) = self.special(name, abort, args, span, scope) {
             if special.may_fail && !handled_here {
                 unhandled(self);

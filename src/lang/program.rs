@@ -21,6 +21,7 @@ use crate::sources::file::{FileSourceConfig, LogFormat, ReadFrom};
 use crate::sources::forward::ForwardSourceConfig;
 use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
+use crate::sources::log_metrics::{LogMetricsConfig, MetricStore};
 use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
 use crate::sources::syslog::{Listen, SyslogSourceConfig};
@@ -44,6 +45,8 @@ pub struct Program {
     pub routes: Vec<String>,
     /// What `check` reports without refusing the file.
     pub warnings: Vec<Diagnostic>,
+    /// The series stores of the `log_metrics` sources (the tests read them).
+    pub log_metrics: Vec<Arc<MetricStore>>,
 }
 
 /// One `test` block, compiled.
@@ -67,6 +70,15 @@ pub enum Expectation {
     Dropped,
     /// A step failed, with an error containing this text when given.
     Failed(Option<String>),
+    /// After every input, the series of `name` with exactly `labels` has
+    /// this value (`NAME_count`, `NAME_sum` and `NAME_bucket` with an `le`
+    /// label read a histogram the way OpenObserve stores it).
+    Metric {
+        name: String,
+        labels: Vec<(String, String)>,
+        want: f64,
+        text: String,
+    },
 }
 
 struct Names {
@@ -216,6 +228,15 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
             continue;
         };
         let opts = components::evaluate(&mut c, spec, &decl.options, decl.span);
+        if spec.name == "log_metrics" {
+            // Steps record into its store even when the source is left out.
+            let metrics = log_metrics_source(&decl.name.name, &host_name, &opts);
+            c.log_metrics.push(Arc::clone(&metrics.store));
+            if opts.bool("enabled") != Some(false) {
+                sources.push(SourceConfig::LogMetrics(metrics));
+            }
+            continue;
+        }
         if opts.bool("enabled") == Some(false) {
             continue;
         }
@@ -631,7 +652,20 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
             .collect(),
         routes: route_texts,
         warnings,
+        log_metrics: c.log_metrics,
     })
+}
+
+/// A `log_metrics` source from its options.
+fn log_metrics_source(name: &str, host_name: &str, opts: &Options) -> LogMetricsConfig {
+    let max_series = opts
+        .count("max_series")
+        .unwrap_or(LogMetricsConfig::DEFAULT_MAX_SERIES);
+    let mut m = LogMetricsConfig::new(name, host_name, max_series);
+    if let Some(d) = opts.duration("every") {
+        m.interval = d;
+    }
+    m
 }
 
 fn number(v: &Value) -> Option<f64> {
@@ -1086,6 +1120,16 @@ fn compile_test(
                 });
             }
             ast::Expect::Dropped(_) => expects.push(Expectation::Dropped),
+            ast::Expect::Metric {
+                name,
+                labels,
+                value,
+                span,
+            } => {
+                if let Some(e) = metric_expectation(c, name, labels, value, *span, src) {
+                    expects.push(e);
+                }
+            }
             ast::Expect::Failed(message, span) => {
                 let message = match message.as_ref().map(|e| &e.kind) {
                     Some(ExprKind::Lit(Lit::Str(s))) => Some(s.clone()),
@@ -1110,4 +1154,70 @@ fn compile_test(
         expects,
         span: t.span,
     }
+}
+
+/// `expect metric "name" { label = "value" } == number`, checked against
+/// the metrics the steps declare.
+fn metric_expectation(
+    c: &mut Compiler,
+    name: &ast::Ident,
+    labels: &[ast::Opt],
+    value: &Expr,
+    span: Span,
+    src: &str,
+) -> Option<Expectation> {
+    use crate::sources::log_metrics::Instrument;
+    let instrument = |n: &str| c.log_metrics.iter().find_map(|s| s.instrument(n));
+    let histogram_part = ["_count", "_sum", "_bucket"].iter().find_map(|suffix| {
+        let base = name.name.strip_suffix(suffix)?;
+        matches!(instrument(base), Some(Instrument::Histogram(_))).then_some(*suffix)
+    });
+    if instrument(&name.name).is_none() && histogram_part.is_none() {
+        let declared: Vec<String> = c
+            .log_metrics
+            .iter()
+            .flat_map(|s| s.metric_names())
+            .collect();
+        let hint = suggest(&name.name, declared.iter().map(String::as_str), || {
+            "a step records it with count(...), observe(...) or set_gauge(...)".into()
+        });
+        c.diagnostics.push(
+            Diagnostic::new(name.span, format!("no step records a metric `{}`", name.name))
+                .hint(hint),
+        );
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(labels.len());
+    for opt in labels {
+        match &opt.value.kind {
+            ExprKind::Lit(Lit::Str(v)) => pairs.push((opt.key.name.clone(), v.clone())),
+            _ => c.diagnostics.push(
+                Diagnostic::new(opt.value.span, "an expected label value is a string literal")
+                    .hint("label values are strings, e.g. status = \"200\""),
+            ),
+        }
+    }
+    if histogram_part == Some("_bucket") && !pairs.iter().any(|(k, _)| k == "le") {
+        c.diagnostics.push(
+            Diagnostic::new(span, "a bucket is chosen by its `le` label")
+                .hint("e.g. { le = \"0.5\" }, or le = \"+Inf\" for every observation"),
+        );
+    }
+    let want = match &value.kind {
+        ExprKind::Lit(Lit::Int(i)) => *i as f64,
+        ExprKind::Lit(Lit::Float(f)) => *f,
+        _ => {
+            c.diagnostics.push(
+                Diagnostic::new(value.span, "the expected value is a number literal")
+                    .hint("e.g. `== 2` or `== 0.25`"),
+            );
+            return None;
+        }
+    };
+    Some(Expectation::Metric {
+        name: name.name.clone(),
+        labels: pairs,
+        want,
+        text: src.get(span.start..span.end).unwrap_or("").to_owned(),
+    })
 }

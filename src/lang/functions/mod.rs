@@ -172,9 +172,14 @@ pub fn lookup(name: &str) -> Option<&'static Function> {
     FUNCTIONS.iter().find(|f| f.name == name)
 }
 
-/// Every function name, special forms included (for "did you mean").
+/// Every function name, special forms and metric emission included (for
+/// "did you mean", and the reference documents each).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    FUNCTIONS.iter().map(|f| f.name).chain(SPECIAL)
+    FUNCTIONS
+        .iter()
+        .map(|f| f.name)
+        .chain(SPECIAL)
+        .chain(super::emit::NAMES)
 }
 
 /// The text of a string or UTF-8 bytes value.
