@@ -89,9 +89,10 @@ impl Emission {
             Call::Observe => Update::Observe(value),
             Call::SetGauge => Update::Set(value),
         };
-        self.store.record(self.metric, self.keys, &refs, update, || {
-            unix_nanos(SystemTime::now())
-        });
+        self.store
+            .record(self.metric, self.keys, &refs, update, || {
+                unix_nanos(SystemTime::now())
+            });
         Ok(())
     }
 }
@@ -159,13 +160,25 @@ fn buckets(c: &mut Compiler, e: Option<&Expr>) -> Option<Box<[f64]>> {
     let mut bounds = Vec::with_capacity(items.len());
     for item in items {
         match number_literal(item) {
-            Some(b) if b.is_finite() && bounds.last().is_none_or(|last| *last < b) => bounds.push(b),
+            Some(b) if b.is_finite() && bounds.last().is_none_or(|last| *last < b) => {
+                bounds.push(b)
+            }
             Some(_) => {
-                error(c, item.span, "bucket bounds must be finite and strictly increasing", hint);
+                error(
+                    c,
+                    item.span,
+                    "bucket bounds must be finite and strictly increasing",
+                    hint,
+                );
                 return None;
             }
             None => {
-                error(c, item.span, "a bucket bound must be a number literal", hint);
+                error(
+                    c,
+                    item.span,
+                    "a bucket bound must be a number literal",
+                    hint,
+                );
                 return None;
             }
         }
@@ -250,15 +263,22 @@ pub fn compile(
     let store = match store {
         Ok(s) => Some(s),
         Err(n) => {
-            let declared: Vec<String> =
-                c.log_metrics.iter().map(|s| s.source().to_owned()).collect();
+            let declared: Vec<String> = c
+                .log_metrics
+                .iter()
+                .map(|s| s.source().to_owned())
+                .collect();
             let hint = suggest(n, declared.iter().map(String::as_str), || {
-                "declare one with `source NAME = log_metrics { every = 15s }` and name it here".into()
+                "declare one with `source NAME = log_metrics { every = 15s }` and name it here"
+                    .into()
             });
             let msg = if scope.sources.iter().any(|s| s == n) {
                 format!("`{n}` is not a `log_metrics` source; metrics are recorded into one")
             } else if n.is_empty() {
-                format!("the first argument of `{}` names a `log_metrics` source", name.name)
+                format!(
+                    "the first argument of `{}` names a `log_metrics` source",
+                    name.name
+                )
             } else {
                 format!("`{n}` is not a declared `log_metrics` source")
             };
@@ -302,11 +322,15 @@ pub fn compile(
             error(
                 c,
                 e.span,
-                format!("the value of a metric must be a number, this is {}", t.ty.describe()),
+                format!(
+                    "the value of a metric must be a number, this is {}",
+                    t.ty.describe()
+                ),
                 "convert it, e.g. `to_float(.request_time) ?? 0.0`",
             );
         }
-        may_fail |= t.may_fail || t.ty.0 & !Ty::NUMBER.0 != 0;
+        // A value that can only be something else was refused above.
+        may_fail |= t.may_fail || (t.ty.meets(Ty::NUMBER) && t.ty.0 & !Ty::NUMBER.0 != 0);
         t.expr
     });
 
@@ -333,7 +357,7 @@ pub fn compile(
                             "convert it, e.g. `to_string(.status)`",
                         );
                     }
-                    may_fail |= t.may_fail || t.ty.0 & !Ty::TEXT.0 != 0;
+                    may_fail |= t.may_fail || (t.ty.meets(Ty::TEXT) && t.ty.0 & !Ty::TEXT.0 != 0);
                     labels.push((key.clone(), t.expr));
                 }
             }
@@ -352,7 +376,8 @@ pub fn compile(
         Call::SetGauge => Some(Instrument::Gauge),
         Call::Observe => buckets(c, slots[4]).map(Instrument::Histogram),
     };
-    let (Some(store), Some(metric_name), Some(instrument)) = (store, metric_name, instrument) else {
+    let (Some(store), Some(metric_name), Some(instrument)) = (store, metric_name, instrument)
+    else {
         return nothing();
     };
     let metric = match store.declare(&metric_name, instrument) {
@@ -382,5 +407,75 @@ pub fn compile(
         })),
         ty: Ty::NULL,
         may_fail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Event, LogRecord, Resource, Value};
+    use std::sync::Arc;
+
+    fn program(step: &str) -> crate::lang::Program {
+        let src = format!(
+            "source app = files {{ include = [\"/none/*.log\"] }}\nsource m = log_metrics {{}}\nsink out = console {{}}\n{step}\nroute {{ else => out }}\n"
+        );
+        crate::lang::load(&src)
+            .unwrap_or_else(|d| panic!("{}", crate::lang::render("t.ship", &src, &d)))
+    }
+
+    fn event(body: &str) -> Event {
+        Event::Log(LogRecord::new(body.into(), Arc::new(Resource::default())))
+    }
+
+    #[test]
+    fn recording_leaves_the_event_as_it_is_and_a_later_drop_keeps_the_point() {
+        let p = program(
+            "step s on app {\n count(m, \"seen_total\", { body: to_string(.message) })\n drop\n}",
+        );
+        let mut e = event("hello");
+        assert_eq!(
+            p.agent.processor.run_steps(&mut e, "app"),
+            Ok(false),
+            "dropped"
+        );
+        let Event::Log(log) = &e else { panic!() };
+        assert!(log.attributes.is_empty(), "{:?}", log.attributes);
+        let points = p.log_metrics[0].points(1);
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].value, 1.0);
+        assert_eq!(
+            points[0].labels,
+            vec![("body".into(), Value::from("hello"))]
+        );
+    }
+
+    #[test]
+    fn a_label_value_that_turns_out_not_to_be_text_fails_the_step_and_records_nothing() {
+        let p = program(
+            "step s on app {\n .n = parse_json!(.message)\n count!(m, \"n_total\", { n: .n })\n}",
+        );
+        let mut text = event("\"a\"");
+        assert_eq!(p.agent.processor.run_steps(&mut text, "app"), Ok(true));
+        let mut number = event("5");
+        let err = p.agent.processor.run_steps(&mut number, "app");
+        assert!(
+            matches!(&err, Err(m) if m.contains("label `n` must be a string, got integer")),
+            "{err:?}"
+        );
+        let points = p.log_metrics[0].points(1);
+        assert_eq!(points.len(), 1, "only the text label was recorded");
+    }
+
+    #[test]
+    fn an_emission_whose_types_are_known_cannot_fail_and_refuses_a_bang() {
+        let src = "source app = files { include = [\"/none/*.log\"] }\nsource m = log_metrics {}\nsink out = console {}\nstep s on app {\n count!(m, \"c\")\n}\nroute { else => out }\n";
+        let Err(d) = crate::lang::load(src) else {
+            panic!("loaded")
+        };
+        assert!(
+            d.iter()
+                .any(|d| d.message.contains("`count` cannot fail here")),
+            "{d:?}"
+        );
     }
 }

@@ -22,19 +22,30 @@ pub fn check(
     labels: &[(String, String)],
     want: f64,
 ) -> Result<(), String> {
-    let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.as_str());
+    let le = labels
+        .iter()
+        .find(|(k, _)| k == "le")
+        .map(|(_, v)| v.as_str());
     let is_histogram = |n: &str| {
-        points
-            .iter()
-            .any(|p| p.name == n && matches!(p.distribution.as_deref(), Some(Distribution::Histogram { .. })))
+        points.iter().any(|p| {
+            p.name == n
+                && matches!(
+                    p.distribution.as_deref(),
+                    Some(Distribution::Histogram { .. })
+                )
+        })
     };
-    let (base, part) = match [("_count", Part::Count), ("_sum", Part::Sum), ("_bucket", Part::Bucket(le.unwrap_or("")))]
-        .into_iter()
-        .find_map(|(suffix, part)| {
-            name.strip_suffix(suffix)
-                .filter(|base| is_histogram(base))
-                .map(|base| (base, part))
-        }) {
+    let (base, part) = match [
+        ("_count", Part::Count),
+        ("_sum", Part::Sum),
+        ("_bucket", Part::Bucket(le.unwrap_or(""))),
+    ]
+    .into_iter()
+    .find_map(|(suffix, part)| {
+        name.strip_suffix(suffix)
+            .filter(|base| is_histogram(base))
+            .map(|base| (base, part))
+    }) {
         Some(found) => found,
         None => (name, Part::Value),
     };
@@ -70,9 +81,11 @@ pub fn check(
 
 fn same_labels(p: &MetricPoint, wanted: &[(&str, &str)]) -> bool {
     p.labels.len() == wanted.len()
-        && wanted
-            .iter()
-            .all(|(k, v)| p.labels.iter().any(|(pk, pv)| pk == k && pv.as_str() == Some(v)))
+        && wanted.iter().all(|(k, v)| {
+            p.labels
+                .iter()
+                .any(|(pk, pv)| pk == k && pv.as_str() == Some(v))
+        })
 }
 
 fn describe_labels(p: &MetricPoint) -> String {
@@ -103,7 +116,10 @@ fn read(p: &MetricPoint, part: &Part) -> Result<f64, String> {
                 .parse()
                 .map_err(|_| format!("`le = {le:?}` is not a number or \"+Inf\""))?;
             let Some(i) = bounds.iter().position(|b| *b == bound) else {
-                return Err(format!("`{}` has no bucket le={le}; its bounds are {bounds:?}", p.name));
+                return Err(format!(
+                    "`{}` has no bucket le={le}; its bounds are {bounds:?}",
+                    p.name
+                ));
             };
             bucket_counts[..=i].iter().sum::<u64>() as f64
         }
@@ -117,7 +133,14 @@ mod tests {
     use std::sync::Arc;
 
     fn histogram() -> MetricPoint {
-        let mut p = MetricPoint::new("lat", "", MetricKind::Histogram, 1.5, 0, Arc::new(Resource::default()));
+        let mut p = MetricPoint::new(
+            "lat",
+            "",
+            MetricKind::Histogram,
+            1.5,
+            0,
+            Arc::new(Resource::default()),
+        );
         p.labels = vec![("route".into(), Value::from("/"))];
         p.distribution = Some(Box::new(Distribution::Histogram {
             count: 4,
@@ -129,7 +152,10 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[test]
@@ -144,10 +170,7 @@ mod tests {
         assert_eq!(check(&points, "lat_bucket", &le("0.5"), 3.0), Ok(()));
         assert_eq!(check(&points, "lat_bucket", &le("+Inf"), 4.0), Ok(()));
         assert!(check(&points, "lat_bucket", &le("0.3"), 1.0).is_err());
-        assert_eq!(
-            check(&points, "lat", &route, 5.0),
-            Err("got 4".into())
-        );
+        assert_eq!(check(&points, "lat", &route, 5.0), Err("got 4".into()));
     }
 
     #[test]
@@ -155,7 +178,13 @@ mod tests {
         let points = [histogram()];
         let err = check(&points, "lat", &[], 4.0).unwrap_err();
         assert!(err.contains("recorded: {route=\"/\"}"), "{err}");
-        assert!(check(&points, "other", &[], 1.0).unwrap_err().contains("no series"));
-        assert_eq!(check(&points, "other", &[], 0.0), Ok(()), "never recorded reads as 0");
+        assert!(check(&points, "other", &[], 1.0)
+            .unwrap_err()
+            .contains("no series"));
+        assert_eq!(
+            check(&points, "other", &[], 0.0),
+            Ok(()),
+            "never recorded reads as 0"
+        );
     }
 }

@@ -1182,8 +1182,11 @@ fn metric_expectation(
             "a step records it with count(...), observe(...) or set_gauge(...)".into()
         });
         c.diagnostics.push(
-            Diagnostic::new(name.span, format!("no step records a metric `{}`", name.name))
-                .hint(hint),
+            Diagnostic::new(
+                name.span,
+                format!("no step records a metric `{}`", name.name),
+            )
+            .hint(hint),
         );
         return None;
     }
@@ -1192,8 +1195,11 @@ fn metric_expectation(
         match &opt.value.kind {
             ExprKind::Lit(Lit::Str(v)) => pairs.push((opt.key.name.clone(), v.clone())),
             _ => c.diagnostics.push(
-                Diagnostic::new(opt.value.span, "an expected label value is a string literal")
-                    .hint("label values are strings, e.g. status = \"200\""),
+                Diagnostic::new(
+                    opt.value.span,
+                    "an expected label value is a string literal",
+                )
+                .hint("label values are strings, e.g. status = \"200\""),
             ),
         }
     }

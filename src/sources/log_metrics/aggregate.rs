@@ -51,7 +51,9 @@ impl Instrument {
 pub enum DeclareError {
     #[error("`{name}` is already {first}; a metric has one kind")]
     KindClash { name: String, first: &'static str },
-    #[error("`{name}` already has other buckets; every observation of a histogram uses the same bounds")]
+    #[error(
+        "`{name}` already has other buckets; every observation of a histogram uses the same bounds"
+    )]
     OtherBuckets { name: String },
 }
 
@@ -242,7 +244,11 @@ impl MetricStore {
 
     /// The names of every declared metric.
     pub fn metric_names(&self) -> Vec<String> {
-        self.lock().declared.iter().map(|d| d.name.clone()).collect()
+        self.lock()
+            .declared
+            .iter()
+            .map(|d| d.name.clone())
+            .collect()
     }
 
     /// The id of the label keys `keys` (sorted by the caller).
@@ -255,7 +261,8 @@ impl MetricStore {
         {
             Some(i) => i,
             None => {
-                agg.key_sets.push(keys.iter().map(|k| Str::from(*k)).collect());
+                agg.key_sets
+                    .push(keys.iter().map(|k| Str::from(*k)).collect());
                 agg.key_sets.len() - 1
             }
         };
@@ -422,7 +429,10 @@ mod tests {
     fn point<'a>(points: &'a [MetricPoint], name: &str, label: Option<&str>) -> &'a MetricPoint {
         points
             .iter()
-            .find(|p| p.name == name && label.is_none_or(|l| p.labels.iter().any(|(_, v)| v.as_str() == Some(l))))
+            .find(|p| {
+                p.name == name
+                    && label.is_none_or(|l| p.labels.iter().any(|(_, v)| v.as_str() == Some(l)))
+            })
             .unwrap_or_else(|| panic!("no {name} {label:?} in {points:?}"))
     }
 
@@ -431,9 +441,7 @@ mod tests {
         let s = store(10);
         let c = s.declare("requests_total", Instrument::Counter).unwrap();
         let keys = s.keys(&["status"]);
-        let mut t = 5;
-        for status in ["200", "200", "404"] {
-            t += 1;
+        for (t, status) in [(6, "200"), (7, "200"), (8, "404")] {
             s.record(c, keys, &[status], Update::Add(1.0), || t);
         }
         s.record(c, keys, &["200"], Update::Add(2.5), || 99);
@@ -457,8 +465,14 @@ mod tests {
         let s = store(10);
         let c = s.declare("c", Instrument::Counter).unwrap();
         let keys = s.keys(&[]);
-        assert_eq!(s.record(c, keys, &[], Update::Add(-1.0), at), Recorded::Invalid);
-        assert_eq!(s.record(c, keys, &[], Update::Add(f64::NAN), at), Recorded::Invalid);
+        assert_eq!(
+            s.record(c, keys, &[], Update::Add(-1.0), at),
+            Recorded::Invalid
+        );
+        assert_eq!(
+            s.record(c, keys, &[], Update::Add(f64::NAN), at),
+            Recorded::Invalid
+        );
         assert!(s.points(at()).is_empty(), "no series was made");
     }
 
@@ -513,10 +527,22 @@ mod tests {
         let s = MetricStore::new("agg_cap_test", 2, Arc::new(Resource::default()));
         let c = s.declare("c", Instrument::Counter).unwrap();
         let keys = s.keys(&["user"]);
-        assert_eq!(s.record(c, keys, &["a"], Update::Add(1.0), at), Recorded::Recorded);
-        assert_eq!(s.record(c, keys, &["b"], Update::Add(1.0), at), Recorded::Recorded);
-        assert_eq!(s.record(c, keys, &["c"], Update::Add(1.0), at), Recorded::Capped);
-        assert_eq!(s.record(c, keys, &["d"], Update::Add(1.0), at), Recorded::Capped);
+        assert_eq!(
+            s.record(c, keys, &["a"], Update::Add(1.0), at),
+            Recorded::Recorded
+        );
+        assert_eq!(
+            s.record(c, keys, &["b"], Update::Add(1.0), at),
+            Recorded::Recorded
+        );
+        assert_eq!(
+            s.record(c, keys, &["c"], Update::Add(1.0), at),
+            Recorded::Capped
+        );
+        assert_eq!(
+            s.record(c, keys, &["d"], Update::Add(1.0), at),
+            Recorded::Capped
+        );
         assert_eq!(
             s.record(c, keys, &["a"], Update::Add(1.0), at),
             Recorded::Recorded,
@@ -536,12 +562,20 @@ mod tests {
     fn a_metric_has_one_kind_and_one_set_of_bounds() {
         let s = store(10);
         let first = s.declare("m", Instrument::Counter).unwrap();
-        assert_eq!(s.declare("m", Instrument::Counter), Ok(first), "a second call site");
+        assert_eq!(
+            s.declare("m", Instrument::Counter),
+            Ok(first),
+            "a second call site"
+        );
         assert!(matches!(
             s.declare("m", Instrument::Gauge),
-            Err(DeclareError::KindClash { first: "a counter", .. })
+            Err(DeclareError::KindClash {
+                first: "a counter",
+                ..
+            })
         ));
-        s.declare("h", Instrument::Histogram(vec![1.0].into())).unwrap();
+        s.declare("h", Instrument::Histogram(vec![1.0].into()))
+            .unwrap();
         assert!(matches!(
             s.declare("h", Instrument::Histogram(vec![2.0].into())),
             Err(DeclareError::OtherBuckets { .. })
