@@ -3,7 +3,8 @@
 //! observed in a histogram by a step; after the interval the series arrive
 //! at an in-process OpenObserve stand-in as OTLP metric points (a monotonic
 //! cumulative counter, explicit-bucket histogram), while the lines
-//! themselves arrive as logs. A label with more values than the source's
+//! themselves arrive as logs. Only routes naming the metric sources lead
+//! to the receiver, so the points prove `source == NAME` matches them. A label with more values than the source's
 //! `max_series` is capped and counted.
 
 mod common;
@@ -33,10 +34,12 @@ sink o2 = openobserve {{
   url = "{o2}", org = "pis", user = "root@example.com", password = "pw",
   batch.timeout = 100ms, retry_max = 500ms
 }}
+sink out = console {{}}
 route {{
   source == requests => o2 stream "nginx_metrics"
   source == paths => o2 stream "nginx_paths"
-  else => o2 stream "nginx_access"
+  source == access => o2 stream "nginx_access"
+  else => out
 }}
 "#,
             data = dir.join("data").display(),

@@ -81,3 +81,8 @@ fn shipd_runs_the_compose_fluentd_pipeline() {
         &[("SHIPD_FORWARD", format!("127.0.0.1:{port}"))],
     );
 }
+
+#[test]
+fn shipd_runs_the_nginx_metrics_pipeline() {
+    runs("nginx-metrics.ship");
+}

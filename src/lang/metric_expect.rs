@@ -1,11 +1,18 @@
-//! `expect metric` in pipeline tests: finds the series an expectation names
-//! among the points the steps recorded and compares its value. A
+//! `expect metric` in pipeline tests: compiled against the metrics the
+//! steps declare ([`compile`]), then checked after the test's inputs
+//! ([`check`]): finds the series an expectation names among the points the
+//! steps recorded and compares its value. A
 //! histogram reads as OpenObserve stores it: `NAME_count`, `NAME_sum`, and
 //! `NAME_bucket` with an `le` label (cumulative, `+Inf` for all); `NAME`
 //! alone is its count. Labels must match exactly (besides `le`); a series
 //! never recorded reads as 0.
 
+use super::ast::{Expr, ExprKind, Ident, Lit, Opt};
+use super::compile::Compiler;
+use super::diagnostics::{suggest, Diagnostic, Span};
+use super::program::Expectation;
 use crate::event::{Distribution, MetricPoint};
+use crate::sources::log_metrics::Instrument;
 
 /// Which number of a point an expectation reads.
 enum Part<'a> {
@@ -123,6 +130,77 @@ fn read(p: &MetricPoint, part: &Part) -> Result<f64, String> {
             };
             bucket_counts[..=i].iter().sum::<u64>() as f64
         }
+    })
+}
+
+/// `expect metric "name" { label = "value" } == number`, checked against
+/// the metrics the steps declare.
+pub fn compile(
+    c: &mut Compiler,
+    name: &Ident,
+    labels: &[Opt],
+    value: &Expr,
+    span: Span,
+    src: &str,
+) -> Option<Expectation> {
+    let instrument = |n: &str| c.log_metrics.iter().find_map(|s| s.instrument(n));
+    let histogram_part = ["_count", "_sum", "_bucket"].iter().find_map(|suffix| {
+        let base = name.name.strip_suffix(suffix)?;
+        matches!(instrument(base), Some(Instrument::Histogram(_))).then_some(*suffix)
+    });
+    if instrument(&name.name).is_none() && histogram_part.is_none() {
+        let declared: Vec<String> = c
+            .log_metrics
+            .iter()
+            .flat_map(|s| s.metric_names())
+            .collect();
+        let hint = suggest(&name.name, declared.iter().map(String::as_str), || {
+            "a step records it with count(...), observe(...) or set_gauge(...)".into()
+        });
+        c.diagnostics.push(
+            Diagnostic::new(
+                name.span,
+                format!("no step records a metric `{}`", name.name),
+            )
+            .hint(hint),
+        );
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(labels.len());
+    for opt in labels {
+        match &opt.value.kind {
+            ExprKind::Lit(Lit::Str(v)) => pairs.push((opt.key.name.clone(), v.clone())),
+            _ => c.diagnostics.push(
+                Diagnostic::new(
+                    opt.value.span,
+                    "an expected label value is a string literal",
+                )
+                .hint("label values are strings, e.g. status = \"200\""),
+            ),
+        }
+    }
+    if histogram_part == Some("_bucket") && !pairs.iter().any(|(k, _)| k == "le") {
+        c.diagnostics.push(
+            Diagnostic::new(span, "a bucket is chosen by its `le` label")
+                .hint("e.g. { le = \"0.5\" }, or le = \"+Inf\" for every observation"),
+        );
+    }
+    let want = match &value.kind {
+        ExprKind::Lit(Lit::Int(i)) => *i as f64,
+        ExprKind::Lit(Lit::Float(f)) => *f,
+        _ => {
+            c.diagnostics.push(
+                Diagnostic::new(value.span, "the expected value is a number literal")
+                    .hint("e.g. `== 2` or `== 0.25`"),
+            );
+            return None;
+        }
+    };
+    Some(Expectation::Metric {
+        name: name.name.clone(),
+        labels: pairs,
+        want,
+        text: src.get(span.start..span.end).unwrap_or("").to_owned(),
     })
 }
 
