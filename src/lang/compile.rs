@@ -26,6 +26,9 @@ pub struct Scope<'a> {
     pub step_handles_errors: bool,
     /// Field paths are allowed (not in component options).
     pub paths: bool,
+    /// Metric recording (`count`, `observe`, `set_gauge`) is allowed: in
+    /// steps only, never in routes, tests or options.
+    pub records: bool,
 }
 
 /// A compiled expression with what the checker learned about it.
@@ -755,6 +758,7 @@ impl Compiler {
                             sources: &[],
                             step_handles_errors: false,
                             paths: false,
+                            records: false,
                         };
                         let before = self.diagnostics.len();
                         let t = self.expr(arg, &constant, true);

@@ -522,6 +522,7 @@ pub fn const_value(c: &mut Compiler, e: &Expr) -> Result<Value, String> {
         sources: &[],
         step_handles_errors: false,
         paths: false,
+        records: false,
     };
     let before = c.diagnostics.len();
     // A failure here is reported when the pipeline loads, so calls count as handled.

@@ -204,6 +204,15 @@ pub fn compile(
         "observe" => Call::Observe,
         _ => Call::SetGauge,
     };
+    if !scope.records {
+        error(
+            c,
+            span,
+            format!("`{}` records a metric: only a step can", name.name),
+            "move the call into a step",
+        );
+        return nothing();
+    }
     let names = params(call);
     let mut slots: Vec<Option<&Expr>> = vec![None; names.len()];
     let mut positional = 0;
@@ -464,6 +473,19 @@ mod tests {
         );
         let points = p.log_metrics[0].points(1);
         assert_eq!(points.len(), 1, "only the text label was recorded");
+    }
+
+    #[test]
+    fn only_a_step_records() {
+        let src = "source app = files { include = [\"/none/*.log\"] }\nsource m = log_metrics {}\nsink out = console {}\nroute {\n count(m, \"c\") == null => out\n else => out\n}\n";
+        let Err(d) = crate::lang::load(src) else {
+            panic!("loaded")
+        };
+        assert!(
+            d.iter()
+                .any(|d| d.message == "`count` records a metric: only a step can"),
+            "{d:?}"
+        );
     }
 
     #[test]

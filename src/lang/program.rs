@@ -323,6 +323,7 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
             sources: &source_names,
             step_handles_errors: decl.on_error.is_some(),
             paths: true,
+            records: true,
         };
         c.begin_step();
         let condition = decl
@@ -394,6 +395,7 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
                 sources: &source_names,
                 step_handles_errors: false,
                 paths: true,
+                records: false,
             };
             let mut closed_at: Option<Span> = None;
             let mut has_else = false;
@@ -1081,6 +1083,7 @@ fn compile_test(
         sources,
         step_handles_errors: true,
         paths: true,
+        records: false,
     };
     let mut expects = Vec::new();
     for e in &t.expects {

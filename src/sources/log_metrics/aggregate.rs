@@ -142,15 +142,17 @@ struct Aggregation {
 }
 
 fn series_hash(metric: MetricId, keys: KeysId, values: &[&str]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&metric.0.to_le_bytes());
-    h.update(&keys.0.to_le_bytes());
+    // One-shot xxh3 over the key laid out on the stack (label values are
+    // short): cheaper than the streaming hasher's setup per event.
+    let mut key: SmallVec<[u8; 128]> = SmallVec::new();
+    key.extend_from_slice(&metric.0.to_le_bytes());
+    key.extend_from_slice(&keys.0.to_le_bytes());
     for v in values {
         // The length keeps ("ab", "c") apart from ("a", "bc").
-        h.update(&(v.len() as u64).to_le_bytes());
-        h.update(v.as_bytes());
+        key.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        key.extend_from_slice(v.as_bytes());
     }
-    h.digest()
+    xxhash_rust::xxh3::xxh3_64(&key)
 }
 
 /// Counters of one store.
