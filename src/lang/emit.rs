@@ -2,7 +2,8 @@
 //! `observe(SOURCE, "name", value, {labels}, buckets: [...])` and
 //! `set_gauge(SOURCE, "name", value, {labels})`.
 //!
-//! Checked when the pipeline loads: the first argument names a declared
+//! Checked when the pipeline loads: the call stands in a step, the first
+//! argument names a declared
 //! `log_metrics` source, the metric name is a literal used with one kind
 //! (and one set of buckets), label keys are literal, label values can only
 //! be strings, values only numbers. Compiled to an [`Emission`] that records
