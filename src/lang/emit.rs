@@ -3,10 +3,9 @@
 //! `set_gauge(SOURCE, "name", value, {labels})`.
 //!
 //! Checked when the pipeline loads: the call stands in a step, the first
-//! argument names a declared
-//! `log_metrics` source, the metric name is a literal used with one kind
-//! (and one set of buckets), label keys are literal, label values can only
-//! be strings, values only numbers. Compiled to an [`Emission`] that records
+//! argument names a declared `log_metrics` source, the metric name is a
+//! literal used with one kind (and one set of buckets), label keys are
+//! literal, label values can only be strings, values only numbers. Compiled to an [`Emission`] that records
 //! into the source's [`MetricStore`] at run time: a side effect that leaves
 //! the event as it is and is never undone (a later `drop`, or a failure
 //! after it in the same step, does not take the point back).
