@@ -5,6 +5,8 @@
 //! a backtracking-prone and a one-pass regex), (d) the same line through the
 //! built-in `parse_nginx` and through `parse_nginx` with the combined format
 //! written as a custom `log_format` (which must be no slower);
+//! (f) log to metrics: a timed nginx line parsed, with and without a
+//! counter and a histogram recorded per event;
 //! (e) multiline joining (lines/s per core): a MariaDB slow log through the
 //! `mariadb_slow` state rules, a Java log through the `java` preset and
 //! through a start pattern;
@@ -143,6 +145,30 @@ route { else => out }"#,
 }
 route { else => out }"#,
         NGINX_LINE,
+    );
+    // Log to metrics: the timed line parsed, then a counter by status and
+    // method and a latency histogram recorded per event (an existing series,
+    // as on a busy server), against the same step without the recording.
+    let parse = r#".http = parse_nginx!(.message, "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_time $upstream_response_time")"#;
+    bench(
+        c,
+        "f_log_metrics_parse_only",
+        &format!("source requests = log_metrics {{}}\nstep s on app {{\n {parse}\n}}\nroute {{ else => out }}"),
+        NGINX_TIMED_LINE,
+    );
+    bench(
+        c,
+        "f_log_metrics_count_and_histogram",
+        &format!(
+            r#"source requests = log_metrics {{}}
+step s on app {{
+ {parse}
+ count(requests, "http_requests_total", {{ status: to_string(.http.status ?? 0), method: to_string(.http.method ?? "none") }})
+ observe(requests, "http_request_duration_seconds", to_float(.http.request_time) ?? 0.0, {{ method: to_string(.http.method ?? "none") }})
+}}
+route {{ else => out }}"#
+        ),
+        NGINX_TIMED_LINE,
     );
 }
 

@@ -8,6 +8,7 @@ use crate::sources::file::FileSourceConfig;
 use crate::sources::forward::ForwardSourceConfig;
 use crate::sources::host_metrics::HostMetricsConfig;
 use crate::sources::journald::JournaldSourceConfig;
+use crate::sources::log_metrics::LogMetricsConfig;
 use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
 use crate::sources::syslog::SyslogSourceConfig;
@@ -26,6 +27,7 @@ pub enum SourceConfig {
     Exec(ExecConfig),
     Forward(ForwardSourceConfig),
     Syslog(SyslogSourceConfig),
+    LogMetrics(LogMetricsConfig),
 }
 
 impl SourceConfig {
@@ -40,6 +42,7 @@ impl SourceConfig {
             SourceConfig::Exec(c) => &c.name,
             SourceConfig::Forward(c) => &c.name,
             SourceConfig::Syslog(c) => &c.name,
+            SourceConfig::LogMetrics(c) => &c.name,
         }
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! - [`event`]: log records, metric points, values, resources.
 //! - [`sources`]: where events come from ([`sources::file`],
-//!   [`sources::host_metrics`], [`sources::prometheus`], [`sources::syslog`]).
+//!   [`sources::host_metrics`], [`sources::prometheus`], [`sources::syslog`],
+//!   and [`sources::log_metrics`]: metrics the steps record from events,
+//!   shipped back into the pipeline every interval).
 //! - [`pipeline`]: byte-bounded channels, acknowledgements, checkpoints,
 //!   routing and the wiring ([`pipeline::topology`]).
 //! - [`buffer`]: per-sink spill of non-replayable data to disk, only when

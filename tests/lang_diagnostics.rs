@@ -184,3 +184,60 @@ fn a_valid_file_checks_clean_and_shipd_refuses_an_invalid_config_before_starting
         "nothing started, nothing written"
     );
 }
+
+#[test]
+fn metric_emission_mistakes_are_all_reported_at_load() {
+    let src = r#"source web = files { include = ["/var/log/nginx/*.log"] }
+source requests = log_metrics { every = 15s }
+sink out = console {}
+step m on web {
+  count(request, "http_requests_total")
+  count(web, "http_requests_total")
+  count(requests, "hits", { status: 200 })
+  set_gauge(requests, "hits", 1.0)
+  observe(requests, "latency", 0.1, buckets: [1, 0.5])
+  count(requests, "bad name")
+  observe(requests, "size", .message)
+}
+route { else => out }
+test "t" {
+  input web { message = "x" }
+  expect metric "hitz" == 1
+}
+"#;
+    let (code, text) = check("emit.ship", src);
+    assert_eq!(code, 1, "{text}");
+    for (at, message) in [
+        (
+            "emit.ship:5:9:",
+            "`request` is not a declared `log_metrics` source",
+        ),
+        ("emit.ship:6:9:", "`web` is not a `log_metrics` source"),
+        (
+            "emit.ship:7:37:",
+            "label values are strings, this is integer",
+        ),
+        (
+            "emit.ship:8:23:",
+            "`hits` is already a counter; a metric has one kind",
+        ),
+        (
+            "emit.ship:9:50:",
+            "bucket bounds must be finite and strictly increasing",
+        ),
+        ("emit.ship:10:19:", "a metric name is letters, digits"),
+        ("emit.ship:11:3:", "unhandled error: `observe` can fail"),
+        ("emit.ship:16:17:", "no step records a metric `hitz`"),
+    ] {
+        assert!(
+            text.contains(&format!("{at} error: {message}")),
+            "missing {at} {message} in\n{text}"
+        );
+    }
+    assert!(text.contains("did you mean `requests`?"), "{text}");
+    assert!(text.contains("did you mean `hits`?"), "{text}");
+    assert!(
+        !text.contains("emit.ship:7:3:"),
+        "a label refused for its type is not also an unhandled error:\n{text}"
+    );
+}

@@ -92,6 +92,7 @@ fn shipd_runs_the_cookbook_pipelines() {
         "mariadb.ship",
         "privacy.ship",
         "nginx-custom.ship",
+        "nginx-metrics.ship",
     ] {
         runs(pipeline);
     }

@@ -90,6 +90,7 @@ pub fn compile_filter(text: &str, sources: &[String]) -> Result<CExpr, TapError>
         sources,
         step_handles_errors: true,
         paths: true,
+        records: false,
     };
     let typed = c.condition(&expr, &scope, true);
     if !c.diagnostics.is_empty() {

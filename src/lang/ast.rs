@@ -138,6 +138,14 @@ pub enum Expect {
     Dropped(Span),
     /// `expect failed ["substring"]`: a step failed (the event was dead-lettered).
     Failed(Option<Expr>, Span),
+    /// `expect metric "name" { label = "value" } == number`: a series the
+    /// steps recorded, after every input of the test.
+    Metric {
+        name: Ident,
+        labels: Vec<Opt>,
+        value: Expr,
+        span: Span,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

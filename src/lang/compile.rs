@@ -26,6 +26,9 @@ pub struct Scope<'a> {
     pub step_handles_errors: bool,
     /// Field paths are allowed (not in component options).
     pub paths: bool,
+    /// Metric recording (`count`, `observe`, `set_gauge`) is allowed: in
+    /// steps only, never in routes, tests or options.
+    pub records: bool,
 }
 
 /// A compiled expression with what the checker learned about it.
@@ -53,6 +56,9 @@ pub struct Compiler {
     pub(super) flow: Facts,
     /// How many closures enclose the expression being compiled.
     pub(super) closure_depth: usize,
+    /// The stores of the declared `log_metrics` sources, which emission
+    /// calls record into.
+    pub log_metrics: Vec<Arc<crate::sources::log_metrics::MetricStore>>,
 }
 
 /// A pipeline file's name and text.
@@ -572,6 +578,20 @@ impl Compiler {
         if let Some(iteration) = self.iteration(name, abort, args, span, scope, handled) {
             return iteration;
         }
+        if super::emit::NAMES.contains(&name.name.as_str()) {
+            let t = super::emit::compile(self, name, args, span, scope, handled);
+            if t.may_fail && !handled_here {
+                unhandled(self);
+            }
+            if abort && !t.may_fail {
+                self.error(
+                    span,
+                    format!("`{}` cannot fail here; remove the `!`", name.name),
+                    "it fails only when its value may not be a number or a label value not a string",
+                );
+            }
+            return t;
+        }
         if let Some(special) = self.special(name, abort, args, span, scope) {
             if special.may_fail && !handled_here {
                 unhandled(self);
@@ -754,6 +774,7 @@ impl Compiler {
                             sources: &[],
                             step_handles_errors: false,
                             paths: false,
+                            records: false,
                         };
                         let before = self.diagnostics.len();
                         let t = self.expr(arg, &constant, true);

@@ -202,6 +202,16 @@ pub static KINDS: &[KindSpec] = &[
         ],
     },
     KindSpec {
+        name: "log_metrics",
+        role: Role::Source,
+        doc: "Metrics that steps derive from events with count(...), observe(...) and set_gauge(...), aggregated in memory per series and shipped every interval as cumulative points, like host metrics.",
+        options: &[
+            o("every", OptTy::Duration, "how often every series is shipped (default 15s)").within(OptRange::duration(ms(100), days(1))),
+            o("max_series", OptTy::Int, "series (a metric and its label values) held at most; a point of a further series is dropped and counted in shipd_metric_points_dropped_total (default 1000)").within(OptRange::int(1, 1_000_000)),
+            o("enabled", OptTy::Bool, "false leaves the source out"),
+        ],
+    },
+    KindSpec {
         name: "prometheus_scrape",
         role: Role::Source,
         doc: "Scrapes Prometheus text exposition (0.0.4, OpenMetrics where easy) from URLs.",
@@ -523,6 +533,7 @@ pub fn const_value(c: &mut Compiler, e: &Expr) -> Result<Value, String> {
         sources: &[],
         step_handles_errors: false,
         paths: false,
+        records: false,
     };
     let before = c.diagnostics.len();
     // A failure here is reported when the pipeline loads, so calls count as handled.

@@ -137,6 +137,9 @@ pub enum CExpr {
     Located(Box<CExpr>, Arc<Origin>),
     /// `map_values`, `map_keys` or `filter`: a closure run per element.
     Iterate(Box<Iteration>),
+    /// `count`, `observe` or `set_gauge`: records a metric point (a side
+    /// effect outside the event).
+    Emit(Box<super::emit::Emission>),
 }
 
 /// A compiled statement.
@@ -174,6 +177,8 @@ impl CExpr {
             | CExpr::Local(_)
             | CExpr::Source
             | CExpr::Exists(_) => false,
+            // Records outside the event: nothing of the event to undo.
+            CExpr::Emit(_) => false,
             CExpr::Array(items) | CExpr::Call(_, items, _) => items.iter().any(CExpr::has_effects),
             CExpr::Map(entries) => entries.iter().any(|(_, e)| e.has_effects()),
             CExpr::Index(a, b) | CExpr::Bin(_, a, b) => a.has_effects() || b.has_effects(),
@@ -315,6 +320,7 @@ impl CExpr {
                 (f.call)(&values, prepared).map_err(|e| EvalError::new(format!("{}: {e}", f.name)))
             }
             CExpr::Del(place) => Ok(delete(ctx.event, place)),
+            CExpr::Emit(emission) => emission.run(ctx).map(|()| Value::Null),
             CExpr::Exists(place) => Ok(Value::Bool(!matches!(read(ctx.event, place), Value::Null))),
             CExpr::If(cond, then, otherwise) => {
                 if truthy(&cond.eval(ctx)?) {

@@ -378,6 +378,7 @@ mod tests {
             sources: &["app".to_owned()],
             step_handles_errors: false,
             paths: true,
+            records: true,
         };
         let t = c.expr(&e, &scope, false);
         (t, c.diagnostics.into_iter().map(|d| d.message).collect())
@@ -580,6 +581,7 @@ mod tests {
             sources: &[],
             step_handles_errors: false,
             paths: true,
+            records: true,
         };
         c.expr(&e, &scope, false);
         assert_eq!(c.diagnostics.len(), 1);

@@ -57,6 +57,7 @@ impl Compiler {
             sources,
             step_handles_errors: false,
             paths: false,
+            records: false,
         };
         let before = self.diagnostics.len();
         // A failure is reported here, when the pipeline loads.

@@ -464,6 +464,7 @@ mod properties {
                     }
                 }
                 SourceConfig::HostMetrics(h) => timers.push(h.interval),
+                SourceConfig::LogMetrics(m) => timers.push(m.interval),
                 SourceConfig::PrometheusScrape(p) => {
                     timers.push(p.interval);
                     deadlines.push(p.timeout);

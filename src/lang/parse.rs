@@ -428,6 +428,36 @@ impl Parser {
                         stream,
                         span: es.to(self.prev_span()),
                     });
+                } else if self.eat_word("metric") {
+                    let name = match self.bump() {
+                        Some(Token {
+                            tok: Tok::Str(s),
+                            span,
+                        }) => Ident { name: s, span },
+                        _ => {
+                            return Err(Diagnostic::new(
+                                self.prev_span(),
+                                "expected the metric's name as a string",
+                            )
+                            .hint("write `expect metric \"http_requests_total\" { status = \"200\" } == 2`"))
+                        }
+                    };
+                    let labels = if self.peek() == Some(&Tok::LBrace) {
+                        self.options()?
+                    } else {
+                        Vec::new()
+                    };
+                    self.expect(
+                        Tok::Eq,
+                        "write `expect metric \"name\" { label = \"value\" } == number`",
+                    )?;
+                    let value = self.expr()?;
+                    expects.push(Expect::Metric {
+                        name,
+                        labels,
+                        value,
+                        span: es.to(self.prev_span()),
+                    });
                 } else if self.eat_word("dropped") {
                     expects.push(Expect::Dropped(es));
                 } else if self.eat_word("failed") {

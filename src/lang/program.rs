@@ -21,6 +21,7 @@ use crate::sources::file::{FileSourceConfig, LogFormat, ReadFrom};
 use crate::sources::forward::ForwardSourceConfig;
 use crate::sources::host_metrics::{HostMetricsConfig, Levels};
 use crate::sources::journald::{available, JournaldSourceConfig};
+use crate::sources::log_metrics::{LogMetricsConfig, MetricStore};
 use crate::sources::otlp::OtlpReceiverConfig;
 use crate::sources::prometheus::PrometheusScrapeConfig;
 use crate::sources::syslog::{Listen, SyslogSourceConfig};
@@ -44,6 +45,8 @@ pub struct Program {
     pub routes: Vec<String>,
     /// What `check` reports without refusing the file.
     pub warnings: Vec<Diagnostic>,
+    /// The series stores of the `log_metrics` sources (the tests read them).
+    pub log_metrics: Vec<Arc<MetricStore>>,
 }
 
 /// One `test` block, compiled.
@@ -67,6 +70,15 @@ pub enum Expectation {
     Dropped,
     /// A step failed, with an error containing this text when given.
     Failed(Option<String>),
+    /// After every input, the series of `name` with exactly `labels` has
+    /// this value (`NAME_count`, `NAME_sum` and `NAME_bucket` with an `le`
+    /// label read a histogram the way OpenObserve stores it).
+    Metric {
+        name: String,
+        labels: Vec<(String, String)>,
+        want: f64,
+        text: String,
+    },
 }
 
 struct Names {
@@ -216,6 +228,15 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
             continue;
         };
         let opts = components::evaluate(&mut c, spec, &decl.options, decl.span);
+        if spec.name == "log_metrics" {
+            // Steps record into its store even when the source is left out.
+            let metrics = log_metrics_source(&decl.name.name, &host_name, &opts);
+            c.log_metrics.push(Arc::clone(&metrics.store));
+            if opts.bool("enabled") != Some(false) {
+                sources.push(SourceConfig::LogMetrics(metrics));
+            }
+            continue;
+        }
         if opts.bool("enabled") == Some(false) {
             continue;
         }
@@ -302,6 +323,7 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
             sources: &source_names,
             step_handles_errors: decl.on_error.is_some(),
             paths: true,
+            records: true,
         };
         c.begin_step();
         let condition = decl
@@ -373,6 +395,7 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
                 sources: &source_names,
                 step_handles_errors: false,
                 paths: true,
+                records: false,
             };
             let mut closed_at: Option<Span> = None;
             let mut has_else = false;
@@ -635,7 +658,20 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
             .collect(),
         routes: route_texts,
         warnings,
+        log_metrics: c.log_metrics,
     })
+}
+
+/// A `log_metrics` source from its options.
+fn log_metrics_source(name: &str, host_name: &str, opts: &Options) -> LogMetricsConfig {
+    let max_series = opts
+        .count("max_series")
+        .unwrap_or(LogMetricsConfig::DEFAULT_MAX_SERIES);
+    let mut m = LogMetricsConfig::new(name, host_name, max_series);
+    if let Some(d) = opts.duration("every") {
+        m.interval = d;
+    }
+    m
 }
 
 fn number(v: &Value) -> Option<f64> {
@@ -1058,6 +1094,7 @@ fn compile_test(
         sources,
         step_handles_errors: true,
         paths: true,
+        records: false,
     };
     let mut expects = Vec::new();
     for e in &t.expects {
@@ -1097,6 +1134,16 @@ fn compile_test(
                 });
             }
             ast::Expect::Dropped(_) => expects.push(Expectation::Dropped),
+            ast::Expect::Metric {
+                name,
+                labels,
+                value,
+                span,
+            } => {
+                if let Some(e) = super::metric_expect::compile(c, name, labels, value, *span, src) {
+                    expects.push(e);
+                }
+            }
             ast::Expect::Failed(message, span) => {
                 let message = match message.as_ref().map(|e| &e.kind) {
                     Some(ExprKind::Lit(Lit::Str(s))) => Some(s.clone()),

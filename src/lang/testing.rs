@@ -8,7 +8,7 @@ use super::diagnostics::{line_col, Diagnostic};
 use super::environment::Environment;
 use super::eval::{truthy, Ctx};
 use super::program::{Expectation, Program, TestCase};
-use crate::event::{format_rfc3339, Event, Value};
+use crate::event::{format_rfc3339, Event, MetricPoint, Value};
 use crate::pipeline::router::Route;
 
 /// The result of one test.
@@ -129,6 +129,9 @@ pub fn run_source(src: &str, env: &Environment) -> Result<Vec<TestReport>, Vec<D
 
 /// Runs test number `index` of `program`.
 fn run_test(program: &mut Program, index: usize) -> TestReport {
+    for store in &program.log_metrics {
+        store.clear();
+    }
     let test: &TestCase = &program.tests[index];
     let expects_failure = test
         .expects
@@ -191,6 +194,8 @@ fn run_test(program: &mut Program, index: usize) -> TestReport {
                         .unwrap_or_default(),
                     dump(&event)
                 )),
+                // Checked once, after every input.
+                (Expectation::Metric { .. }, _) => {}
                 (_, Fate::Dropped) => failures.push("the event was dropped".into()),
                 (Expectation::Condition(cond, text), _) => {
                     let mut ctx = Ctx::new(&mut event, source);
@@ -223,6 +228,24 @@ fn run_test(program: &mut Program, index: usize) -> TestReport {
                         ));
                     }
                 }
+            }
+        }
+    }
+    let points: Vec<MetricPoint> = program
+        .log_metrics
+        .iter()
+        .flat_map(|store| store.points(0))
+        .collect();
+    for expect in &test.expects {
+        if let Expectation::Metric {
+            name,
+            labels,
+            want,
+            text,
+        } = expect
+        {
+            if let Err(why) = super::metric_expect::check(&points, name, labels, *want) {
+                failures.push(format!("expected `{text}`; {why}"));
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::sources::file::{FileSource, SourceContext};
 use crate::sources::forward::{ForwardSource, ForwardSourceError};
 use crate::sources::host_metrics::HostMetricsSource;
 use crate::sources::journald::JournaldSource;
+use crate::sources::log_metrics::LogMetricsSource;
 use crate::sources::otlp::{OtlpReceiverError, OtlpReceiverSource};
 use crate::sources::prometheus::scrape::ScrapeConfigError;
 use crate::sources::prometheus::PrometheusScrapeSource;
@@ -414,6 +415,9 @@ impl RunningPipeline {
                 }
                 SourceConfig::HostMetrics(host) => {
                     sources.push(HostMetricsSource::new(host.clone(), ctx).spawn())
+                }
+                SourceConfig::LogMetrics(metrics) => {
+                    sources.push(LogMetricsSource::new(metrics.clone(), ctx).spawn())
                 }
                 SourceConfig::PrometheusScrape(scrape) => {
                     match PrometheusScrapeSource::new(scrape.clone(), ctx).spawn() {

@@ -9,6 +9,7 @@ pub mod file;
 pub mod forward;
 pub mod host_metrics;
 pub mod journald;
+pub mod log_metrics;
 pub mod otlp;
 pub mod prometheus;
 pub mod syslog;

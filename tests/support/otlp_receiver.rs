@@ -30,7 +30,10 @@ pub struct Point {
     /// `k=v` pairs, sorted.
     pub labels: Vec<String>,
     pub time_unix_nano: u64,
+    pub start_time_unix_nano: u64,
     pub value: f64,
+    /// A histogram's count, bounds and per-bucket counts.
+    pub histogram: Option<(u64, Vec<f64>, Vec<u64>)>,
 }
 
 impl Point {
@@ -212,12 +215,14 @@ async fn metrics(
         .flat_map(|r| &r.scope_metrics)
         .flat_map(|s| &s.metrics)
     {
-        let mut push = |attrs: &[KeyValue], time: u64, value: f64| {
+        let mut push = |attrs: &[KeyValue], (time, start): (u64, u64), value: f64, histogram| {
             points.push(Point {
                 name: m.name.clone(),
                 labels: labels(attrs),
                 time_unix_nano: time,
+                start_time_unix_nano: start,
                 value,
+                histogram,
             })
         };
         use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as N;
@@ -227,22 +232,23 @@ async fn metrics(
             None => f64::NAN,
         };
         match &m.data {
-            Some(Data::Gauge(g)) => g
-                .data_points
-                .iter()
-                .for_each(|p| push(&p.attributes, p.time_unix_nano, number(&p.value))),
-            Some(Data::Sum(s)) => s
-                .data_points
-                .iter()
-                .for_each(|p| push(&p.attributes, p.time_unix_nano, number(&p.value))),
-            Some(Data::Histogram(h)) => h
-                .data_points
-                .iter()
-                .for_each(|p| push(&p.attributes, p.time_unix_nano, p.sum.unwrap_or(0.0))),
-            Some(Data::Summary(s)) => s
-                .data_points
-                .iter()
-                .for_each(|p| push(&p.attributes, p.time_unix_nano, p.sum)),
+            Some(Data::Gauge(g)) => g.data_points.iter().for_each(|p| {
+                let times = (p.time_unix_nano, p.start_time_unix_nano);
+                push(&p.attributes, times, number(&p.value), None)
+            }),
+            Some(Data::Sum(s)) => s.data_points.iter().for_each(|p| {
+                let times = (p.time_unix_nano, p.start_time_unix_nano);
+                push(&p.attributes, times, number(&p.value), None)
+            }),
+            Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| {
+                let times = (p.time_unix_nano, p.start_time_unix_nano);
+                let shape = (p.count, p.explicit_bounds.clone(), p.bucket_counts.clone());
+                push(&p.attributes, times, p.sum.unwrap_or(0.0), Some(shape))
+            }),
+            Some(Data::Summary(s)) => s.data_points.iter().for_each(|p| {
+                let times = (p.time_unix_nano, p.start_time_unix_nano);
+                push(&p.attributes, times, p.sum, None)
+            }),
             _ => {}
         }
     }

@@ -58,7 +58,14 @@ pub fn stringify(v: &Value) -> String {
 }
 
 pub fn to_string(args: &[Value], _: &Prepared) -> Result<Value, String> {
-    Ok(Value::String(stringify(&args[0]).into()))
+    use compact_str::ToCompactString;
+    // Strings and integers (label values, per event) without a heap
+    // allocation when short; the rest as `stringify` writes them.
+    Ok(Value::String(match &args[0] {
+        Value::String(s) => s.clone(),
+        Value::Int(i) => i.to_compact_string(),
+        v => stringify(v).into(),
+    }))
 }
 
 pub fn to_bool(args: &[Value], _: &Prepared) -> Result<Value, String> {
@@ -280,6 +287,13 @@ mod tests {
         assert_eq!(one(to_bool, Value::from("Yes")), Ok(Value::Bool(true)));
         assert!(one(to_bool, Value::from("maybe")).is_err());
         assert_eq!(one(to_string, Value::Int(7)), Ok(Value::from("7")));
+        for i in [i64::MIN, -1, 0, 200, i64::MAX] {
+            assert_eq!(
+                one(to_string, Value::Int(i)),
+                Ok(Value::from(i.to_string().as_str()))
+            );
+        }
+        assert_eq!(one(to_string, Value::from("GET")), Ok(Value::from("GET")));
     }
 
     #[test]

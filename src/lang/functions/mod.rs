@@ -166,6 +166,27 @@ pub static SPECIAL: &[SpecialForm] = &[
         fallible: false,
         doc: "The map or array with only the elements for which the closure yields `true` (it must yield a boolean). Parameters as for `map_values`.",
     },
+    SpecialForm {
+        name: "count",
+        params: "source: a log_metrics source, name: string literal, [labels: map of strings], [by: number]",
+        returns: Ty::NULL,
+        fallible: false,
+        doc: "Adds `by` (default 1) to the counter `name` with these labels in a `log_metrics` source; only in steps. Fails only when `by` may not be a number or a label value not a string.",
+    },
+    SpecialForm {
+        name: "observe",
+        params: "source: a log_metrics source, name: string literal, value: number, [labels: map of strings], [buckets: increasing number literals]",
+        returns: Ty::NULL,
+        fallible: false,
+        doc: "Records `value` in the histogram `name` (explicit buckets, upper bounds inclusive; Prometheus' defaults when none are given) of a `log_metrics` source; only in steps. Fails only when the value may not be a number or a label value not a string.",
+    },
+    SpecialForm {
+        name: "set_gauge",
+        params: "source: a log_metrics source, name: string literal, value: number, [labels: map of strings]",
+        returns: Ty::NULL,
+        fallible: false,
+        doc: "Sets the gauge `name` with these labels of a `log_metrics` source to `value` (the last value of an interval is shipped); only in steps. Fails only when the value may not be a number or a label value not a string.",
+    },
 ];
 
 const S: Ty = Ty::TEXT;
@@ -234,7 +255,8 @@ pub fn lookup(name: &str) -> Option<&'static Function> {
     FUNCTIONS.iter().find(|f| f.name == name)
 }
 
-/// Every function name, special forms included (for "did you mean").
+/// Every function name, special forms and metric emission included (for
+/// "did you mean", and the reference documents each).
 pub fn names() -> impl Iterator<Item = &'static str> {
     FUNCTIONS
         .iter()
