@@ -443,3 +443,49 @@ fn binary_message_is_delivered_lossily_and_counted() {
         1
     );
 }
+
+/// Journal events carry their source's name into the pipeline: a step
+/// `on` that source runs on them and a route `source == NAME` matches
+/// (they once entered nameless, so both silently passed them by).
+#[test]
+fn steps_on_the_journald_source_and_routes_by_its_name_apply_to_its_events() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    let written = entries("named", 5, Some("nginx.service"));
+    append_journal(&journal, &written);
+    let receiver = http_receiver(&rt, always_accept());
+    let pipeline = dir.path().join("named.ship");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "source sys = journald {{ directory = \"{}\", read_from = \"beginning\" }}\n\
+             sink o2 = openobserve {{ url = env(\"OPENOBSERVE_URL\") ?? \"http://127.0.0.1:9\" }}\n\
+             sink console = console {{}}\n\
+             step mark on sys {{\n  .attributes.seen_by = \"mark\"\n}}\n\
+             route {{\n  source == sys => o2 stream \"from_sys\"\n  else => console\n}}\n",
+            journal.display()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("OPENOBSERVE_URL", receiver.url()),
+        (
+            "SHIPD_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+    ];
+    let shipd = Shipd::start_with_args(
+        &["--config", &pipeline.display().to_string()],
+        &env,
+        &dir.path().join("shipd.log"),
+    );
+    settle(&receiver, written.len(), &shipd);
+    let got = delivered(&receiver);
+    assert_exactly_once(&got, &bodies_of(&written));
+    for d in &got {
+        assert_eq!(d.attr_str("seen_by"), Some("mark"), "{d:?}");
+    }
+    shipd.terminate();
+}

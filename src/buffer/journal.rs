@@ -172,6 +172,9 @@ impl RamJournal {
 pub struct JournaledSender {
     out: BatchSender,
     journal: Option<SharedJournal>,
+    /// The source's name, given to a batch that has none (routes test
+    /// `source == NAME`; journaled batches keep it for replay).
+    source: Arc<str>,
 }
 
 /// A journal shared by the clones of a [`JournaledSender`].
@@ -188,13 +191,25 @@ pub enum NotSent {
 
 impl JournaledSender {
     pub fn new(out: BatchSender, journal: Option<SharedJournal>) -> Self {
-        JournaledSender { out, journal }
+        JournaledSender {
+            out,
+            journal,
+            source: Arc::from(""),
+        }
+    }
+
+    /// The same sender naming the batches of source `name` that come
+    /// without a name.
+    pub fn named(mut self, name: &str) -> Self {
+        self.source = Arc::from(name);
+        self
     }
 
     /// Journals `batch` (when this sender has a journal), returning the
     /// token that gives it up. Blocks on encoding and writing: call it from
     /// `spawn_blocking` for a large batch.
     pub fn journal(&self, batch: &mut EventBatch) -> Option<AckToken> {
+        self.name(batch);
         let journal = self.journal.as_ref()?;
         journal.lock().unwrap_or_else(|p| p.into_inner()).add(batch)
     }
@@ -217,10 +232,11 @@ impl JournaledSender {
     /// giving up after `wait` like [`send_within`](Self::send_within).
     pub async fn send_journaled_within(
         &self,
-        batch: EventBatch,
+        mut batch: EventBatch,
         token: Option<AckToken>,
         wait: Duration,
     ) -> Result<(), NotSent> {
+        self.name(&mut batch);
         let n = batch.len();
         match tokio::time::timeout(wait, self.out.send_batch(batch)).await {
             Ok(Ok(())) => Ok(()),
@@ -231,6 +247,14 @@ impl JournaledSender {
                 }
                 Err(NotSent::Full)
             }
+        }
+    }
+}
+
+impl JournaledSender {
+    fn name(&self, batch: &mut EventBatch) {
+        if batch.source.is_empty() {
+            batch.source = Arc::clone(&self.source);
         }
     }
 }
@@ -417,6 +441,26 @@ mod tests {
             sent
         });
         (journal, sent)
+    }
+
+    #[test]
+    fn a_nameless_batch_is_sent_and_journaled_under_its_sources_name() {
+        let Some(dir) = shm_dir() else { return };
+        let (journal, _) = RamJournal::open(dir.path(), "node", BUDGET).unwrap();
+        let (tx, mut rx) = crate::pipeline::channel::batch_channel(1 << 30);
+        let sender = JournaledSender::new(tx, Some(Arc::new(Mutex::new(journal)))).named("node");
+        let mut nameless = batch(&[1.0]);
+        nameless.source = Arc::from("");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(sender.send(nameless)).unwrap();
+        let sent = rx.try_recv().map(|b| b.item.source.to_string());
+        assert_eq!(sent.ok().as_deref(), Some("node"));
+        // A crash now: the journaled copy comes back with the name too.
+        let (_, recovered) = open(dir.path());
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(&*recovered[0].source, "node");
     }
 
     fn batch(values: &[f64]) -> EventBatch {

@@ -398,7 +398,8 @@ impl RunningPipeline {
                 &events_tx,
                 &mut sources,
                 &mut journals,
-            );
+            )
+            .named(source.name());
             let ctx = SourceContext {
                 unreplayable,
                 out: events_tx.clone(),

@@ -457,7 +457,8 @@ impl JournaldSource {
         if pending.records.is_empty() {
             return true;
         }
-        let mut batch = EventBatch::with_capacity(pending.records.len());
+        let source: Arc<str> = Arc::from(self.cfg.name.as_str());
+        let mut batch = EventBatch::from_source(&source, pending.records.len());
         for mut record in pending.records {
             record.ack = ack.clone();
             batch.push(Event::Log(record));
