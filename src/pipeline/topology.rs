@@ -185,6 +185,7 @@ pub async fn run_with(
                     Ok(new) => {
                         running = Some(new);
                         view.reloaded();
+                        crate::memory::note_started();
                         let _ = apply.reply.send(Ok(()));
                     }
                     Err(e) => {
