@@ -156,6 +156,14 @@ pub async fn run_with(
     let mut running = Some(RunningPipeline::start(cfg, &checkpointer, &view)?);
     let checkpoints = tokio::spawn(Arc::clone(&checkpointer).run(stop_background.clone()));
     crate::control::systemd::ready();
+    // Loading and starting are done: their code need not stay resident
+    // (the heap releaser sheds again once the first collections and
+    // requests have run).
+    tokio::task::spawn_blocking(|| {
+        if let Err(e) = crate::memory::shed_program_text() {
+            tracing::debug!(error = %e, "program text not shed");
+        }
+    });
     let _watchdog = crate::control::systemd::spawn_watchdog(stop_background.clone());
 
     tokio::pin!(shutdown);
