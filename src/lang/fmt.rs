@@ -408,6 +408,39 @@ fn breaks(src: &str, tokens: &[Token]) -> Option<BTreeSet<usize>> {
 
 /// Formats `src`; refuses text that does not lex.
 pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
+    let out = format_with(src, true)?;
+    // Leaving out a line-ending `;` must not change what the file says (a
+    // `;` before a word the previous statement could take, as in
+    // `x;on(...)`): when it would, the `;` stay.
+    let (before, errors) = super::parse::parse(src);
+    if errors.is_empty() {
+        let (after, errors) = super::parse::parse(&out);
+        if !errors.is_empty() || without_spans(&after) != without_spans(&before) {
+            return format_with(src, false);
+        }
+    }
+    Ok(out)
+}
+
+/// A file's syntax tree as text, its positions left out.
+fn without_spans(file: &File) -> String {
+    let text = format!("{file:?}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("Span { start: ") {
+        out.push_str(&rest[..at]);
+        match rest[at..].find('}') {
+            Some(end) => rest = &rest[at + end + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn format_with(src: &str, drop_semicolons: bool) -> Result<String, Vec<Diagnostic>> {
     let (tokens, errors) = lex(src);
     if !errors.is_empty() {
         return Err(errors);
@@ -422,7 +455,7 @@ pub fn format(src: &str) -> Result<String, Vec<Diagnostic>> {
     };
     // In a file that parses, a `;` that ends a line only repeats the line
     // break: the canonical text leaves it out.
-    let parses = forced.is_some();
+    let parses = drop_semicolons && forced.is_some();
     let forced = forced.unwrap_or_default();
     let line_of = |pos: usize| {
         src.as_bytes()[..pos.min(src.len())]
@@ -581,6 +614,14 @@ mod tests {
         let want = "source a = files {\n  include = [\"/x\"]\n  read_from = \"end\"\n\n  poll_interval = 1s\n}\n";
         let got = format(src).unwrap();
         assert_eq!(got, want);
+        assert_eq!(format(&got).unwrap(), got, "idempotent");
+    }
+
+    #[test]
+    fn a_semicolon_whose_removal_would_change_the_meaning_stays() {
+        let src = "step s {\n  .f = parse_js;on(.message)\n}\n";
+        let got = format(src).unwrap();
+        assert!(got.contains("parse_js;\n"), "{got}");
         assert_eq!(format(&got).unwrap(), got, "idempotent");
     }
 
