@@ -79,6 +79,37 @@ fn raw_backlog_is_delivered_measured_and_comparable() {
     let idle: Value = serde_json::from_str(&std::fs::read_to_string(&again).unwrap()).unwrap();
     assert_eq!(idle["scenarios"][0]["name"], "idle");
     assert!(idle["scenarios"][0]["steady_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        idle["scenarios"][0]["wakeups_per_minute"].as_f64().unwrap() > 0.0,
+        "an idle agent still wakes for its timers: {stdout}"
+    );
+}
+
+#[test]
+fn json_backlog_is_parsed_and_every_line_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let out = shipctl_bench(&[
+        "--scenario",
+        "json",
+        "--mb",
+        "1",
+        "--json",
+        &json.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let run = &report["scenarios"][0];
+    assert_eq!(run["name"], "json");
+    let notes = run["notes"].as_str().unwrap();
+    let lines: u64 = notes.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(lines > 5_000, "1 MB is over 5,000 JSON lines: {notes}");
+    assert_eq!(run["events"].as_u64(), Some(lines), "{stdout}");
 }
 
 #[test]

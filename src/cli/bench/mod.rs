@@ -22,7 +22,7 @@ pub struct BenchArgs {
     /// The shipd binary to measure (default: the shipd next to shipctl).
     #[arg(long)]
     pub shipd: Option<PathBuf>,
-    /// Run only these scenarios (repeatable): raw, nginx, files2000,
+    /// Run only these scenarios (repeatable): raw, nginx, json, files2000,
     /// journald, idle, burst.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,

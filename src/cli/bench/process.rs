@@ -1,8 +1,10 @@
 //! The measured agent process: spawns `shipd`, samples its resident memory
-//! while it runs, and reads CPU time (`/proc/PID/stat`), peak memory
-//! (`/proc/PID/status` VmHWM) and bytes written (`/proc/PID/io`). It stops
-//! the agent with SIGTERM; it never measures any other process.
+//! and its threads' wake-ups while it runs, and reads CPU time
+//! (`/proc/PID/stat`), peak memory (`/proc/PID/status` VmHWM) and bytes
+//! written (`/proc/PID/io`). It stops the agent with SIGTERM; it never
+//! measures any other process.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +28,7 @@ pub struct ProcSnapshot {
 pub struct Agent {
     child: Child,
     samples: Arc<Mutex<Vec<(Duration, u64)>>>,
+    wakeups: Arc<Mutex<ThreadWakeups>>,
     stop_sampler: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<()>>,
     pub started: Instant,
@@ -63,9 +66,14 @@ impl Agent {
         let child = cmd.spawn()?;
         let pid = child.id();
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let wakeups = Arc::new(Mutex::new(ThreadWakeups::default()));
         let stop_sampler = Arc::new(AtomicBool::new(false));
         let sampler = {
-            let (samples, stop) = (Arc::clone(&samples), Arc::clone(&stop_sampler));
+            let (samples, wakeups, stop) = (
+                Arc::clone(&samples),
+                Arc::clone(&wakeups),
+                Arc::clone(&stop_sampler),
+            );
             std::thread::Builder::new()
                 .name("bench-rss-sampler".into())
                 .spawn(move || {
@@ -75,13 +83,17 @@ impl Agent {
                                 v.push((started.elapsed(), s.rss));
                             }
                         }
-                        std::thread::sleep(Duration::from_millis(250));
+                        if let Ok(mut w) = wakeups.lock() {
+                            w.sample(pid);
+                        }
+                        std::thread::sleep(SAMPLE_INTERVAL);
                     }
                 })?
         };
         Ok(Agent {
             child,
             samples,
+            wakeups,
             stop_sampler,
             sampler: Some(sampler),
             started,
@@ -100,6 +112,18 @@ impl Agent {
             )));
         }
         snapshot(self.child.id())
+    }
+
+    /// Wake-ups of all the agent's threads so far: read now, plus what
+    /// threads that have exited had at their last sample.
+    pub fn wakeups(&self) -> u64 {
+        match self.wakeups.lock() {
+            Ok(mut w) => {
+                w.sample(self.child.id());
+                w.total()
+            }
+            Err(_) => 0,
+        }
     }
 
     /// Median resident set of the samples taken after `from` (since start).
@@ -145,6 +169,40 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// How often memory and wake-ups are sampled.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The voluntary context switches of every thread of a process, by thread
+/// id: each is one time a thread went to sleep and was woken again. Kept
+/// per thread because a thread's count leaves `/proc` with it; a thread
+/// that lives less than [`SAMPLE_INTERVAL`] between samples is missed.
+#[derive(Debug, Default)]
+struct ThreadWakeups {
+    by_thread: HashMap<u32, u64>,
+}
+
+impl ThreadWakeups {
+    fn sample(&mut self, pid: u32) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return;
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+                let n = field(&status, "voluntary_ctxt_switches:");
+                let seen = self.by_thread.entry(tid).or_default();
+                *seen = (*seen).max(n);
+            }
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.by_thread.values().sum()
     }
 }
 
@@ -197,6 +255,18 @@ mod tests {
         let burn: u64 = (0..20_000_000u64).fold(0, |a, b| a ^ b.wrapping_mul(31));
         std::hint::black_box(burn);
         assert!(snapshot(std::process::id()).unwrap().cpu_seconds >= s.cpu_seconds);
+    }
+
+    #[test]
+    fn own_threads_wake_ups_are_counted_and_grow() {
+        let mut w = ThreadWakeups::default();
+        w.sample(std::process::id());
+        let before = w.total();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        w.sample(std::process::id());
+        assert!(w.total() >= before + 5, "{} -> {}", before, w.total());
     }
 
     #[test]

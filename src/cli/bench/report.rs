@@ -29,6 +29,10 @@ pub struct ScenarioResult {
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
     pub latency_samples: usize,
+    /// Times per minute the agent's threads were woken (voluntary context
+    /// switches over the window; timed scenarios).
+    #[serde(default)]
+    pub wakeups_per_minute: Option<f64>,
     /// Scenario-specific facts (backlog left, rates offered).
     pub notes: String,
 }
@@ -89,13 +93,14 @@ impl Report {
         )?;
         writeln!(
             out,
-            "{:<12} {:>10} {:>9} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8}",
+            "{:<12} {:>10} {:>9} {:>8} {:>8} {:>9} {:>8} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8}",
             "scenario",
             "events/s",
             "MB/s",
             "MB/s/core",
             "CPU s/GB",
             "CPU %",
+            "wake/min",
             "peak MiB",
             "RSS MiB",
             "disk KB",
@@ -106,13 +111,14 @@ impl Report {
         for s in &self.scenarios {
             writeln!(
                 out,
-                "{:<12} {:>10.0} {:>9.1} {:>8} {:>8} {:>9.2} {:>7.1} {:>8.1} {:>8.0} {:>9.1} {:>8} {:>8}",
+                "{:<12} {:>10.0} {:>9.1} {:>8} {:>8} {:>9.3} {:>8} {:>7.1} {:>8.1} {:>8.0} {:>9.1} {:>8} {:>8}",
                 s.name,
                 s.events_per_second(),
                 s.mb_per_second(),
                 opt(s.mb_per_core_second(), 1),
                 opt(s.cpu_seconds_per_gb(), 1),
                 s.cpu_percent(),
+                opt(s.wakeups_per_minute, 0),
                 s.peak_rss_bytes as f64 / MIB,
                 s.steady_rss_bytes as f64 / MIB,
                 s.disk_write_bytes as f64 / 1000.0,
@@ -135,7 +141,7 @@ impl Report {
                 writeln!(out, "  {}: not in the old run", new.name)?;
                 continue;
             };
-            let figures: [(&str, Option<f64>, Option<f64>); 7] = [
+            let figures: [(&str, Option<f64>, Option<f64>); 8] = [
                 (
                     "MB/s",
                     Some(before.mb_per_second()),
@@ -147,6 +153,11 @@ impl Report {
                     new.mb_per_core_second(),
                 ),
                 ("CPU %", Some(before.cpu_percent()), Some(new.cpu_percent())),
+                (
+                    "wake/min",
+                    before.wakeups_per_minute,
+                    new.wakeups_per_minute,
+                ),
                 (
                     "peak MiB",
                     Some(before.peak_rss_bytes as f64 / MIB),

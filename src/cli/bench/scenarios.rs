@@ -1,4 +1,4 @@
-//! The six end-to-end scenarios. Each prepares its workload in a fresh
+//! The seven end-to-end scenarios. Each prepares its workload in a fresh
 //! directory, starts a receiver and the agent, drives the load, and returns
 //! what it measured. Scenarios never share state; they only report, they do
 //! not judge against the goals.
@@ -15,7 +15,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Every scenario name, in run order.
-pub const ALL: [&str; 6] = ["raw", "nginx", "files2000", "journald", "idle", "burst"];
+pub const ALL: [&str; 7] = [
+    "raw",
+    "nginx",
+    "json",
+    "files2000",
+    "journald",
+    "idle",
+    "burst",
+];
 
 /// Longest wait for a backlog to be delivered before the run is cut short.
 const BACKLOG_TIMEOUT: Duration = Duration::from_secs(300);
@@ -31,6 +39,7 @@ pub fn run(name: &str, s: &Settings, dir: &Path) -> Result<ScenarioResult, Bench
     let mut result = match name {
         "raw" => backlog(s, dir, Parse::Raw)?,
         "nginx" => backlog(s, dir, Parse::Nginx)?,
+        "json" => backlog(s, dir, Parse::Json)?,
         "files2000" => many_files(s, dir)?,
         "journald" => journald(s, dir)?,
         "idle" => idle(s, dir)?,
@@ -45,6 +54,7 @@ pub fn run(name: &str, s: &Settings, dir: &Path) -> Result<ScenarioResult, Bench
 enum Parse {
     Raw,
     Nginx,
+    Json,
 }
 
 /// The pipeline every file scenario runs: `lines` from the workload globs,
@@ -63,10 +73,20 @@ step parse on lines {
 }
 "#
         }
+        Parse::Json => {
+            r#"
+step parse on lines {
+  .app = parse_json!(.message)
+  .level = .app.level ?? "info"
+  del(.message)
+}
+"#
+        }
     };
     let routes = match parse {
         Parse::Raw => "  else => o2 stream \"raw\"\n",
         Parse::Nginx => "  .level == \"error\" => o2 stream \"nginx_errors\"\n  else => o2 stream \"nginx_access\"\n",
+        Parse::Json => "  .level == \"error\" => o2 stream \"app_errors\"\n  else => o2 stream \"app\"\n",
     };
     format!(
         r#"settings {{
@@ -183,15 +203,20 @@ impl Drop for Writer {
     }
 }
 
-/// Writes about `mb` MB of nginx lines to `path`; returns (lines, bytes).
-fn write_corpus(path: &Path, mb: u64) -> Result<(u64, u64), BenchError> {
+/// Writes about `mb` MB of nginx lines (JSON application lines for
+/// [`Parse::Json`]) to `path`; returns (lines, bytes).
+fn write_corpus(path: &Path, mb: u64, parse: Parse) -> Result<(u64, u64), BenchError> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut gen = NginxLines::new(0x5eed);
     let (mut lines, mut bytes) = (0u64, 0u64);
     let mut line = String::new();
     while bytes < mb * 1_000_000 {
         line.clear();
-        gen.next_line(&mut line);
+        if parse == Parse::Json {
+            json_app_line(&mut gen, (lines % 20) as usize, None, &mut line);
+        } else {
+            gen.next_line(&mut line);
+        }
         line.push('\n');
         out.write_all(line.as_bytes())?;
         lines += 1;
@@ -229,11 +254,12 @@ fn latencies(receiver: &Receiver, result: &mut ScenarioResult) {
     result.latency_p99_ms = percentile_ms(&mut l, 99.0);
 }
 
-/// (1) and (2): a corpus of nginx lines read from the beginning, shipped
-/// raw or parsed and routed to two streams; done when all arrived.
+/// (1), (2) and (3): a corpus of nginx lines read from the beginning,
+/// shipped raw or parsed and routed to two streams, or of JSON application
+/// lines parsed and routed; done when all arrived.
 fn backlog(s: &Settings, dir: &Path, parse: Parse) -> Result<ScenarioResult, BenchError> {
     std::fs::create_dir_all(dir.join("logs"))?;
-    let (lines, bytes) = write_corpus(&dir.join("logs/access.log"), s.mb)?;
+    let (lines, bytes) = write_corpus(&dir.join("logs/access.log"), s.mb, parse)?;
     let receiver = Receiver::start(None)?;
     let include = dir.join("logs/*.log");
     let pipeline = write_pipeline(
@@ -295,7 +321,7 @@ fn backlog_result(
     Ok(r)
 }
 
-/// (3) 2,000 files, one JSON line per file per second, every line a probe.
+/// (4) 2,000 files, one JSON line per file per second, every line a probe.
 fn many_files(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
     const FILES: usize = 2000;
     let logs = dir.join("logs");
@@ -373,7 +399,7 @@ fn journal_remote() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-/// (4) a journal written by systemd-journal-remote, read through
+/// (5) a journal written by systemd-journal-remote, read through
 /// `journalctl --directory` from the beginning; done when all arrived.
 fn journald(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
     let remote = journal_remote().ok_or(BenchError::Missing("systemd-journal-remote"))?;
@@ -436,7 +462,7 @@ route {{
     )
 }
 
-/// (5) the embedded default pipeline (one idle tailed file, host metrics
+/// (6) the embedded default pipeline (one idle tailed file, host metrics
 /// every 15 s, OpenObserve sink) doing nothing else.
 fn idle(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
     let logs = dir.join("logs");
@@ -454,11 +480,14 @@ fn idle(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
     let mut agent = Agent::start_default(&s.shipd, &env, &dir.join("shipd.log"))?;
     std::thread::sleep(WARMUP);
     let before = agent.snapshot()?;
+    let wakeups_before = agent.wakeups();
     let window = s.duration.unwrap_or(Duration::from_secs(60));
     let started = Instant::now();
     std::thread::sleep(window);
     let after = agent.snapshot()?;
+    let wakeups = agent.wakeups().saturating_sub(wakeups_before);
     let r = ScenarioResult {
+        wakeups_per_minute: Some(wakeups as f64 * 60.0 / started.elapsed().as_secs_f64()),
         events: 0,
         input_bytes: 0,
         wall_seconds: started.elapsed().as_secs_f64(),
@@ -477,7 +506,7 @@ fn idle(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
     Ok(r)
 }
 
-/// (6) lines offered at 5× what the (throttled) receiver accepts: memory
+/// (7) lines offered at 5× what the (throttled) receiver accepts: memory
 /// must stay bounded while the file source falls behind (backpressure).
 fn burst(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
     let logs = dir.join("logs");
