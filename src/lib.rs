@@ -34,6 +34,7 @@ pub mod config;
 pub mod control;
 pub mod credentials;
 pub mod event;
+pub mod fs_kind;
 pub mod lang;
 pub mod logging;
 pub mod memory;

@@ -29,10 +29,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// statfs magic numbers of RAM-backed file systems.
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-const RAMFS_MAGIC: i64 = 0x8584_58f6;
-
 /// The journal cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -49,27 +45,6 @@ pub struct RamJournal {
     next_seq: u64,
     source: String,
     write_errors: Metric,
-}
-
-/// Whether `dir` (or its nearest existing ancestor) lives in RAM.
-pub(crate) fn in_ram(dir: &Path) -> io::Result<bool> {
-    let existing = dir
-        .ancestors()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| Path::new("/"));
-    let stat = rustix::fs::statfs(existing)?;
-    let kind = stat.f_type as i64;
-    Ok(kind == TMPFS_MAGIC || kind == RAMFS_MAGIC)
-}
-
-/// Creates `dir` when it would live in RAM; `Ok(false)`, creating nothing,
-/// when it would wear the storage instead.
-pub(crate) fn prepare_ram_dir(dir: &Path) -> io::Result<bool> {
-    if !in_ram(dir)? {
-        return Ok(false);
-    }
-    std::fs::create_dir_all(dir)?;
-    Ok(true)
 }
 
 fn seq_of(path: &Path) -> Option<u64> {
@@ -95,7 +70,7 @@ impl RamJournal {
             path: dir.clone(),
             source,
         };
-        if !prepare_ram_dir(&dir).map_err(err)? {
+        if !crate::fs_kind::prepare_ram_dir(&dir).map_err(err)? {
             return Err(JournalError::NotInRam { path: dir });
         }
         let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
@@ -586,7 +561,7 @@ mod tests {
     #[test]
     fn a_directory_on_disk_is_refused() {
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
-        if in_ram(dir.path()).unwrap() {
+        if crate::fs_kind::in_ram(dir.path()).unwrap() {
             return;
         }
         let err = RamJournal::open(dir.path(), "node", BUDGET).unwrap_err();

@@ -116,7 +116,7 @@ pub static KINDS: &[KindSpec] = &[
             o("read_from", OptTy::Choice(&["beginning", "end"]), "start of files without a checkpoint at the source's first start (default end)"),
             o("max_open_files", OptTy::Int, "descriptors held open at most (and at most half the process's descriptor limit); more files are read in turns (default 256)").within(OptRange::int(1, 65_536)),
             o("max_line_bytes", OptTy::Size, "longer lines are truncated and marked (default 256KiB)").within(OptRange::size(KIB, 64 * MIB)),
-            o("poll_interval", OptTy::Duration, "re-check every file this often besides inotify (default 1s)").within(OptRange::duration(ms(10), hours(1))),
+            o("poll_interval", OptTy::Duration, "re-check every file this often besides inotify (default 1s; with inotify watching every directory on a local file system, with each re-glob)").within(OptRange::duration(ms(10), hours(1))),
             o("glob_interval", OptTy::Duration, "re-scan the globs this often besides inotify (default 10s)").within(OptRange::duration(ms(100), days(1))),
             o("rotate_wait", OptTy::Duration, "how long a rotated-away file is still read (default 30s)").within(OptRange::duration(ms(100), days(1))),
             o("read_compressed", OptTy::Bool, "read *.gz files the globs match (default false)"),

@@ -673,7 +673,7 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         // A directory on disk (the build directory, never tmpfs here).
         let not_ram = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
-        assert!(!crate::buffer::journal::in_ram(not_ram.path()).unwrap());
+        assert!(!crate::fs_kind::in_ram(not_ram.path()).unwrap());
         let settings = with_ram(not_ram.path(), Duration::from_millis(400));
         let cp = Checkpointer::open(data.path(), &settings).unwrap();
         let k = key("files|1:2");

@@ -117,7 +117,7 @@ fn load_disk(path: &Path) -> Result<(SlotFile, DiskCopy), CheckpointError> {
 /// data directory, a later run without the RAM copy) it is removed.
 fn open_ram_copy(dir: &Path, disk: &DiskCopy) -> RamCopy {
     let path = dir.join(FILE_NAME);
-    match crate::buffer::journal::prepare_ram_dir(dir) {
+    match crate::fs_kind::prepare_ram_dir(dir) {
         Ok(true) => {}
         Ok(false) => {
             return RamCopy::Off(format!(

@@ -12,8 +12,10 @@
 //! or the aggregator.
 //!
 //! Files are found by globbing at start, on inotify events ([`watch`]) and
-//! every `glob_interval`; each is re-checked (one `fstat`) every
-//! `poll_interval` and at once when inotify reports it changed. A file no
+//! every `glob_interval`; each is re-checked (one `fstat`) at once when
+//! inotify reports it changed, and every `poll_interval` — or only with
+//! each re-glob when inotify watches every directory on a local file system
+//! (it then sees every write; the re-check is a safety net). A file no
 //! glob matches any more (renamed away, deleted) is read to its end through
 //! its open descriptor and released once idle, or after `rotate_wait`. A
 //! file that shrank below the read position was truncated (copytruncate):
@@ -290,10 +292,7 @@ impl FileSource {
 
     fn run(mut self) {
         let handle = tokio::runtime::Handle::current();
-        for pattern in self.cfg.include.clone() {
-            let (root, recursive) = watch::watch_root(&pattern);
-            self.watcher.watch(&root, recursive);
-        }
+        self.watch_roots();
         self.load_known_fingerprints();
         // `read_from = end` is for the first start only: files unknown to a
         // source that ran before appeared while it was down, so they are read
@@ -303,7 +302,7 @@ impl FileSource {
         self.resume_rotated_while_down();
         // Said after the first scan: a file created from now on is new to the
         // source and read from its beginning, whatever `read_from` says.
-        tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.cfg.poll_interval, max_open_files = self.pressure.budget(), "file source started");
+        tracing::info!(source = %self.cfg.name, inotify = self.watcher.is_active(), poll_interval = ?self.poll_interval(), max_open_files = self.pressure.budget(), "file source started");
         let mut last_scan = Instant::now();
         let mut rescan = false;
         let mut last_poll = Instant::now();
@@ -312,11 +311,12 @@ impl FileSource {
             if (rescan && now.duration_since(last_scan) >= RESCAN_DEBOUNCE)
                 || now.duration_since(last_scan) >= self.cfg.glob_interval
             {
+                self.watch_roots();
                 self.scan(false);
                 last_scan = now;
                 rescan = false;
             }
-            if now.duration_since(last_poll) >= self.cfg.poll_interval {
+            if now.duration_since(last_poll) >= self.poll_interval() {
                 for f in &mut self.files {
                     f.due = true;
                 }
@@ -495,11 +495,32 @@ impl FileSource {
         size.is_none_or(|s| offset <= s).then_some(offset)
     }
 
+    /// Watches the directory each include glob starts from (again at each
+    /// re-glob, for those that did not exist yet).
+    fn watch_roots(&mut self) {
+        for pattern in &self.cfg.include {
+            let (root, recursive) = watch::watch_root(pattern);
+            self.watcher.watch(&root, recursive);
+        }
+    }
+
+    /// How often every file is re-checked without a wake-up: `poll_interval`,
+    /// or with the re-glob when inotify sees every change in every directory
+    /// (then the re-check only guards against a missed event, and an idle
+    /// agent does not wake every second per source).
+    fn poll_interval(&self) -> Duration {
+        if self.watcher.sees_every_change() {
+            self.cfg.poll_interval.max(self.cfg.glob_interval)
+        } else {
+            self.cfg.poll_interval
+        }
+    }
+
     /// How long the loop may sleep: until the next poll, re-glob or
     /// multiline timeout.
     fn next_wake(&self, last_poll: Instant, last_scan: Instant, rescan: bool) -> Duration {
         let now = Instant::now();
-        let mut wake = (last_poll + self.cfg.poll_interval).min(last_scan + self.cfg.glob_interval);
+        let mut wake = (last_poll + self.poll_interval()).min(last_scan + self.cfg.glob_interval);
         if rescan {
             wake = wake.min(last_scan + RESCAN_DEBOUNCE);
         }

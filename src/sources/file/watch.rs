@@ -2,9 +2,11 @@
 //! directories its globs and followed symlinks live in, plus a stop signal.
 //!
 //! Events are hints, never the truth: the source still re-stats its files
-//! every poll interval and re-globs every glob interval, because inotify
-//! misses events on some filesystems (overlayfs, NFS) and watch limits run
-//! out. This module never reads files.
+//! and re-globs now and then, because inotify misses events on some
+//! filesystems (overlayfs, NFS) and watch limits run out. Whether every
+//! directory asked for is watched on a file system where inotify sees every
+//! change ([`ChangeWatcher::sees_every_change`]) decides how often. This
+//! module never reads files.
 
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
@@ -38,6 +40,10 @@ pub struct Changes {
 pub struct ChangeWatcher {
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
+    /// Directories asked for whose changes inotify may miss: missing (not
+    /// watchable yet), refused (watch limit), or on a file system where
+    /// inotify sees only local writes.
+    blind: HashSet<PathBuf>,
     rx: Receiver<Wake>,
     tx: Sender<Wake>,
 }
@@ -91,6 +97,7 @@ impl ChangeWatcher {
         ChangeWatcher {
             watcher,
             watched: HashSet::new(),
+            blind: HashSet::new(),
             rx,
             tx,
         }
@@ -106,7 +113,11 @@ impl ChangeWatcher {
         let Some(watcher) = &mut self.watcher else {
             return;
         };
-        if self.watched.contains(dir) || !dir.is_dir() {
+        if self.watched.contains(dir) {
+            return;
+        }
+        if !dir.is_dir() {
+            self.blind.insert(dir.to_path_buf());
             return;
         }
         let mode = if recursive {
@@ -117,8 +128,14 @@ impl ChangeWatcher {
         match watcher.watch(dir, mode) {
             Ok(()) => {
                 self.watched.insert(dir.to_path_buf());
+                if crate::fs_kind::inotify_sees_every_change(dir) {
+                    self.blind.remove(dir);
+                } else {
+                    self.blind.insert(dir.to_path_buf());
+                }
             }
             Err(e) => {
+                self.blind.insert(dir.to_path_buf());
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; polling it");
             }
         }
@@ -126,6 +143,12 @@ impl ChangeWatcher {
 
     pub fn is_active(&self) -> bool {
         self.watcher.is_some() && !self.watched.is_empty()
+    }
+
+    /// Whether inotify reports every change in every directory asked for,
+    /// so that polling is only a safety net.
+    pub fn sees_every_change(&self) -> bool {
+        self.is_active() && self.blind.is_empty()
     }
 
     /// Waits up to `timeout` for a first wake-up, then collects every
@@ -223,6 +246,27 @@ mod tests {
         }
         assert!(seen.layout, "creation seen");
         assert!(seen.modified.contains(&file), "append seen: {seen:?}");
+    }
+
+    #[test]
+    fn only_watched_directories_on_local_file_systems_make_polling_a_safety_net() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = crate::fs_kind::inotify_sees_every_change(dir.path());
+        let mut w = ChangeWatcher::new(true);
+        w.watch(dir.path(), false);
+        assert_eq!(w.sees_every_change(), local);
+        let missing = dir.path().join("later");
+        w.watch(&missing, false);
+        assert!(
+            !w.sees_every_change(),
+            "a directory not there yet is not watched"
+        );
+        std::fs::create_dir(&missing).unwrap();
+        w.watch(&missing, false);
+        assert_eq!(w.sees_every_change(), local, "watched once it exists");
+        w.watch(Path::new("/proc/self"), false);
+        assert!(!w.sees_every_change(), "procfs changes reach no watch");
+        assert!(!ChangeWatcher::new(false).sees_every_change());
     }
 
     #[test]
