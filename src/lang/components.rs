@@ -251,8 +251,8 @@ pub static KINDS: &[KindSpec] = &[
         options: &[
             o("grpc_address", OptTy::Str, "OTLP/gRPC listen address, or \"off\" (default 127.0.0.1:4317)"),
             o("http_address", OptTy::Str, "OTLP/HTTP listen address (POST /v1/logs, /v1/metrics), or \"off\" (default 127.0.0.1:4318)"),
-            o("max_message_bytes", OptTy::Size, "largest request, compressed and decompressed (default 16MiB)").within(OptRange::size(KIB, 64 * MIB)),
-            o("max_request_memory", OptTy::Size, "the most one request's records may take in memory once decoded; larger requests are refused with 413 / RESOURCE_EXHAUSTED (default 8MiB)").within(OptRange::size(64 * KIB, GIB)),
+            o("max_message_bytes", OptTy::Size, "largest request, compressed and decompressed (default 16MiB with 256 MiB of memory or more; less in proportion under a smaller limit, down to an eighth)").within(OptRange::size(KIB, 64 * MIB)),
+            o("max_request_memory", OptTy::Size, "the most one request's records may take in memory once decoded; larger requests are refused with 413 / RESOURCE_EXHAUSTED (default 8MiB with 256 MiB of memory or more; less in proportion under a smaller limit, down to an eighth)").within(OptRange::size(64 * KIB, GIB)),
             o("max_concurrent_requests", OptTy::Int, "requests received and decoded at once; others wait up to accept_timeout (default 4)").within(OptRange::int(1, 256)),
             o("max_connections", OptTy::Int, "connections held open at once, both protocols together; more are closed at once and counted in shipd_connections_refused_total (default 256)").within(OptRange::int(1, 65_536)),
             o("accept_timeout", OptTy::Duration, "how long a request waits for room in the pipeline before it is refused (default 1s)").within(OptRange::duration(secs(0), mins(1))),
@@ -268,8 +268,8 @@ pub static KINDS: &[KindSpec] = &[
         doc: "Receives the Fluentd forward protocol over TCP (Docker's fluentd log driver, fluent-logger apps, Fluent Bit and Fluentd out_forward): Message, Forward, PackedForward and gzip CompressedPackedForward modes, chunk acknowledgements once events are in the pipeline, optional shared-key handshake.",
         options: &[
             o("address", OptTy::Str, "TCP listen address (default 127.0.0.1:24224)"),
-            o("max_message_bytes", OptTy::Size, "largest message, on the wire and inflated; a larger one closes its connection, counted (default 8MiB)").within(OptRange::size(KIB, 64 * MIB)),
-            o("max_memory", OptTy::Size, "memory every connection's buffered and decoded messages share; at least what one max_message_bytes message needs (3 x max_message_bytes + 2MiB) is used (default 32MiB)").within(OptRange::size(64 * KIB, GIB)),
+            o("max_message_bytes", OptTy::Size, "largest message, on the wire and inflated; a larger one closes its connection, counted (default 8MiB with 256 MiB of memory or more; less in proportion under a smaller limit, down to an eighth)").within(OptRange::size(KIB, 64 * MIB)),
+            o("max_memory", OptTy::Size, "memory every connection's buffered and decoded messages share; at least what one max_message_bytes message needs (3 x max_message_bytes + 2MiB) is used (default 32MiB with 256 MiB of memory or more; less in proportion under a smaller limit, down to an eighth)").within(OptRange::size(64 * KIB, GIB)),
             o("max_connections", OptTy::Int, "connections served at once; more are closed at once, counted (default 256)").within(OptRange::int(1, 65_536)),
             o("shared_key", OptTy::Str, "require the forward protocol's shared-key handshake with this key"),
             o("self_hostname", OptTy::Str, "the server's name in the handshake (default the node's host name)"),
@@ -410,7 +410,7 @@ pub static KINDS: &[KindSpec] = &[
             o("hostname", OptTy::Str, "host.name of every record (default: the kernel's)"),
             o("max_streams", OptTy::Int, "distinct computed stream names before overflow (default 100)").within(OptRange::int(1, 10_000)),
             o("overflow_stream", OptTy::Str, "where events go past max_streams (default `overflow`)"),
-            o("channel_bytes", OptTy::Size, "byte budget between stages (default 4MiB)").within(OptRange::size(16 * KIB, GIB)),
+            o("channel_bytes", OptTy::Size, "byte budget between stages (default 2MiB with 256 MiB of memory or more; less in proportion under a smaller limit, down to an eighth)").within(OptRange::size(16 * KIB, GIB)),
         ],
     },
 ];

@@ -633,7 +633,9 @@ pub fn load_named(name: &str, src: &str, env: Environment) -> Result<Program, Ve
         drain_timeout: settings
             .duration("drain_timeout")
             .unwrap_or(std::time::Duration::from_secs(10)),
-        channel_bytes: settings.bytes("channel_bytes").unwrap_or(4 * 1024 * 1024),
+        channel_bytes: settings
+            .bytes("channel_bytes")
+            .unwrap_or(crate::memory::budgets().channel_bytes),
         host_name,
         sources,
         sinks,

@@ -69,7 +69,8 @@ fn file_pipeline(s: &Settings, dir: &Path, url: &str, include: &str, parse: Pars
 step parse on lines {
   .http = parse_nginx!(.message)
   .timestamp = .http.timestamp
-  .level = if .http.status >= 500 { "error" } else if .http.status >= 400 { "warn" } else { "info" }
+  let status = .http.status ?? 0
+  .level = if status >= 500 { "error" } else if status >= 400 { "warn" } else { "info" }
 }
 "#
         }
@@ -565,4 +566,31 @@ fn burst(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
     latencies(&receiver, &mut r);
     agent.stop(Duration::from_secs(15));
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backlog_pipeline_loads() {
+        let settings = Settings {
+            shipd: PathBuf::from("shipd"),
+            duration: None,
+            mb: 1,
+            compression: "gzip".into(),
+        };
+        for parse in [Parse::Raw, Parse::Nginx, Parse::Json] {
+            let text = file_pipeline(
+                &settings,
+                Path::new("/tmp/bench"),
+                "http://127.0.0.1:1",
+                "/tmp/bench/logs/*.log",
+                parse,
+            );
+            if let Err(d) = crate::lang::load(&text) {
+                panic!("{}", crate::lang::render("bench.ship", &text, &d));
+            }
+        }
+    }
 }

@@ -46,13 +46,6 @@ use tokio_util::sync::CancellationToken;
 /// The port Fluentd and Docker's log driver use.
 pub const DEFAULT_PORT: u16 = 24224;
 
-/// Default largest message, on the wire and inflated (Fluentd's
-/// `out_forward` chunks are at most 8 MiB by default).
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
-
-/// Default memory all connections' buffers and decoded events share.
-pub const DEFAULT_MAX_MEMORY: usize = 32 << 20;
-
 /// The longest a message may take to arrive once its first byte has, and
 /// the longest a connection waits for memory or for room in the pipeline.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,8 +71,8 @@ impl ForwardSourceConfig {
         ForwardSourceConfig {
             name: name.into(),
             address: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            max_memory: DEFAULT_MAX_MEMORY,
+            max_message_bytes: crate::memory::budgets().forward_max_message_bytes,
+            max_memory: crate::memory::budgets().forward_max_memory,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shared_key: None,
             self_hostname: None,

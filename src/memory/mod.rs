@@ -1,38 +1,36 @@
-//! How shipd's memory is kept and bounded: the heap settings below, and the
-//! budgets that hold whatever arrives ([`ByteBudget`] and the defaults of
-//! the OTLP receiver, in one place so their sum can be checked).
+//! How shipd's memory is kept and bounded: the heap settings below, the
+//! budgets that hold whatever arrives ([`ByteBudget`]; their defaults for
+//! this machine in [`budgets`]), and giving memory back when idle.
 //!
 //! The heap: by default glibc hands the top of its heap
 //! back to the kernel as soon as 128 KiB of it are free, so the memory of
 //! every processed batch (a 256 KiB read of 300-byte JSON lines parses into
 //! about a megabyte of values) is returned and then faulted in and zeroed
 //! again for the next batch: a quarter of the processing time measured in
-//! `benches/lang.rs`. shipd lets up to [`KEEP_FREED`] bytes of freed heap
-//! stay while it works and gives free memory back [`RELEASE_INTERVAL`]
-//! after work, so an idle agent is as small as before; with nothing to
-//! give back the wait doubles up to [`RELEASE_INTERVAL_IDLE`].
-//! Other C libraries (musl) have no such setting; there this does nothing.
+//! `benches/lang.rs`. shipd lets each of its [`budgets::ARENAS`] allocator
+//! arenas keep [`Budgets::keep_freed`] bytes of freed heap while it works
+//! and gives free memory back [`RELEASE_INTERVAL`] after work, so an idle
+//! agent is as small as before; with nothing to give back the wait doubles
+//! up to [`RELEASE_INTERVAL_IDLE`]. Other C libraries (musl) have no such
+//! setting; there this does nothing.
 //!
-//! The budgets: with default settings shipd stays under 64 MiB resident
-//! whatever its OTLP receiver is sent. An idle agent takes about 10 MiB
-//! (docs/performance.md); the receiver holds at most [`OTLP_MAX_MESSAGE_BYTES`] +
-//! [`OTLP_MAX_REQUEST_MEMORY`] (24 MiB) for the requests it is receiving,
-//! decoding and journaling; an accepted request then moves through the
-//! pipeline's byte-bounded channels (`channel_bytes`, 4 MiB each, which
+//! The OTLP receiver holds at most its message size + its request memory
+//! for the requests it is receiving, decoding and journaling; an accepted
+//! request then moves through the pipeline's byte-bounded channels (which
 //! count every event's own size, not only its payload; a batch larger than
 //! a channel is let in alone, so a stage holds at most one request's
 //! records beyond its budget) and the sink's batches. A request that would
 //! need more is refused, never half-taken; the RAM journal is read back
 //! after a crash under the same per-request budget.
 
+pub mod budgets;
+
+pub use budgets::{budgets, Budgets};
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
-
-/// Freed memory kept at the top of the heap before glibc trims it; also
-/// the size from which an allocation gets its own mapping.
-pub const KEEP_FREED: usize = 8 << 20;
 
 /// How soon after work free memory is given back to the kernel.
 pub const RELEASE_INTERVAL: Duration = Duration::from_secs(10);
@@ -43,16 +41,6 @@ pub const RELEASE_INTERVAL_IDLE: Duration = Duration::from_secs(640);
 /// Work (bytes processed) after which a release is due within
 /// [`RELEASE_INTERVAL`], however long the idle wait has grown.
 const RELEASE_AFTER_BYTES: usize = 1 << 20;
-
-/// Default largest OTLP request body, compressed and decompressed.
-pub const OTLP_MAX_MESSAGE_BYTES: usize = 16 << 20;
-
-/// Default memory the records of one OTLP request may take once decoded
-/// (events, attributes and resources, as [`crate::event::EventBatch`]
-/// counts them): 8 MiB is some 15,000 typical log records, far more than
-/// an SDK's batch of 512. An empty log record, 2 bytes on the wire, takes
-/// about 160 bytes in memory, so wire bytes alone bound nothing.
-pub const OTLP_MAX_REQUEST_MEMORY: usize = 8 << 20;
 
 /// Default number of OTLP requests received and decoded at once; further
 /// requests wait for a slot (at most the receiver's `accept_timeout`).
@@ -343,19 +331,25 @@ fn program_mappings(maps: &str, exe: &str) -> Vec<(usize, usize)> {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
-    use super::KEEP_FREED;
+    use super::budgets::{budgets, ARENAS};
+
+    /// Allocations from this size get their own mapping (given back at
+    /// once when freed): above any batch or request body at default sizes.
+    const OWN_MAPPING_FROM: libc::c_int = 8 << 20;
 
     pub fn keep_freed_heap() -> bool {
-        let keep = libc::c_int::try_from(KEEP_FREED).unwrap_or(libc::c_int::MAX);
+        let keep = libc::c_int::try_from(budgets().keep_freed).unwrap_or(libc::c_int::MAX);
+        let arenas = libc::c_int::try_from(ARENAS).unwrap_or(2);
         // SAFETY: mallopt takes plain integers and only changes allocator
         // parameters; it is not thread-safe, so shipd calls it before it
         // starts any thread.
         unsafe {
             let trim = libc::mallopt(libc::M_TRIM_THRESHOLD, keep) == 1;
             // 32-bit glibc caps the mmap threshold (at 512 KiB): take that.
-            if libc::mallopt(libc::M_MMAP_THRESHOLD, keep) != 1 {
+            if libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING_FROM) != 1 {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 10);
             }
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
             trim
         }
     }
