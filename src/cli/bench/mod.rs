@@ -35,6 +35,11 @@ pub struct BenchArgs {
     /// Body compression of the sink (gzip, zstd or none).
     #[arg(long, default_value = "gzip")]
     pub compression: String,
+    /// An option added to the sink of the generated pipelines, as written
+    /// in a `.ship` file (repeatable), e.g. `in_flight = 2` or
+    /// `batch = { max_bytes: 512KiB }`: to weigh a budget against speed.
+    #[arg(long = "sink-option", value_name = "OPTION")]
+    pub sink_options: Vec<String>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench-e2e.json")]
     pub json: PathBuf,
@@ -53,6 +58,8 @@ pub struct Settings {
     pub duration: Option<Duration>,
     pub mb: u64,
     pub compression: String,
+    /// Extra options of the generated pipelines' sink.
+    pub sink_options: Vec<String>,
 }
 
 /// Why a scenario or the whole run failed.
@@ -119,6 +126,7 @@ fn run_inner(
         duration: args.duration,
         mb: args.mb,
         compression: args.compression.clone(),
+        sink_options: args.sink_options.clone(),
     };
     let work = std::env::temp_dir().join(format!("shipd-bench-{}", std::process::id()));
     let mut report = Report {

@@ -97,7 +97,7 @@ step parse on lines {
 source lines = files {{ include = ["{include}"], read_from = "beginning" }}
 source probe = files {{ include = ["{probe}"], read_from = "beginning" }}
 {step}
-sink o2 = openobserve {{ url = "{url}", compression = "{compression}", too_old = "keep" }}
+sink o2 = openobserve {{ url = "{url}", compression = "{compression}", too_old = "keep"{extra} }}
 
 route {{
   source == probe => o2 stream "probe"
@@ -106,7 +106,13 @@ route {{
         data = data.display(),
         probe = probe.display(),
         compression = s.compression,
+        extra = extra_sink_options(s),
     )
+}
+
+/// `--sink-option`s, each after a comma.
+fn extra_sink_options(s: &Settings) -> String {
+    s.sink_options.iter().map(|o| format!(", {o}")).collect()
 }
 
 fn write_pipeline(dir: &Path, text: &str) -> Result<PathBuf, BenchError> {
@@ -434,7 +440,7 @@ fn journald(s: &Settings, dir: &Path) -> Result<ScenarioResult, BenchError> {
 }}
 source journal = journald {{ directory = "{journal}", read_from = "beginning" }}
 source probe = files {{ include = ["{probe}"], read_from = "beginning" }}
-sink o2 = openobserve {{ url = "{url}", compression = "{compression}", too_old = "keep" }}
+sink o2 = openobserve {{ url = "{url}", compression = "{compression}", too_old = "keep"{extra} }}
 route {{
   source == probe => o2 stream "probe"
   else => o2 stream "journal"
@@ -445,6 +451,7 @@ route {{
         probe = dir.join("probe.log").display(),
         url = receiver.url(),
         compression = s.compression,
+        extra = extra_sink_options(s),
     );
     let pipeline = write_pipeline(dir, &text)?;
     let agent = Agent::start(&s.shipd, &pipeline, &[], &dir.join("shipd.log"))?;
@@ -579,6 +586,7 @@ mod tests {
             duration: None,
             mb: 1,
             compression: "gzip".into(),
+            sink_options: vec!["in_flight = 2".into()],
         };
         for parse in [Parse::Raw, Parse::Nginx, Parse::Json] {
             let text = file_pipeline(
