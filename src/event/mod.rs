@@ -6,6 +6,7 @@
 //! sources carry an [`AckToken`] and a [`Position`]; this module never does I/O.
 
 mod map;
+pub mod time;
 mod value;
 
 pub use map::{KeyOrder, Map};
@@ -319,10 +320,5 @@ pub fn unix_nanos(t: SystemTime) -> u64 {
 
 /// RFC 3339 text (UTC, nanoseconds) of a time in ns since the epoch.
 pub fn format_rfc3339(ns: i64) -> String {
-    let t = if ns >= 0 {
-        UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - std::time::Duration::from_nanos(ns.unsigned_abs())
-    };
-    humantime::format_rfc3339_nanos(t).to_string()
+    time::rfc3339(ns).iter().map(|&b| char::from(b)).collect()
 }

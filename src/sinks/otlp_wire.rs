@@ -171,9 +171,11 @@ fn kv_len(k: &str, v: &Value) -> usize {
 }
 
 fn write_kv(tag: u32, k: &str, v: &Value, out: &mut Vec<u8>) {
-    header(tag, kv_len(k, v), out);
+    // A nested value's size walks all of it: measured once per level.
+    let len = value_len(v);
+    header(tag, str_field_len(1, k) + nested_len(2, len), out);
     write_str(1, k, out);
-    header(2, value_len(v), out);
+    header(2, len, out);
     write_value(v, out);
 }
 
@@ -190,7 +192,7 @@ fn value_len(v: &Value) -> usize {
             Ok(_) => nested_len(1, b.len()),
             Err(_) => nested_len(7, b.len()),
         },
-        Value::Timestamp(ns) => nested_len(1, crate::event::format_rfc3339(*ns).len()),
+        Value::Timestamp(_) => nested_len(1, crate::event::time::RFC3339_LEN),
         Value::Array(items) => nested_len(5, array_len(items)),
         Value::Map(map) => nested_len(
             6,
@@ -215,7 +217,7 @@ fn write_value(v: &Value, out: &mut Vec<u8>) {
             Ok(_) => write_bytes(1, b, out),
             Err(_) => write_bytes(7, b, out),
         },
-        Value::Timestamp(ns) => write_bytes(1, crate::event::format_rfc3339(*ns).as_bytes(), out),
+        Value::Timestamp(ns) => write_bytes(1, &crate::event::time::rfc3339(*ns), out),
         Value::Array(items) => {
             header(5, array_len(items), out);
             for item in items {

@@ -87,6 +87,13 @@ pub fn to_bool(args: &[Value], _: &Prepared) -> Result<Value, String> {
 
 /// Parses `text` as RFC 3339 (no format) or with a strftime format; ns since the epoch.
 pub fn parse_time(text: &str, format: Option<&str>) -> Result<i64, String> {
+    // Access logs' layout, on every parsed line: by hand when it fits
+    // exactly (chrono's result at a fraction of the cost), else chrono.
+    if format == Some("%d/%b/%Y:%H:%M:%S %z") {
+        if let Some(ns) = crate::event::time::parse_common_log(text.trim()) {
+            return Ok(ns);
+        }
+    }
     let parsed = match format {
         None | Some("rfc3339") => {
             chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.timestamp_nanos_opt())
