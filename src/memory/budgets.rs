@@ -5,9 +5,10 @@
 //! What a busy agent holds, at most, with the defaults (docs/performance.md
 //! measures it): the program (~8 MiB resident while working), two pipeline
 //! channels of [`Budgets::channel_bytes`] (file or journal reads →
-//! processing → each sink), one open batch per stream of the sink's
-//! `batch.max_bytes` (1 MiB) and `in_flight` (4) requests with their encoded
-//! and compressed bodies, a 256 KiB read buffer per file source, and the
+//! processing → each sink), one open batch per stream of
+//! [`Budgets::batch_max_bytes`] and [`Budgets::in_flight`] requests with
+//! their batches and encoded and compressed bodies, a 256 KiB read buffer
+//! per file source, and the
 //! freed heap each allocator arena keeps while working
 //! ([`Budgets::keep_freed`], at most [`ARENAS`] arenas). The receivers add
 //! their own intake budgets ([`Budgets::otlp_max_message_bytes`] and
@@ -46,6 +47,12 @@ pub struct Budgets {
     /// Bytes of events each channel between pipeline stages holds
     /// (`channel_bytes`).
     pub channel_bytes: usize,
+    /// Bytes of events in one sink batch, before encoding
+    /// (`batch.max_bytes`); a sink holds one open batch per stream.
+    pub batch_max_bytes: usize,
+    /// Requests a sink has in flight at once (`in_flight`), each holding its
+    /// batch, the encoded body and the compressed body until answered.
+    pub in_flight: usize,
     /// Freed heap an allocator arena keeps while shipd works, rather than
     /// handing it back and faulting it in again for the next batch.
     pub keep_freed: usize,
@@ -65,6 +72,8 @@ impl Budgets {
     /// The budgets on a machine with [`FULL_SIZE_MEMORY`] or more.
     pub const FULL: Budgets = Budgets {
         channel_bytes: 2 << 20,
+        batch_max_bytes: 1 << 20,
+        in_flight: 2,
         keep_freed: 2 << 20,
         otlp_max_message_bytes: OTLP_MAX_MESSAGE_BYTES,
         otlp_max_request_memory: OTLP_MAX_REQUEST_MEMORY,
@@ -83,6 +92,8 @@ impl Budgets {
         let f = Budgets::FULL;
         Budgets {
             channel_bytes: scaled(f.channel_bytes),
+            batch_max_bytes: scaled(f.batch_max_bytes),
+            in_flight: if scale < 0.5 { 1 } else { f.in_flight },
             keep_freed: scaled(f.keep_freed),
             otlp_max_message_bytes: scaled(f.otlp_max_message_bytes),
             otlp_max_request_memory: scaled(f.otlp_max_request_memory),

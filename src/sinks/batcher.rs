@@ -20,7 +20,7 @@ impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
             max_events: 5000,
-            max_bytes: 1024 * 1024,
+            max_bytes: crate::memory::budgets().batch_max_bytes,
             timeout: Duration::from_secs(1),
         }
     }

@@ -141,7 +141,7 @@ impl OtlpSinkConfig {
             transport: TransportKind::Http,
             compression: Compression::Gzip,
             batch: BatchLimits::default(),
-            in_flight: 4,
+            in_flight: crate::memory::budgets().in_flight,
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             buffer: crate::buffer::SpillOptions::default(),
