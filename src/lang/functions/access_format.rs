@@ -211,19 +211,25 @@ fn put(out: &mut Vec<(Str, Value)>, name: &Str, kind: Kind, text: &str) -> Resul
         Kind::FloatList => list(name, text, "a number", Value::Float)?,
         Kind::IntList => list(name, text, "an integer", Value::Int)?,
         Kind::Request => {
-            let mut parts = text.splitn(3, ' ');
-            if let (Some(method), Some(path)) = (parts.next(), parts.next()) {
-                out.push(("method".into(), string(method)));
-                out.push(("path".into(), string(path)));
-                if let Some(proto) = parts.next() {
-                    out.push(("protocol".into(), string(proto)));
-                }
-            }
+            push_request_parts(out, text);
             string(text)
         }
     };
     out.push((name.clone(), value));
     Ok(())
+}
+
+/// The method, path and protocol of a request line (`GET /path HTTP/1.1`):
+/// none without a space, no protocol without a second space.
+pub(super) fn push_request_parts(out: &mut Vec<(Str, Value)>, request: &str) {
+    let mut parts = request.splitn(3, ' ');
+    if let (Some(method), Some(path)) = (parts.next(), parts.next()) {
+        out.push(("method".into(), string(method)));
+        out.push(("path".into(), string(path)));
+        if let Some(proto) = parts.next() {
+            out.push(("protocol".into(), string(proto)));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! must be known at load (regex patterns, redaction rules) are prepared once.
 
 mod access_format;
+mod access_line;
 mod apache_format;
 mod collections;
 pub mod convert;
