@@ -6,6 +6,7 @@ use super::access_format::{push_request_parts, AccessFormat};
 use super::access_line::{self, AccessLine, Head};
 use super::convert::parse_time;
 use super::parse_structured::json_to_value;
+use super::time_local::parse_time_local;
 use super::{apache_format, literal, nginx_format, ConstArgs};
 use super::{arg_text, Prepared};
 use crate::event::{Map, Str, Value};
@@ -36,25 +37,29 @@ static NGINX_ERROR_KV: LazyLock<Regex> = LazyLock::new(|| {
 /// `-` is 0), the request also split into method, path and protocol;
 /// referer and agent only when `referer_agent` (the combined form).
 fn access_map(line: &AccessLine, referer_agent: bool) -> Result<Map, String> {
-    let timestamp = parse_time(line.time, Some("%d/%b/%Y:%H:%M:%S %z"))?;
+    let timestamp = parse_time_local(line.time)?;
     let status = line.status.parse().map_err(|_| "bad status")?;
     let size = match line.size {
         "-" => 0,
         digits => digits.parse().map_err(|_| "bad size")?,
     };
     let dash_null = |v: &str| if v == "-" { Value::Null } else { s(v) };
+    let referer_agent = line.referer_agent.filter(|_| referer_agent);
+    // Pushed in key order: the map's sort then only confirms it.
     let mut out: Vec<(Str, Value)> = Vec::with_capacity(11);
-    out.push(("client".into(), s(line.client)));
-    out.push(("user".into(), dash_null(line.user)));
-    out.push(("timestamp".into(), Value::Timestamp(timestamp)));
-    out.push(("request".into(), s(line.request)));
-    push_request_parts(&mut out, line.request);
-    out.push(("status".into(), Value::Int(status)));
-    out.push(("size".into(), Value::Int(size)));
-    if let (true, Some((referer, agent))) = (referer_agent, line.referer_agent) {
-        out.push(("referer".into(), dash_null(referer)));
+    if let Some((_, agent)) = referer_agent {
         out.push(("agent".into(), dash_null(agent)));
     }
+    out.push(("client".into(), s(line.client)));
+    push_request_parts(&mut out, line.request);
+    if let Some((referer, _)) = referer_agent {
+        out.push(("referer".into(), dash_null(referer)));
+    }
+    out.push(("request".into(), s(line.request)));
+    out.push(("size".into(), Value::Int(size)));
+    out.push(("status".into(), Value::Int(status)));
+    out.push(("timestamp".into(), Value::Timestamp(timestamp)));
+    out.push(("user".into(), dash_null(line.user)));
     Ok(Map::from_entries(out))
 }
 
