@@ -223,12 +223,14 @@ fn put(out: &mut Vec<(Str, Value)>, name: &Str, kind: Kind, text: &str) -> Resul
 /// The method, path and protocol of a request line (`GET /path HTTP/1.1`):
 /// none without a space, no protocol without a second space.
 pub(super) fn push_request_parts(out: &mut Vec<(Str, Value)>, request: &str) {
-    let mut parts = request.splitn(3, ' ');
-    if let (Some(method), Some(path)) = (parts.next(), parts.next()) {
+    if let Some((method, rest)) = request.split_once(' ') {
         out.push(("method".into(), string(method)));
-        out.push(("path".into(), string(path)));
-        if let Some(proto) = parts.next() {
-            out.push(("protocol".into(), string(proto)));
+        match rest.split_once(' ') {
+            Some((path, proto)) => {
+                out.push(("path".into(), string(path)));
+                out.push(("protocol".into(), string(proto)));
+            }
+            None => out.push(("path".into(), string(rest))),
         }
     }
 }

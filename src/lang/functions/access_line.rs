@@ -114,6 +114,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Steps over `text` (ASCII), if it comes next.
+    #[inline]
     fn eat(&mut self, text: &[u8]) -> Option<()> {
         if !self.rest().starts_with(text) {
             return None;

@@ -45,7 +45,7 @@ fn access_map(line: &AccessLine, referer_agent: bool) -> Result<Map, String> {
     };
     let dash_null = |v: &str| if v == "-" { Value::Null } else { s(v) };
     let referer_agent = line.referer_agent.filter(|_| referer_agent);
-    // Pushed in key order: the map's sort then only confirms it.
+    // Pushed in key order, so the map takes them as they are.
     let mut out: Vec<(Str, Value)> = Vec::with_capacity(11);
     if let Some((_, agent)) = referer_agent {
         out.push(("agent".into(), dash_null(agent)));
@@ -60,7 +60,7 @@ fn access_map(line: &AccessLine, referer_agent: bool) -> Result<Map, String> {
     out.push(("status".into(), Value::Int(status)));
     out.push(("timestamp".into(), Value::Timestamp(timestamp)));
     out.push(("user".into(), dash_null(line.user)));
-    Ok(Map::from_entries(out))
+    Ok(Map::from_ordered_entries(out))
 }
 
 fn format_arg<'a>(args: &'a [Value], default: &'static str) -> Result<Cow<'a, str>, String> {
