@@ -111,6 +111,20 @@ impl Map {
         Map { entries }
     }
 
+    /// The map from entries the caller has put in key order, each key once
+    /// (parsers with fixed field names): the order is checked, a fraction of
+    /// the cost of finding it, and when it does not hold the entries are
+    /// sorted as by [`Map::from_entries`].
+    pub fn from_ordered_entries(entries: Vec<(Str, Value)>) -> Self {
+        if entries
+            .windows(2)
+            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes())
+        {
+            return Map { entries };
+        }
+        Map::from_entries(entries)
+    }
+
     /// Takes the entries of `stack` above `mark` (in arrival order) off it
     /// as a map; of repeated keys the last wins. Readers of nested
     /// documents keep the entries of every open object on one stack: the
@@ -357,6 +371,12 @@ mod tests {
             for (k, v) in entries.clone() {
                 by_insert.insert(k, v);
             }
+            prop_assert_eq!(&Map::from_ordered_entries(entries.clone()), &by_insert);
+            let mut in_order = entries.clone();
+            in_order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            in_order.dedup_by(|a, b| a.0 == b.0);
+            let first_of_each = Map::from_entries(in_order.clone());
+            prop_assert_eq!(Map::from_ordered_entries(in_order), first_of_each);
             let mut stack = vec![(Str::from("below"), Value::Null)];
             let mut last = KeyOrder::default();
             for same_keys in [false, false, true] {

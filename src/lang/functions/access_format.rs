@@ -5,6 +5,7 @@
 //! line must be consumed completely: trailing text is an error, never cut off.
 
 use super::convert::parse_time;
+use super::time_local::parse_time_local;
 use crate::event::{Map, Str, Value};
 
 /// How a field's text becomes a value. `-` is null for every kind except
@@ -198,9 +199,9 @@ fn put(out: &mut Vec<(Str, Value)>, name: &Str, kind: Kind, text: &str) -> Resul
         Kind::Str => string(text),
         Kind::Int | Kind::BytesOrDash => Value::Int(number(name, text, "an integer")?),
         Kind::Float => Value::Float(number(name, text, "a number")?),
-        Kind::TimeLocal => Value::Timestamp(
-            parse_time(text, Some("%d/%b/%Y:%H:%M:%S %z")).map_err(|e| format!("`{name}`: {e}"))?,
-        ),
+        Kind::TimeLocal => {
+            Value::Timestamp(parse_time_local(text).map_err(|e| format!("`{name}`: {e}"))?)
+        }
         Kind::TimeIso8601 => {
             Value::Timestamp(parse_time(text, None).map_err(|e| format!("`{name}`: {e}"))?)
         }
@@ -211,19 +212,27 @@ fn put(out: &mut Vec<(Str, Value)>, name: &Str, kind: Kind, text: &str) -> Resul
         Kind::FloatList => list(name, text, "a number", Value::Float)?,
         Kind::IntList => list(name, text, "an integer", Value::Int)?,
         Kind::Request => {
-            let mut parts = text.splitn(3, ' ');
-            if let (Some(method), Some(path)) = (parts.next(), parts.next()) {
-                out.push(("method".into(), string(method)));
-                out.push(("path".into(), string(path)));
-                if let Some(proto) = parts.next() {
-                    out.push(("protocol".into(), string(proto)));
-                }
-            }
+            push_request_parts(out, text);
             string(text)
         }
     };
     out.push((name.clone(), value));
     Ok(())
+}
+
+/// The method, path and protocol of a request line (`GET /path HTTP/1.1`):
+/// none without a space, no protocol without a second space.
+pub(super) fn push_request_parts(out: &mut Vec<(Str, Value)>, request: &str) {
+    if let Some((method, rest)) = request.split_once(' ') {
+        out.push(("method".into(), string(method)));
+        match rest.split_once(' ') {
+            Some((path, proto)) => {
+                out.push(("path".into(), string(path)));
+                out.push(("protocol".into(), string(proto)));
+            }
+            None => out.push(("path".into(), string(rest))),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! must be known at load (regex patterns, redaction rules) are prepared once.
 
 mod access_format;
+mod access_line;
 mod apache_format;
 mod collections;
 pub mod convert;
@@ -19,6 +20,7 @@ mod parse_structured;
 mod redact;
 pub mod syslog;
 mod text;
+mod time_local;
 
 pub use convert::stringify;
 pub use parse_structured::{compile_regex, to_json};

@@ -2,15 +2,17 @@
 //! `log_format`), Apache (common, combined, custom
 //! `LogFormat`), CRI and docker json-file.
 
-use super::access_format::AccessFormat;
+use super::access_format::{push_request_parts, AccessFormat};
+use super::access_line::{self, AccessLine, Head};
 use super::convert::parse_time;
 use super::parse_structured::json_to_value;
+use super::time_local::parse_time_local;
 use super::{apache_format, literal, nginx_format, ConstArgs};
 use super::{arg_text, Prepared};
-use crate::event::Map;
-use crate::event::Value;
+use crate::event::{Map, Str, Value};
 use crate::lang::ast::Lit;
 use regex::Regex;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 fn re(pattern: &str) -> Regex {
@@ -19,19 +21,9 @@ fn re(pattern: &str) -> Regex {
 }
 
 fn s(v: &str) -> Value {
-    Value::String(v.to_owned().into())
+    Value::String(Str::from(v))
 }
 
-static NGINX_COMBINED: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r#"^(?<client>\S+) - (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?$"#,
-    )
-});
-static APACHE_COMMON: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r#"^(?<client>\S+) (?<ident>\S+) (?<user>\S+) \[(?<ts>[^\]]+)\] "(?<request>(?:[^"\\]|\\.)*)" (?<status>\d{3}) (?<size>\d+|-)(?: "(?<referer>(?:[^"\\]|\\.)*)" "(?<agent>(?:[^"\\]|\\.)*)")?$"#,
-    )
-});
 static NGINX_ERROR: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"^(?<ts>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?<level>\w+)\] (?<pid>\d+)#(?<tid>\d+): (?:\*(?<cid>\d+) )?(?<msg>.*)$",
@@ -41,67 +33,40 @@ static NGINX_ERROR_KV: LazyLock<Regex> = LazyLock::new(|| {
     re(r#", (?<k>client|server|request|upstream|host|referrer): (?<v>"[^"]*"|[^,]*)"#)
 });
 
-fn access_fields(c: &regex::Captures, out: &mut Map) -> Result<(), String> {
-    out.insert("client".into(), s(&c["client"]));
-    let user = &c["user"];
-    out.insert(
-        "user".into(),
-        if user == "-" { Value::Null } else { s(user) },
-    );
-    out.insert(
-        "timestamp".into(),
-        Value::Timestamp(parse_time(&c["ts"], Some("%d/%b/%Y:%H:%M:%S %z"))?),
-    );
-    let request = &c["request"];
-    out.insert("request".into(), s(request));
-    let mut parts = request.splitn(3, ' ');
-    if let (Some(method), Some(path)) = (parts.next(), parts.next()) {
-        out.insert("method".into(), s(method));
-        out.insert("path".into(), s(path));
-        if let Some(proto) = parts.next() {
-            out.insert("protocol".into(), s(proto));
-        }
+/// The map of a built-in access line: the fields typed, `-` null (a size of
+/// `-` is 0), the request also split into method, path and protocol;
+/// referer and agent only when `referer_agent` (the combined form).
+fn access_map(line: &AccessLine, referer_agent: bool) -> Result<Map, String> {
+    let timestamp = parse_time_local(line.time)?;
+    let status = line.status.parse().map_err(|_| "bad status")?;
+    let size = match line.size {
+        "-" => 0,
+        digits => digits.parse().map_err(|_| "bad size")?,
+    };
+    let dash_null = |v: &str| if v == "-" { Value::Null } else { s(v) };
+    let referer_agent = line.referer_agent.filter(|_| referer_agent);
+    // Pushed in key order, so the map takes them as they are.
+    let mut out: Vec<(Str, Value)> = Vec::with_capacity(11);
+    if let Some((_, agent)) = referer_agent {
+        out.push(("agent".into(), dash_null(agent)));
     }
-    out.insert(
-        "status".into(),
-        Value::Int(c["status"].parse().map_err(|_| "bad status")?),
-    );
-    let size = &c["size"];
-    out.insert(
-        "size".into(),
-        if size == "-" {
-            Value::Int(0)
-        } else {
-            Value::Int(size.parse().map_err(|_| "bad size")?)
-        },
-    );
-    if let Some(r) = c.name("referer") {
-        out.insert(
-            "referer".into(),
-            if r.as_str() == "-" {
-                Value::Null
-            } else {
-                s(r.as_str())
-            },
-        );
+    out.push(("client".into(), s(line.client)));
+    push_request_parts(&mut out, line.request);
+    if let Some((referer, _)) = referer_agent {
+        out.push(("referer".into(), dash_null(referer)));
     }
-    if let Some(a) = c.name("agent") {
-        out.insert(
-            "agent".into(),
-            if a.as_str() == "-" {
-                Value::Null
-            } else {
-                s(a.as_str())
-            },
-        );
-    }
-    Ok(())
+    out.push(("request".into(), s(line.request)));
+    out.push(("size".into(), Value::Int(size)));
+    out.push(("status".into(), Value::Int(status)));
+    out.push(("timestamp".into(), Value::Timestamp(timestamp)));
+    out.push(("user".into(), dash_null(line.user)));
+    Ok(Map::from_ordered_entries(out))
 }
 
-fn format_arg(args: &[Value], default: &'static str) -> Result<String, String> {
+fn format_arg<'a>(args: &'a [Value], default: &'static str) -> Result<Cow<'a, str>, String> {
     match args.get(1) {
-        Some(Value::Null) | None => Ok(default.to_owned()),
-        Some(_) => arg_text(args, 1).map(|f| f.into_owned()),
+        Some(Value::Null) | None => Ok(Cow::Borrowed(default)),
+        Some(_) => arg_text(args, 1),
     }
 }
 
@@ -149,12 +114,11 @@ pub fn parse_nginx(args: &[Value], p: &Prepared) -> Result<Value, String> {
         return f.parse(&text).map(Value::Map);
     }
     let mut out = Map::new();
-    match format_arg(args, "combined")?.as_str() {
+    match format_arg(args, "combined")?.as_ref() {
         "combined" => {
-            let c = NGINX_COMBINED
-                .captures(&text)
-                .ok_or("not an nginx combined log line")?;
-            access_fields(&c, &mut out)?;
+            let line =
+                access_line::scan(&text, Head::Nginx).ok_or("not an nginx combined log line")?;
+            return access_map(&line, true).map(Value::Map);
         }
         "error" => nginx_error(&text, &mut out)?,
         "main" => {
@@ -221,12 +185,10 @@ pub fn parse_apache(args: &[Value], p: &Prepared) -> Result<Value, String> {
     if format != "common" && format != "combined" && format.contains('%') {
         return Ok(Value::Map(apache_format::compile(&format)?.parse(&text)?));
     }
-    let c = APACHE_COMMON
-        .captures(&text)
-        .ok_or("not an Apache access log line")?;
-    match format.as_str() {
+    let line = access_line::scan(&text, Head::Apache).ok_or("not an Apache access log line")?;
+    match format.as_ref() {
         "common" => {}
-        "combined" if c.name("agent").is_some() => {}
+        "combined" if line.referer_agent.is_some() => {}
         "combined" => {
             return Err("not an Apache combined log line (no referer and user agent)".into())
         }
@@ -236,13 +198,7 @@ pub fn parse_apache(args: &[Value], p: &Prepared) -> Result<Value, String> {
             ))
         }
     }
-    let mut out = Map::new();
-    access_fields(&c, &mut out)?;
-    if format == "common" {
-        out.remove("referer");
-        out.remove("agent");
-    }
-    Ok(Value::Map(out))
+    access_map(&line, format == "combined").map(Value::Map)
 }
 
 pub fn parse_cri(args: &[Value], _: &Prepared) -> Result<Value, String> {
@@ -383,6 +339,176 @@ mod tests {
         let m = map(call(parse_apache, &[&combined]));
         assert_eq!(m["referer"], s("http://www.example.com/start.html"));
         assert!(call(parse_apache, &["nope"]).is_err());
+    }
+
+    /// The built-in access parsers as they were, on the regexes the scanner
+    /// replaced: the oracle of the property tests below.
+    mod before {
+        use super::super::super::access_line::oracle::{APACHE_COMMON, NGINX_COMBINED};
+        use super::*;
+
+        fn access_fields(c: &regex::Captures, out: &mut Map) -> Result<(), String> {
+            out.insert("client".into(), s(&c["client"]));
+            let user = &c["user"];
+            out.insert(
+                "user".into(),
+                if user == "-" { Value::Null } else { s(user) },
+            );
+            out.insert(
+                "timestamp".into(),
+                Value::Timestamp(parse_time(&c["ts"], Some("%d/%b/%Y:%H:%M:%S %z"))?),
+            );
+            let request = &c["request"];
+            out.insert("request".into(), s(request));
+            let mut parts = request.splitn(3, ' ');
+            if let (Some(method), Some(path)) = (parts.next(), parts.next()) {
+                out.insert("method".into(), s(method));
+                out.insert("path".into(), s(path));
+                if let Some(proto) = parts.next() {
+                    out.insert("protocol".into(), s(proto));
+                }
+            }
+            out.insert(
+                "status".into(),
+                Value::Int(c["status"].parse().map_err(|_| "bad status")?),
+            );
+            let size = &c["size"];
+            out.insert(
+                "size".into(),
+                if size == "-" {
+                    Value::Int(0)
+                } else {
+                    Value::Int(size.parse().map_err(|_| "bad size")?)
+                },
+            );
+            for name in ["referer", "agent"] {
+                if let Some(v) = c.name(name) {
+                    let v = v.as_str();
+                    out.insert(name.into(), if v == "-" { Value::Null } else { s(v) });
+                }
+            }
+            Ok(())
+        }
+
+        pub fn nginx_combined(text: &str) -> Result<Value, String> {
+            let c = NGINX_COMBINED
+                .captures(text)
+                .ok_or("not an nginx combined log line")?;
+            let mut out = Map::new();
+            access_fields(&c, &mut out)?;
+            Ok(Value::Map(out))
+        }
+
+        /// `format` is `common` or `combined`.
+        pub fn apache(text: &str, format: &str) -> Result<Value, String> {
+            let c = APACHE_COMMON
+                .captures(text)
+                .ok_or("not an Apache access log line")?;
+            if format == "combined" && c.name("agent").is_none() {
+                return Err("not an Apache combined log line (no referer and user agent)".into());
+            }
+            let mut out = Map::new();
+            access_fields(&c, &mut out)?;
+            if format == "common" {
+                out.remove("referer");
+                out.remove("agent");
+            }
+            Ok(Value::Map(out))
+        }
+    }
+
+    fn same_as_before(line: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::prop_assert_eq;
+        prop_assert_eq!(call(parse_nginx, &[line]), before::nginx_combined(line));
+        prop_assert_eq!(
+            call(parse_nginx, &[line, "combined"]),
+            before::nginx_combined(line)
+        );
+        prop_assert_eq!(
+            call(parse_apache, &[line]),
+            before::apache(line, "combined")
+        );
+        for format in ["common", "combined"] {
+            prop_assert_eq!(
+                call(parse_apache, &[line, format]),
+                before::apache(line, format)
+            );
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 2_000, ..Default::default() })]
+
+        #[test]
+        fn builtin_access_parsers_return_what_the_regex_parsers_returned(
+            line in super::super::access_line::oracle::access_line()
+        ) {
+            same_as_before(&line)?;
+        }
+
+        #[test]
+        fn builtin_access_parsers_fail_as_the_regex_parsers_failed_on_edited_lines(
+            line in super::super::access_line::oracle::access_line(),
+            edits in super::super::access_line::oracle::edits(),
+        ) {
+            same_as_before(&super::super::access_line::oracle::apply(&line, &edits))?;
+        }
+    }
+
+    #[test]
+    fn generated_access_lines_often_parse() {
+        // Comparing errors alone would prove little about the maps.
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = super::super::access_line::oracle::access_line();
+        let (mut nginx, mut apache) = (0, 0);
+        for _ in 0..1_000 {
+            let line = strategy
+                .new_tree(&mut runner)
+                .map(|t| t.current())
+                .unwrap_or_default();
+            nginx += usize::from(call(parse_nginx, &[&line]).is_ok());
+            apache += usize::from(call(parse_apache, &[&line, "common"]).is_ok());
+        }
+        assert!(nginx > 200 && apache > 350, "{nginx} {apache}");
+    }
+
+    #[test]
+    fn each_error_of_the_builtin_access_parsers_is_the_one_it_was() {
+        // Each reached by some line, so the property tests compare them.
+        let cases = [
+            ("garbage", "not an nginx combined log line"),
+            (
+                r#"h - - [32/Nov/2026:10:00:00 +0000] "r" 200 1"#,
+                "cannot parse timestamp",
+            ),
+            (
+                "h - - [25/Nov/2026:10:00:00 +0000] \"r\" 2\u{663}0 1",
+                "bad status",
+            ),
+            (
+                r#"h - - [25/Nov/2026:10:00:00 +0000] "r" 200 99999999999999999999"#,
+                "bad size",
+            ),
+        ];
+        for (line, error) in cases {
+            let got = call(parse_nginx, &[line]).unwrap_err();
+            assert!(got.starts_with(error), "{line}: {got}");
+            assert_eq!(Err(got), before::nginx_combined(line));
+        }
+        let common = r#"h - - [25/Nov/2026:10:00:00 +0000] "r" 200 1"#;
+        assert_eq!(
+            call(parse_apache, &[common, "combined"]),
+            Err("not an Apache combined log line (no referer and user agent)".into())
+        );
+        assert_eq!(
+            call(parse_apache, &["nope", "weird"]),
+            Err("not an Apache access log line".into())
+        );
+        assert!(call(parse_apache, &[common, "weird"])
+            .unwrap_err()
+            .starts_with("unknown Apache format `weird`"));
     }
 
     #[test]
