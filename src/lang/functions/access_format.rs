@@ -5,7 +5,7 @@
 //! line must be consumed completely: trailing text is an error, never cut off.
 
 use super::convert::parse_time;
-use super::time_local::parse_time_local;
+use super::convert::ACCESS_LOG_TIME;
 use crate::event::{Map, Str, Value};
 
 /// How a field's text becomes a value. `-` is null for every kind except
@@ -200,7 +200,7 @@ fn put(out: &mut Vec<(Str, Value)>, name: &Str, kind: Kind, text: &str) -> Resul
         Kind::Int | Kind::BytesOrDash => Value::Int(number(name, text, "an integer")?),
         Kind::Float => Value::Float(number(name, text, "a number")?),
         Kind::TimeLocal => {
-            Value::Timestamp(parse_time_local(text).map_err(|e| format!("`{name}`: {e}"))?)
+            Value::Timestamp(parse_time(text, Some(ACCESS_LOG_TIME)).map_err(|e| format!("`{name}`: {e}"))?)
         }
         Kind::TimeIso8601 => {
             Value::Timestamp(parse_time(text, None).map_err(|e| format!("`{name}`: {e}"))?)

@@ -86,10 +86,14 @@ pub fn to_bool(args: &[Value], _: &Prepared) -> Result<Value, String> {
 }
 
 /// Parses `text` as RFC 3339 (no format) or with a strftime format; ns since the epoch.
+/// The time of access-log lines (`25/Nov/2026:10:00:00 +0100`: nginx
+/// `$time_local`, Apache `%t`) as a chrono format.
+pub const ACCESS_LOG_TIME: &str = "%d/%b/%Y:%H:%M:%S %z";
+
 pub fn parse_time(text: &str, format: Option<&str>) -> Result<i64, String> {
     // Access logs' layout, on every parsed line: by hand when it fits
     // exactly (chrono's result at a fraction of the cost), else chrono.
-    if format == Some("%d/%b/%Y:%H:%M:%S %z") {
+    if format == Some(ACCESS_LOG_TIME) {
         if let Some(ns) = crate::event::time::parse_common_log(text.trim()) {
             return Ok(ns);
         }

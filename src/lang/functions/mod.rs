@@ -20,7 +20,6 @@ mod parse_structured;
 mod redact;
 pub mod syslog;
 mod text;
-mod time_local;
 
 pub use convert::stringify;
 pub use parse_structured::{compile_regex, to_json};

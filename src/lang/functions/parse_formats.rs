@@ -4,9 +4,8 @@
 
 use super::access_format::{push_request_parts, AccessFormat};
 use super::access_line::{self, AccessLine, Head};
-use super::convert::parse_time;
+use super::convert::{parse_time, ACCESS_LOG_TIME};
 use super::parse_structured::json_to_value;
-use super::time_local::parse_time_local;
 use super::{apache_format, literal, nginx_format, ConstArgs};
 use super::{arg_text, Prepared};
 use crate::event::{Map, Str, Value};
@@ -37,7 +36,7 @@ static NGINX_ERROR_KV: LazyLock<Regex> = LazyLock::new(|| {
 /// `-` is 0), the request also split into method, path and protocol;
 /// referer and agent only when `referer_agent` (the combined form).
 fn access_map(line: &AccessLine, referer_agent: bool) -> Result<Map, String> {
-    let timestamp = parse_time_local(line.time)?;
+    let timestamp = parse_time(line.time, Some(ACCESS_LOG_TIME))?;
     let status = line.status.parse().map_err(|_| "bad status")?;
     let size = match line.size {
         "-" => 0,
