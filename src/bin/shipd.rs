@@ -56,6 +56,18 @@ fn run(cfg: AgentConfig, origin: PipelineOrigin, started_with: String) -> anyhow
     if !shipd::memory::keep_freed_heap() {
         tracing::debug!("the C library keeps its own heap thresholds");
     }
+    let memory = shipd::memory::budgets::machine_memory();
+    let budgets = shipd::memory::budgets();
+    let scaled = budgets != shipd::memory::Budgets::FULL;
+    tracing::info!(
+        memory_mib = memory.map(|m| m >> 20),
+        scaled,
+        channel_bytes = budgets.channel_bytes,
+        batch_max_bytes = budgets.batch_max_bytes,
+        in_flight = budgets.in_flight,
+        "memory budgets{}",
+        if scaled { " (scaled down to the memory limit)" } else { "" }
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
