@@ -686,6 +686,17 @@ impl Compiler {
                 }
             }
         }
+        // The registry's word, unless a check of the arguments knows better.
+        let fallible = match f.check.map(|check| check(&compiled)) {
+            Some(Ok(fails)) => f.fallible || fails,
+            Some(Err((i, msg))) => {
+                let at = written.get(i).map(|e| e.span).unwrap_or(span);
+                self.error(at, format!("`{}`: {msg}", f.name), signature(f));
+                f.fallible
+            }
+            None => f.fallible,
+        };
+        may_fail |= fallible;
         let prepared = match f.prepare {
             Some(prepare) => match prepare(&written) {
                 Ok(p) => p,
@@ -701,10 +712,10 @@ impl Compiler {
             },
             None => Prepared::None,
         };
-        if f.fallible && !handled_here {
+        if fallible && !handled_here {
             unhandled(self);
         }
-        if abort && !f.fallible {
+        if abort && !fallible {
             self.error(
                 span,
                 format!("`{}` cannot fail; remove the `!`", f.name),

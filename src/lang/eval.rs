@@ -220,7 +220,7 @@ pub fn run_block(stmts: &[CStmt], ctx: &mut Ctx) -> EvalResult {
         }
         match s {
             CStmt::Assign(place, e) => {
-                let v = e.eval(ctx)?;
+                let v = operand(e, ctx)?;
                 write(ctx.event, place, v)?;
                 last = None;
             }
@@ -233,7 +233,7 @@ pub fn run_block(stmts: &[CStmt], ctx: &mut Ctx) -> EvalResult {
                 last = None;
             }
             CStmt::Let(slot, e) => {
-                let v = e.eval(ctx)?;
+                let v = operand(e, ctx)?;
                 if ctx.locals.len() <= *slot {
                     ctx.locals.resize(*slot + 1, Value::Null);
                 }
@@ -256,7 +256,14 @@ impl CExpr {
         match self {
             CExpr::Const(v) => Ok(v.clone()),
             CExpr::Fail(msg) => fail(msg.clone()),
-            CExpr::Located(inner, origin) => inner.eval(ctx).map_err(|e| e.at(origin)),
+            // The common located forms run here: a level of recursion less
+            // for each fallible call or operator.
+            CExpr::Located(inner, origin) => match &**inner {
+                CExpr::Call(f, args, prepared) => call(f, args, prepared, ctx),
+                CExpr::Bin(op, l, r) => binary(*op, l, r, ctx),
+                inner => inner.eval(ctx),
+            }
+            .map_err(|e| e.at(origin)),
             CExpr::Read(place) => Ok(read(ctx.event, place)),
             CExpr::Local(slot) => Ok(ctx.locals.get(*slot).cloned().unwrap_or(Value::Null)),
             CExpr::Boolean(e) => match e.eval(ctx)? {
@@ -309,16 +316,7 @@ impl CExpr {
                 )),
             },
             CExpr::Bin(op, l, r) => binary(*op, l, r, ctx),
-            CExpr::Call(f, args, prepared) => {
-                let mut values: smallvec::SmallVec<[Value; 4]> = smallvec::SmallVec::new();
-                for a in args {
-                    values.push(a.eval(ctx)?);
-                }
-                while values.len() < f.params.len() {
-                    values.push(Value::Null);
-                }
-                (f.call)(&values, prepared).map_err(|e| EvalError::new(format!("{}: {e}", f.name)))
-            }
+            CExpr::Call(f, args, prepared) => call(f, args, prepared, ctx),
             CExpr::Del(place) => Ok(delete(ctx.event, place)),
             CExpr::Emit(emission) => emission.run(ctx).map(|()| Value::Null),
             CExpr::Exists(place) => Ok(Value::Bool(!matches!(read(ctx.event, place), Value::Null))),
@@ -334,27 +332,51 @@ impl CExpr {
     }
 }
 
+/// Evaluates an argument or operand: the leaves (constants, field reads)
+/// without a level of recursion.
+#[inline(always)]
+fn operand(e: &CExpr, ctx: &mut Ctx) -> EvalResult {
+    match e {
+        CExpr::Const(v) => Ok(v.clone()),
+        CExpr::Read(place) => Ok(read(ctx.event, place)),
+        e => e.eval(ctx),
+    }
+}
+
+/// Calls a function of the registry on its evaluated arguments.
+#[inline(always)]
+fn call(f: &Function, args: &[CExpr], prepared: &Prepared, ctx: &mut Ctx) -> EvalResult {
+    let mut values: smallvec::SmallVec<[Value; 4]> = smallvec::SmallVec::new();
+    for a in args {
+        values.push(operand(a, ctx)?);
+    }
+    while values.len() < f.params.len() {
+        values.push(Value::Null);
+    }
+    (f.call)(&values, prepared).map_err(|e| EvalError::new(format!("{}: {e}", f.name)))
+}
+
 fn binary(op: BinOp, l: &CExpr, r: &CExpr, ctx: &mut Ctx) -> EvalResult {
     match op {
         BinOp::And => {
-            if !truthy(&l.eval(ctx)?) {
+            if !truthy(&operand(l, ctx)?) {
                 return Ok(Value::Bool(false));
             }
-            Ok(Value::Bool(truthy(&r.eval(ctx)?)))
+            Ok(Value::Bool(truthy(&operand(r, ctx)?)))
         }
         BinOp::Or => {
-            if truthy(&l.eval(ctx)?) {
+            if truthy(&operand(l, ctx)?) {
                 return Ok(Value::Bool(true));
             }
-            Ok(Value::Bool(truthy(&r.eval(ctx)?)))
+            Ok(Value::Bool(truthy(&operand(r, ctx)?)))
         }
-        BinOp::Coalesce => match l.eval(ctx) {
-            Ok(Value::Null) | Err(_) => r.eval(ctx),
+        BinOp::Coalesce => match operand(l, ctx) {
+            Ok(Value::Null) | Err(_) => operand(r, ctx),
             Ok(v) => Ok(v),
         },
         _ => {
-            let a = l.eval(ctx)?;
-            let b = r.eval(ctx)?;
+            let a = operand(l, ctx)?;
+            let b = operand(r, ctx)?;
             apply(op, a, b)
         }
     }
@@ -462,6 +484,7 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
 }
 
 /// Follows `segments` inside a value.
+#[inline]
 pub fn get_in<'v>(mut v: &'v Value, segments: &[Segment]) -> Option<&'v Value> {
     for s in segments {
         v = match (v, s) {

@@ -33,12 +33,17 @@ pub struct Step {
 pub enum Outcome {
     Continue,
     Dropped,
-    /// The step failed (`error` says where and why); its `on_error`
-    /// decided what follows (`Abort`: the event leaves the pipeline).
-    Failed {
-        error: String,
-        then: OnError,
-    },
+    /// The step failed. Boxed: failures are rare, and a small outcome
+    /// comes back in registers on every event's way.
+    Failed(Box<Failure>),
+}
+
+/// A step's failure on one event: where and why (`error`), and what its
+/// `on_error` decided follows (`Abort`: the event leaves the pipeline).
+#[derive(Debug, PartialEq)]
+pub struct Failure {
+    pub error: String,
+    pub then: OnError,
 }
 
 impl Step {
@@ -59,24 +64,32 @@ impl Step {
             None => run_block(&self.body, &mut ctx),
         };
         let dropped = ctx.dropped;
-        let err = match result {
-            Ok(_) if dropped => return Outcome::Dropped,
-            Ok(_) => return Outcome::Continue,
-            Err(e) => self.locate(e),
-        };
+        match result {
+            Ok(_) if dropped => Outcome::Dropped,
+            Ok(_) => Outcome::Continue,
+            Err(e) => self.failed(event, original, e),
+        }
+    }
+
+    /// The failure path of [`Step::apply`], kept out of its way: undoes
+    /// the step's writes, tags the event if `on_error tag`.
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, event: &mut Event, original: Option<Event>, e: EvalError) -> Outcome {
+        let error = self.locate(e);
         if let Some(original) = original {
             *event = original;
         }
         if self.on_error == OnError::Tag {
             if let Event::Log(log) = event {
                 log.attributes
-                    .push(("shipd.error".into(), Value::String(err.as_str().into())));
+                    .push(("shipd.error".into(), Value::String(error.as_str().into())));
             }
         }
-        Outcome::Failed {
-            error: err,
+        Outcome::Failed(Box::new(Failure {
+            error,
             then: self.on_error,
-        }
+        }))
     }
 
     /// The error with its place in the file: the failing expression's, else
@@ -176,33 +189,31 @@ impl Processor {
             .collect();
         let mut tally = vec![Tally::default(); steps.len()];
         let dead_letter = self.router.has_dead_letter();
-        let (mut passed, mut dropped, mut failed, mut routed) = (0u64, 0u64, 0u64, 0u64);
-        // Each destination with the bytes of its events, counted while each
-        // event is still in cache (a second pass over a batch of parsed
-        // events misses it).
-        let mut routes: Vec<(Route, usize)> = Vec::new();
+        // When the first rule needs no evaluation, every passing event goes
+        // there: no route is evaluated (or its stream cloned) per event.
+        let fixed = self.router.fixed().cloned();
+        let (mut dropped, mut failed) = (0u64, 0u64);
+        let mut placement = Placement::with_capacity(events.len());
         // Route conditions that failed at run time (not "no match").
         let mut route_failures = Tally::default();
-        // Index into `routes` per event; `None` when the event is gone.
-        let mut dest: Vec<Option<u32>> = Vec::with_capacity(events.len());
         for event in events.iter_mut() {
             let outcome = run_applicable(&steps, &mut tally, event, &source);
             let route = match outcome {
-                Ok(true) => {
-                    passed += 1;
-                    match self.router.route(event, &source) {
+                Ok(true) => match &fixed {
+                    Some(route) => {
+                        placement.place(route, event);
+                        continue;
+                    }
+                    None => match self.router.route(event, &source) {
                         Ok(route) => route,
                         Err(e) => {
-                            route_failures.errors += 1;
+                            route_failures.error(&e, OnError::Abort);
                             route_failures.failed += 1;
-                            route_failures
-                                .first_error
-                                .get_or_insert_with(|| (e.clone(), OnError::Abort));
                             let meter = &self.route_meter;
                             failed_event(&mut self.router, meter, "router", event, &source, e)
                         }
-                    }
-                }
+                    },
+                },
                 Ok(false) => {
                     dropped += 1;
                     None
@@ -213,30 +224,25 @@ impl Processor {
                     failed_event(&mut self.router, meter, step, event, &source, e)
                 }
             };
-            routed += u64::from(route.is_some());
-            dest.push(route.map(|route| {
-                let i = match routes.iter().position(|(r, _)| *r == route) {
-                    Some(i) => i,
-                    None => {
-                        routes.push((route, 0));
-                        routes.len() - 1
-                    }
-                };
-                routes[i].1 += event.size_hint();
-                i as u32
-            }));
+            match route {
+                Some(route) => placement.place(&route, event),
+                None => placement.gone(),
+            }
         }
+        Tally::settle(&mut tally, received);
         for ((i, step), t) in steps.iter().zip(&tally) {
             self.meters[*i].record(&step.name, &source, t, dead_letter);
         }
         self.route_meter
             .record("router", &source, &route_failures, dead_letter);
+        let passed = received - dropped - failed;
+        let routed = placement.routed();
         self.events_out.add(passed);
         self.dropped.add(dropped);
         self.failed.add(failed);
         self.router_in.add(passed + failed);
         self.router_out.add(routed);
-        split_by_route(events, routes, dest, source)
+        placement.split(events, source)
     }
 }
 
@@ -264,7 +270,8 @@ fn failed_event(
 }
 
 /// Runs `steps` (those that apply to the event's source) in order, tallying
-/// what each did. `Err` carries the index of an aborting step and its
+/// the events each drops or fails (what passes is counted per batch, by
+/// [`Tally::settle`]). `Err` carries the index of an aborting step and its
 /// failure.
 fn run_applicable(
     steps: &[(usize, &Step)],
@@ -273,21 +280,15 @@ fn run_applicable(
     source: &str,
 ) -> Result<bool, (usize, String)> {
     for ((i, step), t) in steps.iter().zip(tally.iter_mut()) {
-        t.events_in += 1;
         match step.apply(event, source) {
-            Outcome::Continue => {
-                t.events_out += 1;
-                tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event))
-            }
+            Outcome::Continue => {}
             Outcome::Dropped => {
                 t.dropped += 1;
                 return Ok(false);
             }
-            Outcome::Failed { error, then } => {
-                t.errors += 1;
-                if t.first_error.is_none() {
-                    t.first_error = Some((error.clone(), then));
-                }
+            Outcome::Failed(failure) => {
+                let Failure { error, then } = *failure;
+                t.error(&error, then);
                 match then {
                     OnError::Abort => {
                         t.failed += 1;
@@ -297,58 +298,100 @@ fn run_applicable(
                         t.dropped += 1;
                         return Ok(false);
                     }
-                    OnError::Keep | OnError::Tag => {
-                        t.events_out += 1;
-                        tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event))
-                    }
+                    OnError::Keep | OnError::Tag => {}
                 }
             }
         }
+        tap::observe(Point::Step, &step.name, source, std::slice::from_ref(event));
     }
     Ok(true)
 }
 
-/// Moves processed events into one batch per destination (each route
-/// with the bytes of its events); events without one (dropped,
-/// unroutable) are acknowledged.
-fn split_by_route(
-    events: Vec<Event>,
-    mut routes: Vec<(Route, usize)>,
+/// Where each event of a batch goes, and the bytes of each destination's
+/// events, counted while each event is still in cache (a second pass over
+/// a batch of parsed events misses it).
+struct Placement {
+    routes: Vec<(Route, usize)>,
+    /// Index into `routes` per event; `None` when the event is gone.
     dest: Vec<Option<u32>>,
-    source: Arc<str>,
-) -> Vec<(Route, EventBatch)> {
-    if routes.len() == 1 && dest.iter().all(Option::is_some) {
-        if let Some((route, bytes)) = routes.pop() {
-            let out = EventBatch {
-                events,
-                bytes,
-                source,
-            };
-            return vec![(route, out)];
+    /// How many events are gone.
+    gone: usize,
+}
+
+impl Placement {
+    fn with_capacity(events: usize) -> Self {
+        Placement {
+            routes: Vec::new(),
+            dest: Vec::with_capacity(events),
+            gone: 0,
         }
     }
-    let mut counts = vec![0usize; routes.len()];
-    for i in dest.iter().flatten() {
-        counts[*i as usize] += 1;
+
+    /// The next event goes to `route` (its stream is cloned only the first
+    /// time the route is seen).
+    fn place(&mut self, route: &Route, event: &Event) {
+        let i = match self.routes.iter().position(|(r, _)| r == route) {
+            Some(i) => i,
+            None => {
+                self.routes.push((route.clone(), 0));
+                self.routes.len() - 1
+            }
+        };
+        self.routes[i].1 += event.size_hint();
+        self.dest.push(Some(i as u32));
     }
-    let mut out: Vec<(Route, EventBatch)> = routes
-        .into_iter()
-        .zip(counts)
-        .map(|((r, bytes), n)| {
-            let mut batch = EventBatch::from_source(&source, n);
-            batch.bytes = bytes;
-            (r, batch)
-        })
-        .collect();
-    let mut gone = Vec::new();
-    for (event, d) in events.into_iter().zip(dest) {
-        match d {
-            Some(i) => out[i as usize].1.events.push(event),
-            None => gone.push(event),
+
+    /// The next event goes nowhere (dropped, or lost).
+    fn gone(&mut self) {
+        self.dest.push(None);
+        self.gone += 1;
+    }
+
+    fn routed(&self) -> u64 {
+        (self.dest.len() - self.gone) as u64
+    }
+
+    /// Moves the processed events into one batch per destination (each
+    /// with the bytes of its events); events without one are acknowledged.
+    fn split(self, events: Vec<Event>, source: Arc<str>) -> Vec<(Route, EventBatch)> {
+        let Placement {
+            mut routes,
+            dest,
+            gone,
+        } = self;
+        if routes.len() == 1 && gone == 0 {
+            if let Some((route, bytes)) = routes.pop() {
+                let out = EventBatch {
+                    events,
+                    bytes,
+                    source,
+                };
+                return vec![(route, out)];
+            }
         }
+        let mut counts = vec![0usize; routes.len()];
+        for i in dest.iter().flatten() {
+            counts[*i as usize] += 1;
+        }
+        let mut out: Vec<(Route, EventBatch)> = routes
+            .into_iter()
+            .zip(counts)
+            .map(|((r, bytes), n)| {
+                let mut batch = EventBatch::from_source(&source, n);
+                batch.bytes = bytes;
+                (r, batch)
+            })
+            .collect();
+        let mut gone = Vec::new();
+        for (event, d) in events.into_iter().zip(dest) {
+            match d {
+                Some(i) => out[i as usize].1.events.push(event),
+                None => gone.push(event),
+            }
+        }
+        ack_events(&gone);
+        out
     }
-    ack_events(&gone);
-    out
 }
 
 #[cfg(test)]
@@ -594,6 +637,64 @@ mod tests {
             1,
             "source OUT"
         );
+    }
+
+    #[test]
+    fn on_error_drop_and_keep_are_counted_so_each_step_takes_in_what_the_last_let_out() {
+        let src = "source app = files { include = [\"/none/*.log\"] }\nsink out = console {}\nstep chain_keep on app on_error keep {\n .n = to_int!(.message)\n}\nstep chain_drop on app on_error drop {\n .m = to_int!(.message) * 2\n}\nstep chain_last on app {\n drop where .m == 4\n}\nroute { else => out }\n";
+        let mut p = match crate::lang::load(src) {
+            Ok(p) => p.agent.processor,
+            Err(d) => panic!("{}", crate::lang::render("t.ship", src, &d)),
+        };
+        assert!(
+            p.router.fixed().is_some(),
+            "an else-only route needs no evaluation"
+        );
+        let source: Arc<str> = Arc::from("chain_app");
+        let mut batch = EventBatch::from_source(&source, 5);
+        for body in ["1", "x", "2", "y", "3"] {
+            batch.push(event(body));
+        }
+        let source: Arc<str> = Arc::from("app");
+        let mut batch2 = EventBatch::from_source(&source, 5);
+        for e in batch.events {
+            batch2.push(e);
+        }
+        let out = p.process(batch2);
+        let delivered: usize = out.iter().map(|(_, b)| b.len()).sum();
+        assert_eq!(delivered, 2, "1 and 3");
+        let get = |name, step: &str| {
+            telemetry::value(name, &format!("component=\"{step}\"")).unwrap_or(u64::MAX)
+        };
+        let dropped = |step: &str| {
+            telemetry::value(
+                "shipd_events_dropped_total",
+                &format!("component=\"{step}\",reason=\"drop\""),
+            )
+            .unwrap_or(u64::MAX)
+        };
+        let counts = |step: &str| {
+            (
+                get("shipd_events_in_total", step),
+                get("shipd_events_out_total", step),
+                dropped(step),
+                get("shipd_events_failed_total", step),
+                get("shipd_step_errors_total", step),
+            )
+        };
+        assert_eq!(counts("chain_keep"), (5, 5, 0, 0, 2), "kept on failure");
+        assert_eq!(counts("chain_drop"), (5, 3, 2, 0, 2), "dropped on failure");
+        assert_eq!(counts("chain_last"), (3, 2, 1, 0, 0));
+    }
+
+    #[test]
+    fn a_fixed_route_carries_no_empty_batch_when_every_event_is_dropped() {
+        let mut p = processor("step s on app { drop }");
+        let source: Arc<str> = Arc::from("app");
+        let mut batch = EventBatch::from_source(&source, 2);
+        batch.push(event("a"));
+        batch.push(event("b"));
+        assert!(p.process(batch).is_empty());
     }
 
     #[test]

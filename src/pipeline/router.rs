@@ -54,6 +54,9 @@ struct StreamNamer {
 #[derive(Debug)]
 pub struct Router {
     rules: Vec<Rule>,
+    /// The destination of every event when the first rule needs no
+    /// evaluation (no condition, a fixed stream).
+    fixed: Option<Route>,
     dead_letter: Option<Rule>,
     namer: StreamNamer,
     unrouted: Metric,
@@ -66,8 +69,20 @@ impl Router {
         max_streams: usize,
         overflow: &str,
     ) -> Self {
+        let fixed = match rules.first() {
+            Some(Rule {
+                condition: None,
+                sink,
+                stream: StreamSpec::Fixed(stream),
+            }) => Some(Route {
+                sink: *sink,
+                stream: Arc::clone(stream),
+            }),
+            _ => None,
+        };
         Router {
             rules,
+            fixed,
             dead_letter,
             namer: StreamNamer {
                 max_streams,
@@ -134,7 +149,10 @@ impl Router {
         for (i, rule) in self.rules.iter().enumerate() {
             let hit = match &rule.condition {
                 None => true,
-                Some(c) => truthy(&c.eval(&mut ctx).map_err(|e| route_error(&e))?),
+                Some(c) => match c.eval(&mut ctx) {
+                    Ok(v) => truthy(&v),
+                    Err(e) => return Err(route_error(&e)),
+                },
             };
             if hit {
                 chosen = Some(i);
@@ -149,6 +167,13 @@ impl Router {
             sink: rule.sink,
             stream,
         }))
+    }
+
+    /// Where every event goes, when that needs no evaluation (the first
+    /// rule is an unconditional one to a fixed stream): the same as
+    /// [`Router::route`] gives each event then.
+    pub fn fixed(&self) -> Option<&Route> {
+        self.fixed.as_ref()
     }
 
     /// Whether failed events have somewhere to go.
@@ -177,6 +202,7 @@ impl Router {
 }
 
 /// A route condition's failure, located when the expression knows its place.
+#[cold]
 fn route_error(e: &EvalError) -> String {
     match e.1 {
         Some(_) => format!("{} (route condition)", e.located()),
@@ -207,6 +233,37 @@ pub fn normalize_stream_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event() -> Event {
+        Event::Log(crate::event::LogRecord::new(
+            Value::Null,
+            Arc::new(crate::event::Resource::default()),
+        ))
+    }
+
+    #[test]
+    fn only_an_unconditional_first_rule_to_a_fixed_stream_fixes_every_route() {
+        let mut single = Router::single(2, "Web-Logs");
+        let fixed = single.fixed().cloned();
+        let routed = single.route(&mut event(), "app");
+        assert_eq!(routed, Ok(fixed.clone()), "the same destination");
+        assert_eq!(fixed.map(|r| r.stream), Some(Arc::from("web_logs")));
+
+        let conditional = Rule {
+            condition: Some(CExpr::Const(Value::Bool(false))),
+            sink: 0,
+            stream: StreamSpec::Fixed(Arc::from("a")),
+        };
+        let computed = Rule {
+            condition: None,
+            sink: 0,
+            stream: StreamSpec::Computed(CExpr::Source),
+        };
+        assert!(Router::new(vec![conditional], None, 10, "o")
+            .fixed()
+            .is_none());
+        assert!(Router::new(vec![computed], None, 10, "o").fixed().is_none());
+    }
 
     #[test]
     fn stream_names_are_normalised_like_openobserve() {

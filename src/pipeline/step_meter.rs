@@ -3,8 +3,8 @@
 //! (`shipd_step_errors_total`) and the failed events lost for want of a
 //! `dead_letter` route (`shipd_events_lost_total`), plus one WARN per step
 //! per minute with the located error and how many failed since. The
-//! processor tallies per batch and records once, so counters move per
-//! batch, not per event.
+//! processor tallies per batch (only what leaves a step early is counted
+//! per event) and records once, so counters move per batch, not per event.
 
 use crate::lang::ast::OnError;
 use crate::sinks::log_limit::LogLimit;
@@ -23,6 +23,31 @@ pub struct Tally {
     pub errors: u64,
     /// The batch's first failure: the subject of a WARN line.
     pub first_error: Option<(String, OnError)>,
+}
+
+impl Tally {
+    /// Notes one failure, whatever `on_error` then does: counted as an
+    /// error, and the batch's first kept for the WARN line.
+    pub fn error(&mut self, error: &str, then: OnError) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some((error.to_owned(), then));
+        }
+    }
+
+    /// Fills in IN and OUT of a batch's steps (in order) from the events
+    /// the batch brought and what each step dropped or failed: an event
+    /// leaves at the first step that drops or fails it, so each step's IN
+    /// is the previous step's OUT, and OUT = IN - DROPPED - FAILED. Exact,
+    /// and nothing is counted per event on the way.
+    pub fn settle(steps: &mut [Tally], received: u64) {
+        let mut reaching = received;
+        for t in steps {
+            t.events_in = reaching;
+            reaching = reaching.saturating_sub(t.dropped + t.failed);
+            t.events_out = reaching;
+        }
+    }
 }
 
 /// The counters and log limit of one step.
@@ -92,6 +117,30 @@ impl StepMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_step_takes_in_what_the_previous_let_out() {
+        let mut steps = vec![
+            Tally {
+                dropped: 2,
+                ..Tally::default()
+            },
+            Tally::default(),
+            Tally {
+                dropped: 1,
+                failed: 3,
+                errors: 5,
+                ..Tally::default()
+            },
+            Tally::default(),
+        ];
+        Tally::settle(&mut steps, 10);
+        let in_out: Vec<(u64, u64)> = steps.iter().map(|t| (t.events_in, t.events_out)).collect();
+        assert_eq!(in_out, [(10, 8), (8, 8), (8, 4), (4, 4)]);
+        for t in &steps {
+            assert_eq!(t.events_in, t.events_out + t.dropped + t.failed);
+        }
+    }
 
     #[test]
     fn a_batch_tally_moves_the_step_counters_once() {

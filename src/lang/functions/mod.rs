@@ -55,6 +55,13 @@ pub fn literal<'a>(args: &ConstArgs<'a>, i: usize) -> Option<&'a super::ast::Lit
 pub type CallFn = fn(&[Value], &Prepared) -> Result<Value, String>;
 pub type PrepareFn = fn(&ConstArgs) -> Result<Prepared, String>;
 
+/// Checks a call's compiled arguments when the pipeline loads, for a
+/// function that needs an argument in range: `Err((i, message))` refuses
+/// argument `i` (a constant out of range); `Ok(true)` when the call can
+/// fail at run time after all (that argument is computed per event), so it
+/// must be handled like a fallible one; `Ok(false)` when it cannot.
+pub type CheckFn = fn(&[super::eval::CExpr]) -> Result<bool, (usize, String)>;
+
 #[derive(Debug)]
 pub struct Param {
     pub name: &'static str,
@@ -101,6 +108,8 @@ pub struct Function {
     pub fallible: bool,
     pub call: CallFn,
     pub prepare: Option<PrepareFn>,
+    /// Checks of the compiled arguments when the pipeline loads.
+    pub check: Option<CheckFn>,
     pub doc: &'static str,
 }
 
@@ -195,7 +204,10 @@ const ANY: Ty = Ty::ANY;
 
 macro_rules! f {
     ($name:literal, [$($p:expr),*], $ret:expr, $fallible:literal, $call:expr, $prep:expr, $doc:literal) => {
-        Function { name: $name, params: &[$($p),*], returns: $ret, fallible: $fallible, call: $call, prepare: $prep, doc: $doc }
+        Function { name: $name, params: &[$($p),*], returns: $ret, fallible: $fallible, call: $call, prepare: $prep, check: None, doc: $doc }
+    };
+    ($name:literal, [$($p:expr),*], $ret:expr, $fallible:literal, $call:expr, $prep:expr, check $check:expr, $doc:literal) => {
+        Function { name: $name, params: &[$($p),*], returns: $ret, fallible: $fallible, call: $call, prepare: $prep, check: Some($check), doc: $doc }
     };
 }
 
@@ -226,7 +238,7 @@ pub static FUNCTIONS: &[Function] = &[
     f!("merge", [req("to", Ty::MAP), req("from", Ty::MAP)], Ty::MAP, false, text::merge, None, "Merges two maps; keys of the second win."),
     f!("now", [], Ty::TIMESTAMP, false, convert::now, None, "The current time."),
     f!("hash", [req("value", ANY)], Ty::INT, false, text::hash, None, "A stable 63-bit hash (xxh3) of the value's text."),
-    f!("sample", [req("rate", Ty::INT), req("key", ANY)], Ty::BOOL, false, text::sample, None, "True when `hash(key)` is divisible by `rate`: one key in `rate`, the same keys on every node and every run, so every event of a kept key is kept. A rate below 1 fails the step."),
+    f!("sample", [req("rate", Ty::INT), req("key", ANY)], Ty::BOOL, false, text::sample, None, check text::check_sample, "True when `hash(key)` is divisible by `rate`: one key in `rate`, the same keys on every node and every run, so every event of a kept key is kept. A constant rate below 1 is refused when the pipeline loads; a rate computed per event may be below 1, so the call can then fail and must be handled (`sample!(...)`, `?? value` or the step's `on_error`)."),
     f!("redact", [req("value", ANY), load_time("rules", Ty::ARRAY)], ANY, false, redact::redact, Some(redact::prepare), "Replaces emails, IPv4 addresses, bearer tokens, JWTs, credit card numbers or custom regexes with [REDACTED], in a string or in every string inside maps and arrays."),
     f!("normalize_severity", [req("value", ANY), opt("scheme", Ty::STRING)], Ty::STRING, true, convert::normalize_severity, None, "Maps a level word or number to an OpenTelemetry severity text (TRACE, DEBUG, INFO, WARN, ERROR, FATAL). Numbers: scheme `auto` (default) reads 0-7 as syslog and 10-60 as pino/bunyan; `syslog` only 0-7; `pino`/`bunyan` any positive level (10 trace ... 60 fatal)."),
     f!("from_unix", [req("value", Ty::NUMBER.or(S)), opt("unit", Ty::STRING)], Ty::TIMESTAMP, true, convert::from_unix, None, "A Unix time in `s` (default), `ms`, `us` or `ns` as a timestamp."),

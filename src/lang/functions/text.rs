@@ -4,6 +4,7 @@ use super::parse_structured::compile_regex;
 use super::{arg_text, Prepared};
 use crate::event::{Map, Value};
 use crate::lang::ast::Lit;
+use crate::lang::eval::CExpr;
 
 pub fn lowercase(a: &[Value], _: &Prepared) -> Result<Value, String> {
     Ok(Value::String(arg_text(a, 0)?.to_lowercase().into()))
@@ -130,6 +131,29 @@ pub fn sample(a: &[Value], _: &Prepared) -> Result<Value, String> {
     Ok(Value::Bool(stable_hash(&a[1]) % rate == 0))
 }
 
+/// A constant rate below 1 is refused at load; a computed one may fail.
+pub fn check_sample(args: &[CExpr]) -> Result<bool, (usize, String)> {
+    let mut arg = args.first();
+    // `-3` is a negation of 3 (located: negating may fail in general).
+    while let Some(CExpr::Located(inner, _)) = arg {
+        arg = Some(&**inner);
+    }
+    let rate = match arg {
+        Some(CExpr::Const(Value::Int(rate))) => *rate,
+        Some(CExpr::Neg(inner)) => match &**inner {
+            CExpr::Const(Value::Int(rate)) => rate.wrapping_neg(),
+            _ => return Ok(true),
+        },
+        // Another constant is refused by its type.
+        Some(CExpr::Const(_)) | None => return Ok(false),
+        Some(_) => return Ok(true),
+    };
+    if rate < 1 {
+        return Err((0, format!("the rate must be at least 1, got {rate}")));
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +161,67 @@ mod tests {
 
     fn v(s: &str) -> Value {
         Value::from(s)
+    }
+
+    /// The messages of loading a pipeline with `step` (none: it loaded).
+    fn load_errors(step: &str) -> Vec<(usize, String)> {
+        let src = format!("source app = files {{ include = [\"/none/*.log\"] }}\nsink out = console {{}}\n{step}\nroute {{ else => out }}\n");
+        match crate::lang::load(&src) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.into_iter().map(|d| (d.span.start, d.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_constant_sample_rate_below_one_is_refused_at_load_where_it_is_written() {
+        for (step, rate) in [
+            ("step s on app { drop where not sample(0, .user) }", "0"),
+            ("step s on app { drop where not sample(-3, .user) }", "-3"),
+            (
+                "let rate = 0\nstep s on app { drop where not sample(rate, .user) }",
+                "rate",
+            ),
+        ] {
+            let errors = load_errors(step);
+            let at = "source app = files { include = [\"/none/*.log\"] }\nsink out = console {}\n"
+                .len()
+                + step.find(&format!("sample({rate}")).unwrap_or(0)
+                + "sample(".len();
+            assert_eq!(errors.len(), 1, "{step}: {errors:?}");
+            assert!(
+                errors[0]
+                    .1
+                    .starts_with("`sample`: the rate must be at least 1, got "),
+                "{errors:?}"
+            );
+            assert_eq!(errors[0].0, at, "located at the rate: {step}");
+        }
+        assert_eq!(
+            load_errors("step s on app { drop where not sample(1, .user) }"),
+            []
+        );
+    }
+
+    #[test]
+    fn a_sample_rate_computed_per_event_makes_the_call_fallible() {
+        let errors = load_errors("step s on app { drop where not (sample(.n, .user) ?? true) }");
+        assert!(errors.is_empty(), "a fallback handles it: {errors:?}");
+        let errors = load_errors("step s on app { drop where not sample(.n, .user) }");
+        assert!(
+            errors
+                .iter()
+                .any(|(_, m)| m == "unhandled error: `sample` can fail"),
+            "{errors:?}"
+        );
+        let handled = load_errors("step s on app { drop where not sample!(.n, .user) }");
+        assert_eq!(handled, []);
+        let constant = load_errors("step s on app { drop where not sample!(4, .user) }");
+        assert!(
+            constant
+                .iter()
+                .any(|(_, m)| m.contains("cannot fail; remove the `!`")),
+            "{constant:?}"
+        );
     }
 
     #[test]
