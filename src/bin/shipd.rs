@@ -66,7 +66,11 @@ fn run(cfg: AgentConfig, origin: PipelineOrigin, started_with: String) -> anyhow
         batch_max_bytes = budgets.batch_max_bytes,
         in_flight = budgets.in_flight,
         "memory budgets{}",
-        if scaled { " (scaled down to the memory limit)" } else { "" }
+        if scaled {
+            " (scaled down to the memory limit)"
+        } else {
+            ""
+        }
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -199,9 +199,9 @@ fn put(out: &mut Vec<(Str, Value)>, name: &Str, kind: Kind, text: &str) -> Resul
         Kind::Str => string(text),
         Kind::Int | Kind::BytesOrDash => Value::Int(number(name, text, "an integer")?),
         Kind::Float => Value::Float(number(name, text, "a number")?),
-        Kind::TimeLocal => {
-            Value::Timestamp(parse_time(text, Some(ACCESS_LOG_TIME)).map_err(|e| format!("`{name}`: {e}"))?)
-        }
+        Kind::TimeLocal => Value::Timestamp(
+            parse_time(text, Some(ACCESS_LOG_TIME)).map_err(|e| format!("`{name}`: {e}"))?,
+        ),
         Kind::TimeIso8601 => {
             Value::Timestamp(parse_time(text, None).map_err(|e| format!("`{name}`: {e}"))?)
         }
