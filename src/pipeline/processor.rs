@@ -592,51 +592,52 @@ mod tests {
             Ok(p) => p.agent.processor,
             Err(d) => panic!("{}", crate::lang::render("t.ship", src, &d)),
         };
-        let source: Arc<str> = Arc::from("counted_app");
-        let mut batch = EventBatch::from_source(&source, 5);
-        for body in ["1", "0", "x", "2", "0"] {
-            batch.push(event(body));
-        }
         // The steps apply to `app` only; this batch's source is another.
+        let source: Arc<str> = Arc::from("counted_app");
         let mut other = EventBatch::from_source(&source, 1);
         other.push(event("y"));
         p.process(other);
-        let source: Arc<str> = Arc::from("app");
-        let mut batch2 = EventBatch::from_source(&source, 5);
-        for e in batch.events {
-            batch2.push(e);
-        }
-        let out = p.process(batch2);
+        let out = p.process(app_batch(&["1", "0", "x", "2", "0"]));
         let delivered: usize = out.iter().map(|(_, b)| b.len()).sum();
         assert_eq!(delivered, 2);
-        let get = |name, step: &str| {
-            telemetry::value(name, &format!("component=\"{step}\"")).unwrap_or(u64::MAX)
-        };
-        let dropped = |step: &str| {
-            telemetry::value(
-                "shipd_events_dropped_total",
-                &format!("component=\"{step}\",reason=\"drop\""),
-            )
-            .unwrap_or(u64::MAX)
-        };
-        assert_eq!(get("shipd_events_in_total", "counted_parse"), 5);
-        assert_eq!(get("shipd_events_out_total", "counted_parse"), 4);
-        assert_eq!(get("shipd_events_failed_total", "counted_parse"), 1);
+        assert_eq!(step_counts("counted_parse"), (5, 4, 0, 1));
         assert_eq!(
-            get("shipd_events_lost_total", "counted_parse"),
-            1,
+            telemetry::value("shipd_events_lost_total", "component=\"counted_parse\""),
+            Some(1),
             "no dead_letter route"
         );
-        assert_eq!(dropped("counted_parse"), 0);
-        assert_eq!(get("shipd_events_in_total", "counted_drop"), 4);
-        assert_eq!(get("shipd_events_out_total", "counted_drop"), 2);
-        assert_eq!(dropped("counted_drop"), 2);
-        assert_eq!(get("shipd_events_failed_total", "counted_drop"), 0);
+        assert_eq!(step_counts("counted_drop"), (4, 2, 2, 0));
         assert_eq!(
-            get("shipd_events_out_total", "counted_app"),
-            1,
+            telemetry::value("shipd_events_out_total", "component=\"counted_app\""),
+            Some(1),
             "source OUT"
         );
+    }
+
+    /// A batch of source `app`, one event per body.
+    fn app_batch(bodies: &[&str]) -> EventBatch {
+        let source: Arc<str> = Arc::from("app");
+        let mut batch = EventBatch::from_source(&source, bodies.len());
+        for body in bodies {
+            batch.push(event(body));
+        }
+        batch
+    }
+
+    /// IN, OUT, DROPPED (by `drop`) and FAILED of a step, as its telemetry
+    /// counts them (`u64::MAX` for a count that is missing).
+    fn step_counts(step: &str) -> (u64, u64, u64, u64) {
+        let get = |name: &str, labels: &str| telemetry::value(name, labels).unwrap_or(u64::MAX);
+        let c = format!("component=\"{step}\"");
+        (
+            get("shipd_events_in_total", &c),
+            get("shipd_events_out_total", &c),
+            get(
+                "shipd_events_dropped_total",
+                &format!("{c},reason=\"drop\""),
+            ),
+            get("shipd_events_failed_total", &c),
+        )
     }
 
     #[test]
@@ -650,41 +651,22 @@ mod tests {
             p.router.fixed().is_some(),
             "an else-only route needs no evaluation"
         );
-        let source: Arc<str> = Arc::from("chain_app");
-        let mut batch = EventBatch::from_source(&source, 5);
-        for body in ["1", "x", "2", "y", "3"] {
-            batch.push(event(body));
-        }
-        let source: Arc<str> = Arc::from("app");
-        let mut batch2 = EventBatch::from_source(&source, 5);
-        for e in batch.events {
-            batch2.push(e);
-        }
-        let out = p.process(batch2);
+        let out = p.process(app_batch(&["1", "x", "2", "y", "3"]));
         let delivered: usize = out.iter().map(|(_, b)| b.len()).sum();
         assert_eq!(delivered, 2, "1 and 3");
-        let get = |name, step: &str| {
-            telemetry::value(name, &format!("component=\"{step}\"")).unwrap_or(u64::MAX)
+        let errors = |step: &str| {
+            telemetry::value("shipd_step_errors_total", &format!("component=\"{step}\""))
         };
-        let dropped = |step: &str| {
-            telemetry::value(
-                "shipd_events_dropped_total",
-                &format!("component=\"{step}\",reason=\"drop\""),
-            )
-            .unwrap_or(u64::MAX)
-        };
-        let counts = |step: &str| {
-            (
-                get("shipd_events_in_total", step),
-                get("shipd_events_out_total", step),
-                dropped(step),
-                get("shipd_events_failed_total", step),
-                get("shipd_step_errors_total", step),
-            )
-        };
-        assert_eq!(counts("chain_keep"), (5, 5, 0, 0, 2), "kept on failure");
-        assert_eq!(counts("chain_drop"), (5, 3, 2, 0, 2), "dropped on failure");
-        assert_eq!(counts("chain_last"), (3, 2, 1, 0, 0));
+        assert_eq!(step_counts("chain_keep"), (5, 5, 0, 0), "kept on failure");
+        assert_eq!(errors("chain_keep"), Some(2));
+        assert_eq!(
+            step_counts("chain_drop"),
+            (5, 3, 2, 0),
+            "dropped on failure"
+        );
+        assert_eq!(errors("chain_drop"), Some(2));
+        assert_eq!(step_counts("chain_last"), (3, 2, 1, 0));
+        assert_eq!(errors("chain_last"), Some(0));
     }
 
     #[test]

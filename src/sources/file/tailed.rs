@@ -353,7 +353,7 @@ impl TailedFile {
         self.at_end = false;
         self.last_growth = Instant::now();
         // Copied out at its exact size: a chunk split off the read buffer
-        // would pin the whole buffer (256 KiB) for as long as any line of it
+        // would pin the whole read buffer for as long as any line of it
         // is in flight — with 2,000 files each bringing one short line, that
         // was a gigabyte. The copy costs one memcpy of what was read.
         let chunk = Bytes::copy_from_slice(&buf[..n]);
