@@ -286,6 +286,8 @@ mod tests {
             ("ok".into(), Value::Bool(true)),
             ("nothing".into(), Value::Null),
             ("at".into(), Value::Timestamp(1_764_000_000_123_456_789)),
+            // Before 1970: humantime's formatter panicked on it.
+            ("before_1970".into(), Value::Timestamp(-1)),
             ("nested".into(), Value::Map(nested)),
             ("".into(), Value::String("empty key".into())),
         ];
