@@ -21,7 +21,10 @@ fn kind(path: &Path) -> io::Result<i64> {
         .find(|p| p.exists())
         .unwrap_or_else(|| Path::new("/"));
     let stat = rustix::fs::statfs(existing)?;
-    Ok(stat.f_type as i64)
+    // A 32-bit C library keeps the type in an `int`: magic numbers above
+    // 0x7fffffff (btrfs, f2fs, ramfs) come out negative; the low 32 bits
+    // are the magic on every word size.
+    Ok(i64::from(stat.f_type as u32))
 }
 
 /// Whether `dir` (or its nearest existing ancestor) lives in RAM.

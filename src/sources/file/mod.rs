@@ -496,8 +496,9 @@ impl FileSource {
     }
 
     /// Watches the directory each include glob starts from (again at each
-    /// re-glob, for those that did not exist yet).
+    /// re-glob, for those that did not exist yet or were made again).
     fn watch_roots(&mut self) {
+        self.watcher.recheck();
         for pattern in &self.cfg.include {
             let (root, recursive) = watch::watch_root(pattern);
             self.watcher.watch(&root, recursive);

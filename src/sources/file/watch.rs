@@ -10,7 +10,8 @@
 
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
@@ -39,7 +40,10 @@ pub struct Changes {
 /// Receives wake-ups; watches directories when inotify is available.
 pub struct ChangeWatcher {
     watcher: Option<notify::RecommendedWatcher>,
-    watched: HashSet<PathBuf>,
+    /// Watched directories and which directory was watched: one removed
+    /// and made again is another (the inode number may be reused: its
+    /// birth time tells them apart), which no watch covers.
+    watched: HashMap<PathBuf, DirIdentity>,
     /// Directories asked for whose changes inotify may miss: missing (not
     /// watchable yet), refused (watch limit), or on a file system where
     /// inotify sees only local writes.
@@ -96,7 +100,7 @@ impl ChangeWatcher {
         };
         ChangeWatcher {
             watcher,
-            watched: HashSet::new(),
+            watched: HashMap::new(),
             blind: HashSet::new(),
             rx,
             tx,
@@ -113,12 +117,18 @@ impl ChangeWatcher {
         let Some(watcher) = &mut self.watcher else {
             return;
         };
-        if self.watched.contains(dir) {
-            return;
-        }
-        if !dir.is_dir() {
+        let Some(identity) = dir_identity(dir) else {
             self.blind.insert(dir.to_path_buf());
             return;
+        };
+        match self.watched.get(dir) {
+            Some(watched) if *watched == identity => return,
+            // Gone and made again: the old watch died with the old inode.
+            Some(_) => {
+                let _ = watcher.unwatch(dir);
+                self.watched.remove(dir);
+            }
+            None => {}
         }
         let mode = if recursive {
             RecursiveMode::Recursive
@@ -127,7 +137,7 @@ impl ChangeWatcher {
         };
         match watcher.watch(dir, mode) {
             Ok(()) => {
-                self.watched.insert(dir.to_path_buf());
+                self.watched.insert(dir.to_path_buf(), identity);
                 if crate::fs_kind::inotify_sees_every_change(dir) {
                     self.blind.remove(dir);
                 } else {
@@ -138,6 +148,26 @@ impl ChangeWatcher {
                 self.blind.insert(dir.to_path_buf());
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; polling it");
             }
+        }
+    }
+
+    /// Forgets the watches of directories that vanished or were made
+    /// again since they were watched: until watched anew they count as
+    /// blind, so polling covers them.
+    pub fn recheck(&mut self) {
+        let Some(watcher) = &mut self.watcher else {
+            return;
+        };
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|(dir, identity)| dir_identity(dir) != Some(**identity))
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        for dir in stale {
+            let _ = watcher.unwatch(&dir);
+            self.watched.remove(&dir);
+            self.blind.insert(dir);
         }
     }
 
@@ -184,6 +214,17 @@ impl Changes {
             Wake::Stop => self.stop = true,
         }
     }
+}
+
+/// Device, inode and birth time (where the file system keeps one).
+type DirIdentity = (u64, u64, Option<std::time::SystemTime>);
+
+/// The identity of a directory, `None` when it is not one (or missing).
+fn dir_identity(dir: &Path) -> Option<DirIdentity> {
+    std::fs::metadata(dir)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| (m.dev(), m.ino(), m.created().ok()))
 }
 
 /// The directory to watch for `pattern` and whether to watch below it: the
@@ -264,6 +305,18 @@ mod tests {
         std::fs::create_dir(&missing).unwrap();
         w.watch(&missing, false);
         assert_eq!(w.sees_every_change(), local, "watched once it exists");
+        std::fs::remove_dir(&missing).unwrap();
+        std::fs::create_dir(&missing).unwrap();
+        // Told apart by birth time when the inode number is reused.
+        if std::fs::metadata(&missing).unwrap().created().is_ok() {
+            w.recheck();
+            assert!(
+                !w.sees_every_change(),
+                "a directory made again is not watched"
+            );
+            w.watch(&missing, false);
+            assert_eq!(w.sees_every_change(), local, "until it is watched anew");
+        }
         w.watch(Path::new("/proc/self"), false);
         assert!(!w.sees_every_change(), "procfs changes reach no watch");
         assert!(!ChangeWatcher::new(false).sees_every_change());
