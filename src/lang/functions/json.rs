@@ -14,6 +14,10 @@ use std::cell::Cell;
 /// Top-level objects with more keys are not remembered (see `Shape`).
 const REMEMBERED_KEYS: usize = 32;
 
+/// The entry stack of objects being read is kept on the thread between
+/// documents (one allocation less per document) up to this capacity.
+const KEPT_ENTRIES: usize = 256;
+
 /// Deeper documents are left to serde_json (which refuses 128 levels).
 const MAX_DEPTH: u32 = 100;
 
@@ -22,19 +26,27 @@ const MAX_DEPTH: u32 = 100;
 pub fn parse(text: &str) -> Option<Value> {
     thread_local! {
         static LAST_SHAPE: Cell<Shape> = Cell::new(Shape::default());
+        static ENTRIES: Cell<Vec<(Str, Value)>> = const { Cell::new(Vec::new()) };
     }
     let mut p = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
-        entries: Vec::new(),
+        entries: ENTRIES.take(),
         shape: LAST_SHAPE.take(),
         declined: false,
     };
     let v = p.value(0);
     LAST_SHAPE.set(std::mem::take(&mut p.shape));
     p.skip_space();
-    (!p.declined && p.pos == p.bytes.len()).then_some(v)
+    let whole = !p.declined && p.pos == p.bytes.len();
+    // The entry stack is kept for the next document unless a large one
+    // grew it: a declined document may leave entries on it.
+    p.entries.clear();
+    if p.entries.capacity() <= KEPT_ENTRIES {
+        ENTRIES.set(p.entries);
+    }
+    whole.then_some(v)
 }
 
 /// The keys (in arrival order) and key order of the last top-level object
@@ -495,6 +507,30 @@ mod tests {
         // match text that is not that key.
         assert!(read(r#"{"q\"":1}"#).is_some());
         assert_eq!(read(r#"{"q"":1}"#), None);
+    }
+
+    #[test]
+    fn entries_of_a_declined_document_do_not_reach_the_next_one() {
+        // Declined inside a nested object: entries of both objects were on
+        // the thread's entry stack.
+        assert_eq!(parse(r#"{"a":1,"b":{"c":2,"d":x}}"#), None);
+        for text in [r#"{"e":3}"#, r#"{"a":1,"b":{"c":2}}"#, "[]"] {
+            let fast = parse(text).unwrap_or_else(|| panic!("declined {text:?}"));
+            assert!(same(&fast, &reference(text).unwrap()), "{text}");
+        }
+        // A document with more members than the kept capacity is read
+        // whole, and the next one too.
+        let wide = format!(
+            "{{{}}}",
+            (0..KEPT_ENTRIES + 10)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let fast = parse(&wide).expect("a wide object is read");
+        assert!(same(&fast, &reference(&wide).unwrap()));
+        let fast = parse(r#"{"e":3}"#).expect("read after a wide object");
+        assert!(same(&fast, &reference(r#"{"e":3}"#).unwrap()));
     }
 
     #[test]

@@ -241,9 +241,11 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
         .map_err(|e| format!("invalid regex: {e}"))
 }
 
-/// A prepared `parse_regex` pattern: the regex, and per named group (in
-/// group order, which decides which failed conversion is reported) the field it fills and how its text converts. Capture slots
-/// are reused per thread, so a match allocates only for long field values.
+/// A prepared `parse_regex` pattern: the regex, and per named group the
+/// field it fills and how its text converts, in the order of the field
+/// names (the map's order, so a match builds its map without sorting).
+/// Capture slots are reused per thread, so a match allocates only for long
+/// field values.
 #[derive(Debug)]
 pub struct NamedCaptures {
     re: regex::Regex,
@@ -263,7 +265,7 @@ type SlotPool = regex_automata::util::pool::Pool<regex::CaptureLocations, NewSlo
 
 impl NamedCaptures {
     fn new(re: regex::Regex, conversions: &Conversions) -> Self {
-        let fields: Vec<CaptureField> = re
+        let mut fields: Vec<CaptureField> = re
             .capture_names()
             .enumerate()
             .filter_map(|(group, name)| {
@@ -276,6 +278,8 @@ impl NamedCaptures {
                 })
             })
             .collect();
+        // Group names are unique (the regex refuses repeats).
+        fields.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         let for_pool = re.clone();
         let new_slots: NewSlots = Box::new(move || for_pool.capture_locations());
         NamedCaptures {
@@ -290,32 +294,60 @@ impl NamedCaptures {
     }
 
     /// The named captures of `text` as a map; fails without a match or
-    /// when a typed capture does not convert.
+    /// when a typed capture does not convert (the first such group in the
+    /// pattern is named).
     fn parse(&self, text: &str) -> Result<Value, String> {
         let mut slots = self.slots.get();
         self.re.captures_read(&mut slots, text).ok_or("no match")?;
         let mut entries = Vec::with_capacity(self.fields.len());
         for field in &self.fields {
-            let name = &field.name;
-            let Some((start, end)) = slots.get(field.group) else {
-                entries.push((name.clone(), Value::Null));
-                continue;
-            };
-            let text = text.get(start..end).unwrap_or_default();
-            let v = match field.conversion {
-                Some("int") => text
-                    .parse()
-                    .map(Value::Int)
-                    .map_err(|_| format!("`{name}`: `{text}` is not an integer"))?,
-                Some(_) => text
-                    .parse()
-                    .map(Value::Float)
-                    .map_err(|_| format!("`{name}`: `{text}` is not a number"))?,
-                None => Value::String(text.into()),
-            };
-            entries.push((name.clone(), v));
+            match field.value(&slots, text) {
+                Ok(v) => entries.push((field.name.clone(), v)),
+                Err(()) => return Err(self.first_failure(&slots, text)),
+            }
         }
-        Ok(Value::Map(Map::from_entries(entries)))
+        Ok(Value::Map(Map::from_ordered_entries(entries)))
+    }
+
+    /// The error of the first group, in pattern order, whose text does not
+    /// convert.
+    #[cold]
+    fn first_failure(&self, slots: &regex::CaptureLocations, text: &str) -> String {
+        let mut by_group: Vec<&CaptureField> = self.fields.iter().collect();
+        by_group.sort_by_key(|f| f.group);
+        by_group
+            .into_iter()
+            .find(|f| f.value(slots, text).is_err())
+            .map(|f| {
+                let name = &f.name;
+                let text = f.text(slots, text).unwrap_or_default();
+                match f.conversion {
+                    Some("int") => format!("`{name}`: `{text}` is not an integer"),
+                    _ => format!("`{name}`: `{text}` is not a number"),
+                }
+            })
+            .unwrap_or_else(|| "a capture did not convert".into())
+    }
+}
+
+impl CaptureField {
+    /// The group's text, `None` when it took no part in the match.
+    fn text<'t>(&self, slots: &regex::CaptureLocations, text: &'t str) -> Option<&'t str> {
+        let (start, end) = slots.get(self.group)?;
+        Some(text.get(start..end).unwrap_or_default())
+    }
+
+    /// The field's value: null for a group that took no part, the
+    /// converted text, or `Err` when it does not convert.
+    fn value(&self, slots: &regex::CaptureLocations, text: &str) -> Result<Value, ()> {
+        let Some(text) = self.text(slots, text) else {
+            return Ok(Value::Null);
+        };
+        match self.conversion {
+            Some("int") => text.parse().map(Value::Int).map_err(drop),
+            Some(_) => text.parse().map(Value::Float).map_err(drop),
+            None => Ok(Value::String(text.into())),
+        }
     }
 }
 
