@@ -189,13 +189,20 @@ pub struct KeyOrder {
     equal_keys: bool,
 }
 
-impl Default for KeyOrder {
-    fn default() -> Self {
+impl KeyOrder {
+    /// No map built yet (usable in a `const` thread-local).
+    pub const fn new() -> Self {
         KeyOrder {
             len: usize::MAX,
             order: [0; SMALL],
             equal_keys: false,
         }
+    }
+}
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        KeyOrder::new()
     }
 }
 

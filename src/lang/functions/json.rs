@@ -25,7 +25,7 @@ const MAX_DEPTH: u32 = 100;
 /// the document to serde_json.
 pub fn parse(text: &str) -> Option<Value> {
     thread_local! {
-        static LAST_SHAPE: Cell<Shape> = Cell::new(Shape::default());
+        static LAST_SHAPE: Cell<Shape> = const { Cell::new(Shape::new()) };
         static ENTRIES: Cell<Vec<(Str, Value)>> = const { Cell::new(Vec::new()) };
     }
     let mut p = Parser {
@@ -60,6 +60,15 @@ struct Shape {
     /// document is exactly their bytes); empty when some key had them.
     keys: Vec<Str>,
     order: KeyOrder,
+}
+
+impl Shape {
+    const fn new() -> Self {
+        Shape {
+            keys: Vec::new(),
+            order: KeyOrder::new(),
+        }
+    }
 }
 
 /// Reads by returning values, not `Option`s: a failed read sets
