@@ -37,13 +37,23 @@ fn pipeline(steps: &str) -> shipd::config::AgentConfig {
     }
 }
 
+/// `N` events of `line`, each a slice of one buffer as the file source
+/// cuts lines out of what it read: the lines lie one after another,
+/// wherever earlier allocations (loading the pipeline) left holes.
 fn batch(line: &str) -> EventBatch {
     let resource = Arc::new(Resource::default());
     let source: Arc<str> = Arc::from("app");
-    let mut b = EventBatch::from_source(&source, N);
+    let stride = line.len() + 1;
+    let mut read = Vec::with_capacity(N * stride);
     for _ in 0..N {
+        read.extend_from_slice(line.as_bytes());
+        read.push(b'\n');
+    }
+    let read = Bytes::from(read);
+    let mut b = EventBatch::from_source(&source, N);
+    for i in 0..N {
         b.push(Event::Log(LogRecord::new(
-            Value::Bytes(Bytes::copy_from_slice(line.as_bytes())),
+            Value::Bytes(read.slice(i * stride..i * stride + line.len())),
             Arc::clone(&resource),
         )));
     }
