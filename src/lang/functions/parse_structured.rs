@@ -313,11 +313,10 @@ impl NamedCaptures {
     /// convert.
     #[cold]
     fn first_failure(&self, slots: &regex::CaptureLocations, text: &str) -> String {
-        let mut by_group: Vec<&CaptureField> = self.fields.iter().collect();
-        by_group.sort_by_key(|f| f.group);
-        by_group
-            .into_iter()
-            .find(|f| f.value(slots, text).is_err())
+        self.fields
+            .iter()
+            .filter(|f| f.value(slots, text).is_err())
+            .min_by_key(|f| f.group)
             .map(|f| {
                 let name = &f.name;
                 let text = f.text(slots, text).unwrap_or_default();
