@@ -32,6 +32,9 @@ pub struct Agent {
     stop_sampler: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<()>>,
     pub started: Instant,
+    /// When the last snapshot read the peak (since start): later samples
+    /// are not part of the run it measured.
+    snapshot_at: Option<Duration>,
 }
 
 impl Agent {
@@ -97,6 +100,7 @@ impl Agent {
             stop_sampler,
             sampler: Some(sampler),
             started,
+            snapshot_at: None,
         })
     }
 
@@ -111,6 +115,7 @@ impl Agent {
                 "shipd exited early: {status}"
             )));
         }
+        self.snapshot_at = Some(self.started.elapsed());
         snapshot(self.child.id())
     }
 
@@ -126,12 +131,13 @@ impl Agent {
         }
     }
 
-    /// Median resident set of the samples taken after `from` (since start).
+    /// Median resident set of the samples taken after `from` (since start)
+    /// and up to the last snapshot (whose peak must not be below it).
     pub fn steady_rss(&self, from: Duration) -> u64 {
         let mut rss: Vec<u64> = match self.samples.lock() {
             Ok(s) => s
                 .iter()
-                .filter(|(t, _)| *t >= from)
+                .filter(|(t, _)| *t >= from && self.snapshot_at.is_none_or(|at| *t <= at))
                 .map(|(_, r)| *r)
                 .collect(),
             Err(_) => Vec::new(),
